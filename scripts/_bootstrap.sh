@@ -1,0 +1,73 @@
+# Shared by scripts/serve and scripts/test: make sure the system packages and the virtualenv are there.
+# Idempotent: a second run installs nothing and takes about a second.
+# shellcheck shell=bash
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+# Debian packages the code needs at run time (kept in one place; see docs/deploy.md for what each is for).
+APT_PACKAGES=(
+  postgresql-client  # pg_isready/psql, used by scripts/test and handy for operators
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*  (run as root or install sudo)"; return 1; fi
+}
+
+apt_missing() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  printf '%s\n' "${missing[@]}"
+}
+
+ensure_apt() {
+  local missing
+  mapfile -t missing < <(apt_missing "$@" | sed '/^$/d')
+  ((${#missing[@]})) || return 0
+  log "installing Debian packages: ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+    || { as_root apt-get update -q && as_root env DEBIAN_FRONTEND=noninteractive \
+         apt-get install -y --no-install-recommends "${missing[@]}"; }
+}
+
+find_python() {
+  local c
+  for c in python3.11 python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+      echo "$c"; return 0
+    fi
+  done
+  log "Python 3.11 is required (Debian bookworm: apt-get install python3 python3-venv)"; return 1
+}
+
+ensure_venv() {
+  if [[ ! -x "$PY" ]]; then
+    local py; py=$(find_python)
+    log "creating $VENV"
+    if ! "$py" -m venv "$VENV" 2>/dev/null; then
+      rm -rf "$VENV"; ensure_apt python3-venv; "$py" -m venv "$VENV"
+    fi
+    "$PY" -m pip install -q --upgrade pip
+  fi
+  # Reinstall only when the requirements changed.
+  local stamp="$VENV/.voiceivr-installed" want
+  want=$(cat setup.cfg pyproject.toml scripts/_bootstrap.sh | sha256sum | cut -d' ' -f1)
+  if [[ ! -f "$stamp" || $(cat "$stamp") != "$want" ]]; then
+    log "installing voiceivr and its dependencies into .venv"
+    "$PY" -m pip install -q -e ".[dev]"
+    echo "$want" > "$stamp"
+  fi
+}
+
+bootstrap() {
+  ensure_apt "${APT_PACKAGES[@]}"
+  ensure_venv
+}

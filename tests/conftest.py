@@ -1,0 +1,76 @@
+"""Shared fixtures: fresh databases on SQLite and on the real PostgreSQL server.
+
+PostgreSQL tests are marked ``postgres``. They need ``VOICEIVR_TEST_POSTGRES_URL`` (a superuser URL; each
+test gets a database of its own, created and dropped here). ``scripts/test`` sets it and also sets
+``VOICEIVR_TEST_REQUIRE_POSTGRES=1``, so there a missing server fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
+
+from voiceivr.db.engine import make_engine
+
+PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
+REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
+
+
+def _pg_admin_engine() -> Engine:
+    if not PG_ADMIN_URL:
+        if REQUIRE_PG:
+            pytest.fail("VOICEIVR_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
+        pytest.skip("PostgreSQL test: set VOICEIVR_TEST_POSTGRES_URL (scripts/test does)")
+    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc.orig}")
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable")
+    return engine
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for this test; dropped afterwards."""
+    admin = _pg_admin_engine()
+    name = f"voiceivr_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/voiceivr.sqlite3"  # type: ignore[str-bytes-safe]
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on both backends."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def migrated_engine(db_url: str) -> Iterator[Engine]:
+    from voiceivr.db import migrate
+
+    engine = make_engine(db_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -1,0 +1,43 @@
+"""What every command shares: settings and the database engine, built on first use."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import click
+from sqlalchemy.engine import Engine
+
+from voiceivr.settings import SettingInfo, Settings, load_settings
+
+
+class AppContext:
+    """What every command may need, built on first use so ``--help`` never touches config or database."""
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+
+    @cached_property
+    def loaded(self) -> tuple[Settings, list[SettingInfo]]:
+        return load_settings()
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded[0]
+
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from voiceivr.db.engine import engine_from_settings
+
+            self._engine = engine_from_settings(self.settings)
+        return self._engine
+
+    def ready_engine(self) -> Engine:
+        """An engine whose schema matches this code (else a clear error telling to upgrade)."""
+        from voiceivr.db.migrate import require_current
+
+        engine = self.engine()
+        require_current(engine)
+        return engine
+
+
+pass_app = click.make_pass_decorator(AppContext, ensure=True)

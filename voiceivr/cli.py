@@ -1,0 +1,102 @@
+"""The ``voiceivr`` command.
+
+Each area keeps its commands beside its code (``voiceivr/<area>/commands.py``) and registers them here.
+Errors an operator can meet (bad settings, database down, broken dialplan) print one line saying what is
+wrong and, on the next, what to do; the exit code is non-zero; there is no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError
+
+from voiceivr import __version__, logs
+from voiceivr.app import AppContext, pass_app
+from voiceivr.errors import VoiceivrError
+
+
+def report_error(message: str, hint: str | None) -> None:
+    click.echo(f"voiceivr: error: {message}", err=True)
+    if hint:
+        click.echo(f"voiceivr: hint: {hint}", err=True)
+
+
+class VoiceivrGroup(click.Group):
+    """Turns the errors we expect into one readable line and a non-zero exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VoiceivrError as exc:
+            report_error(str(exc), exc.hint)
+            sys.exit(exc.exit_code)
+        except OperationalError as exc:
+            from voiceivr.db.engine import describe_operational_error
+
+            app = ctx.find_object(AppContext)
+            url = app.settings.database_url() if app else "?"
+            err = describe_operational_error(url, exc)
+            report_error(str(err), err.hint)
+            sys.exit(1)
+
+
+@click.group(cls=VoiceivrGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="voiceivr")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """voiceivr: a voice agent that answers phone calls.
+
+    Low-risk requests run at once (the fast path); money movement and identity changes go through a safe
+    path of read-back confirmation, an out-of-band code bound to the exact action, and a tamper-evident
+    audit trail.
+    """
+    app = ctx.ensure_object(AppContext)
+    try:
+        logs.configure(app.settings.log.level, app.settings.log.json)
+    except VoiceivrError:
+        logs.configure()  # the command itself will report the configuration error
+
+
+@cli.group()
+def config() -> None:
+    """Show the effective settings."""
+
+
+@config.command("show")
+@click.option("--docs", is_flag=True, help="Also print what each setting means.")
+@pass_app
+def config_show(app: AppContext, docs: bool) -> None:
+    """Every setting, its value and where it came from (default, voiceivr.toml, or VOICEIVR_* environment).
+
+    Secrets (passwords in URLs, tokens) are masked.
+    """
+    _, info = app.loaded
+    width = max(len(i.name) for i in info)
+    section = None
+    for item in info:
+        if item.section != section:
+            if section is not None:
+                click.echo("")
+            click.echo(f"[{item.section}]")
+            section = item.section
+        click.echo(f"{item.name:<{width}} = {item.shown_value():<40} ({item.source})")
+        if docs and item.doc:
+            click.echo(f"{'':<{width}}   # {item.doc}")
+
+
+def _register() -> None:
+    from voiceivr.audit.commands import audit
+    from voiceivr.db.commands import db
+
+    cli.add_command(db)
+    cli.add_command(audit)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="voiceivr")

@@ -1,0 +1,95 @@
+"""``voiceivr db``: create, migrate and inspect the database."""
+
+from __future__ import annotations
+
+import click
+
+from voiceivr.app import AppContext, pass_app
+from voiceivr.db import migrate
+from voiceivr.db.engine import check_connection, redacted
+from voiceivr.db.roles import create_app_role, refresh_grants_if_role_exists
+
+
+@click.group()
+def db() -> None:
+    """Create, migrate and inspect the database (SQLite by default, PostgreSQL by URL)."""
+
+
+@db.command()
+@click.argument("revision", default="head")
+@pass_app
+def upgrade(app: AppContext, revision: str) -> None:
+    """Migrate the database up to REVISION (default: the newest)."""
+    engine = app.engine()
+    check_connection(engine)
+    before = migrate.current_revision(engine)
+    migrate.upgrade(engine, revision)
+    after = migrate.current_revision(engine)
+    if refresh_grants_if_role_exists(engine, app.settings.audit.app_role):
+        click.echo(f"grants refreshed for role {app.settings.audit.app_role}")
+    url = redacted(app.settings.database_url())
+    if before == after:
+        click.echo(f"{url}: already at {after}")
+    else:
+        click.echo(f"{url}: {before or 'empty'} -> {after}")
+
+
+@db.command()
+@click.argument("revision")
+@pass_app
+def downgrade(app: AppContext, revision: str) -> None:
+    """Migrate the database down to REVISION (`base` removes every voiceivr table)."""
+    engine = app.engine()
+    check_connection(engine)
+    before = migrate.current_revision(engine)
+    migrate.downgrade(engine, revision)
+    after = migrate.current_revision(engine)
+    click.echo(f"{redacted(app.settings.database_url())}: {before or 'empty'} -> {after or 'empty'}")
+
+
+@db.command()
+@pass_app
+def current(app: AppContext) -> None:
+    """Print the database's revision and whether it is the newest."""
+    engine = app.engine()
+    check_connection(engine)
+    rev = migrate.current_revision(engine)
+    head = migrate.head_revision()
+    state = "up to date" if rev == head else f"behind: newest is {head}, run `voiceivr db upgrade`"
+    click.echo(f"{rev or 'empty'} ({state})")
+
+
+@db.command()
+def history() -> None:
+    """List the migrations, oldest first."""
+    for rev, down, message in migrate.history():
+        click.echo(f"{rev}  (after {down or 'base'})  {message.splitlines()[0] if message else ''}")
+
+
+@db.command("check")
+@pass_app
+def check(app: AppContext) -> None:
+    """Exit 1 if the database schema differs from the models (a migration is missing)."""
+    engine = app.ready_engine()
+    diff = migrate.schema_diff(engine)
+    if diff:
+        for item in diff:
+            click.echo(f"differs: {item}")
+        raise SystemExit(1)
+    click.echo("schema matches the models")
+
+
+@db.command("create-app-role")
+@click.option("--role", default=None, help="Role name (default: the audit.app_role setting).")
+@click.option("--password", default=None, help="Password for the role (omit with trust/peer auth).")
+@pass_app
+def create_role(app: AppContext, role: str | None, password: str | None) -> None:
+    """Create the least-privilege PostgreSQL role the application connects as.
+
+    Run it as the database owner after `voiceivr db upgrade`. The role may only INSERT and SELECT on
+    audit_events and owns nothing, so it cannot UPDATE, DELETE, TRUNCATE or disable the triggers.
+    """
+    engine = app.ready_engine()
+    name = role or app.settings.audit.app_role
+    created = create_app_role(engine, name, password)
+    click.echo(f"role {name} {'created' if created else 'already existed'}; grants applied")

@@ -1,0 +1,188 @@
+"""The database schema, as SQLAlchemy 2 typed models.
+
+The migrations in ``migrations/`` must produce exactly this schema; a test runs alembic's autogenerate
+comparison against a migrated database and fails on any difference.
+
+Times are stored timezone-aware (UTC). Free text that may hold what a caller said or keyed (transcripts,
+digits) lives only in the audit trail and in ``turns.transcript``; it never goes into log messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations and models agree on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+UtcDateTime = DateTime(timezone=True)
+
+
+class DialplanVersion(Base):
+    """A published dialplan. The newest version of a name is the live one for new calls."""
+
+    __tablename__ = "dialplan_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "version", name="uq_dialplan_versions_name_version"),
+        UniqueConstraint("name", "sha256", name="uq_dialplan_versions_name_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)  # the YAML exactly as published
+    published_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(128), default="")
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    node: Mapped[str] = mapped_column(String(128), default="")  # which worker/box handled it
+    source: Mapped[str] = mapped_column(String(16), default="sip")  # sip | replay | simulate | test
+    sip_call_id: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    caller_uri: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    dialplan_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dialplan_versions.id"), nullable=True
+    )
+    outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)  # resolved | transferred | ...
+    resolved_tasks: Mapped[int] = mapped_column(Integer, default=0)
+    engine_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    stats_json: Mapped[str] = mapped_column(Text, default="{}")  # per-stage latencies, barge-ins, costs
+
+
+class Turn(Base):
+    __tablename__ = "turns"
+    __table_args__ = (UniqueConstraint("call_id", "idx", name="uq_turns_call_id_idx"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    node: Mapped[str] = mapped_column(String(128), default="")  # dialplan node
+    input_kind: Mapped[str] = mapped_column(String(16), default="none")  # speech | dtmf | none
+    transcript: Mapped[str | None] = mapped_column(Text, nullable=True)
+    intent: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    tier: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    prompt_played_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    barged_in: Mapped[bool] = mapped_column(Boolean, default=False)
+    latencies_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AuditEvent(Base):
+    """One row of the hash-chained, append-only audit trail (see ``voiceivr.audit.chain``).
+
+    The database refuses UPDATE, DELETE and TRUNCATE here (triggers); on PostgreSQL the application role
+    may only INSERT and SELECT. ``payload`` is canonical JSON text, kept byte-exact so the hash can be
+    recomputed.
+    """
+
+    __tablename__ = "audit_events"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                     autoincrement=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    call_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class PendingConfirmation(Base):
+    """An out-of-band code sent (SMS) or expected (TOTP) for one exact action."""
+
+    __tablename__ = "pending_confirmations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    call_id: Mapped[str] = mapped_column(String(36), index=True)
+    session_id: Mapped[str] = mapped_column(String(64))
+    principal: Mapped[str] = mapped_column(String(128))  # the authenticated customer
+    action_type: Mapped[str] = mapped_column(String(64))
+    action_digest: Mapped[str] = mapped_column(String(64))  # HMAC over the action's exact parameters
+    channel: Mapped[str] = mapped_column(String(16))  # sms | totp
+    destination_masked: Mapped[str] = mapped_column(String(32), default="")
+    code_mac: Mapped[str] = mapped_column(String(64), default="")  # HMAC(code, digest, nonce); never the code
+    nonce: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|verified|expired|locked|void
+    verified_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class SmsOutbox(Base):
+    """Messages to send; one row per confirmation, so a retry never sends a second SMS."""
+
+    __tablename__ = "sms_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    confirmation_id: Mapped[str] = mapped_column(
+        ForeignKey("pending_confirmations.id"), unique=True
+    )
+    to_number: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)  # cleared once the provider accepted it
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ActionRun(Base):
+    """One execution of a dialplan action, at most once per idempotency key."""
+
+    __tablename__ = "action_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    call_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    action_type: Mapped[str] = mapped_column(String(64))
+    params_json: Mapped[str] = mapped_column(Text)
+    risk: Mapped[str] = mapped_column(String(8))  # low | high
+    intent_audit_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|running|succeeded|failed
+    result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+Index("ix_action_runs_status", ActionRun.status)

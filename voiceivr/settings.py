@@ -1,0 +1,237 @@
+"""Settings: small dataclasses, one per concern, each default documented beside it.
+
+Where a value comes from, in rising precedence:
+  1. the default written here;
+  2. ``voiceivr.toml`` (or the file named by ``VOICEIVR_CONFIG``), a table per section::
+
+         [database]
+         url = "postgresql+psycopg://voiceivr@127.0.0.1/voiceivr"
+
+  3. the environment: ``VOICEIVR_<SECTION>_<KEY>``, e.g. ``VOICEIVR_DATABASE_URL``.
+
+``load_settings()`` returns the settings and, for every key, where its value came from, so that
+``voiceivr config show`` can tell an operator why a value is what it is.
+
+A new concern adds a dataclass here and a field on :class:`Settings`; nothing else needs to change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voiceivr.errors import ConfigError
+
+ENV_PREFIX = "VOICEIVR_"
+CONFIG_ENV = "VOICEIVR_CONFIG"
+DEFAULT_CONFIG_FILE = "voiceivr.toml"
+
+
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A dataclass field with its documentation and whether it must be masked when shown."""
+    if isinstance(default, list | dict):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"doc": doc, "secret": secret})
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass
+class PathSettings:
+    var_dir: Path = setting(Path("var"), "Where the SQLite database, recordings and caches live.")
+
+
+@dataclass
+class DatabaseSettings:
+    url: str = setting(
+        "",
+        "SQLAlchemy URL. Empty means an SQLite file at <var_dir>/voiceivr.sqlite3. "
+        "PostgreSQL: postgresql+psycopg://USER@HOST:PORT/DB.",
+        secret=True,
+    )
+    connect_timeout_s: float = setting(5.0, "How long to wait for the database before giving up.")
+    echo: bool = setting(False, "Log every SQL statement (debugging only).")
+
+
+@dataclass
+class AuditSettings:
+    app_role: str = setting(
+        "voiceivr_app",
+        "PostgreSQL role the application connects as; `voiceivr db create-app-role` creates it with "
+        "INSERT/SELECT only on audit_events.",
+    )
+
+
+@dataclass
+class LogSettings:
+    level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING, ERROR.")
+    json: bool = setting(False, "One JSON object per log line instead of key=value text.")
+
+
+@dataclass
+class Settings:
+    paths: PathSettings = field(default_factory=PathSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+    def database_url(self) -> str:
+        """The effective database URL (the SQLite default spelled out)."""
+        if self.database.url:
+            return self.database.url
+        return f"sqlite:///{(self.paths.var_dir / 'voiceivr.sqlite3').as_posix()}"
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    section: str
+    key: str
+    value: Any
+    source: str  # "default", the config file path, or the environment variable name
+    doc: str
+    secret: bool
+
+    @property
+    def name(self) -> str:
+        return f"{self.section}.{self.key}"
+
+    def shown_value(self) -> str:
+        if self.secret and self.value:
+            return mask_secret(str(self.value))
+        if isinstance(self.value, Path):
+            return self.value.as_posix()
+        if isinstance(self.value, list):
+            return ",".join(str(v) for v in self.value)
+        return str(self.value)
+
+
+def mask_secret(value: str) -> str:
+    """Hide passwords inside URLs and whole tokens elsewhere."""
+    if "://" in value:
+        scheme, rest = value.split("://", 1)
+        if "@" in rest:
+            creds, host = rest.rsplit("@", 1)
+            if ":" in creds:
+                user = creds.split(":", 1)[0]
+                return f"{scheme}://{user}:***@{host}"
+        return value
+    return "***"
+
+
+def _coerce(raw: Any, annotation: Any, where: str) -> Any:
+    """Turn a TOML or environment value into the field's type, or say precisely why not."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if raw in (None, "") and len(args) != len(typing.get_args(annotation)):
+            return None
+        annotation = args[0]
+        origin = typing.get_origin(annotation)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        items = [s.strip() for s in raw.split(",") if s.strip()] if isinstance(raw, str) else raw
+        if not isinstance(items, list):
+            raise ConfigError(f"{where}: expected a list, got {raw!r}")
+        return [_coerce(i, item_type, where) for i in items]
+    if annotation is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{where}: expected true or false, got {raw!r}")
+    if annotation in (int, float):
+        if isinstance(raw, bool):
+            raise ConfigError(f"{where}: expected a number, got {raw!r}")
+        try:
+            return annotation(raw)
+        except (TypeError, ValueError):
+            kind = "a whole number" if annotation is int else "a number"
+            raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+    if annotation is Path:
+        return Path(str(raw))
+    if annotation is str:
+        if not isinstance(raw, str):
+            raise ConfigError(f"{where}: expected a string, got {raw!r}")
+        return raw
+    return raw
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> tuple[Settings, list[SettingInfo]]:
+    """Build the effective settings and the provenance of every key."""
+    env = dict(os.environ if environ is None else environ)
+    if config_file is None:
+        named = env.get(CONFIG_ENV)
+        if named:
+            config_file = Path(named)
+            if not config_file.exists():
+                raise ConfigError(f"{CONFIG_ENV}={named}: no such file")
+        else:
+            config_file = Path(DEFAULT_CONFIG_FILE)
+    file_values = _read_config_file(config_file) if config_file.exists() else {}
+
+    settings = Settings()
+    info: list[SettingInfo] = []
+    known_sections = {f.name for f in dataclasses.fields(Settings)}
+    for section_name in file_values:
+        if section_name not in known_sections:
+            raise ConfigError(
+                f"{config_file}: unknown section [{section_name}]; known: {', '.join(sorted(known_sections))}"
+            )
+
+    for section_field in dataclasses.fields(Settings):
+        section = getattr(settings, section_field.name)
+        hints = typing.get_type_hints(type(section))
+        file_section = file_values.get(section_field.name, {})
+        if not isinstance(file_section, dict):
+            raise ConfigError(f"{config_file}: [{section_field.name}] must be a table")
+        known_keys = {f.name for f in dataclasses.fields(section)}
+        for key in file_section:
+            if key not in known_keys:
+                raise ConfigError(
+                    f"{config_file}: unknown key {section_field.name}.{key}; "
+                    f"known: {', '.join(sorted(known_keys))}"
+                )
+        for f in dataclasses.fields(section):
+            source = "default"
+            value = getattr(section, f.name)
+            if f.name in file_section:
+                where = f"{config_file}: {section_field.name}.{f.name}"
+                value = _coerce(file_section[f.name], hints[f.name], where)
+                source = str(config_file)
+            env_name = f"{ENV_PREFIX}{section_field.name}_{f.name}".upper()
+            if env_name in env:
+                value = _coerce(env[env_name], hints[f.name], env_name)
+                source = env_name
+            setattr(section, f.name, value)
+            info.append(
+                SettingInfo(
+                    section=section_field.name,
+                    key=f.name,
+                    value=value,
+                    source=source,
+                    doc=f.metadata.get("doc", ""),
+                    secret=bool(f.metadata.get("secret", False)),
+                )
+            )
+    return settings, info
