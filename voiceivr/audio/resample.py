@@ -88,12 +88,28 @@ class StreamResampler:
         self._history = buf[len(buf) - (self._taps - 1) :].copy()
         if not len(n):
             return np.zeros(0, dtype=np.float64)
-        pos = n * self.down
-        q = pos // self.up  # newest input sample each output needs
-        r = pos % self.up  # which polyphase branch
-        local = q - first + (self._taps - 1)  # index into buf
-        idx = local[:, None] - np.arange(self._taps)[None, :]
-        return np.einsum("ij,ij->i", buf[idx], self._phases[r])
+        local_first = n[0] * self.down // self.up - first + (self._taps - 1)
+        if len(n) < 4 * self.up:
+            pos = n * self.down
+            q = pos // self.up  # newest input sample each output needs
+            r = pos % self.up  # which polyphase branch
+            local = q - first + (self._taps - 1)  # index into buf
+            idx = local[:, None] - np.arange(self._taps)[None, :]
+            return np.einsum("ij,ij->i", buf[idx], self._phases[r])
+        return self._by_phase(buf, n, local_first)
+
+    def _by_phase(self, buf: npt.NDArray[np.float64], n: npt.NDArray[np.int64], local_first: int) -> npt.NDArray[np.float64]:
+        """Long buffers: outputs n0, n0+up, n0+2*up... share a branch and step `down` inputs apart, so each
+        branch is one strided matrix-vector product over a zero-copy window view (no index arrays)."""
+        windows = np.lib.stride_tricks.sliding_window_view(buf, self._taps)[:, ::-1]  # row i ends at buf[i+taps-1]
+        out = np.empty(len(n), dtype=np.float64)
+        base = int(n[0])
+        for k in range(min(self.up, len(n))):
+            pos = (base + k) * self.down
+            q_local = pos // self.up - (base * self.down // self.up) + local_first
+            rows = windows[q_local - (self._taps - 1) :: self.down][: len(range(k, len(n), self.up))]
+            out[k :: self.up] = rows @ self._phases[pos % self.up]
+        return out
 
     def process(self, pcm: Pcm) -> Pcm:
         return _to_int16(self.process_float(pcm.astype(np.float64)))
