@@ -402,25 +402,28 @@ def write_readme(entries: list[Entry]) -> None:
 
 
 def measure_cmn() -> None:
-    """Decode the telephone phrase fixtures and print pocketsphinx's resulting cepstral mean."""
-    from voiceivr.audio.frames import split_frames
-    from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
+    """Print the cepstral mean pocketsphinx should start each telephone turn from.
 
-    engine = PocketsphinxEngine(cmn=None)
+    Each phrase fixture (clean `tel` and `noisy` alike, so the preset sits between a quiet and a noisy line)
+    is decoded as one whole utterance, which sets the decoder's CMN to that utterance's mean; the printed
+    value is the average over all of them. It goes into TELEPHONE_CMN in voiceivr/speech/stt/pocketsphinx_stt.py.
+    """
+    from pocketsphinx import Config, Decoder
+
+    decoder = Decoder(Config(lm=None, loglevel="FATAL"))
+    decoder.add_keyphrase("k", "hello")  # any search: only the front end's mean is wanted
+    decoder.activate_search("k")
     manifest = json.loads((OUT / "manifest.json").read_text())
-    phrases = sorted({e["text"] for e in manifest if e["kind"] == "phrase"})
     means = []
     for e in manifest:
-        if e["kind"] != "phrase" or e["channel"] != "tel":
+        if e["kind"] != "phrase" or e["intent"] == "long":
             continue
-        stream = engine.stream(RATE, phrases)
-        for frame in split_frames(read_wav(OUT / e["file"]).mono(), RATE):
-            stream.feed(frame)
-        dec = stream._dec.decoder
-        stream.finish()
-        means.append([float(v) for v in dec.get_cmn().split(",")])
-    mean = np.mean(np.array(means), axis=0)
-    print(",".join(f"{v:.2f}" for v in mean))
+        pcm = resample(read_wav(OUT / e["file"]).mono(), RATE, 16000)
+        decoder.start_utt()
+        decoder.process_raw(pcm.astype("<i2").tobytes(), False, True)
+        decoder.end_utt()
+        means.append([float(v) for v in decoder.get_cmn().split(",")])
+    print(",".join(f"{v:.2f}" for v in np.mean(np.array(means), axis=0)))
 
 
 def main() -> None:

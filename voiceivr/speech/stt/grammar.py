@@ -94,10 +94,18 @@ def check_vocabulary(
 
 
 def to_jsgf(name: str, phrases: Sequence[Sequence[str]]) -> str:
-    """A JSGF grammar accepting exactly one of the phrases. Words are quoted, so apostrophes are safe."""
+    """A JSGF grammar accepting exactly one of the phrases.
+
+    pocketsphinx keeps JSGF quotes as part of the word, so words go in bare; :func:`normalize` guarantees
+    they are only lowercase letters and inner apostrophes.
+    """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise GrammarError(f"grammar name {name!r} must be an identifier")
-    unique = list(dict.fromkeys(" ".join(f'"{w}"' for w in p) for p in phrases))
+    for phrase in phrases:
+        for word in phrase:
+            if not re.fullmatch(r"[a-z0-9]+(?:'[a-z]+)*", word):
+                raise GrammarError(f"grammar word {word!r} has characters a JSGF grammar cannot carry")
+    unique = list(dict.fromkeys(" ".join(p) for p in phrases))
     if not unique:
         raise GrammarError("a grammar needs at least one phrase")
     body = "\n    | ".join(f"( {alt} )" for alt in unique)

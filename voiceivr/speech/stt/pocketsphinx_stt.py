@@ -39,7 +39,7 @@ MODEL_RATE = 16000
 # Cepstral mean of 8 kHz telephone speech (300-3400 Hz, G.711) upsampled to 16 kHz, measured with get_cmn()
 # after decoding the telephone fixtures (scripts/make_fixtures.py --measure-cmn). The model's default
 # (40,3,-1,...) belongs to wide-band microphone speech; starting there costs ~12 points of accuracy.
-TELEPHONE_CMN = "50.09,-1.52,-13.13,6.40,-12.91,-5.08,-11.89,-5.13,-4.01,-0.51,-4.66,-0.52,-1.96"
+TELEPHONE_CMN = "44.84,24.74,-51.47,37.32,-29.21,-11.09,12.47,-37.57,14.52,-16.01,-8.27,8.41,-19.28"
 PARTIAL_EVERY_S = 0.2  # how often feed() returns a partial hypothesis
 DITHER_LSB = 2.0  # standard deviation of the noise added against digital silence, in 16-bit steps
 MAX_GRAMMARS_PER_DECODER = 64
