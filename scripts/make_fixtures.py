@@ -83,7 +83,8 @@ ESPEAK_VOICES = [
 NOISY_VOICES = ("espeak-us", "piper-joe")
 KOREAN = {
     "ko_balance": "잔액을 확인하고 싶습니다",
-    "ko_agent": "상담원을 연결해 주세요",
+    "ko_agent": "직원을 연결해 주세요",
+    "ko_transfer": "송금 하고 싶어요",
     "ko_hello": "안녕하세요 감사합니다",
 }
 
