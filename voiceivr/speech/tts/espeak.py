@@ -277,11 +277,11 @@ def _word_marks(
         merged.append((tokens[k][2], sample))
         last_token = k
     marks: list[WordMark] = []
-    for i, (word, start) in enumerate(merged):
-        stop = merged[i + 1][1] if i + 1 < len(merged) else length
-        s = (offset + start) * rate // native
-        e = (offset + max(stop, start)) * rate // native
-        marks.append(WordMark(word, s, e))
+    starts = [(offset + start) * rate // native for _, start in merged]
+    for i, (word, _) in enumerate(merged):
+        # a word ends where the next begins; the last one ends with the audio (rounded up, as the output is)
+        end = starts[i + 1] if i + 1 < len(merged) else -(-(offset + length) * rate // native)
+        marks.append(WordMark(word, starts[i], max(end, starts[i])))
     return marks
 
 
