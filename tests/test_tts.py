@@ -3,6 +3,7 @@ the asked rate; what they say is recognised back by the grammar STT; the prompt 
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from pathlib import Path
@@ -45,7 +46,7 @@ def test_stream_yields_sentences_with_word_marks(espeak: EspeakEngine) -> None:
     total = sum(len(c.pcm) for c in chunks)
     assert all(m.start_sample <= m.end_sample <= total for m in marks)
     assert marks[-1].end_sample == total
-    assert all(a.end_sample <= b.start_sample + 1 for a, b in zip(marks, marks[1:], strict=False))  # no overlap
+    assert all(a.end_sample <= b.start_sample + 1 for a, b in itertools.pairwise(marks))  # no overlap
     whole = espeak.synthesize(text, 8000)
     assert abs(len(whole.pcm) - total) < 160 and [m.word for m in whole.words] == text.split()
 
@@ -74,7 +75,7 @@ def test_cancel_from_another_thread_aborts_mid_sentence(espeak: EspeakEngine) ->
 
 
 def test_unknown_voice_is_a_clear_error() -> None:
-    with pytest.raises(EspeakError, match="speech.espeak_voice"):
+    with pytest.raises(EspeakError, match=r"speech\.espeak_voice"):
         EspeakEngine(voice="xx-nonexistent")
 
 
@@ -114,14 +115,17 @@ def test_piper_with_the_packaged_joe_voice() -> None:
     assert piper.capabilities.native_rate == 22050
     chunks = list(piper.stream("Welcome to First Bank. How can I help you?", 8000))
     assert len(chunks) == 2 and chunks[-1].final
-    assert [m.word for c in chunks for m in c.words] == "Welcome to First Bank. How can I help you?".split()
+    words = [m.word for c in chunks for m in c.words]
+    assert words == ["Welcome", "to", "First", "Bank.", "How", "can", "I", "help", "you?"]
     assert _round_trip(piper) == []
-    with pytest.raises(TtsModelError, match="speech.piper_voice"):
+    with pytest.raises(TtsModelError, match=r"speech\.piper_voice"):
         PiperEngine("/nonexistent/voice.onnx")
 
 
-@pytest.mark.skipif(os.environ.get("VOICEIVR_TEST_COQUI") != "1", reason="opt-in: VOICEIVR_TEST_COQUI=1 "
-                    "with voiceivr[coqui] installed (needs torch; see docs/speech.md)")
+@pytest.mark.skipif(
+    os.environ.get("VOICEIVR_TEST_COQUI") != "1",
+    reason="opt-in: VOICEIVR_TEST_COQUI=1 with voiceivr[coqui] installed (needs torch; see docs/speech.md)",
+)
 def test_coqui_on_a_tiny_model_built_here(tmp_path: Path) -> None:
     import torch
     from TTS.tts.configs.vits_config import VitsConfig

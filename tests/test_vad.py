@@ -115,13 +115,13 @@ def test_reset_and_timestamps_follow_the_call_clock(vad: SileroVad) -> None:
 
 
 def test_bad_settings_and_models_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(VoiceivrError, match="vad.neg_threshold"):
+    with pytest.raises(VoiceivrError, match=r"vad\.neg_threshold"):
         SileroVad(VadConfig(threshold=0.3, neg_threshold=0.5))
-    with pytest.raises(VadModelError, match="speech.silero_model"):
+    with pytest.raises(VadModelError, match=r"speech\.silero_model"):
         SileroVad(model=tmp_path / "missing.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a model")
-    with pytest.raises(VadModelError, match="speech.silero_model"):
+    with pytest.raises(VadModelError, match=r"speech\.silero_model"):
         SileroVad(model=junk)
 
 

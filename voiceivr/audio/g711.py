@@ -81,7 +81,7 @@ ULAW_SILENCE = 0xFF  # the code of a zero sample: idle telephone lines carry it
 ALAW_SILENCE = 0xD5
 
 
-def _index(pcm: Pcm) -> npt.NDArray[np.intp]:
+def _index(pcm: Pcm) -> npt.NDArray[np.int32]:
     return pcm.astype(np.int32) + 32768
 
 

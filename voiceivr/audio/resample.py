@@ -98,7 +98,9 @@ class StreamResampler:
             return np.einsum("ij,ij->i", buf[idx], self._phases[r])
         return self._by_phase(buf, n, local_first)
 
-    def _by_phase(self, buf: npt.NDArray[np.float64], n: npt.NDArray[np.int64], local_first: int) -> npt.NDArray[np.float64]:
+    def _by_phase(
+        self, buf: npt.NDArray[np.float64], n: npt.NDArray[np.int64], local_first: int
+    ) -> npt.NDArray[np.float64]:
         """Long buffers: outputs n0, n0+up, n0+2*up... share a branch and step `down` inputs apart, so each
         branch is one strided matrix-vector product over a zero-copy window view (no index arrays)."""
         windows = np.lib.stride_tricks.sliding_window_view(buf, self._taps)[:, ::-1]  # row i ends at buf[i+taps-1]

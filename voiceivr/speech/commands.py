@@ -21,7 +21,9 @@ from voiceivr.settings import Settings
 def _with_engine(settings: Settings, key: str, engine: str | None) -> Settings:
     if not engine:
         return settings
-    return dataclasses.replace(settings, speech=dataclasses.replace(settings.speech, **{key: engine}))
+    speech = dataclasses.replace(settings.speech)
+    setattr(speech, key, engine)
+    return dataclasses.replace(settings, speech=speech)
 
 
 def read_phrases(path: Path) -> list[str]:
@@ -38,7 +40,9 @@ def read_phrases(path: Path) -> list[str]:
 
 @click.command()
 @click.argument("text")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="WAV file to write.")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="WAV file to write."
+)
 @click.option("--engine", help="TTS engine (default: speech.tts_engine): espeak-ng, piper, coqui.")
 @click.option("--rate", type=int, default=8000, show_default=True, help="Sample rate of the output.")
 @click.option("--encoding", type=click.Choice(["pcm16", "mulaw", "alaw"]), default="pcm16", show_default=True)

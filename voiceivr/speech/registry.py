@@ -26,7 +26,9 @@ _built: dict[tuple[Any, ...], Any] = {}
 _built_lock = threading.Lock()
 
 
-def _register(table: dict[str, Callable[[Settings], E]], name: str) -> Callable[[Callable[[Settings], E]], Callable[[Settings], E]]:
+def _register(
+    table: dict[str, Callable[[Settings], E]], name: str
+) -> Callable[[Callable[[Settings], E]], Callable[[Settings], E]]:
     def decorate(factory: Callable[[Settings], E]) -> Callable[[Settings], E]:
         table[name] = factory
         return factory
@@ -60,7 +62,7 @@ def _once(kind: str, settings: Settings, build: Callable[[], E]) -> E:
     with _built_lock:
         if key not in _built:
             _built[key] = build()
-        return _built[key]  # type: ignore[no-any-return]
+        return _built[key]
 
 
 def build_vad(settings: Settings) -> VadEngine:

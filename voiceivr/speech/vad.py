@@ -83,7 +83,9 @@ def _session(path: Path) -> Any:
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
-            raise VadModelError(f"Silero VAD model {path} cannot be loaded (setting speech.silero_model): {exc}") from None
+            raise VadModelError(
+                f"Silero VAD model {path} cannot be loaded (setting speech.silero_model): {exc}"
+            ) from None
         names = {i.name for i in session.get_inputs()}
         if names != {"input", "state", "sr"}:
             raise VadModelError(

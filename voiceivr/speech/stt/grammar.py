@@ -19,9 +19,11 @@ class GrammarError(VoiceivrError):
     """A phrase cannot be turned into a grammar (empty, or a word with no pronunciation)."""
 
 
-_ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen " \
-    "sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 
 
 def number_words(n: int) -> list[str]:
@@ -48,8 +50,8 @@ def normalize(phrase: str) -> list[str]:
     text = phrase.lower().replace("’", "'")
     text = re.sub(r"\$(\d+)", r"\1 dollars", text)
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)  # 1,000 -> 1000
-    for symbol, words in _SYMBOLS.items():
-        text = text.replace(symbol, words)
+    for symbol, spoken in _SYMBOLS.items():
+        text = text.replace(symbol, spoken)
     words: list[str] = []
     for token in _TOKEN.findall(text):
         if token.isdigit():

@@ -81,6 +81,8 @@ class PocketsphinxStream(SttStream):
         self._rate = rate
         self._resampler = StreamResampler(rate, MODEL_RATE) if rate != MODEL_RATE else None
         self._rng = np.random.default_rng(0)
+        # the floor always lies in the telephone band: made at 8 kHz, upsampled for 16 kHz input
+        self._noise_up = StreamResampler(8000, rate) if rate != 8000 else None
         self._phrases = dec.grammars.get(search, []) if search else []
         self._samples = 0
         self._since_partial = 0
@@ -99,7 +101,13 @@ class PocketsphinxStream(SttStream):
     def _floor(self, pcm: np.ndarray) -> np.ndarray:
         """Add the noise floor at the input rate, before upsampling: noise above the telephone band would be
         energy the acoustic model never sees on a phone line (tried: it ruins accuracy)."""
-        x = pcm.astype(np.float64) + self._rng.normal(0.0, NOISE_FLOOR_LSB, len(pcm))
+        if self._noise_up is None:
+            noise = self._rng.normal(0.0, NOISE_FLOOR_LSB, len(pcm))
+        else:
+            n8 = len(pcm) * 8000 // self._rate
+            noise = self._noise_up.process_float(self._rng.normal(0.0, NOISE_FLOOR_LSB, n8))
+            noise = np.resize(noise, len(pcm)) if len(noise) != len(pcm) else noise
+        x = pcm.astype(np.float64) + noise
         return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
     def _process(self, pcm: np.ndarray) -> None:

@@ -53,7 +53,9 @@ def _model(path: Path) -> Any:
             try:
                 _MODELS[key] = vosk.Model(str(path))
             except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
-                raise SttModelError(f"vosk cannot load the model in {path} (setting speech.vosk_model): {exc}") from None
+                raise SttModelError(
+                    f"vosk cannot load the model in {path} (setting speech.vosk_model): {exc}"
+                ) from None
         return _MODELS[key]
 
 

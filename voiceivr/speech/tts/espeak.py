@@ -137,7 +137,7 @@ class _Espeak:
         while events[i].type != EVENT_LIST_TERMINATED:
             ev = events[i]
             if ev.type == EVENT_WORD:  # text_position is 1-based, in characters
-                c.words.append((max(ev.text_position - 1, 0), int(round(ev.audio_position * self.rate / 1000))))
+                c.words.append((max(ev.text_position - 1, 0), round(ev.audio_position * self.rate / 1000)))
             i += 1
         if numsamples > 0 and wav:
             c.pcm.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).astype(np.int16, copy=True))
@@ -183,7 +183,7 @@ def _library(library: str, data_path: str) -> _Espeak:
         if _INSTANCE is None:
             _INSTANCE = _Espeak(library, data_path)
             _INSTANCE_KEY = (library, data_path)
-        elif _INSTANCE_KEY != (library, data_path):
+        elif (library, data_path) != _INSTANCE_KEY:
             raise EspeakError(
                 "espeak-ng is already loaded in this process with another library or data path "
                 f"({_INSTANCE_KEY}); it is a process-wide singleton"
