@@ -13,9 +13,9 @@ ship inside the PyPI wheel, so it works offline out of the box.
   padded with digital silence: 3/8 right without, 8/8 with).
 - Confidence (grammar mode), calibrated on the fixtures: pocketsphinx's lattice posterior (``get_prob``)
   does not separate right from wrong results under a grammar (median 0.16 for both), but whether the
-  decoder ended on a whole grammar phrase does: :data:`CONF_WHOLE_PHRASE` when it did (88 % of those were
+  decoder ended on a whole grammar phrase does: :data:`CONF_WHOLE_PHRASE` when it did (89 of 96 were
   right, telephone and noisy fixtures and out-of-grammar human speech together), :data:`CONF_PART_PHRASE`
-  when it stopped inside one (none were right), 0 for no result. Free speech: the lattice posterior.
+  when it stopped inside one (0 of 16 were right), 0 for no result. Free speech: the lattice posterior.
 - It does **not** release the GIL while decoding: in a process that carries live media use it through
   :mod:`voiceivr.speech.stt.remote` (``speech.stt_workers``). Figures in docs/speech.md.
 
