@@ -75,11 +75,68 @@ class LogSettings:
 
 
 @dataclass
+class CallSettings:
+    end_of_turn_ms: int = setting(
+        600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase."
+    )
+    fast_end_of_turn_ms: int = setting(
+        200, "Silence that ends a turn when the partial transcript already matches an expected phrase."
+    )
+    max_utterance_s: float = setting(15.0, "Longest caller turn; the turn is closed after this much speech.")
+    preroll_ms: int = setting(300, "Audio before the detected onset that is also sent to the recogniser.")
+    barge_in: bool = setting(True, "Caller speech or a key press stops an interruptible prompt.")
+    barge_in_min_speech_ms: int = setting(
+        100, "Speech needed (from its onset) before it may interrupt a prompt."
+    )
+    backchannel: str = setting(
+        "stop",
+        "What short acknowledgements (uh-huh, okay) do during a prompt: 'stop' treats them as barge-in; "
+        "'ignore' lets the prompt go on (barge-in then waits for backchannel_max_ms of speech or a "
+        "non-backchannel word).",
+    )
+    backchannel_words: list[str] = setting(
+        ["uh huh", "uh-huh", "mm hmm", "mhm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
+        "Phrases counted as backchannels.",
+    )
+    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.")
+    echo_suppression: bool = setting(
+        True, "Remove the echo of our own prompts from the caller channel before the VAD listens."
+    )
+    lookahead_ms: int = setting(
+        400, "Agent audio queued ahead of the media clock (barge-in drops it all at once)."
+    )
+    idle_sleep_s: float = setting(
+        30.0, "After this much caller silence the call sleeps: no reprompts, only the VAD listens."
+    )
+    idle_hangup_s: float = setting(60.0, "After this much caller silence the call says goodbye and ends.")
+    idle_goodbye: str = setting(
+        "It seems you have stepped away. Please call again any time. Goodbye.", "Said before an idle hang-up."
+    )
+
+
+@dataclass
+class BudgetSettings:
+    """Milliseconds per stage of a turn (see voiceivr/call/budget.py for what each one measures)."""
+
+    capture: float = setting(250.0, "End of caller speech -> final transcript, end-of-turn wait included.")
+    intent: float = setting(60.0, "Transcript or digits -> intent decided (all router tiers).")
+    policy: float = setting(30.0, "Safe-path gate decisions of a turn.")
+    tool: float = setting(250.0, "Actions run in a turn.")
+    synthesis: float = setting(60.0, "Response decided -> its first audio frame queued.")
+    e2e: float = setting(400.0, "End of caller speech -> first agent audio sent (voice to voice).")
+
+    def of(self, stage: str) -> float:
+        return float(getattr(self, stage))
+
+
+@dataclass
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    call: CallSettings = field(default_factory=CallSettings)
+    budget: BudgetSettings = field(default_factory=BudgetSettings)
 
     def database_url(self) -> str:
         """The effective database URL (the SQLite default spelled out)."""
