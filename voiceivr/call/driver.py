@@ -87,7 +87,7 @@ def drive(
         if echo is not None:
             agent_history = np.concatenate([agent_history[n:], sent.astype(np.float32)])
             back = agent_history[-(delay + n) : len(agent_history) - delay]
-            back = np.convolve(back, [0.6, 0.3, 0.1], mode="same")  # the line's mild low-pass
+            back = np.convolve(back, [0.6, 0.3, 0.1], mode="same").astype(np.float32)  # mild line low-pass
             mixed = frame.astype(np.float32) + gain * back + rng.normal(0.0, noise, n)
             frame = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
         caller_out.append(frame)
