@@ -90,9 +90,11 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
+    from voiceivr.stats import stats
 
     cli.add_command(db)
     cli.add_command(audit)
+    cli.add_command(stats)
 
 
 _register()

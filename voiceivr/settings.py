@@ -130,6 +130,12 @@ class BudgetSettings:
 
 
 @dataclass
+class MetricsSettings:
+    port: int = setting(0, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
+    host: str = setting("127.0.0.1", "Address the /metrics endpoint binds to.")
+
+
+@dataclass
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -137,6 +143,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     call: CallSettings = field(default_factory=CallSettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
 
     def database_url(self) -> str:
         """The effective database URL (the SQLite default spelled out)."""

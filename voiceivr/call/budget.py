@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from voiceivr import metrics
 from voiceivr.settings import BudgetSettings
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class CallLatencies:
         breached = ms > budget
         self.samples[stage].append(ms)
         self.stats.add(stage, ms, breached)
+        metrics.observe_stage(stage, ms, breached)
         if breached:
             self.breaches.append((stage, ms))
             log.warning(

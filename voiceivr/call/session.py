@@ -670,6 +670,7 @@ class CallSession:
             "outcome": self.outcome,
             "resolved_tasks": self.brain.resolved_tasks(),
             "latency": self.latency.table(),
+            "latency_samples": {k: [round(x, 2) for x in v] for k, v in self.latency.samples.items()},
             "budget_breaches": [{"stage": s, "ms": round(ms, 1)} for s, ms in self.latency.breaches],
             "engine_seconds": self.costs.as_dict(),
         }
