@@ -50,7 +50,7 @@ class SimResult:
             "ended": self.ended,
             "unused_inputs": self.unused_inputs,
             "context": conv.context() if conv else None,
-            "events": [{"kind": e.kind, "at": round(e.at, 3), **_jsonable(e.data)} for e in self.events],
+            "events": [{"event": e.kind, "at": round(e.at, 3), **_jsonable(e.data)} for e in self.events],
         }
 
 

@@ -73,7 +73,11 @@ _NEGATORS = frozenset({"not", "isn't", "wasn't", "never"})
 
 
 def _negated(toks: Sequence[str], start: int) -> bool:
-    return any(t in _NEGATORS for t in toks[max(0, start - 2) : start])
+    """ "not fifteen", "not the checking": a negator right before the value (past a determiner)."""
+    i = start - 1
+    while i >= 0 and toks[i] in ("the", "my", "a", "an", "your"):
+        i -= 1
+    return i >= 0 and toks[i] in _NEGATORS
 
 
 _DETERMINERS = frozenset({"my", "the", "your", "our", "a", "an", "me"})
