@@ -587,7 +587,7 @@ class Conversation:
         parsed = self._parse_slot(spec, u.text, asked=True)
         if parsed is not None and self._valid(spec, parsed.value):
             self._set_slot(spec, parsed.value, u.kind)
-            self._fill_from(u.text, node, asked=spec.name)
+            self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
             self.no_match_count = self.no_input_count = 0
             self._enter_continue()
             return
@@ -731,10 +731,13 @@ class Conversation:
             return extract_text(text) if asked else None
         return None
 
-    def _fill_from(self, text: str, node: Node, asked: str | None, bare_numbers: bool = False) -> list[str]:
+    def _fill_from(self, text: str, node: Node, asked: str | None, bare_numbers: bool = False,
+                   taken_at: int | None = None) -> list[str]:
         """Fill the node's other missing slots from one utterance ("transfer fifty dollars to savings")."""
         filled = []
         taken: set[tuple[str, int]] = set()
+        if asked is not None and taken_at is not None:
+            taken.add((self.plan.slots[asked].type, taken_at))
         for s in node.collect:
             if s == asked or (s in self.slots and self.slots[s].source != "default"):
                 continue
@@ -761,7 +764,7 @@ class Conversation:
         for hit in all_choices(text, spec.options):
             if ("choice", hit.start) in taken:
                 continue
-            if hit.cue in spec.cues or hit.cue not in all_cues:
+            if (hit.cue in spec.cues) if spec.cues else (hit.cue not in all_cues):
                 return hit
         return None
 
