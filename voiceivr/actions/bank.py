@@ -90,6 +90,7 @@ def opening_hours(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str,
 def login(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
     """Account number + PIN. Five wrong PINs lock the customer out until a person unlocks them."""
     engine = _db(ctx)
+    failure: str | None = None
     with _write(engine) as conn, conn.begin():
         row = conn.execute(
             sa.select(customers_t)
@@ -98,19 +99,22 @@ def login(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
         ).mappings().first()
         if row is None:
             hash_pin(params["pin"], "00" * 16)  # same cost either way: no account-existence oracle by timing
-            raise ActionError("I couldn't verify those details.")
-        if row["locked"]:
-            raise ActionError("This account is locked. Please speak to an agent.")
-        if not hmac.compare_digest(hash_pin(params["pin"], row["pin_salt"]), row["pin_hash"]):
+            failure = "I couldn't verify those details."
+        elif row["locked"]:
+            failure = "This account is locked. Please speak to an agent."
+        elif not hmac.compare_digest(hash_pin(params["pin"], row["pin_salt"]), row["pin_hash"]):
             failed = row["failed_logins"] + 1
             conn.execute(
                 customers_t.update()
                 .where(customers_t.c.id == row["id"])
                 .values(failed_logins=failed, locked=failed >= MAX_FAILED_LOGINS)
             )
-            raise ActionError("I couldn't verify those details.")
-        if row["failed_logins"]:
+            failure = "I couldn't verify those details."
+        elif row["failed_logins"]:
             conn.execute(customers_t.update().where(customers_t.c.id == row["id"]).values(failed_logins=0))
+    # Raised after the commit, so a wrong PIN is counted.
+    if failure is not None or row is None:
+        raise ActionError(failure or "I couldn't verify those details.")
     return {"principal": row["id"], "name": row["name"].split()[0]}
 
 
