@@ -20,7 +20,7 @@ from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, SimResult, run
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fake_gate import FakeGate  # noqa: E402
+from fake_gate import FakeGate
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 25)

@@ -39,12 +39,12 @@ MAX_FAILED_LOGINS = 5
 OPENING_HOURS = "Monday to Friday, 8 AM to 8 PM, and Saturday, 9 AM to 1 PM"
 _OPEN = {0: (8, 20), 1: (8, 20), 2: (8, 20), 3: (8, 20), 4: (8, 20), 5: (9, 13)}  # weekday -> [open, close)
 
-accounts_t = BankAccount.__table__
-customers_t = BankCustomer.__table__
-payees_t = BankPayee.__table__
-cards_t = BankCard.__table__
-addresses_t = BankAddress.__table__
-transfers_t = BankTransfer.__table__
+accounts_t: sa.Table = BankAccount.__table__  # type: ignore[assignment]
+customers_t: sa.Table = BankCustomer.__table__  # type: ignore[assignment]
+payees_t: sa.Table = BankPayee.__table__  # type: ignore[assignment]
+cards_t: sa.Table = BankCard.__table__  # type: ignore[assignment]
+addresses_t: sa.Table = BankAddress.__table__  # type: ignore[assignment]
+transfers_t: sa.Table = BankTransfer.__table__  # type: ignore[assignment]
 
 
 def hash_pin(pin: str, salt: str) -> str:
@@ -75,7 +75,7 @@ def _account(conn: Connection, customer: str, kind: str, *, lock: bool = False) 
     row = conn.execute(q).mappings().first()
     if row is None:
         raise ActionError(f"You don't have a {kind} account with us.")
-    return row
+    return dict(row)
 
 
 # --- actions --------------------------------------------------------------------------------------------

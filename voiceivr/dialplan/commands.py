@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from voiceivr.app import AppContext, pass_app
+from voiceivr.dialplan.simulate import SimInput
 from voiceivr.errors import VoiceivrError
 
 
@@ -54,10 +55,8 @@ def validate(files: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
-def _parse_steps(args: list[str]) -> list:  # type: ignore[type-arg]
-    from voiceivr.dialplan.simulate import SimInput
-
-    steps = []
+def _parse_steps(args: list[str]) -> list[SimInput]:
+    steps: list[SimInput] = []
     i = 0
     while i < len(args):
         a = args[i]

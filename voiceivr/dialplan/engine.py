@@ -449,8 +449,8 @@ class Conversation:
             return None
         if target == RETURN:
             if self.return_stack:
-                node, words = self.return_stack.pop()
-                return node, "return after login", words
+                back_to, words = self.return_stack.pop()
+                return back_to, "return after login", words
             return self.plan.main_menu, "return (nothing to return to)", ""
         node = self.plan.node(target)
         self._event("transition", **{"from": self.node_id or None, "to": target, "reason": reason})

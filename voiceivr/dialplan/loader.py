@@ -515,7 +515,8 @@ class _Builder:
         if parsed is None:
             self.err(v.value_mark(key), f"{where}.{key} must be an amount such as \"$10,000\"")
             return None
-        return parsed.value  # type: ignore[no-any-return]
+        value: Money = parsed.value
+        return value
 
     def build_options(self, v: MDict, where: str) -> tuple[Option, ...]:
         raw = v.get("options")
@@ -796,11 +797,11 @@ class _Builder:
         seen: set[str] = set()
         stack = list(roots)
         while stack:
-            n = stack.pop()
-            if n in seen:
+            cur = stack.pop()
+            if cur in seen:
                 continue
-            seen.add(n)
-            stack.extend(edges[n])
+            seen.add(cur)
+            stack.extend(edges[cur])
         for nid, info in infos.items():
             if nid not in seen:
                 self.err(info.mark, f"node {nid} is unreachable: nothing leads to it from start ({start})")
@@ -819,9 +820,10 @@ class _Builder:
         # Loops that never wait for the caller would spin forever.
         waits = {nid: bool(i.node.routes or i.node.collect or (i.node.action and i.node.action.confirm))
                  for nid, i in infos.items()}
-        auto = {nid: [t for t in ([i.node.goto] if i.node.goto else []) +
-                      ([i.node.action.on_success, i.node.action.on_failure] if i.node.action else [])
-                      if t in infos and not waits[nid]] for nid, i in infos.items()}
+        auto: dict[str, list[str]] = {}
+        for nid, i in infos.items():
+            outs = [i.node.goto] + ([i.node.action.on_success, i.node.action.on_failure] if i.node.action else [])
+            auto[nid] = [t for t in outs if t is not None and t in infos and not waits[nid]]
         state: dict[str, int] = {}
 
         def visit(n: str, path: list[str]) -> None:

@@ -158,7 +158,9 @@ class Messages:
         "I need to confirm it's you. Should I text a code to your phone, or will you use your authenticator app? "
         "Say text or app, or press 1 for text and 2 for app."
     )
-    code_sms: str = "I've sent a code by text message to the phone number ending in {destination}. Please say or key it."
+    code_sms: str = (
+        "I've sent a code by text message to the phone number ending in {destination}. Please say or key it."
+    )
     code_totp: str = "Please say or key the code from your authenticator app."
     code_wrong: str = "That code didn't match. Please try again."
     code_locked: str = "For your security I can't complete this request on this call."

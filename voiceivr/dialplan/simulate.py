@@ -136,7 +136,8 @@ def describe(e: TraceEvent) -> str | None:
     if e.kind == "action_requested":
         return f"    action {d['action']} ({d['risk']}) {d['params']}"
     if e.kind == "gate":
-        rest = ", ".join(f"{k}={v}" for k, v in d.items() if k not in ("call", "request_id") and v not in (None, [], ""))
+        shown = {k: v for k, v in d.items() if k not in ("call", "request_id") and v not in (None, [], "")}
+        rest = ", ".join(f"{k}={v}" for k, v in shown.items())
         return f"    gate.{d['call']}({rest})"
     if e.kind == "action_result":
         return f"    result {d['action']}: {'ok ' + str(d.get('result', {})) if d['ok'] else 'failed: ' + d['reason']}"

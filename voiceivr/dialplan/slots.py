@@ -351,10 +351,10 @@ def extract_date(text: str, today: dt.date, prefer: Literal["future", "past"] = 
         return Parsed(d, 0) if d else None
     m = re.search(r"\b(\d{1,2})/(\d{1,2})(?:/(\d{2,4}))?\b", low)
     if m:
-        year = int(m.group(3)) if m.group(3) else None
-        if year is not None and year < 100:
-            year += 2000
-        return _resolve(today, int(m.group(1)), int(m.group(2)), year, prefer)
+        yr = int(m.group(3)) if m.group(3) else None
+        if yr is not None and yr < 100:
+            yr += 2000
+        return _resolve(today, int(m.group(1)), int(m.group(2)), yr, prefer)
     toks = tokens(text)
     for i, t in enumerate(toks):
         if t == "today":

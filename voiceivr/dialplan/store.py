@@ -29,8 +29,8 @@ from voiceivr.dialplan.router import IntentRouter
 from voiceivr.errors import VoiceivrError
 
 log = logging.getLogger(__name__)
-versions_t = DialplanVersion.__table__
-calls_t = Call.__table__
+versions_t: sa.Table = DialplanVersion.__table__  # type: ignore[assignment]
+calls_t: sa.Table = Call.__table__  # type: ignore[assignment]
 
 
 class NoLiveDialplan(VoiceivrError):
@@ -59,7 +59,9 @@ def _row(m: sa.RowMapping) -> VersionRow:
                       m["source"])
 
 
-def publish(engine: Engine, text: str, filename: str, registry: ActionRegistry, published_by: str = "") -> PublishResult:
+def publish(
+    engine: Engine, text: str, filename: str, registry: ActionRegistry, published_by: str = ""
+) -> PublishResult:
     """Validate and store a new version; raises DialplanInvalid (nothing stored) if it has any problem."""
     plan = load_text(text, filename, registry)
     digest = sha256_text(text)
