@@ -251,3 +251,19 @@ def test_wrong_pin_goes_to_the_second_try_then_agent(plan, router, registry, db)
     res = sim(plan, router, gate, S("what's my balance"), S("10000001"), K("9999"), S("10000001"), K("9998"))
     assert "Sorry: I couldn't verify those details." in res.prompts()
     assert res.ended == "transfer" and gate.principal() is None
+
+
+def test_same_inputs_same_trace(plan, router, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def once(n: int) -> list[tuple[str, str]]:
+        engine = make_engine(f"sqlite:///{tmp_path}/d{n}.sqlite3")
+        migrate.upgrade(engine)
+        bank.seed(engine)
+        res = sim(plan, router, FakeGate(registry, engine), S("what's my balance"), *LOGIN, S("savings"),
+                  S("my purse got nicked"), S("4242"), S("yes"), K("246810"))
+        out = []
+        for e in res.to_json()["events"]:
+            e = {k: v for k, v in e.items() if k not in ("cost_s", "tiers")}  # wall-clock costs differ
+            out.append((e["event"], str(sorted(e.items()))))
+        return out
+
+    assert once(1) == once(2)
