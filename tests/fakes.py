@@ -236,7 +236,7 @@ class ScriptedBrain:
         self.seen.append(event)
         if isinstance(event, b.PromptFinished) and not self.answer_prompt_events:
             return []
-        if isinstance(event, b.SessionChanged):
+        if isinstance(event, b.SessionChanged | b.HungUp):
             return []
         return list(self.replies.pop(0)) if self.replies else []
 

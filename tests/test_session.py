@@ -279,11 +279,11 @@ def test_digits_collected_with_terminator_timeout_and_max_length() -> None:
     spec = b.DigitSpec(max_digits=6, terminator="#", inter_digit_timeout_s=1.0)
     brain = ScriptedBrain(
         greeting=[say("key your account number", pid=1), b.Listen(digits=spec)],
-        replies=[[b.Listen(digits=spec)], [b.Listen(digits=b.DigitSpec(max_digits=4))], []],
+        replies=[[b.Listen(digits=spec)], [b.Listen(digits=b.DigitSpec(max_digits=4))], [], []],
     )
     session, *_ = make_session(brain)
     keys = [(2.0, "1"), (2.3, "2"), (2.6, "3"), (2.9, "#"), (4.0, "4"), (4.2, "5"),
-            (6.0, "9"), (6.1, "8"), (6.2, "7"), (6.3, "6")]
+            (6.0, "9"), (6.1, "8"), (6.2, "7"), (6.3, "6"), (6.4, "#")]  # a # after a full entry is swallowed
     drive(session, caller_audio([], total_s=7.0), control=[(t, ev.DtmfDigit(0, digit=d)) for t, d in keys])
     got = [(d.digits, d.reason) for d in brain.inputs(b.Digits)]
     assert got == [("123", "terminator"), ("45", "timeout"), ("9876", "max_length")]

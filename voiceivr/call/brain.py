@@ -36,6 +36,14 @@ class Digits:
 @dataclass(frozen=True)
 class NoInputTimeout:
     count: int
+    at: float = 0.0
+
+
+@dataclass(frozen=True)
+class HungUp:
+    """The caller hung up (or the call was lost): pending requests are void."""
+
+    at: float
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ class SessionChanged:
     media_address: str = ""
 
 
-BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChanged
+BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChanged | HungUp
 
 
 # --------------------------------------------------------------------------------------------- outputs

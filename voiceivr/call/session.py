@@ -146,6 +146,7 @@ class CallSession:
         self._digits = ""
         self._digits_started: float | None = None
         self._last_digit_at = 0.0
+        self._swallow_terminator_until = -1.0
         self._no_input_deadline: float | None = None
         self._no_input_count = 0
         self._last_activity = 0.0
@@ -213,6 +214,7 @@ class CallSession:
             self._on_digit(event.digit, event.method)
         elif isinstance(event, ev.Hangup):
             self._emit(ev.Hangup(self._now, by=event.by, reason=event.reason))
+            self._brain_call(b.HungUp(self._now))
             self._finish(outcome=self.brain.outcome() or "caller_hangup", reason=f"hangup by {event.by}")
         elif isinstance(event, ev.MediaMoved):
             self._emit(ev.MediaMoved(self._now, address=event.address))
@@ -396,6 +398,11 @@ class CallSession:
             self._barge_in(self._now)
         self._no_input_deadline = None
         spec = self._listen.digits
+        if digit == spec.terminator and self._now <= self._swallow_terminator_until and not self._digits:
+            # The caller pressed # after an entry that was already complete (max length): that is how people
+            # finish keying, not a new input.
+            self._swallow_terminator_until = -1.0
+            return
         if spec.max_digits <= 0:
             self._digits_done(digit, "single")
             return
@@ -407,6 +414,8 @@ class CallSession:
         self._digits += digit
         self._last_digit_at = self._now
         if len(self._digits) >= spec.max_digits:
+            if spec.terminator:
+                self._swallow_terminator_until = self._now + spec.inter_digit_timeout_s
             self._digits_done(self._digits, "max_length")
 
     def _digits_done(self, digits: str, reason: str) -> None:
@@ -449,7 +458,7 @@ class CallSession:
             self._no_input_deadline = None
             self._no_input_count += 1
             self._emit(ev.NoInput(now, count=self._no_input_count))
-            self._handle_outputs(self._brain_call(b.NoInputTimeout(self._no_input_count)))
+            self._handle_outputs(self._brain_call(b.NoInputTimeout(self._no_input_count, now)))
 
     # ---------------------------------------------------------------------------------------- playback
 
@@ -588,10 +597,11 @@ class CallSession:
         self._emit(ev.BargeIn(self._now, prompt_id=pb.prompt.prompt_id, onset=onset, dropped_frames=dropped))
         flushed = list(self._queued_prompts)
         self._queued_prompts.clear()
-        for p in flushed:
-            self._emit(ev.Note(self._now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id}))
         self._after_playback = [o for o in self._after_playback if not isinstance(o, b.EndCall | b.TransferCall)]
         self._prompt_done(pb, cut=True, played_samples=played)
+        for p in flushed:  # never started: heard with 0 words
+            self._emit(ev.Note(self._now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id}))
+            self._handle_outputs(self._brain_call(b.PromptFinished(p.prompt_id, self._now, cut=True)))
 
     # --------------------------------------------------------------------------------------- the brain
 
@@ -634,7 +644,7 @@ class CallSession:
             d = out.detail
             self._emit(ev.IntentRecognized(self._now, intent=str(d.get("intent", "")), tier=d.get("tier"),
                                            confidence=float(d.get("confidence", 0.0)), node=str(d.get("node", ""))))
-        else:
+        elif out.detail:
             self._emit(ev.Note(self._now, kind=out.kind, detail=dict(out.detail)))
         for stage, seconds in out.stage_seconds.items():
             if stage in ("intent", "policy", "tool"):
