@@ -31,10 +31,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from speech_fixtures import entries, frames, grammar_phrases  # noqa: E402
-
+from tests.speech_fixtures import entries, frames, grammar_phrases  # noqa: E402
 from voiceivr.audio.frames import Frame  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from speech_fixtures import entries, frames, grammar_phrases, pcm
 
+from tests.speech_fixtures import entries, frames, grammar_phrases, pcm
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.speech.stt.grammar import GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import CONF_WHOLE_PHRASE, PocketsphinxEngine, SttModelError

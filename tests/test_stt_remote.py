@@ -8,8 +8,8 @@ import signal
 from collections.abc import Iterator
 
 import pytest
-from speech_fixtures import entries, frames, grammar_phrases
 
+from tests.speech_fixtures import entries, frames, grammar_phrases
 from voiceivr.settings import Settings
 from voiceivr.speech.stt.grammar import GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from speech_fixtures import entries, frames, pcm
 
+from tests.speech_fixtures import entries, frames, pcm
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.audio.resample import resample
 from voiceivr.errors import VoiceivrError
