@@ -210,7 +210,7 @@ def bench_tts(quick: bool) -> list[tuple[str, str]]:
         for text in prompts:
             fresh = PromptCache(Path(tmp), espeak)
             t0 = time.perf_counter()
-            fresh.get(text, 8000)
+            fresh.get(text, espeak.voice, 8000)
             disk.append(time.perf_counter() - t0)
         rows.append(("cached prompt, first use in a process (read from disk)",
                      f"{1000 * statistics.median(disk):.2f} ms median"))

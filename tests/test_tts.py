@@ -169,13 +169,19 @@ def test_prompt_cache_synthesises_once_and_survives_a_restart(espeak: EspeakEngi
     cache = PromptCache(tmp_path, tts)
     assert cache.warm(PROMPTS[:3], 8000) == 3
     assert cache.warm(PROMPTS[:3], 8000) == 0
-    first = cache.get(PROMPTS[0], 8000)
+    first = cache.synthesize(PROMPTS[0], 8000)
     assert tts.calls == 3
     fresh = PromptCache(tmp_path, tts)  # another process, same directory
-    again = fresh.get(PROMPTS[0], 8000)
-    assert tts.calls == 3 and np.array_equal(again.pcm, first.pcm) and again.words == first.words
-    fresh.get(PROMPTS[0], 16000)  # another rate is another prompt
+    again = fresh.get(PROMPTS[0], tts.voice, 8000)
+    assert again is not None and np.array_equal(again.pcm, first.pcm) and again.words == first.words
+    assert fresh.get(PROMPTS[0], tts.voice, 16000) is None  # another rate is another prompt
+    assert fresh.get(PROMPTS[0], "another voice", 8000) is None
+    fresh.synthesize(PROMPTS[0], 16000)
     assert tts.calls == 4
+    # what the call session does with a static prompt it synthesised itself
+    fresh.put("please hold", "session voice", 8000, first)
+    held = PromptCache(tmp_path, tts).get("please hold", "session voice", 8000)
+    assert held is not None and held.words == first.words
     stream = prompt_stream(fresh, PROMPTS[1], 8000)
     assert isinstance(stream, UtteranceStream)
     chunk = next(iter(stream))
@@ -195,7 +201,7 @@ def _store_in_child(directory: str, texts: list[str], rounds: int) -> None:
     for _ in range(rounds):
         cache = PromptCache(Path(directory), tts)  # no memory: every round rewrites every file
         for text in texts:
-            cache._store(text, 8000, tts.synthesize(text, 8000))
+            cache.put(text, tts.voice, 8000, tts.synthesize(text, 8000))
 
 
 @pytest.mark.slow
@@ -211,9 +217,9 @@ def test_prompt_cache_is_safe_with_several_processes(tmp_path: Path) -> None:
     while any(p.is_alive() for p in procs):
         reader = PromptCache(tmp_path, EspeakEngine())
         for text in PROMPTS:
-            wav, _ = reader.paths(text, 8000)
+            wav, _ = reader.paths(text, reader.tts.voice, 8000)
             if wav.exists():
-                hit = reader.cached(text, 8000)
+                hit = reader.get(text, reader.tts.voice, 8000)
                 assert hit is not None and len(hit.words) == len(text.split()) and len(hit.pcm) > 1000
                 reads += 1
     for p in procs:

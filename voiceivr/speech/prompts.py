@@ -2,7 +2,8 @@
 
 A dialplan's fixed prompts are warmed when it is loaded (:meth:`PromptCache.warm`); during a call
 :meth:`PromptCache.get` returns the whole utterance from memory, or from disk once per process, so a cached
-prompt starts playing with no synthesis at all. Only dynamic text (amounts, names) is synthesised mid-call.
+prompt starts playing with no synthesis at all; the call session may also :meth:`PromptCache.put` a static
+prompt it synthesised. Only dynamic text (amounts, names) is synthesised mid-call.
 
 Files live in ``<dir>/<key[:2]>/<key>.wav`` (PCM16 at the call rate) with the word marks beside them in
 ``<key>.json``; the key is a SHA-256 of the voice, rate and text. Several processes may share the directory:
@@ -33,6 +34,9 @@ def prompt_key(voice: str, rate: int, text: str) -> str:
 
 
 class PromptCache:
+    """``get``/``put`` by (text, voice, rate) is what the call session uses; ``synthesize`` and ``warm`` also
+    make what is missing with the cache's own TTS engine."""
+
     def __init__(self, directory: Path, tts: TtsEngine, memory_limit: int = 512) -> None:
         self.directory = Path(directory)
         self.tts = tts
@@ -42,56 +46,44 @@ class PromptCache:
         self.hits = 0
         self.misses = 0
 
-    def paths(self, text: str, rate: int) -> tuple[Path, Path]:
-        key = prompt_key(self.tts.voice, rate, text)
+    def paths(self, text: str, voice: str, rate: int) -> tuple[Path, Path]:
+        key = prompt_key(voice, rate, text)
         folder = self.directory / key[:2]
         return folder / f"{key}.wav", folder / f"{key}.json"
 
-    def cached(self, text: str, rate: int) -> Utterance | None:
-        """The prompt if it is cached (memory or disk), without synthesising."""
-        key = prompt_key(self.tts.voice, rate, text)
+    def get(self, text: str, voice: str, rate: int) -> Utterance | None:
+        """The prompt if it is cached (memory, else disk); None if not. Never synthesises."""
+        key = prompt_key(voice, rate, text)
         with self._lock:
             hit = self._memory.get(key)
-        if hit is not None:
-            return hit
-        wav, marks = self.paths(text, rate)
+        if hit is None:
+            hit = self._load(text, voice, rate)
+            if hit is not None:
+                self._remember(key, hit)
+        if hit is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return hit
+
+    def _load(self, text: str, voice: str, rate: int) -> Utterance | None:
+        wav, marks = self.paths(text, voice, rate)
         if not wav.exists():
             return None
         try:
             audio = read_wav(wav)
             words = [WordMark(w, s, e) for w, s, e in json.loads(marks.read_text(encoding="utf-8"))["words"]]
         except (WavError, OSError, ValueError, KeyError, TypeError):
-            return None  # unreadable entry (disk trouble, an old layout): synthesise again and overwrite it
+            return None  # unreadable entry (disk trouble, an old layout): it is made again and overwritten
         if audio.rate != rate or audio.channels != 1:
             return None
-        utterance = Utterance(audio.pcm, rate, words)
-        self._remember(key, utterance)
-        return utterance
+        return Utterance(audio.pcm, rate, words)
 
-    def get(self, text: str, rate: int) -> Utterance:
-        """The whole prompt: from the cache, or synthesised now and stored."""
-        hit = self.cached(text, rate)
-        if hit is not None:
-            self.hits += 1
-            return hit
-        self.misses += 1
-        utterance = self.tts.synthesize(text, rate)
-        self._store(text, rate, utterance)
-        return utterance
-
-    def warm(self, texts: Iterable[str], rate: int) -> int:
-        """Make sure every text is cached; returns how many had to be synthesised."""
-        made = 0
-        for text in texts:
-            if self.cached(text, rate) is None:
-                self._store(text, rate, self.tts.synthesize(text, rate))
-                made += 1
-        return made
-
-    def _store(self, text: str, rate: int, utterance: Utterance) -> None:
-        wav, marks = self.paths(text, rate)
+    def put(self, text: str, voice: str, rate: int, utterance: Utterance) -> None:
+        """Store a whole prompt (atomically; several processes may share the directory)."""
+        wav, marks = self.paths(text, voice, rate)
         wav.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"text": text, "voice": self.tts.voice, "rate": rate,
+        payload = {"text": text, "voice": voice, "rate": rate,
                    "words": [[w.word, w.start_sample, w.end_sample] for w in utterance.words]}
         fd, tmp = tempfile.mkstemp(prefix=f".{marks.name}.", suffix=".tmp", dir=marks.parent)
         try:
@@ -102,7 +94,25 @@ class PromptCache:
             Path(tmp).unlink(missing_ok=True)
             raise
         write_wav(wav, utterance.pcm, rate)  # atomic too; written last, so a visible .wav has its marks
-        self._remember(prompt_key(self.tts.voice, rate, text), utterance)
+        self._remember(prompt_key(voice, rate, text), utterance)
+
+    def synthesize(self, text: str, rate: int) -> Utterance:
+        """The whole prompt in this cache's voice: from the cache, or synthesised now and stored."""
+        hit = self.get(text, self.tts.voice, rate)
+        if hit is not None:
+            return hit
+        utterance = self.tts.synthesize(text, rate)
+        self.put(text, self.tts.voice, rate, utterance)
+        return utterance
+
+    def warm(self, texts: Iterable[str], rate: int) -> int:
+        """Make sure every text is cached (at dialplan load); returns how many had to be synthesised."""
+        made = 0
+        for text in texts:
+            if self.get(text, self.tts.voice, rate) is None:
+                self.put(text, self.tts.voice, rate, self.tts.synthesize(text, rate))
+                made += 1
+        return made
 
     def _remember(self, key: str, utterance: Utterance) -> None:
         with self._lock:
@@ -130,8 +140,7 @@ class UtteranceStream(TtsStream):
 
 def prompt_stream(cache: PromptCache, text: str, rate: int) -> TtsStream:
     """A cached prompt if there is one (first audio at once), else live synthesis (not stored: dynamic text)."""
-    hit = cache.cached(text, rate)
+    hit = cache.get(text, cache.tts.voice, rate)
     if hit is not None:
-        cache.hits += 1
         return UtteranceStream(hit)
     return cache.tts.stream(text, rate)
