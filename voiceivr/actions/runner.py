@@ -379,7 +379,7 @@ class ActionRunner:
             except ActionFailed as exc:
                 failure, result = exc, {"reason": exc.reason, **exc.details}
             self._at("effect_applied")
-            status = "failed" if failure else "succeeded"
+            status: RunStatus = "failed" if failure else "succeeded"
             done = conn.execute(
                 runs.update()
                 .where(runs.c.idempotency_key == key, runs.c.status == "pending", runs.c.owner == self.owner)
@@ -426,7 +426,7 @@ class ActionRunner:
         kind: str = "action.result",
     ) -> RunOutcome:
         failure: ActionFailed | None = None
-        status: str
+        status: RunStatus
         try:
             result = dict(spec.call(params, ctx))
             status = "succeeded"
@@ -455,7 +455,7 @@ class ActionRunner:
             )
         self._at("result_committed")
         reason = failure.reason if failure else ("outcome_unknown" if status == "unknown" else "")
-        return RunOutcome(status, result, reason, intent_seq, rec.seq)  # type: ignore[arg-type]
+        return RunOutcome(status, result, reason, intent_seq, rec.seq)
 
     # ------------------------------------------------------------------------------------------ recovery
 
