@@ -259,6 +259,11 @@ class ActionRunner:
             q = q.with_for_update()
         return conn.execute(q).first()
 
+    def redacted(self, action: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``params`` as they may be written down (audit rows of other components): secrets hashed."""
+        secret = self.registry.get(action).secret_params if action in self.registry else frozenset()
+        return redact_params(params, secret, self._param_key)
+
     # ------------------------------------------------------------------------------------------ running
 
     def run(

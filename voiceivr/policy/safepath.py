@@ -233,13 +233,15 @@ class SafePathGate:
         req = replace(request, request_id=rid, params=params or {})
         reasons: list[str] = []
         refusal = ""
+        if req.action not in self.runner.registry:
+            refusal = "unknown_action"
         if params is None:
             refusal = "params_not_json"
             cls_risk: str = "high"
         else:
             cls = self.policy.classify(req.action, params, request.risk)
             cls_risk, reasons = cls.risk, list(cls.reasons)
-            if cls.malformed:
+            if cls.malformed and not refusal:
                 refusal = "malformed_amount"
 
         findings = injection.scan(request.evidence.text)
@@ -284,7 +286,8 @@ class SafePathGate:
             pending.state = "void"
         self._requests[rid] = pending
         self._audit("policy.decide", {
-            "request_id": rid, "action": req.action, "params": params if params is not None else repr(request.params),
+            "request_id": rid, "action": req.action,
+            "params": self.runner.redacted(req.action, params) if params is not None else "(not JSON)",
             "declared_risk": request.risk, "path": decision.path, "allowed": decision.allowed,
             "reasons": list(decision.reasons), "channels": list(decision.channels), "principal": principal,
             "evidence": _evidence_audit(request.evidence), "injection": {"categories": list(flags),
