@@ -90,8 +90,8 @@ def confirmed_request(gate: SafePathGate, request: ActionRequest | None = None) 
     return req.request_id
 
 
-@pytest.fixture
-def env(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
+@pytest.fixture(name="env")
+def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
     simbank.create_tables(migrated_engine)
     simbank.open_account(migrated_engine, "111", "alice", "1234", 100_000)
     simbank.open_account(migrated_engine, "222", "alice", "1234", 0)
