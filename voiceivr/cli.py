@@ -90,9 +90,12 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
+    from voiceivr.policy.commands import simulate, sms
 
     cli.add_command(db)
     cli.add_command(audit)
+    cli.add_command(simulate)
+    cli.add_command(sms)
 
 
 _register()

@@ -186,7 +186,7 @@ class CodeBook:
                         "Expires in 5 minutes. We never ask for this code except on this call.")
                 conn.execute(outbox.insert().values(
                     confirmation_id=cid, to_number=to_number, body=body, status="queued", attempts=0,
-                    created_at=now, reference=reference, next_attempt_at=now,
+                    created_at=now, reference=reference, next_attempt_at=None,  # due at once, whatever the clock
                 ))
             rec = append_in_transaction(
                 conn, "policy.challenge",

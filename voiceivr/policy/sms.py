@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 outbox: sa.Table = SmsOutbox.__table__  # type: ignore[assignment]
 
+# The twilio client narrates every request at INFO, with phone numbers in query strings: keep it to warnings.
+_twilio_log = logging.getLogger("voiceivr.policy.sms.twilio_http")
+_twilio_log.setLevel(logging.WARNING)
+
 CLAIM_LEASE_S = 60.0
 MAX_BACKOFF_S = 30.0
 
@@ -58,7 +62,7 @@ def twilio_client(policy: PolicySettings) -> Client:
         raise ConfigError("SMS codes need policy.sms_from (the sender number, E.164)")
     client = Client(
         policy.twilio_account_sid, policy.twilio_auth_token,
-        http_client=TwilioHttpClient(timeout=policy.sms_timeout_s),
+        http_client=TwilioHttpClient(timeout=policy.sms_timeout_s, logger=_twilio_log),
     )
     if policy.twilio_base_url:
         client.api.base_url = policy.twilio_base_url.rstrip("/")
