@@ -11,12 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from voiceivr.actions.runner import (
-    ActionContext,
     ActionFailed,
-    ActionRegistry,
     ActionRunner,
     DbAction,
     ExternalAction,
+    RunContext,
+    RunnerRegistry,
     UnknownAction,
 )
 from voiceivr.audit.chain import AuditTrail
@@ -35,7 +35,7 @@ def bank(migrated_engine: Engine) -> Engine:
 def _transfer(runner: ActionRunner, key: str, cents: int = 500) -> Any:
     return runner.run(
         key=key, action="transfer", params={"from_account": "111", "payee": "222", "amount_cents": cents},
-        risk="high", context=ActionContext(key, "call-1", "alice", "s1"), audit={"transcript": "send it"},
+        risk="high", context=RunContext(key, "call-1", "alice", "s1"), audit={"transcript": "send it"},
     )
 
 
@@ -135,11 +135,11 @@ def test_recovery_leaves_live_runs_of_other_nodes_alone(bank: Engine) -> None:
     assert report.skipped == 1 and other.status("k1") == "pending"
 
 
-def _remote_registry(calls: list[str], *, dedupes: bool, fail_first: bool = False) -> ActionRegistry:
+def _remote_registry(calls: list[str], *, dedupes: bool, fail_first: bool = False) -> RunnerRegistry:
     effects: dict[str, int] = {}
     failed = {"done": not fail_first}
 
-    def call(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+    def call(params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
         calls.append(ctx.idempotency_key)
         if not failed["done"]:
             failed["done"] = True
@@ -151,7 +151,7 @@ def _remote_registry(calls: list[str], *, dedupes: bool, fail_first: bool = Fals
         effects[ctx.idempotency_key] = len(effects) + 1
         return {"id": effects[ctx.idempotency_key]}
 
-    reg = ActionRegistry()
+    reg = RunnerRegistry()
     reg.register(ExternalAction("hook", call, remote_dedupes=dedupes))
     return reg
 
@@ -185,7 +185,7 @@ def test_external_refusal_is_recorded(migrated_engine: Engine) -> None:
 
 
 def test_registry_refuses_duplicate_names() -> None:
-    reg = ActionRegistry()
+    reg = RunnerRegistry()
     reg.register(DbAction("a", lambda conn, p, c: {}))
     with pytest.raises(ValueError, match="registered twice"):
         reg.register(DbAction("a", lambda conn, p, c: {}))

@@ -292,7 +292,7 @@ def test_policy_raises_risk_by_amount_and_never_lowers_it(env: Env) -> None:
     _, d3 = gate.decide(ActionRequest("balance", {"amount_cents": 12.5}, "low", say("x")))
     assert not d3.allowed and "malformed_amount" in d3.reasons
     _, d4 = gate.decide(ActionRequest("change_address", {"address": "1 Elm"}, "low", say("x")))
-    assert d4.path == "safe" and "policy:high_action" in d4.reasons
+    assert d4.path == "safe" and "action:high" in d4.reasons
 
 
 def test_every_refusal_is_audited(env: Env) -> None:

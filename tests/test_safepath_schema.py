@@ -12,7 +12,7 @@ def test_models_match_the_migrated_schema(migrated_engine: Engine) -> None:
 
 
 def test_safepath_migration_downgrades_and_upgrades(migrated_engine: Engine) -> None:
-    migrate.downgrade(migrated_engine, "0002")
-    assert migrate.current_revision(migrated_engine) == "0002"
+    migrate.downgrade(migrated_engine, "0003")
+    assert migrate.current_revision(migrated_engine) == "0003"
     migrate.upgrade(migrated_engine)
     assert migrate.schema_diff(migrated_engine) == []

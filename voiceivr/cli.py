@@ -90,10 +90,15 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
+    from voiceivr.dialplan.commands import bank, dialplan
     from voiceivr.policy.commands import simulate, sms
+    from voiceivr.stats import stats
 
     cli.add_command(db)
     cli.add_command(audit)
+    cli.add_command(dialplan)
+    cli.add_command(bank)
+    cli.add_command(stats)
     cli.add_command(simulate)
     cli.add_command(sms)
 

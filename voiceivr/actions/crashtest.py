@@ -41,7 +41,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import ActionContext, ActionFailed, ActionRunner, ExternalAction
+from voiceivr.actions.runner import ActionFailed, ActionRunner, ExternalAction, RunContext
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
@@ -82,7 +82,7 @@ class Remote:
     def __init__(self, engine: Engine, dedupes: bool, crash: Any) -> None:
         self.engine, self.dedupes, self.crash = engine, dedupes, crash
 
-    def __call__(self, params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+    def __call__(self, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
         name = "notify" if self.dedupes else "fax"
         with self.engine.begin() as conn:
             conn.execute(remote_calls.insert().values(idempotency_key=ctx.idempotency_key, action=name))
@@ -135,13 +135,13 @@ def _worker(url: str, worker_id: int, point: str | None, nth: int, seed: int) ->
         principal = "p" + ACCOUNTS[0]
         if kind < 0.6:
             src, dst = rng.sample(ACCOUNTS, 2)
-            ctx = ActionContext(key, f"call-{worker_id}", "p" + src, "s")
+            ctx = RunContext(key, f"call-{worker_id}", "p" + src, "s")
             params: dict[str, Any] = {"from_account": src, "payee": dst, "amount_cents": rng.randint(1, 5000)}
             runner.run(key=key, action="transfer", params=params, risk="high", context=ctx,
                        audit={"transcript": "transfer"})
         else:
             action = "notify" if kind < 0.8 else "fax"
-            ctx = ActionContext(key, f"call-{worker_id}", principal, "s")
+            ctx = RunContext(key, f"call-{worker_id}", principal, "s")
             runner.run(key=key, action=action, params={"n": i, "refuse": rng.random() < 0.1}, risk="low",
                        context=ctx, audit={"transcript": action})
         if rng.random() < 0.15:  # a retried request (same key) must come back as a duplicate

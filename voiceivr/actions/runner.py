@@ -50,9 +50,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
+from voiceivr.actions.registry import Action as DialplanAction
+from voiceivr.actions.registry import ActionContext as DialplanContext
+from voiceivr.actions.registry import ActionError, ActionRegistry, UnknownAction
 from voiceivr.audit.chain import append_in_transaction, canonical_json
 from voiceivr.db.models import ActionRun
-from voiceivr.errors import VoiceivrError
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +64,6 @@ RunStatus = Literal["succeeded", "failed", "duplicate", "in_progress", "aborted"
 runs: sa.Table = ActionRun.__table__  # type: ignore[assignment]
 
 KEY_MAX = 128
-
-
-class UnknownAction(VoiceivrError):
-    """A dialplan named an action that no code registered."""
 
 
 class ActionFailed(Exception):
@@ -81,7 +79,7 @@ class ActionFailed(Exception):
 
 
 @dataclass(frozen=True)
-class ActionContext:
+class RunContext:
     """What an action may know about who asked. ``principal`` is the authenticated customer, if any."""
 
     idempotency_key: str
@@ -90,8 +88,15 @@ class ActionContext:
     session_id: str = ""
 
 
-DbApply = Callable[[Connection, Mapping[str, Any], ActionContext], Mapping[str, Any]]
-ExternalCall = Callable[[Mapping[str, Any], ActionContext], Mapping[str, Any]]
+DbApply = Callable[[Connection, Mapping[str, Any], RunContext], Mapping[str, Any]]
+ExternalCall = Callable[[Mapping[str, Any], RunContext], Mapping[str, Any]]
+
+
+ParamCheck = Callable[[Mapping[str, Any]], list[str]]
+
+
+def _no_problems(params: Mapping[str, Any]) -> list[str]:
+    return []
 
 
 @dataclass(frozen=True)
@@ -100,11 +105,19 @@ class DbAction:
 
     ``apply`` must use only the connection it is given (no commits, no other connections) and return a JSON
     mapping; it raises :class:`ActionFailed` to refuse.
+
+    ``risk`` is the action's own floor (the gate takes the higher of it and the dialplan's); ``authenticates``:
+    a success returns ``{"principal": ...}`` that ``gate.login`` may then bind; ``requires_login``: refused
+    without an authenticated principal; ``check`` lists problems with the parameters (empty when fine).
     """
 
     name: str
     apply: DbApply
     secret_params: frozenset[str] = frozenset()
+    risk: str = "low"
+    authenticates: bool = False
+    requires_login: bool = False
+    check: ParamCheck = _no_problems
     effect: Effect = field(default="db", init=False)
 
 
@@ -118,6 +131,10 @@ class ExternalAction:
     call: ExternalCall
     remote_dedupes: bool = True
     secret_params: frozenset[str] = frozenset()
+    risk: str = "low"
+    authenticates: bool = False
+    requires_login: bool = False
+    check: ParamCheck = _no_problems
 
     @property
     def effect(self) -> Effect:
@@ -127,7 +144,7 @@ class ExternalAction:
 Action = DbAction | ExternalAction
 
 
-class ActionRegistry:
+class RunnerRegistry:
     """The actions a dialplan may name, by name."""
 
     def __init__(self, actions: Mapping[str, Action] | None = None) -> None:
@@ -154,6 +171,38 @@ class ActionRegistry:
 
     def names(self) -> list[str]:
         return sorted(self._actions)
+
+    @classmethod
+    def from_actions(cls, actions: ActionRegistry, engine: Engine | None,
+                     clock: Callable[[], dt.datetime] | None = None) -> RunnerRegistry:
+        """The dialplan's actions (:mod:`voiceivr.actions.registry`) as runner actions.
+
+        They open their own transactions, so to the runner they are *external*; the demo bank deduplicates on
+        the idempotency key (a transfer's key is unique), so a run left unresolved by a crash is settled by
+        calling it again with the same key. An :class:`~voiceivr.actions.registry.ActionError` is a refusal
+        the caller may hear; its message becomes the reason.
+        """
+        now = clock or _utcnow
+        reg = cls()
+        for action in actions:
+            reg.register(ExternalAction(
+                action.name, _dialplan_call(action, engine, now), remote_dedupes=True,
+                secret_params=frozenset(p.name for p in action.params if p.secret), risk=action.risk,
+                authenticates=action.authenticates, requires_login=action.requires_login,
+                check=action.check_params,
+            ))
+        return reg
+
+
+def _dialplan_call(action: DialplanAction, engine: Engine | None, now: Callable[[], dt.datetime]) -> ExternalCall:
+    def call(params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
+        try:
+            return action.run(params, DialplanContext(call_id=ctx.call_id or "", principal=ctx.principal, db=engine,
+                                                      now=now(), idempotency_key=ctx.idempotency_key))
+        except ActionError as exc:
+            raise ActionFailed(str(exc)) from None
+
+    return call
 
 
 @dataclass(frozen=True)
@@ -222,7 +271,7 @@ class ActionRunner:
     def __init__(
         self,
         engine: Engine,
-        registry: ActionRegistry,
+        registry: RunnerRegistry,
         *,
         node: str = "",
         lease_s: float = 120.0,
@@ -273,7 +322,7 @@ class ActionRunner:
         action: str,
         params: Mapping[str, Any],
         risk: str,
-        context: ActionContext | None = None,
+        context: RunContext | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> RunOutcome:
         """Commit the intent row, then run the action once. ``audit`` is what led here (evidence, decision,
@@ -281,9 +330,9 @@ class ActionRunner:
         if not key or len(key) > KEY_MAX:
             raise ValueError(f"idempotency key must be 1-{KEY_MAX} characters")
         spec = self.registry.get(action)
-        ctx = context or ActionContext(idempotency_key=key)
+        ctx = context or RunContext(idempotency_key=key)
         if ctx.idempotency_key != key:
-            ctx = ActionContext(key, ctx.call_id, ctx.principal, ctx.session_id)
+            ctx = RunContext(key, ctx.call_id, ctx.principal, ctx.session_id)
         stored_params = redact_params(params, spec.secret_params, self._param_key)
         params_json = canonical_json(stored_params)
 
@@ -303,7 +352,7 @@ class ActionRunner:
         params_json: str,
         stored_params: Mapping[str, Any],
         risk: str,
-        ctx: ActionContext,
+        ctx: RunContext,
         audit: Mapping[str, Any],
     ) -> int | RunOutcome:
         now = self.clock()
@@ -350,7 +399,7 @@ class ActionRunner:
         log.info("action intent committed", extra={"action": spec.name, "audit_seq": record.seq})
         return record.seq
 
-    def _existing(self, conn: Connection, row: Any, ctx: ActionContext) -> RunOutcome:
+    def _existing(self, conn: Connection, row: Any, ctx: RunContext) -> RunOutcome:
         """The key ran (or is running) already: never again; say what happened the first time."""
         status = row.status
         result = json.loads(row.result_json) if row.result_json else {}
@@ -369,7 +418,7 @@ class ActionRunner:
         return RunOutcome("duplicate", result, str(result.get("reason") or status), row.intent_audit_seq, rec.seq)
 
     def _run_db(
-        self, key: str, spec: DbAction, params: Mapping[str, Any], ctx: ActionContext, intent_seq: int
+        self, key: str, spec: DbAction, params: Mapping[str, Any], ctx: RunContext, intent_seq: int
     ) -> RunOutcome:
         with self._tx() as conn:
             row = self._select_run(conn, key, lock=True)
@@ -406,7 +455,7 @@ class ActionRunner:
         return RunOutcome(status, result, failure.reason if failure else "", intent_seq, rec.seq)
 
     def _run_external(
-        self, key: str, spec: ExternalAction, params: Mapping[str, Any], ctx: ActionContext, intent_seq: int
+        self, key: str, spec: ExternalAction, params: Mapping[str, Any], ctx: RunContext, intent_seq: int
     ) -> RunOutcome:
         with self._tx() as conn:
             claimed = conn.execute(
@@ -424,7 +473,7 @@ class ActionRunner:
         key: str,
         spec: ExternalAction,
         params: Mapping[str, Any],
-        ctx: ActionContext,
+        ctx: RunContext,
         intent_seq: int | None,
         *,
         from_status: tuple[str, ...],
@@ -552,7 +601,7 @@ class ActionRunner:
             intent_seq = row.intent_audit_seq
         spec = self.registry.get(action_type)
         assert isinstance(spec, ExternalAction)
-        ctx = ActionContext(idempotency_key=key, call_id=call_id)
+        ctx = RunContext(idempotency_key=key, call_id=call_id)
         outcome = self._call_and_record(key, spec, json.loads(params_json), ctx, intent_seq,
                                         from_status=("running",), kind="action.recovered")
         return "resumed" if outcome.status != "aborted" else ""

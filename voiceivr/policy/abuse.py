@@ -32,7 +32,7 @@ import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import ActionRegistry, DbAction
+from voiceivr.actions.runner import DbAction, RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
@@ -532,7 +532,7 @@ def world(database_url: str, var_dir: Path) -> Iterator[World]:
                                   ("999", "mallory", "0000", 0)):
         simbank.open_account(engine, acct, who, pin, cents)
     directory = _fresh_directory()
-    registry: ActionRegistry = simbank.registry()
+    registry: RunnerRegistry = simbank.registry()
     registry.register(DbAction("opening_hours", opening_hours))
     clock = SimClock()
     settings = Settings()

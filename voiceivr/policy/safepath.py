@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from voiceivr.actions.runner import ActionContext, ActionRunner
+from voiceivr.actions.runner import ActionRunner, RunContext
 from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.errors import VoiceivrError
 from voiceivr.policy import injection
@@ -233,16 +233,25 @@ class SafePathGate:
         req = replace(request, request_id=rid, params=params or {})
         reasons: list[str] = []
         refusal = ""
-        if req.action not in self.runner.registry:
+        spec = self.runner.registry.get(req.action) if req.action in self.runner.registry else None
+        declared = request.risk
+        if spec is None:
             refusal = "unknown_action"
+        elif spec.risk == "high" and declared != "high":
+            declared = "high"  # the action's own floor: a dialplan cannot run it on the fast path
+            reasons.append("action:high")
         if params is None:
             refusal = "params_not_json"
             cls_risk: str = "high"
         else:
-            cls = self.policy.classify(req.action, params, request.risk)
-            cls_risk, reasons = cls.risk, list(cls.reasons)
+            cls = self.policy.classify(req.action, params, declared)
+            cls_risk, reasons = cls.risk, [*reasons, *cls.reasons]
             if cls.malformed and not refusal:
                 refusal = "malformed_amount"
+            problems = spec.check(params) if spec is not None else []
+            if problems and not refusal:
+                refusal = "bad_params"
+                reasons.extend(problems)
 
         findings = injection.scan(request.evidence.text)
         for name, f in injection.scan_fields(params or {}).items():
@@ -269,9 +278,13 @@ class SafePathGate:
                 refusal = "account_flagged"
             elif not channels:
                 refusal = "no_out_of_band_channel"
+        elif refusal:
+            pass
         elif self._closed:
             refusal = "session_closed"
-        elif refusal == "" and flags:
+        elif spec is not None and spec.requires_login and principal is None:
+            refusal = "not_authenticated"
+        elif flags:
             reasons.append("flagged_input_low_risk")
         if refusal:
             reasons.append(refusal)
@@ -431,10 +444,12 @@ class SafePathGate:
         p.state = "executed"
         outcome = self.runner.run(
             key=key, action=req.action, params=req.params, risk="high" if p.decision.path == "safe" else "low",
-            context=ActionContext(key, self.call_id, p.principal, p.session_id), audit=intent,
+            context=RunContext(key, self.call_id, p.principal, p.session_id), audit=intent,
         )
         result = dict(outcome.result)
-        if outcome.ok and result.get("authenticated") is True and isinstance(result.get("principal"), str):
+        spec = self.runner.registry.get(req.action)
+        if outcome.ok and spec.authenticates and isinstance(result.get("principal"), str):
+            # Only an action registered as authenticating vouches for a principal (never a transcript).
             self._identified[result["principal"]] = self._epoch
         return ActionResult(
             ok=outcome.ok, result=result, reason=outcome.reason or ("" if outcome.ok else outcome.status),

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import ActionRegistry, ActionRunner, RecoveryReport
+from voiceivr.actions.runner import ActionRunner, RecoveryReport, RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.policy.codes import CodeBook
 from voiceivr.policy.directory import Directory
@@ -43,7 +43,7 @@ class SafePathServices:
         cls,
         settings: Settings,
         engine: Engine,
-        registry: ActionRegistry | ActionRunner,
+        registry: RunnerRegistry | ActionRunner,
         directory: Directory,
         *,
         clock: Clock | None = None,

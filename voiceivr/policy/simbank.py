@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from voiceivr.actions.runner import ActionContext, ActionFailed, ActionRegistry, DbAction
+from voiceivr.actions.runner import ActionFailed, DbAction, RunContext, RunnerRegistry
 
 sim_metadata = sa.MetaData()
 
@@ -71,8 +71,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def identify(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+def identify(conn: Connection, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
     """Account number + PIN -> the principal. The gate's ``login`` accepts only a principal this returned."""
+    # "authenticated" is for the reader of the trail; the gate trusts the registration (authenticates=True).
     account, pin = str(params.get("account", "")), str(params.get("pin", ""))
     row = conn.execute(sa.select(accounts).where(accounts.c.account == account)).first()
     if row is None or not hmac.compare_digest(row.pin_hash, pin_hash(account, pin)):
@@ -80,7 +81,7 @@ def identify(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) ->
     return {"authenticated": True, "principal": row.principal}
 
 
-def balance(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+def balance(conn: Connection, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
     if not ctx.principal:
         raise ActionFailed("not_authenticated")
     rows = conn.execute(
@@ -89,7 +90,7 @@ def balance(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) -> 
     return {"balances": {r.account: int(r.balance_cents) for r in rows}}
 
 
-def transfer(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+def transfer(conn: Connection, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
     if not ctx.principal:
         raise ActionFailed("not_authenticated")
     amount = params.get("amount_cents")
@@ -118,7 +119,7 @@ def transfer(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) ->
     return {"transferred_cents": amount, "payee": payee}
 
 
-def change_address(conn: Connection, params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
+def change_address(conn: Connection, params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
     if not ctx.principal:
         raise ActionFailed("not_authenticated")
     address = str(params.get("address", ""))
@@ -130,12 +131,12 @@ def change_address(conn: Connection, params: Mapping[str, Any], ctx: ActionConte
     return {"address_changed": True}
 
 
-def registry() -> ActionRegistry:
-    reg = ActionRegistry()
-    reg.register(DbAction("identify", identify, secret_params=frozenset({"pin"})))
-    reg.register(DbAction("balance", balance))
-    reg.register(DbAction("transfer", transfer))
-    reg.register(DbAction("change_address", change_address))
+def registry() -> RunnerRegistry:
+    reg = RunnerRegistry()
+    reg.register(DbAction("identify", identify, secret_params=frozenset({"pin"}), authenticates=True))
+    reg.register(DbAction("balance", balance, requires_login=True))
+    reg.register(DbAction("transfer", transfer, risk="high", requires_login=True))
+    reg.register(DbAction("change_address", change_address, risk="high", requires_login=True))
     return reg
 
 

@@ -1,7 +1,7 @@
 """safe path: outbox send reconciliation, action run ownership and leases, single-use TOTP steps
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-26
 
 sms_outbox gains a non-secret reference printed in each message (so an ambiguous send can be looked up at the
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
