@@ -90,7 +90,7 @@ class PolicySettings:
         1, "An action moving at least this many cents takes the safe path even if marked low (1 = any money)."
     )
     destination_params: list[str] = setting(
-        ["payee", "to_account", "destination", "address", "phone"],
+        ["payee", "to", "to_account", "destination", "address", "phone", "card_last4"],
         "Parameters naming where money or an identity change goes; an out-of-band code is bound to them.",
     )
     confirm_min_confidence: float = setting(
