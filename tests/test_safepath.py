@@ -6,7 +6,8 @@ import json
 
 import pyotp
 import sqlalchemy as sa
-from safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
+
+from tests.safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
     ALICE_PHONE,
     CALLER_ID,
     TOTP_SECRET,
@@ -18,7 +19,6 @@ from safepath_support import (  # noqa: F401 - env_fixture provides the env fixt
     say,
     transfer,
 )
-
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import PendingConfirmation, SmsOutbox
 from voiceivr.policy import simbank
@@ -223,10 +223,13 @@ def test_media_moved_by_reinvite_drops_privileges_mid_flow(env: Env) -> None:
     assert "policy.binding_changed" in _kinds(env)
 
 
-def test_same_binding_refresh_keeps_privileges(env: Env) -> None:
+def test_transfer_or_replaces_drops_privileges_even_with_the_same_media(env: Env) -> None:
     gate = env.gate()
     login(gate)
-    gate.binding_changed(binding(), "session refresh re-INVITE, same media")
+    rid = confirmed_request(gate)
+    gate.binding_changed(binding(), "Replaces")
+    assert gate.principal() is None and gate.request_state(rid) == "void"
+    login(gate)  # identifying again on the new leg works
     assert gate.principal() == "alice"
 
 

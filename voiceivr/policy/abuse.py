@@ -130,7 +130,7 @@ class Execute:
 
 @dataclass(frozen=True)
 class MoveMedia:
-    """A re-INVITE: the media now comes from ``media`` (same address: a session refresh)."""
+    """A re-INVITE moving the media to ``media`` (or a transfer or Replaces): the engine tells the gate."""
 
     media: str
     reason: str = "re-INVITE"
@@ -342,9 +342,11 @@ def catalogue() -> list[Scenario]:
                  (ALICE, _transfer(5000), ReadBack(), Say("yes"), SendCode("sms"), EnterCode("wrong", expect_ok=False),
                   EnterCode("phone"), Execute()),
                  expect_high_executions=1, expect_ledger=(("112", 5000),)),
-        Scenario("session-refresh-same-media", "legit", "A session-refresh re-INVITE that keeps the media.",
-                 (ALICE, _transfer(5000), ReadBack(), Say("yes"), MoveMedia(MEDIA, "session refresh"),
-                  SendCode("sms"), EnterCode("phone"), Execute()),
+        Scenario("identify-again-after-media-moved", "legit",
+                 "Media moves mid-flow (the caller's phone switched networks): the pending transfer is void; "
+                 "after identifying again the caller completes it.",
+                 (ALICE, _transfer(5000), ReadBack(), Say("yes"), MoveMedia("198.51.100.20:42000", "re-INVITE"),
+                  SendCode("sms", expect_ok=False), ALICE, *_happy_tail(5000)),
                  expect_high_executions=1, expect_ledger=(("112", 5000),)),
         Scenario("provider-hiccups", "legit", "The SMS provider times out and errors; exactly one SMS arrives.",
                  (ALICE, ProviderFaults(("hang", "500_after_send")), *_happy_tail(5000)),

@@ -13,6 +13,7 @@ What the dialplan engine calls, in order::
                 gate.verify_code(req.request_id, digits, evidence)    # up to policy.code_max_attempts
                 gate.execute(req.request_id)
     any time:   gate.binding_changed(new_binding, reason)   # re-INVITE moving media, transfer, Replaces
+                                                            # (always drops privileges; not for refreshes)
                 gate.abandon(req.request_id, reason)          # caller changed their mind / hung up
                 gate.note_external(source, text)              # tool results, CRM notes, SMS replies
 
@@ -191,10 +192,9 @@ class SafePathGate:
         return StepResult(True)
 
     def binding_changed(self, new_binding: SessionBinding | None, reason: str) -> None:
+        # Every call drops privileges, even with an unchanged binding: a transfer or a Replaces can keep the
+        # media address, and only the SIP side knows what happened (a mere session refresh is not reported).
         old = self.binding
-        if new_binding is not None and new_binding == old:
-            self._audit("policy.binding_refreshed", {"reason": reason})
-            return
         dropped = self._principal
         self._void_all(f"binding_changed:{reason}")
         self._principal = None
