@@ -86,11 +86,11 @@ class _Pending:
     flags: tuple[str, ...] = ()
 
 
-def _evidence_audit(e: Evidence | None) -> dict[str, Any] | None:
+def _evidence_audit(e: Evidence | None, mask: Callable[[str], str] = str) -> dict[str, Any] | None:
     if e is None:
         return None
     return {
-        "kind": e.kind, "text": e.text, "confidence": e.confidence, "intent": e.intent, "tier": e.tier,
+        "kind": e.kind, "text": mask(e.text), "confidence": e.confidence, "intent": e.intent, "tier": e.tier,
         "started_at": e.started_at, "ended_at": e.ended_at, "audio_sha256": e.audio_sha256,
         "flagged": list(e.flagged),
     }
@@ -129,6 +129,9 @@ class SafePathGate:
         self._requests: dict[str, _Pending] = {}
         # principal -> epoch in which an identification action of this call vouched for them
         self._identified: dict[str, int] = {}
+        # Values of secret parameters seen in this call (a PIN): masked wherever evidence text is audited,
+        # since the keypress that carried a PIN is also the evidence of the request that follows it.
+        self._secrets: set[str] = set()
 
     # ------------------------------------------------------------------------------------------ helpers
 
@@ -140,6 +143,14 @@ class SafePathGate:
         record = self.audit.append(kind, {**payload, "binding": _binding_audit(self.binding), "epoch": self._epoch},
                                    actor="policy", call_id=self.call_id)
         return record.seq
+
+    def _mask(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "[secret]")
+        return text
+
+    def _ev(self, e: Evidence | None) -> dict[str, Any] | None:
+        return _evidence_audit(e, self._mask)
 
     def _session_id(self, principal: str | None) -> str:
         b = self.binding
@@ -176,7 +187,7 @@ class SafePathGate:
         return None if self._closed else self._principal
 
     def login(self, principal: str, evidence: Evidence) -> StepResult:
-        payload = {"principal": principal, "evidence": _evidence_audit(evidence)}
+        payload = {"principal": principal, "evidence": self._ev(evidence)}
         if self._closed:
             self._refuse("login", "session_closed", payload)
             return StepResult(False, "session_closed")
@@ -253,6 +264,9 @@ class SafePathGate:
                 refusal = "bad_params"
                 reasons.extend(problems)
 
+        if spec is not None and params is not None:
+            self._secrets.update(str(params[k]) for k in spec.secret_params
+                                 if k in params and len(str(params[k])) >= 3)
         findings = injection.scan(request.evidence.text)
         for name, f in injection.scan_fields(params or {}).items():
             findings = findings.merge(f)
@@ -303,7 +317,7 @@ class SafePathGate:
             "params": self.runner.redacted(req.action, params) if params is not None else "(not JSON)",
             "declared_risk": request.risk, "path": decision.path, "allowed": decision.allowed,
             "reasons": list(decision.reasons), "channels": list(decision.channels), "principal": principal,
-            "evidence": _evidence_audit(request.evidence), "injection": {"categories": list(flags),
+            "evidence": self._ev(request.evidence), "injection": {"categories": list(flags),
                                                                          "rules": list(findings.rules)},
         })
         return req, decision
@@ -319,7 +333,7 @@ class SafePathGate:
         self._audit("policy.readback", {"request_id": request_id, "finished_at": finished_at})
 
     def confirm(self, request_id: str, evidence: Evidence) -> StepResult:
-        payload = {"request_id": request_id, "evidence": _evidence_audit(evidence)}
+        payload = {"request_id": request_id, "evidence": self._ev(evidence)}
         p, why = self._live(request_id, "confirm")
         if p is not None and not why:
             if p.decision.path != "safe":
@@ -379,7 +393,7 @@ class SafePathGate:
         return Challenge(request_id, channel, issued.destination_masked, issued.expires_at)
 
     def verify_code(self, request_id: str, code: str, evidence: Evidence) -> StepResult:
-        payload = {"request_id": request_id, "evidence": {**(_evidence_audit(evidence) or {}), "text": "[code]"}}
+        payload = {"request_id": request_id, "evidence": {**(self._ev(evidence) or {}), "text": "[code]"}}
         p, why = self._live(request_id, "code")
         if p is not None and not why and (p.state != "challenged" or p.challenge is None):
             why = "no_code_issued" if p.state in ("decided", "read_back", "confirmed") else f"state:{p.state}"
@@ -422,21 +436,21 @@ class SafePathGate:
         req = p.request
         intent = {
             "request_id": request_id,
-            "transcript": req.evidence.text,
+            "transcript": self._mask(req.evidence.text),
             "audio_sha256": req.evidence.audio_sha256,
             "intent": req.evidence.intent,
             "confidence": req.evidence.confidence,
             "tier": req.evidence.tier,
-            "evidence": _evidence_audit(req.evidence),
+            "evidence": self._ev(req.evidence),
             "decision": {"path": p.decision.path, "reasons": list(p.decision.reasons),
                          "declared_risk": req.risk},
             "confirmation": None if p.confirmation is None else {
-                **(_evidence_audit(p.confirmation) or {}), "readback_finished_at": p.readback_at,
+                **(self._ev(p.confirmation) or {}), "readback_finished_at": p.readback_at,
                 "audit_seq": p.confirm_seq},
             "code": None if p.challenge is None or p.code_check is None else {
                 "channel": p.challenge.channel, "confirmation_id": p.challenge.confirmation_id,
                 "issued_seq": p.challenge.audit_seq, "verified_seq": p.code_check.audit_seq,
-                "evidence": {**(_evidence_audit(p.code_evidence) or {}), "text": "[code]"}},
+                "evidence": {**(self._ev(p.code_evidence) or {}), "text": "[code]"}},
             "binding": _binding_audit(self.binding),
             "injection_flags": list(p.flags),
         }
