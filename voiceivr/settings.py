@@ -79,12 +79,14 @@ class PolicySettings:
     """The safe path: which actions need it, and how confirmations and codes behave (voiceivr.policy)."""
 
     high_actions: list[str] = setting(
-        ["transfer", "pay_payee", "add_payee", "change_address", "change_phone", "block_card", "report_card"],
+        ["transfer", "transfer_funds", "pay_payee", "add_payee", "change_address", "change_phone", "block_card",
+         "report_card"],
         "Actions that always take the safe path, whatever the dialplan says (the dialplan can only raise a "
         "risk, never lower one).",
     )
     amount_params: list[str] = setting(
-        ["amount_cents"], "Parameters that hold money, in integer cents (they feed the amount threshold)."
+        ["amount", "amount_cents"],
+        "Parameters that hold money, in integer cents (they feed the amount threshold and the SMS wording).",
     )
     high_amount_cents: int = setting(
         1, "An action moving at least this many cents takes the safe path even if marked low (1 = any money)."
