@@ -55,9 +55,12 @@ def test_publish_list_show_and_simulate(runner: CliRunner) -> None:
     out = json.loads(sim.stdout)
     prompts = [e["text"] for e in out["events"] if e["event"] == "say"]
     assert "Your savings balance is 10000 dollars 00 cents." in prompts
-    # Without the safe path on this build, the transfer is refused, never faked.
+    # The safe path is in this build: the transfer waits for its read-back, a yes and a code (TOTP: no SMS
+    # provider is configured here); without them nothing runs.
     decide = [e for e in out["events"] if e["event"] == "gate" and e["call"] == "decide"][-1]
-    assert decide["allowed"] is False and "safe path is not available" in decide["reasons"][0]
+    assert decide["allowed"] is True and decide["path"] == "safe" and decide["channels"] == ["totp"]
+    assert not [e for e in out["events"] if e["event"] == "gate" and e["call"] == "execute"
+                and e["request_id"] == decide["request_id"]]
     text = runner.invoke(cli, ["dialplan", "simulate", str(ROOT / "dialplans" / "hello.yaml"), "--say",
                                "when are you open"])
     assert "We're open Monday to Friday" in text.output and "call hangup" in text.output

@@ -91,6 +91,7 @@ def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import bank, dialplan
+    from voiceivr.policy.commands import simulate, sms
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
 
@@ -101,6 +102,8 @@ def _register() -> None:
     cli.add_command(stats)
     cli.add_command(speak)
     cli.add_command(transcribe)
+    cli.add_command(simulate)
+    cli.add_command(sms)
 
 
 _register()

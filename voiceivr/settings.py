@@ -147,6 +147,62 @@ class VadSettings:
 
 
 @dataclass
+class PolicySettings:
+    """The safe path: which actions need it, and how confirmations and codes behave (voiceivr.policy)."""
+
+    high_actions: list[str] = setting(
+        ["transfer", "transfer_funds", "pay_payee", "add_payee", "change_address", "change_phone", "block_card",
+         "report_card"],
+        "Actions that always take the safe path, whatever the dialplan says (the dialplan can only raise a "
+        "risk, never lower one).",
+    )
+    amount_params: list[str] = setting(
+        ["amount", "amount_cents"],
+        "Parameters that hold money, in integer cents (they feed the amount threshold and the SMS wording).",
+    )
+    high_amount_cents: int = setting(
+        1, "An action moving at least this many cents takes the safe path even if marked low (1 = any money)."
+    )
+    destination_params: list[str] = setting(
+        ["payee", "to", "to_account", "destination", "address", "phone", "card_last4"],
+        "Parameters naming where money or an identity change goes; an out-of-band code is bound to them.",
+    )
+    confirm_min_confidence: float = setting(
+        0.6, "A spoken yes recognised with less confidence than this does not confirm anything."
+    )
+    code_digits: int = setting(6, "Digits in an SMS code.")
+    code_ttl_s: int = setting(300, "An out-of-band code expires this many seconds after it was issued.")
+    code_max_attempts: int = setting(
+        5, "Wrong codes allowed per confirmation; one more and the action is refused and the account flagged."
+    )
+    totp_valid_window: int = setting(1, "TOTP steps (30 s each) accepted either side of now (RFC 6238 drift).")
+    secret: str = setting(
+        "",
+        "Server secret for the HMACs binding codes to actions (at least 32 characters). Empty: generated once "
+        "into <var_dir>/policy-secret (mode 0600) and reused; set it explicitly when several nodes share a "
+        "database.",
+        secret=True,
+    )
+    twilio_account_sid: str = setting("", "Twilio account SID for SMS codes (empty: SMS is not offered).")
+    twilio_auth_token: str = setting("", "Twilio auth token.", secret=True)
+    twilio_base_url: str = setting(
+        "",
+        "Base URL of the Messages API. Empty: Twilio's own (https://api.twilio.com). The offline demo points "
+        "it at the local fake, e.g. http://127.0.0.1:8089.",
+    )
+    sms_from: str = setting("", "The sender number (E.164) SMS codes come from.")
+    sms_timeout_s: float = setting(5.0, "HTTP timeout of one send to the Messages API.")
+    sms_max_attempts: int = setting(5, "Sends of one SMS before it is given up (retries back off).")
+    sms_backoff_s: float = setting(0.5, "First retry delay; doubles each attempt, capped at 30 s.")
+    runner_lease_s: int = setting(
+        120,
+        "An action claimed by a node that has not finished it after this long is resolved by another node's "
+        "recovery (a restarted node resolves its own at once).",
+    )
+    runner_node: str = setting("", "This node's name in action_runs (empty: the host name).")
+
+
+@dataclass
 class CallSettings:
     end_of_turn_ms: int = setting(
         600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase."
@@ -239,6 +295,7 @@ class Settings:
     log: LogSettings = field(default_factory=LogSettings)
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     vad: VadSettings = field(default_factory=VadSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
     call: CallSettings = field(default_factory=CallSettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)

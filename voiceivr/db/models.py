@@ -146,6 +146,8 @@ class PendingConfirmation(Base):
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|verified|expired|locked|void
     verified_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # The gate's request this code belongs to (one confirmation per request and channel).
+    request_id: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class SmsOutbox(Base):
@@ -165,6 +167,12 @@ class SmsOutbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Not secret; printed in the message so that after an ambiguous send (timeout, 5xx) the sender can ask
+    # the provider whether this very message went out before it tries again.
+    reference: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    in_doubt: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class ActionRun(Base):
@@ -183,9 +191,26 @@ class ActionRun(Base):
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    # Where the side effect lives: db (same transaction as the claim) | external (the remote dedupes on the
+    # idempotency key) | external_once (no dedupe: never retried once started). See voiceivr.actions.runner.
+    effect: Mapped[str] = mapped_column(String(16), default="db", server_default="db")
+    owner: Mapped[str] = mapped_column(String(128), default="", server_default="")  # node:pid:boot
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 Index("ix_action_runs_status", ActionRun.status)
+
+
+class TotpUsedStep(Base):
+    """A TOTP code is accepted once: the (principal, time step) it matched is kept here."""
+
+    __tablename__ = "totp_used_steps"
+    __table_args__ = (UniqueConstraint("principal", "step", name="uq_totp_used_steps_principal_step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    step: Mapped[int] = mapped_column(BigInteger)
+    used_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
 # --- the demo bank (voiceivr.actions.bank): real rows, so the demo dialplan does real things ---------------

@@ -109,7 +109,7 @@ class LowRiskOnlyGate:
 def gate_for(registry: ActionRegistry, db: Engine | None, binding: SessionBinding, **kwargs: Any) -> Any:
     """The real gate from ``voiceivr.policy.make_gate`` if this build has it, else :class:`LowRiskOnlyGate`."""
     try:
-        from voiceivr.policy import make_gate  # type: ignore[attr-defined]
+        from voiceivr.policy import make_gate
     except ImportError:
         log.info("safe path not available; high-risk actions will be refused", extra={"call_id": binding.call_id})
         return LowRiskOnlyGate(registry, db, binding)
