@@ -146,6 +146,7 @@ class CallSession:
         self._digits = ""
         self._digits_started: float | None = None
         self._last_digit_at = 0.0
+        self._swallow_terminator = ""
         self._swallow_terminator_until = -1.0
         self._no_input_deadline: float | None = None
         self._no_input_count = 0
@@ -390,6 +391,14 @@ class CallSession:
         self._emit(ev.DtmfDigit(self._now, digit=digit, method=method))
         self._last_activity = self._now
         self._sleeping = False
+        if digit == self._swallow_terminator and self._now <= self._swallow_terminator_until and not self._digits:
+            # The caller pressed # after an entry that was already complete (max length): that is how people
+            # finish keying, not a new input -- not an answer to the next question, nor a barge-in on the reply
+            # to the entry (the brain has answered it already, so its listen spec is no longer the entry's).
+            self._swallow_terminator_until = -1.0
+            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "terminator after a full entry"}))
+            return
+        self._swallow_terminator_until = -1.0  # any other key ends the entry's grace period
         playing = self._playing.prompt if self._playing else None
         if playing is not None and not playing.interruptible:
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "during uninterruptible prompt"}))
@@ -398,11 +407,6 @@ class CallSession:
             self._barge_in(self._now)
         self._no_input_deadline = None
         spec = self._listen.digits
-        if digit == spec.terminator and self._now <= self._swallow_terminator_until and not self._digits:
-            # The caller pressed # after an entry that was already complete (max length): that is how people
-            # finish keying, not a new input.
-            self._swallow_terminator_until = -1.0
-            return
         if spec.max_digits <= 0:
             self._digits_done(digit, "single")
             return
@@ -415,6 +419,7 @@ class CallSession:
         self._last_digit_at = self._now
         if len(self._digits) >= spec.max_digits:
             if spec.terminator:
+                self._swallow_terminator = spec.terminator
                 self._swallow_terminator_until = self._now + spec.inter_digit_timeout_s
             self._digits_done(self._digits, "max_length")
 
