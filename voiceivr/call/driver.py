@@ -1,4 +1,5 @@
-"""Drive a call session from recorded caller audio on a virtual clock: replays, tests and benchmarks.
+"""Drive a call session on a virtual clock, from recorded caller audio (replays, tests, benchmarks) or from an
+interactive :class:`Caller` that reacts to the call (simulations).
 
 Each 20 ms tick does what the pjsua2 clock thread does on a live call, in a fixed order: take the agent's
 next frame (what the caller hears), deliver the caller's frame of that tick, then let the session process
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -41,27 +43,70 @@ class DriveResult:
         return len(self.agent) / self.rate
 
 
+class Caller(Protocol):
+    """A caller that reacts to the call (a simulation script): asked once per tick, before the tick runs."""
+
+    def tick(self, t: float, n: int) -> tuple[Pcm | None, Sequence[ev.SystemEvent]]:
+        """The caller's ``n`` samples for the tick starting at ``t`` (None: silence) and control events (keys,
+        hangup, media moved) to post before it."""
+        ...
+
+    @property
+    def done(self) -> bool:
+        """Nothing more to say or do: the call runs ``tail_s`` more, then the caller hangs up."""
+        ...
+
+
+class _Recorded:
+    """Recorded caller audio and control events at fixed times, as a :class:`Caller`."""
+
+    def __init__(self, pcm: Pcm, control: Sequence[tuple[float, ev.SystemEvent]]) -> None:
+        self.pcm = pcm
+        self.pending = sorted(control, key=lambda pair: pair[0])
+        self.pos = 0
+
+    def tick(self, t: float, n: int) -> tuple[Pcm | None, Sequence[ev.SystemEvent]]:
+        events = []
+        while self.pending and self.pending[0][0] <= t:
+            events.append(self.pending.pop(0)[1])
+        frame = self.pcm[self.pos : self.pos + n]
+        self.pos += n
+        return frame, events
+
+    @property
+    def done(self) -> bool:
+        return self.pos >= len(self.pcm)
+
+
 def drive(
     session: CallSession,
-    caller: Pcm,
+    caller: Pcm | Caller,
     *,
     control: Sequence[tuple[float, ev.SystemEvent]] = (),
     echo: EchoPath | None = None,
     tail_s: float = 4.0,
     max_s: float | None = None,
 ) -> DriveResult:
-    """Run ``session`` over ``caller`` (int16 at the session's rate) until it ends or the audio runs out.
-
-    ``control`` events (DTMF, hangup, ...) are posted at their times. After the caller audio ends the call
-    runs ``tail_s`` more seconds, so the agent can answer the last turn.
+    """Run ``session`` with ``caller``: int16 audio at the session's rate (with ``control`` events posted at
+    their times), or an interactive :class:`Caller`. After the caller is done the call runs ``tail_s`` more
+    seconds, so the agent can answer the last turn; ``max_s`` caps the whole call (an interactive caller
+    without it gets 3600 s).
     """
     rate = session.rate
     n = samples_per_frame(rate)
     media = session.media
-    total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
+    if isinstance(caller, np.ndarray):
+        source: Caller = _Recorded(caller, control)
+        total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
+    else:
+        if control:
+            raise ValueError("an interactive caller posts its own control events")
+        source = caller
+        total_ticks = int((max_s if max_s is not None else 3600.0) * 1000 / FRAME_MS)
     if max_s is not None:
         total_ticks = min(total_ticks, int(max_s * 1000 / FRAME_MS))
-    pending = sorted(control, key=lambda pair: pair[0])
+    tail_ticks = int(np.ceil(tail_s * 1000 / FRAME_MS))
+    done_at: int | None = None
     caller_out: list[Pcm] = []
     agent_out: list[Pcm] = []
     rng = np.random.default_rng(echo.seed if echo else 0)
@@ -75,13 +120,18 @@ def drive(
     for tick in range(total_ticks):
         if session.ended:
             break
+        if done_at is not None and tick - done_at >= tail_ticks:
+            break
         t = tick * FRAME_MS / 1000
-        while pending and pending[0][0] <= t:
-            session.post(pending.pop(0)[1])
+        frame, events = source.tick(t, n)
+        for event in events:
+            session.post(event)
+        if done_at is None and source.done:
+            done_at = tick
         sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
         agent_out.append(sent)
-        start = tick * n
-        frame = caller[start : start + n]
+        if frame is None:
+            frame = np.zeros(0, dtype=np.int16)
         if len(frame) < n:
             frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
         if echo is not None:
