@@ -102,6 +102,7 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    GateRefused,
     InputKind,
 )
 
@@ -929,7 +930,18 @@ class Conversation:
         p = self.pending
         assert p is not None
         p.channel = channel
-        challenge = self.gate.send_challenge(p.request.request_id, channel)
+        try:
+            challenge = self.gate.send_challenge(p.request.request_id, channel)
+        except GateRefused as exc:
+            # e.g. the account was flagged by another call since the read-back: the request cannot go on.
+            self._event("gate", call="send_challenge", request_id=p.request.request_id, channel=channel,
+                        ok=False, reason=exc.reason)
+            self._abandon(f"code not sent: {exc.reason}")
+            self._prompt(self.plan.messages.refused, "info")
+            nxt = self._action_failed(self.plan.node(self.node_id), p.call, exc.reason, speak=False)
+            if nxt is not None:
+                self._enter(*nxt)
+            return
         self._event("gate", call="send_challenge", request_id=p.request.request_id, channel=channel,
                     destination=challenge.destination_masked)
         if channel == "sms":

@@ -25,6 +25,7 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    GateRefused,
     SessionBinding,
     StepResult,
 )
@@ -83,7 +84,7 @@ class LowRiskOnlyGate:
         return StepResult(False, NO_SAFE_PATH)
 
     def send_challenge(self, request_id: str, channel: Channel) -> Challenge:
-        raise RuntimeError(NO_SAFE_PATH)
+        raise GateRefused("no_safe_path", NO_SAFE_PATH)
 
     def verify_code(self, request_id: str, code: str, evidence: Evidence) -> StepResult:
         return StepResult(False, NO_SAFE_PATH)
