@@ -39,6 +39,12 @@ _PROMPT_CLASS: dict[str, type[ev.Prompt]] = {
 _STATIC_KINDS = frozenset({"prompt", "reprompt", "menu", "goodbye", "info"})
 
 
+def injection_categories(text: str) -> tuple[str, ...]:
+    from voiceivr.policy.injection import scan
+
+    return scan(text).categories
+
+
 class TimedGate:
     """Wraps the call's gate and measures where the time of a turn goes: policy decisions vs actions."""
 
@@ -92,6 +98,9 @@ class TimedGate:
     def abandon(self, request_id: str, reason: str) -> None:
         self._policy(self.inner.abandon, request_id, reason)
 
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        self._policy(self.inner.note_input, evidence, reason, request_id)
+
     def take(self) -> tuple[float, float]:
         out = (self.policy_s, self.tool_s)
         self.policy_s = self.tool_s = 0.0
@@ -110,7 +119,8 @@ class DialplanBrain:
     ) -> None:
         self.conv = conversation
         self.gate = gate
-        self.flag_text = flag_text  # the injection filter: findings for a transcript
+        # The injection filter (categories found in a transcript): the policy's own unless a test swaps it.
+        self.flag_text = flag_text or injection_categories
         self._ids: dict[int, str] = {}  # session prompt id -> engine prompt id
         self._next_id = 1
         self._resolved = 0
@@ -123,7 +133,7 @@ class DialplanBrain:
 
     def handle(self, event: b.BrainInput) -> list[b.BrainOutput]:
         if isinstance(event, b.Utterance):
-            flagged = self.flag_text(event.text) if self.flag_text and event.text else ()
+            flagged = self.flag_text(event.text) if event.text else ()
             u = de.Utterance(event.text, event.confidence, event.started_at, event.ended_at, kind="speech",
                              id=uuid.uuid4().hex, audio_sha256=event.audio_sha256 or None, flagged=flagged)
             return self._run(lambda: self.conv.utterance(u))

@@ -192,6 +192,12 @@ class SlotFill:
     value: Any
     confirmed: bool = False
     source: str = "speech"  # speech | dtmf | default
+    flagged: tuple[str, ...] = ()  # injection-filter findings of the input the value came from
+
+
+# Where to go back to after a detour through login: (node, the words that sent the caller there, their
+# injection-filter findings -- the words may fill slots of a high action on the way back).
+Return = tuple[str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -201,7 +207,7 @@ class Checkpoint:
     origin: str  # where it was when this was confirmed (for an intent: the menu it was said at)
     slots: Mapping[str, SlotFill]
     results: Mapping[str, Mapping[str, Any]]
-    return_stack: tuple[tuple[str, str], ...]
+    return_stack: tuple[Return, ...]
     reason: str  # the intent or action that was confirmed
     at: float
 
@@ -254,7 +260,7 @@ class Conversation:
         self.slots: dict[str, SlotFill] = {}
         self.results: dict[str, Mapping[str, Any]] = {}
         self.checkpoints: list[Checkpoint] = []
-        self.return_stack: list[tuple[str, str]] = []  # (node, the words that sent the caller there)
+        self.return_stack: list[Return] = []
         self.history: list[HistoryEntry] = []
         self.trace: list[TraceEvent] = []
         self.pending: _Pending | None = None
@@ -270,6 +276,11 @@ class Conversation:
         self._last_input: tuple[str, float, float] | None = None
         self._last_input_end = float("-inf")
         self._last_evidence = Evidence(kind="text", text="")
+        # Injection-filter findings of what the current step acts on (the input, and words carried over from
+        # before a login), and of the inputs that led to the current node visit: they travel into the
+        # evidence of any action this visit requests, so flagged text never silently fills a high action.
+        self._input_flags: tuple[str, ...] = ()
+        self._visit_flags: tuple[str, ...] = ()
         # The step being built
         self._say: list[Say] = []
         self._events: list[TraceEvent] = []
@@ -305,8 +316,15 @@ class Conversation:
         self.history.append(HistoryEntry("caller", heard, u.started_at))
         self._event("input", kind=u.kind, text=heard, confidence=round(u.confidence, 3), started_at=u.started_at,
                     ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}))
-        self._last_evidence = Evidence(kind=u.kind, text=u.text, confidence=u.confidence, started_at=u.started_at,
-                                       ended_at=u.ended_at, audio_sha256=u.audio_sha256, flagged=u.flagged)
+        # A spoken PIN is evidence of the login, but its words must not reach the audit trail in clear.
+        self._last_evidence = Evidence(kind=u.kind, text="[secret]" if secret else u.text, confidence=u.confidence,
+                                       started_at=u.started_at, ended_at=u.ended_at, audio_sha256=u.audio_sha256,
+                                       flagged=u.flagged)
+        self._input_flags = tuple(u.flagged)
+        if u.flagged:
+            rid = self.pending.request.request_id if self.pending else None
+            self.gate.note_input(self._last_evidence, "injection_flagged", rid)
+            self._event("gate", call="note_input", reason="injection_flagged", categories=list(u.flagged))
         self._on_text(u)
         return self._finish()
 
@@ -322,7 +340,9 @@ class Conversation:
         shown = "[secret]" if self.phase == "code" or (self.slot and self.plan.slots[self.slot].secret) else digits
         self.history.append(HistoryEntry("caller", f"[keyed {shown}]", at))
         self._event("input", kind="dtmf", text=shown)
-        self._last_evidence = Evidence(kind="dtmf", text=digits, confidence=1.0, started_at=at, ended_at=at)
+        secret = self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].secret
+        self._last_evidence = Evidence(kind="dtmf", text="[secret]" if secret else digits, confidence=1.0,
+                                       started_at=at, ended_at=at)
         self._on_dtmf(digits)
         return self._finish()
 
@@ -399,6 +419,7 @@ class Conversation:
 
     def _begin(self, at: float) -> None:
         self._now = at
+        self._input_flags = ()
         self._say, self._events, self._listen, self._transfer, self._hangup = [], [], None, None, False
 
     def _finish(self) -> Step:
@@ -450,13 +471,14 @@ class Conversation:
             return None
         if target == RETURN:
             if self.return_stack:
-                back_to, words = self.return_stack.pop()
+                back_to, words, flags = self.return_stack.pop()
+                self._input_flags = _union(self._input_flags, flags)
                 return back_to, "return after login", words
             return self.plan.main_menu, "return (nothing to return to)", ""
         node = self.plan.node(target)
         self._event("transition", **{"from": self.node_id or None, "to": target, "reason": reason})
         if node.requires_login and self.gate.principal() is None and self.plan.login:
-            self.return_stack.append((target, prefill))
+            self.return_stack.append((target, prefill, self._input_flags if prefill else ()))
             self._prompt(self.plan.messages.login_first, "prompt")
             return self.plan.login, f"{target} requires login", ""
         self.node_id = target
@@ -468,6 +490,7 @@ class Conversation:
         self.cancel_count = 0
         for s in node.collect:  # a new visit collects afresh: the last transfer's amount is not this one's
             self.slots.pop(s, None)
+        self._visit_flags = self._input_flags if prefill else ()
         for p in node.say:
             self._prompt(p)
         if prefill:
@@ -620,9 +643,11 @@ class Conversation:
         if p.readback_done_at is None or u.started_at < p.readback_done_at:
             # Speech over the read-back is no answer to it (and a "yes" then must never count).
             self._event("ignored", input="utterance", reason="overlapped the read-back")
-            if p.readback_done_at is None:
-                return
             parsed = parse_yesno(u.text)
+            if p.readback_done_at is None:
+                if parsed is not None and parsed.value is True:
+                    self._note_refused_yes(p, "readback_not_played")
+                return
             if parsed is not None and parsed.value is True:
                 step = self.gate.confirm(p.request.request_id, self._last_evidence)
                 self._event("gate", call="confirm", ok=step.ok, reason=step.reason)
@@ -653,10 +678,12 @@ class Conversation:
             return
         if p.readback_done_at is None:
             self._event("ignored", input="confirm", reason="read-back has not finished playing")
+            self._note_refused_yes(p, "readback_not_played")
             self._relisten()
             return
         if confidence < self.plan.routing.confirm_min_confidence:
             self._event("ignored", input="confirm", reason="yes not recognised confidently")
+            self._note_refused_yes(p, "low_confidence")
             self._confirm_miss()
             return
         step = self.gate.confirm(p.request.request_id, self._last_evidence)
@@ -669,6 +696,11 @@ class Conversation:
             self.slots[k] = replace(v, confirmed=True)
         self._checkpoint("confirmed", f"confirmed {p.call.name}")
         self._ask_channel_or_send()
+
+    def _note_refused_yes(self, p: _Pending, reason: str) -> None:
+        """A yes the engine refused itself never reaches ``gate.confirm``; the trail still gets it."""
+        self.gate.note_input(self._last_evidence, reason, p.request.request_id)
+        self._event("gate", call="note_input", request_id=p.request.request_id, reason=reason)
 
     def _plain_no(self, rewound: bool = False) -> None:
         """A bare "no" to a read-back: collect the details again, once; a second "no" cancels."""
@@ -803,7 +835,8 @@ class Conversation:
         self._no_match("value out of range", message=msg)
 
     def _set_slot(self, spec: SlotSpec, value: Any, source: str) -> None:
-        self.slots[spec.name] = SlotFill(value, confirmed=False, source=source)
+        flags = () if source == "default" else self._input_flags
+        self.slots[spec.name] = SlotFill(value, confirmed=False, source=source, flagged=flags)
         self._event("slot", slot=spec.name, type=spec.type, value=self._shown_value(spec.name, value), source=source)
 
     def _shown_value(self, name: str, value: Any) -> Any:
@@ -837,7 +870,13 @@ class Conversation:
     def _request_action(self, node: Node, call: ActionCall) -> tuple[str, str, str] | None:
         self.action_done = True
         params = self._params(call)
-        request = ActionRequest(action=call.name, params=params, risk=call.risk, evidence=self._last_evidence)
+        flags = _union(self._last_evidence.flagged, self._input_flags, self._visit_flags,
+                       *(self.slots[pv.ref].flagged for pv in call.params.values()
+                         if pv.ref is not None and pv.ref in self.slots))
+        # The gate refuses a high action whose evidence is flagged: this is what keeps flagged text (said now,
+        # before a login detour, or turns ago) out of a high action's slots.
+        request = ActionRequest(action=call.name, params=params, risk=call.risk,
+                                evidence=replace(self._last_evidence, flagged=flags))
         self._event("action_requested", action=call.name, risk=call.risk, params=self._shown_params(call, params))
         request, decision = self.gate.decide(request)
         self._event("gate", call="decide", request_id=request.request_id, path=decision.path,
@@ -1347,6 +1386,10 @@ class Conversation:
             tiers=[{"tier": t.tier, "guess": t.intent, "confidence": t.confidence, "accepted": t.accepted,
                     "cost_s": round(t.cost_s, 6), "runner_up": t.runner_up} for t in decision.tiers],
         )
+
+
+def _union(*groups: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(x for g in groups for x in g))
 
 
 def _dedup(items: Sequence[str]) -> tuple[str, ...]:

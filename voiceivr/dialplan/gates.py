@@ -106,6 +106,9 @@ class LowRiskOnlyGate:
     def abandon(self, request_id: str, reason: str) -> None:
         self._requests.pop(request_id, None)
 
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        pass  # no audit trail here (and no high action can run)
+
 
 def gate_for(registry: ActionRegistry, db: Engine | None, binding: SessionBinding, **kwargs: Any) -> Any:
     """The real gate from ``voiceivr.policy.make_gate`` if this build has it, else :class:`LowRiskOnlyGate`."""

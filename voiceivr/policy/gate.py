@@ -145,3 +145,8 @@ class CallGate(Protocol):
 
     def abandon(self, request_id: str, reason: str) -> None:
         """The caller changed their mind, went back, or hung up: the request and its code are void."""
+
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        """Caller input that matters to the safe path but reached no step above, for the audit trail: text the
+        injection filter flagged (``reason="injection_flagged"``; ``evidence.flagged`` holds the categories)
+        or a yes the engine did not pass on (``readback_not_played``, ``low_confidence``). Grants nothing."""

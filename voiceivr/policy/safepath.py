@@ -469,6 +469,14 @@ class SafePathGate:
         self._audit("policy.abandon", {"request_id": request_id, "reason": reason,
                                        "known": p is not None})
 
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        payload = {"request_id": request_id, "evidence": self._ev(evidence), "reason": reason, "by": "engine"}
+        if reason == "injection_flagged":
+            self._audit("policy.injection_flagged", {**payload, "source": "caller",
+                                                     "categories": list(evidence.flagged)})
+        else:
+            self._refuse("input", reason, payload)
+
     # ------------------------------------------------------------------------------------------ extras
 
     def note_external(self, source: str, text: str) -> injection.Findings:
