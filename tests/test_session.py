@@ -201,6 +201,8 @@ def test_uninterruptible_prompt_plays_to_the_end_and_speech_over_it_is_no_answer
     (utt,) = brain.inputs(b.Utterance)
     assert utt.started_at > dur  # only the yes after the read-back reached the brain
     assert len(stt.streams) == 1  # and nothing was spent recognising the ignored one
+    (over,) = brain.inputs(b.Overheard)  # but the brain is told, for the record
+    assert over.prompt_id == 1 and over.kind == "speech" and 0.9 < over.started_at < 1.1 < over.ended_at < dur
 
 
 def test_keys_during_uninterruptible_prompt_are_ignored() -> None:
@@ -210,6 +212,7 @@ def test_keys_during_uninterruptible_prompt_are_ignored() -> None:
     drive(session, caller_audio([], total_s=2.0), control=[(0.5, ev.DtmfDigit(0, digit="9"))])
     assert events(session, ev.BargeIn) == [] and brain.inputs(b.Digits) == []
     assert any(e.kind == "dtmf.ignored" for e in events(session, ev.Note))
+    assert [(o.prompt_id, o.kind) for o in brain.inputs(b.Overheard)] == [(1, "dtmf")]
 
 
 # ------------------------------------------------------------------------------------------------ echo

@@ -15,6 +15,10 @@ Inputs (each returns a :class:`Step`)::
     conv.prompt_played(prompt_id, at)                a prompt finished playing (at = when its last sample left)
     conv.prompt_cut(prompt_id, words_heard, at)      barge-in (or flush) cut it after words_heard words
     conv.hangup(at)                                  the caller hung up
+    conv.overheard(prompt_id, kind, started_at, ended_at)  speech or a key over an uninterruptible prompt: no
+                                                     answer, but one over a read-back goes on the record
+    conv.binding_changed(binding, reason, at)        media moved (re-INVITE), transfer or Replaces: the gate
+                                                     drops privileges; anything that needs a login starts over
 
 Every prompt the engine emits must be answered by exactly one ``prompt_played`` or ``prompt_cut`` (a prompt
 flushed before it started is cut with 0 words): the history keeps only what the caller heard, and the
@@ -104,6 +108,7 @@ from voiceivr.policy.gate import (
     Evidence,
     GateRefused,
     InputKind,
+    SessionBinding,
 )
 
 Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
@@ -271,6 +276,7 @@ class Conversation:
         self.cancel_count = 0
         self._prompt_seq = 0
         self._queued: dict[str, Say] = {}
+        self._kinds: dict[str, str] = {}  # prompt id -> kind, for inputs that refer to a prompt after it played
         self._last_listen: tuple[tuple[Say, ...], Listen | None] = ((), None)
         self._seen_ids: set[str] = set()
         self._last_input: tuple[str, float, float] | None = None
@@ -402,6 +408,49 @@ class Conversation:
         self.phase = "ended"
         return self._finish()
 
+    def overheard(self, prompt_id: str, kind: InputKind, started_at: float, ended_at: float) -> Step:
+        """The caller spoke or keyed over an uninterruptible prompt. Nothing is answered; over the read-back of a
+        pending request it is audited (a yes said there must never count, and now the attempt is on record)."""
+        self._begin(ended_at)
+        self._event("overheard", id=prompt_id, kind=kind, started_at=started_at, ended_at=ended_at)
+        p = self.pending
+        if p is not None and self._kinds.get(prompt_id) == "readback":
+            evidence = Evidence(kind=kind, text="", confidence=0.0, started_at=started_at, ended_at=ended_at)
+            self.gate.note_input(evidence, "over_readback", p.request.request_id)
+            self._event("gate", call="note_input", request_id=p.request.request_id, reason="over_readback")
+        return self._finish()
+
+    def binding_changed(self, binding: SessionBinding | None, reason: str, at: float) -> Step:
+        """The SIP side moved the call (``None``: the session is closed). The gate drops the principal and voids
+        every open request; the conversation follows it, so a caller on the new leg must identify again before
+        anything that needs a login, and a half-done safe-path request is not resumed from its old state."""
+        self._begin(at)
+        self.gate.binding_changed(binding, reason)
+        self._event("gate", call="binding_changed", reason=reason)
+        if self.phase in ("idle", "ended"):
+            return self._finish()
+        had_request = self.pending is not None
+        self._abandon(f"session changed: {reason}")
+        # Nothing said on the old leg carries over: not its slots, not words waiting for a login, not a rewind
+        # back to a state collected before the change.
+        self.slots.clear()
+        self.return_stack.clear()
+        self.checkpoints.clear()
+        self._visit_flags = ()
+        if binding is None:
+            self._event("hangup", by="agent", reason=f"session closed: {reason}")
+            self.phase = "ended"
+            self._hangup = True
+            return self._finish()
+        node = self.plan.node(self.node_id)
+        identifying = node.action is not None and node.action.authenticates
+        if had_request or node.requires_login or identifying:
+            # The node starts again from the top: through login first if it needs one, and an identification
+            # under way asks again for everything (its answers came from the old leg).
+            self._prompt(self.plan.messages.reidentify, "info")
+            self._enter(self.node_id, reason="session changed")
+        return self._finish()
+
     # === what the engine knows, for the session and tests ==================================================
 
     def context(self) -> dict[str, Any]:
@@ -443,6 +492,7 @@ class Conversation:
         self._prompt_seq += 1
         say = Say(f"p{self._prompt_seq}", text, kind, interruptible and kind not in UNINTERRUPTIBLE_KINDS)
         self._queued[say.id] = say
+        self._kinds[say.id] = kind
         self._say.append(say)
         self._event("say", id=say.id, kind=kind, interruptible=say.interruptible, text=text)
 
