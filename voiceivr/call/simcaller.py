@@ -112,10 +112,6 @@ class ActLog:
     engine: str  # what the engine was waiting for when the act started
     detail: str = ""
 
-    @property
-    def in_step(self) -> bool:
-        return not self.expected or self.expected == self.engine
-
 
 @dataclass
 class _Prompt:

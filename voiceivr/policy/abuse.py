@@ -29,6 +29,7 @@ import datetime as dt
 import json
 import re
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -723,8 +724,6 @@ class Scorecard:
 def simulate(database_url: str | None = None, only: list[str] | None = None,
              tiers: Sequence[int] = (0, 1, 2)) -> Scorecard:
     """Run the catalogue. Without ``database_url``: a scratch SQLite database, removed afterwards."""
-    import time
-
     t0 = time.perf_counter()
     scenarios = [s for s in catalogue() if not only or s.name in only]
     with tempfile.TemporaryDirectory(prefix="voiceivr-abuse-") as tmp:
