@@ -43,3 +43,13 @@ def test_jsgf_has_one_alternative_per_distinct_phrase() -> None:
         to_jsgf("turn", [['"quoted"']])
     with pytest.raises(GrammarError):
         to_jsgf("bad name", [["yes"]])
+
+
+def test_repeat_grammar_spells_out_the_range() -> None:
+    from voiceivr.speech.stt.grammar import to_jsgf
+
+    text = to_jsgf("turn", [["one"], ["two"]], repeat=(2, 4))
+    assert "public <utterance> = <one> <one> [<one> [<one>]];" in text
+    assert "public <utterance> = <one>;" in to_jsgf("t", [["one"]], repeat=(1, 1))
+    with pytest.raises(GrammarError):
+        to_jsgf("t", [["one"]], repeat=(3, 2))

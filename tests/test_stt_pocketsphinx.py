@@ -115,3 +115,23 @@ def test_missing_model_names_the_setting(tmp_path: Path) -> None:
         PocketsphinxEngine(model=str(tmp_path / "nope"))
     with pytest.raises(SttModelError, match=r"speech\.pocketsphinx_model"):
         PocketsphinxEngine(model=str(tmp_path))  # a directory, but no model in it
+
+
+DIGITS = ["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _say(engine: PocketsphinxEngine, file: str, repeat: tuple[int, int] | None) -> str:
+    stream = engine.stream(8000, DIGITS, repeat=repeat)
+    for f in frames(file):
+        stream.feed(f)
+    return stream.finish().text
+
+
+def test_repeat_grammar_takes_digit_sequences(engine: PocketsphinxEngine) -> None:
+    """An account number or a code is read digit by digit: a sequence of the grammar's words."""
+    synthetic = [e for e in entries("phrase", "tel") if e["intent"] == "digits"]
+    exact = sum(_say(engine, e["file"], (4, 4)) == e["text"] for e in synthetic)
+    assert synthetic and exact >= len(synthetic) - 2, f"{exact}/{len(synthetic)}"  # 3/5 when written
+    loose = [_say(engine, e["file"], (1, 8)) for e in synthetic]
+    assert all(1 <= len(t.split()) <= 8 for t in loose)
+    assert len(_say(engine, synthetic[0]["file"], None).split()) == 1  # without repeat: one digit

@@ -81,6 +81,7 @@ class Listen:
     """What to listen for after the prompts queued so far have played."""
 
     grammar: Sequence[str] | None = None  # phrases expected (None: free speech)
+    repeat: tuple[int, int] | None = None  # (lo, hi) phrases in a row: digits, amounts in words
     digits: DigitSpec = DigitSpec()
     no_input_timeout_s: float = 6.0
     node: str = ""

@@ -335,7 +335,7 @@ class CallSession:
         if self._sleeping:
             return None
         grammar = self._listen.grammar
-        return self.stt_engine.stream(self.rate, list(grammar) if grammar else None)
+        return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat)
 
     def _feed_stt(self, turn: _Turn, frame: Frame) -> None:
         assert turn.stt is not None
@@ -349,7 +349,7 @@ class CallSession:
 
     def _complete_phrase(self, partial: str) -> bool:
         grammar = self._listen.grammar
-        if not grammar or not partial:
+        if not grammar or not partial or self._listen.repeat:  # a sequence may go on after any pause
             return False
         text = " ".join(partial.lower().split())
         return any(text == " ".join(p.lower().split()) for p in grammar)

@@ -110,8 +110,14 @@ class SttEngine(abc.ABC):
     capabilities: SttCapabilities = SttCapabilities()
 
     @abc.abstractmethod
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> SttStream:
-        """A stream for one turn. ``grammar``: the phrases expected now (None: free speech)."""
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None
+    ) -> SttStream:
+        """A stream for one turn. ``grammar``: the phrases expected now (None: free speech).
+
+        ``repeat=(lo, hi)``: the caller says lo to hi of the phrases in a row (an account number read digit
+        by digit, an amount in words) instead of exactly one. The tighter the range, the better a grammar
+        recogniser does: eight digits is a much smaller search than "any digits"."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

@@ -95,8 +95,11 @@ def check_vocabulary(
     return out
 
 
-def to_jsgf(name: str, phrases: Sequence[Sequence[str]]) -> str:
-    """A JSGF grammar accepting exactly one of the phrases.
+MAX_REPEAT = 24  # longest phrase sequence a grammar spells out (card numbers are 16-19 digits)
+
+
+def to_jsgf(name: str, phrases: Sequence[Sequence[str]], repeat: tuple[int, int] | None = None) -> str:
+    """A JSGF grammar accepting exactly one of the phrases, or with ``repeat=(lo, hi)`` lo to hi of them in a row.
 
     pocketsphinx keeps JSGF quotes as part of the word, so words go in bare; :func:`normalize` guarantees
     they are only lowercase letters and inner apostrophes.
@@ -111,4 +114,11 @@ def to_jsgf(name: str, phrases: Sequence[Sequence[str]]) -> str:
     if not unique:
         raise GrammarError("a grammar needs at least one phrase")
     body = "\n    | ".join(f"( {alt} )" for alt in unique)
+    if repeat is not None:
+        lo, hi = repeat
+        if not 1 <= lo <= hi <= MAX_REPEAT:
+            raise GrammarError(f"a phrase sequence must be 1 to {MAX_REPEAT} long with lo <= hi, got {repeat}")
+        # lo required, then nested optionals: "<one> <one> [<one> [<one>]]" takes 2 to 4
+        seq = " ".join(["<one>"] * lo) + "".join(" [<one>" for _ in range(hi - lo)) + "]" * (hi - lo)
+        return f"#JSGF V1.0;\ngrammar {name};\n<one> =\n      {body};\npublic <utterance> = {seq};\n"
     return f"#JSGF V1.0;\ngrammar {name};\npublic <utterance> =\n      {body};\n"

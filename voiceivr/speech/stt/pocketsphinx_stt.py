@@ -285,22 +285,25 @@ class PocketsphinxEngine(SttEngine):
                 self._give_back(dec)
         return dec.decoder.lookup_word(word) is not None
 
-    def compile(self, grammar: Sequence[str]) -> tuple[str, list[list[str]]]:
+    def compile(self, grammar: Sequence[str], repeat: tuple[int, int] | None = None) -> tuple[str, list[list[str]]]:
         """Check the phrases (GrammarError if a word is unknown); the search name and normalised phrases."""
         phrases = check_vocabulary(
             grammar,
             self.known,
             "add a line '{word} PH O N E S' (CMU phones) to the file named by speech.pocketsphinx_extra_dict",
         )
-        digest = hashlib.sha1("\n".join(" ".join(p) for p in phrases).encode()).hexdigest()[:16]
+        key = f"{repeat}\n" + "\n".join(" ".join(p) for p in phrases)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         return f"g_{digest}", phrases
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> PocketsphinxStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None
+    ) -> PocketsphinxStream:
         if rate not in (8000, 16000):
             raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")
         if grammar is None:
             return PocketsphinxStream(self, self._borrow(True), rate, None)
-        search, phrases = self.compile(grammar)
+        search, phrases = self.compile(grammar, repeat)
         dec = self._borrow(False)
         try:
             if search not in dec.grammars:
@@ -308,7 +311,7 @@ class PocketsphinxEngine(SttEngine):
                     oldest = next(iter(dec.grammars))
                     dec.decoder.remove_search(oldest)
                     del dec.grammars[oldest]
-                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases))
+                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases, repeat))
                 dec.grammars[search] = [" ".join(p) for p in phrases]
             return PocketsphinxStream(self, dec, rate, search)
         except (RuntimeError, ValueError) as exc:

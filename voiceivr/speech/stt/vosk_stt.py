@@ -139,7 +139,10 @@ class VoskEngine(SttEngine):
         self.model_path = Path(model)
         self.model = _model(self.model_path)
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> VoskStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None
+    ) -> VoskStream:
+        # vosk's phrase list already accepts any sequence of its words, so ``repeat`` changes nothing here.
         import vosk
 
         if grammar is None:
