@@ -53,3 +53,16 @@ def test_repeat_grammar_spells_out_the_range() -> None:
     assert "public <utterance> = <one>;" in to_jsgf("t", [["one"]], repeat=(1, 1))
     with pytest.raises(GrammarError):
         to_jsgf("t", [["one"]], repeat=(3, 2))
+    mixed = to_jsgf("t", [["main", "menu"]], repeat=(2, 3), sequence=["one", "two"])
+    assert "<w> = one | two;" in mixed and "public <utterance> = ( <w> <w> [<w>] ) | <phrase>;" in mixed
+    with pytest.raises(GrammarError, match="repeat"):
+        to_jsgf("t", [], sequence=["one"])
+
+
+def test_whole_utterances_of_a_grammar() -> None:
+    from voiceivr.speech.stt.grammar import accepts
+
+    assert accepts("main menu", ["main menu"], ["one", "two"], (2, 3))
+    assert accepts("one two one", ["main menu"], ["one", "two"], (2, 3))
+    assert not accepts("one", ["main menu"], ["one", "two"], (2, 3))
+    assert not accepts("one main", ["main menu"], ["one", "two"], (2, 3))

@@ -121,7 +121,8 @@ DIGITS = ["zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "
 
 
 def _say(engine: PocketsphinxEngine, file: str, repeat: tuple[int, int] | None) -> str:
-    stream = engine.stream(8000, DIGITS, repeat=repeat)
+    stream = engine.stream(8000, ["main menu", "talk to an agent"], sequence=DIGITS, repeat=repeat) if repeat \
+        else engine.stream(8000, DIGITS)
     for f in frames(file):
         stream.feed(f)
     return stream.finish().text

@@ -92,6 +92,7 @@ def _register() -> None:
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import bank, dialplan
     from voiceivr.policy.commands import simulate, sms
+    from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
 
@@ -100,6 +101,7 @@ def _register() -> None:
     cli.add_command(dialplan)
     cli.add_command(bank)
     cli.add_command(stats)
+    cli.add_command(replay)
     cli.add_command(speak)
     cli.add_command(transcribe)
     cli.add_command(simulate)

@@ -81,7 +81,8 @@ class Listen:
     """What to listen for after the prompts queued so far have played."""
 
     grammar: Sequence[str] | None = None  # phrases expected (None: free speech)
-    repeat: tuple[int, int] | None = None  # (lo, hi) phrases in a row: digits, amounts in words
+    sequence: Sequence[str] = ()  # or a run of these words (digits one by one, an amount in words) ...
+    repeat: tuple[int, int] | None = None  # ... this many of them: (fewest, most)
     digits: DigitSpec = DigitSpec()
     no_input_timeout_s: float = 6.0
     node: str = ""

@@ -29,7 +29,6 @@ from voiceivr.policy.gate import (
     SessionBinding,
     StepResult,
 )
-from voiceivr.speech.stt.grammar import MAX_REPEAT
 
 _PROMPT_CLASS: dict[str, type[ev.Prompt]] = {
     "readback": ev.ReadBack,
@@ -51,6 +50,10 @@ class TimedGate:
     @property
     def binding(self) -> SessionBinding:
         return self.inner.binding
+
+    @binding.setter
+    def binding(self, value: SessionBinding) -> None:
+        self.inner.binding = value
 
     def _policy(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()
@@ -214,19 +217,8 @@ class DialplanBrain:
         cacheable = say.kind in _STATIC_KINDS and not any(ch.isdigit() for ch in say.text)
         return cls(0.0, prompt_id=pid, text=say.text, node=self.conv.node_id, cacheable=cacheable)
 
-    def _repeats(self, expect: str) -> tuple[int, int] | None:
-        """Digits, amounts and codes are said as several grammar words in a row: how many."""
-        if expect == "code":
-            return self.conv.options.code_min_digits, self.conv.options.code_max_digits
-        if expect.startswith("slot:"):
-            spec = self.conv.plan.slots.get(expect[5:])
-            if spec is not None and spec.type == "digits":
-                return spec.min_length, min(spec.max_length, MAX_REPEAT)
-            if spec is not None and spec.type == "money":
-                return 1, 12  # "one thousand two hundred fifty dollars and fifty cents" is 9
-        return None
-
-    def _listen(self, listen: de.Listen) -> b.Listen:
+    @staticmethod
+    def _listen(listen: de.Listen) -> b.Listen:
         spec = listen.dtmf
         single_key = spec.max_digits <= 1 and not spec.terminator
         digits = b.DigitSpec(
@@ -234,5 +226,6 @@ class DialplanBrain:
             terminator=spec.terminator or "",
             inter_digit_timeout_s=spec.inter_digit_timeout_s,
         )
-        return b.Listen(grammar=tuple(listen.grammar) or None, repeat=self._repeats(listen.expect), digits=digits,
+        return b.Listen(grammar=tuple(listen.grammar) or None, sequence=listen.sequence, repeat=listen.repeat,
+                        digits=digits,
                         no_input_timeout_s=listen.no_input_timeout_s, node=listen.expect)

@@ -12,12 +12,13 @@ session does not interrupt itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.call import events as ev
+from voiceivr.call.caller_script import ScriptedCaller
 from voiceivr.call.session import CallSession
 
 
@@ -35,6 +36,7 @@ class DriveResult:
     agent: Pcm  # what the session sent, sample-aligned with ``caller``
     ticks: int
     rate: int = 8000
+    control: list[tuple[float, ev.SystemEvent]] = field(default_factory=list)  # what was posted, when
 
     @property
     def seconds(self) -> float:
@@ -43,24 +45,32 @@ class DriveResult:
 
 def drive(
     session: CallSession,
-    caller: Pcm,
+    caller: Pcm | ScriptedCaller,
     *,
     control: Sequence[tuple[float, ev.SystemEvent]] = (),
     echo: EchoPath | None = None,
     tail_s: float = 4.0,
     max_s: float | None = None,
 ) -> DriveResult:
-    """Run ``session`` over ``caller`` (int16 at the session's rate) until it ends or the audio runs out.
+    """Run ``session`` over ``caller`` until it ends or the caller is done.
 
-    ``control`` events (DTMF, hangup, ...) are posted at their times. After the caller audio ends the call
-    runs ``tail_s`` more seconds, so the agent can answer the last turn.
+    ``caller``: int16 audio at the session's rate, or a :class:`ScriptedCaller` that reacts to what it hears
+    (then ``max_s`` bounds the call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
+    their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
     """
     rate = session.rate
     n = samples_per_frame(rate)
     media = session.media
-    total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
+    script = caller if isinstance(caller, ScriptedCaller) else None
+    if script is None:
+        assert not isinstance(caller, ScriptedCaller)
+        total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
+    else:
+        total_ticks = int((max_s or 600.0) * 1000 / FRAME_MS)
     if max_s is not None:
         total_ticks = min(total_ticks, int(max_s * 1000 / FRAME_MS))
+    posted: list[tuple[float, ev.SystemEvent]] = []
+    tail_left = int(tail_s * 1000 / FRAME_MS)
     pending = sorted(control, key=lambda pair: pair[0])
     caller_out: list[Pcm] = []
     agent_out: list[Pcm] = []
@@ -77,13 +87,26 @@ def drive(
             break
         t = tick * FRAME_MS / 1000
         while pending and pending[0][0] <= t:
-            session.post(pending.pop(0)[1])
+            event = pending.pop(0)[1]
+            posted.append((t, event))
+            session.post(event)
         sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
         agent_out.append(sent)
-        start = tick * n
-        frame = caller[start : start + n]
-        if len(frame) < n:
-            frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
+        if script is not None:
+            if script.done or script.hung_up:
+                if script.hung_up or tail_left <= 0:
+                    break
+                tail_left -= 1
+            frame, keys = script.frame(tick, sent)
+            for key in keys:
+                posted.append((t, key))
+                session.post(key)
+        else:
+            assert not isinstance(caller, ScriptedCaller)
+            start = tick * n
+            frame = caller[start : start + n]
+            if len(frame) < n:
+                frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
         if echo is not None:
             agent_history = np.concatenate([agent_history[n:], sent.astype(np.float32)])
             back = agent_history[-(delay + n) : len(agent_history) - delay]
@@ -103,4 +126,5 @@ def drive(
         agent=np.concatenate(agent_out) if agent_out else np.zeros(0, np.int16),
         ticks=tick + 1,
         rate=rate,
+        control=posted,
     )

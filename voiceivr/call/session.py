@@ -44,6 +44,7 @@ from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
+from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsChunk, TtsEngine, VadEngine, WordMark
 
@@ -147,6 +148,7 @@ class CallSession:
         self._digits_started: float | None = None
         self._last_digit_at = 0.0
         self._swallow_terminator_until = -1.0
+        self._swallow_terminator = ""
         self._no_input_deadline: float | None = None
         self._no_input_count = 0
         self._last_activity = 0.0
@@ -335,7 +337,17 @@ class CallSession:
         if self._sleeping:
             return None
         grammar = self._listen.grammar
-        return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat)
+        try:
+            return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat,
+                                          sequence=tuple(self._listen.sequence))
+        except VoiceivrError as exc:
+            # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
+            # caller must not pay for: listen with free speech instead, and say so loudly.
+            log.error("grammar rejected; using free speech for this turn",
+                      extra={"call_id": self.call_id, "node": self._listen.node, "error": str(exc)})
+            self._emit(ev.Note(self._now, kind="stt.grammar_error", detail={"node": self._listen.node,
+                                                                             "error": str(exc)}))
+            return self.stt_engine.stream(self.rate, None)
 
     def _feed_stt(self, turn: _Turn, frame: Frame) -> None:
         assert turn.stt is not None
@@ -388,6 +400,11 @@ class CallSession:
 
     def _on_digit(self, digit: str, method: str) -> None:
         self._emit(ev.DtmfDigit(self._now, digit=digit, method=method))
+        if digit == self._swallow_terminator and self._now <= self._swallow_terminator_until and not self._digits:
+            # The caller pressed # after an entry that was already complete (max length): that is how people
+            # finish keying, not a new input, and it must not cut the prompt that answers the entry.
+            self._swallow_terminator_until = -1.0
+            return
         self._last_activity = self._now
         self._sleeping = False
         playing = self._playing.prompt if self._playing else None
@@ -398,11 +415,6 @@ class CallSession:
             self._barge_in(self._now)
         self._no_input_deadline = None
         spec = self._listen.digits
-        if digit == spec.terminator and self._now <= self._swallow_terminator_until and not self._digits:
-            # The caller pressed # after an entry that was already complete (max length): that is how people
-            # finish keying, not a new input.
-            self._swallow_terminator_until = -1.0
-            return
         if spec.max_digits <= 0:
             self._digits_done(digit, "single")
             return
@@ -415,6 +427,7 @@ class CallSession:
         self._last_digit_at = self._now
         if len(self._digits) >= spec.max_digits:
             if spec.terminator:
+                self._swallow_terminator = spec.terminator
                 self._swallow_terminator_until = self._now + spec.inter_digit_timeout_s
             self._digits_done(self._digits, "max_length")
 

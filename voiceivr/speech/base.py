@@ -111,13 +111,15 @@ class SttEngine(abc.ABC):
 
     @abc.abstractmethod
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
-        repeat: tuple[int, int] | None = None
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = ()
     ) -> SttStream:
-        """A stream for one turn. ``grammar``: the phrases expected now (None: free speech).
+        """A stream for one turn. ``grammar``: the phrases expected now, one of which is said (None and no
+        ``sequence``: free speech).
 
-        ``repeat=(lo, hi)``: the caller says lo to hi of the phrases in a row (an account number read digit
-        by digit, an amount in words) instead of exactly one. The tighter the range, the better a grammar
-        recogniser does: eight digits is a much smaller search than "any digits"."""
+        ``sequence`` with ``repeat=(lo, hi)``: the caller may instead say lo to hi of these words in a row (an
+        account number read digit by digit, an amount in words). ``repeat`` alone: lo to hi of the phrases in
+        a row. The tighter the range, the better a grammar recogniser does: eight digits is a much smaller
+        search than "any digits"."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

@@ -98,27 +98,60 @@ def check_vocabulary(
 MAX_REPEAT = 24  # longest phrase sequence a grammar spells out (card numbers are 16-19 digits)
 
 
-def to_jsgf(name: str, phrases: Sequence[Sequence[str]], repeat: tuple[int, int] | None = None) -> str:
-    """A JSGF grammar accepting exactly one of the phrases, or with ``repeat=(lo, hi)`` lo to hi of them in a row.
+def to_jsgf(
+    name: str,
+    phrases: Sequence[Sequence[str]],
+    repeat: tuple[int, int] | None = None,
+    sequence: Sequence[str] = (),
+) -> str:
+    """A JSGF grammar accepting exactly one of the phrases.
+
+    ``repeat=(lo, hi)`` with ``sequence`` words: also lo to hi of those words in a row (an account number read
+    digit by digit, an amount in words) as an alternative to the phrases. ``repeat`` without ``sequence``:
+    lo to hi of the phrases in a row.
 
     pocketsphinx keeps JSGF quotes as part of the word, so words go in bare; :func:`normalize` guarantees
     they are only lowercase letters and inner apostrophes.
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise GrammarError(f"grammar name {name!r} must be an identifier")
-    for phrase in phrases:
+    for phrase in [*phrases, *([w] for w in sequence)]:
         for word in phrase:
             if not re.fullmatch(r"[a-z0-9]+(?:'[a-z]+)*", word):
                 raise GrammarError(f"grammar word {word!r} has characters a JSGF grammar cannot carry")
     unique = list(dict.fromkeys(" ".join(p) for p in phrases))
-    if not unique:
+    words = list(dict.fromkeys(sequence))
+    if not unique and not words:
         raise GrammarError("a grammar needs at least one phrase")
+    if words and repeat is None:
+        raise GrammarError("sequence words need a repeat=(fewest, most) range")
     body = "\n    | ".join(f"( {alt} )" for alt in unique)
-    if repeat is not None:
-        lo, hi = repeat
+
+    def run(rule: str, lo: int, hi: int) -> str:
         if not 1 <= lo <= hi <= MAX_REPEAT:
-            raise GrammarError(f"a phrase sequence must be 1 to {MAX_REPEAT} long with lo <= hi, got {repeat}")
-        # lo required, then nested optionals: "<one> <one> [<one> [<one>]]" takes 2 to 4
-        seq = " ".join(["<one>"] * lo) + "".join(" [<one>" for _ in range(hi - lo)) + "]" * (hi - lo)
-        return f"#JSGF V1.0;\ngrammar {name};\n<one> =\n      {body};\npublic <utterance> = {seq};\n"
-    return f"#JSGF V1.0;\ngrammar {name};\npublic <utterance> =\n      {body};\n"
+            raise GrammarError(f"a run of words must be 1 to {MAX_REPEAT} long with lo <= hi, got {(lo, hi)}")
+        # lo required, then nested optionals: "<w> <w> [<w> [<w>]]" takes 2 to 4
+        return " ".join([rule] * lo) + "".join(f" [{rule}" for _ in range(hi - lo)) + "]" * (hi - lo)
+
+    head = f"#JSGF V1.0;\ngrammar {name};\n"
+    if repeat is not None and not words:
+        return f"{head}<one> =\n      {body};\npublic <utterance> = {run('<one>', *repeat)};\n"
+    if words:
+        assert repeat is not None
+        alternatives = [f"( {run('<w>', *repeat)} )"] + (["<phrase>"] if unique else [])
+        rules = f"<w> = {' | '.join(words)};\n" + (f"<phrase> =\n      {body};\n" if unique else "")
+        return f"{head}{rules}public <utterance> = {' | '.join(alternatives)};\n"
+    return f"{head}public <utterance> =\n      {body};\n"
+
+
+def accepts(text: str, phrases: Sequence[str], sequence: Sequence[str], repeat: tuple[int, int] | None) -> bool:
+    """Whether a hypothesis is a whole utterance of the grammar (a phrase, or a run of the right length)."""
+    if text in phrases:
+        return True
+    words = text.split()
+    if sequence and repeat is not None:
+        return repeat[0] <= len(words) <= repeat[1] and all(w in sequence for w in words)
+    if repeat is not None:
+        vocabulary = {w for p in phrases for w in p.split()}
+        return bool(words) and all(w in vocabulary for w in words)
+    return False

@@ -140,11 +140,13 @@ class VoskEngine(SttEngine):
         self.model = _model(self.model_path)
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
-        repeat: tuple[int, int] | None = None
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = ()
     ) -> VoskStream:
         # vosk's phrase list already accepts any sequence of its words, so ``repeat`` changes nothing here.
         import vosk
 
+        if sequence:  # vosk already accepts any run of its phrases' words: the run words are just more phrases
+            grammar = [*(grammar or []), *sequence]
         if grammar is None:
             recognizer = vosk.KaldiRecognizer(self.model, float(rate))
         else:
