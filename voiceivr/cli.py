@@ -90,9 +90,13 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
+    from voiceivr.telephony.commands import call, serve, serve_worker
 
     cli.add_command(db)
     cli.add_command(audit)
+    cli.add_command(serve)
+    cli.add_command(serve_worker)
+    cli.add_command(call)
 
 
 _register()

@@ -129,6 +129,9 @@ class SipSettings:
     register_expires_s: int = setting(300, "REGISTER expiry asked for.")
     retry_after_s: int = setting(5, "Retry-After (seconds) sent with 503 when every worker is full.")
     health_interval_s: int = setting(2, "Kamailio pings each worker with OPTIONS this often (seconds).")
+    flood_limit: int = setting(
+        500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit."
+    )
     kamailio: str = setting(
         "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker)."
     )

@@ -25,7 +25,9 @@ import concurrent.futures
 import dataclasses
 import gc
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import uuid
@@ -44,6 +46,7 @@ from voiceivr.settings import SipSettings
 from voiceivr.telephony.bridge import MediaBridge
 from voiceivr.telephony.recording import CallRecording, RecordingWriter
 from voiceivr.telephony.sipmsg import (
+    SipMessage,
     address_in,
     host_of,
     parse_message,
@@ -57,7 +60,9 @@ T = TypeVar("T")
 
 PJSUA_MAX_CALLS = 4  # compiled into the pjsua2-python wheel
 _DTMF_METHODS = {pj.PJSUA_DTMF_METHOD_RFC2833: "rfc4733", pj.PJSUA_DTMF_METHOD_SIP_INFO: "sip-info"}
-_SKIP_HEADERS = frozenset({"authorization", "proxy-authorization", "via", "route", "record-route", "content-length"})
+SOURCE_HEADER = "X-Voiceivr-Source"
+_SKIP_HEADERS = frozenset({"authorization", "proxy-authorization", "via", "route", "record-route", "content-length",
+                           SOURCE_HEADER.lower()})
 
 
 class SipEdgeError(VoiceivrError):
@@ -71,6 +76,10 @@ class EdgeConfig:
     sip: SipSettings
     host: str = "127.0.0.1"
     port: int = 0  # 0: any free port (the test caller)
+    media_host: str | None = None  # where RTP binds; None: same as host
+    front_proxy: str = ""  # IP of our own Kamailio: its X-Voiceivr-Source header names the real sender
+    accept_refer: bool = False  # follow a REFER from the far end (the test caller, like a phone); never a server
+    tls_client: bool = False  # a TLS transport for outgoing sips:/transport=tls calls (the test caller)
     recordings_dir: Path | None = None
     max_calls: int = PJSUA_MAX_CALLS
     rtp_port_min: int = 0
@@ -124,6 +133,7 @@ class CallSlot:
     rtp_rx: int = -1
     rtp_rx_at: float = field(default_factory=time.monotonic)
     transfer_target: str = ""
+    transferred_to: str = ""  # a REFER we followed (test caller)
     dtmf_method_out: str = "rfc4733"
     ended: threading.Event = field(default_factory=threading.Event)
     end_status: int = 0
@@ -146,6 +156,10 @@ class CallRemote:
     def send_dtmf(self, digits: str, method: str = "rfc4733") -> None:
         """Send DTMF to the far end (the test caller uses this); method ``rfc4733`` or ``sip-info``."""
         self._edge.submit(lambda: self._edge._send_dtmf(self.call_id, digits, method))
+
+    def reinvite(self) -> None:
+        """Re-INVITE with fresh media transports (a new RTP port): how tests move media."""
+        self._edge.submit(lambda: self._edge._reinvite(self.call_id))
 
 
 # ------------------------------------------------------------------------------------- pjsua2 subclasses
@@ -236,6 +250,7 @@ class SipEdge:
         self._stopped = threading.Event()
         # SIP-thread tables. _calls holds every pjsua2 Call until its DISCONNECTED callback.
         self._calls: dict[int, _Call] = {}
+        self._pending_calls: list[_Call] = []  # created for pjsua2 before it gave them an id (followed REFER)
         self._slots: dict[str, CallSlot] = {}
         self._slot_by_pj: dict[int, CallSlot] = {}
         self._ep: Any = None
@@ -358,28 +373,37 @@ class SipEdge:
         s = self.sip
         ep = pj.Endpoint()
         self._ep = ep
-        ep.libCreate()
-        cfg = pj.EpConfig()
-        cfg.uaConfig.threadCnt = 0
-        cfg.uaConfig.mainThreadOnly = True
-        cfg.uaConfig.maxCalls = PJSUA_MAX_CALLS
-        cfg.uaConfig.userAgent = f"voiceivr/{__version__}"
-        self._log_writer = _PjLog()
-        cfg.logConfig.writer = self._log_writer
-        cfg.logConfig.level = s.pjsip_log_level
-        cfg.logConfig.consoleLevel = s.pjsip_log_level
-        cfg.logConfig.decor = 0
-        med = cfg.medConfig
-        med.clockRate = self.rate
-        med.sndClockRate = self.rate
-        med.channelCount = 1
-        med.audioFramePtime = 20
-        med.ptime = 20
-        med.quality = s.resampler_quality
-        med.noVad = True
-        med.ecTailLen = 0
-        med.threadCnt = 1
-        ep.libInit(cfg)
+        # Until libInit installs our log writer pjlib prints its banner on stdout, where `voiceivr call --json`
+        # and the worker's READY line go: point fd 1 at stderr meanwhile.
+        sys.stdout.flush()
+        saved_stdout = os.dup(1)
+        os.dup2(2, 1)
+        try:
+            ep.libCreate()
+            cfg = pj.EpConfig()
+            cfg.uaConfig.threadCnt = 0
+            cfg.uaConfig.mainThreadOnly = True
+            cfg.uaConfig.maxCalls = PJSUA_MAX_CALLS
+            cfg.uaConfig.userAgent = f"voiceivr/{__version__}"
+            self._log_writer = _PjLog()
+            cfg.logConfig.writer = self._log_writer
+            cfg.logConfig.level = s.pjsip_log_level
+            cfg.logConfig.consoleLevel = s.pjsip_log_level
+            cfg.logConfig.decor = 0
+            med = cfg.medConfig
+            med.clockRate = self.rate
+            med.sndClockRate = self.rate
+            med.channelCount = 1
+            med.audioFramePtime = 20
+            med.ptime = 20
+            med.quality = s.resampler_quality
+            med.noVad = True
+            med.ecTailLen = 0
+            med.threadCnt = 1
+            ep.libInit(cfg)
+        finally:
+            os.dup2(saved_stdout, 1)
+            os.close(saved_stdout)
         ep.audDevManager().setNullDev()
 
         tcfg = pj.TransportConfig()
@@ -409,6 +433,12 @@ class SipEdge:
                 tls_cfg.tlsConfig.CaListFile = s.tls_ca_file
                 tls_cfg.tlsConfig.verifyServer = True
             self._transports.append(ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls_cfg))
+        if self.config.tls_client and not s.tls_port:
+            client_cfg = pj.TransportConfig()
+            client_cfg.tlsConfig.method = pj.PJSIP_TLSV1_2_METHOD
+            if tcfg.boundAddress:
+                client_cfg.boundAddress = tcfg.boundAddress
+            self._transports.append(ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, client_cfg))
         ep.libStart()
         self._set_codecs()
         self._create_account()
@@ -446,8 +476,9 @@ class SipEdge:
         if self.config.rtp_port_min:
             mcfg.transportConfig.port = self.config.rtp_port_min
             mcfg.transportConfig.portRange = max(0, self.config.rtp_port_max - self.config.rtp_port_min)
-        if self.config.host not in ("", "0.0.0.0"):
-            mcfg.transportConfig.boundAddress = self.config.host
+        media_host = self.config.host if self.config.media_host is None else self.config.media_host
+        if media_host not in ("", "0.0.0.0"):
+            mcfg.transportConfig.boundAddress = media_host
         if s.public_address:
             mcfg.transportConfig.publicAddress = s.public_address
         mcfg.srtpUse = {"off": pj.PJMEDIA_SRTP_DISABLED, "optional": pj.PJMEDIA_SRTP_OPTIONAL,
@@ -476,6 +507,7 @@ class SipEdge:
         self._slots.clear()
         self._slot_by_pj.clear()
         self._calls.clear()
+        self._pending_calls.clear()
         if self._account is not None:
             try:
                 self._account.shutdown()
@@ -514,7 +546,8 @@ class SipEdge:
         key = str(uuid.uuid4())
         info = self._info_from_invite(key, raw, source)
         slot = self._new_slot(key, "inbound", self._handler, info, prm.callId)
-        log.info("incoming call", extra={"call_id": key, "sip_call_id": info.sip_call_id, "source": source})
+        log.info("incoming call", extra={"call_id": key, "sip_call_id": info.sip_call_id,
+                                         "source": info.source_address})
         op = pj.CallOpParam(True)
         op.statusCode = 200
         try:
@@ -526,6 +559,7 @@ class SipEdge:
 
     def _info_from_invite(self, key: str, raw: str, source: str) -> CallInfo:
         msg = parse_message(raw)
+        source = self._real_source(source, msg)
         from_ = parse_name_addr(msg.get("from"))
         to = parse_name_addr(msg.get("to"))
         asserted = None
@@ -551,6 +585,13 @@ class SipEdge:
             rate=self.rate,
             headers=headers,
         )
+
+    def _real_source(self, source: str, msg: SipMessage) -> str:
+        """Who sent a request: behind our own dispatcher, the address it wrote down (it deletes any such
+        header arriving from outside, so the header is believed only when the packet came from it)."""
+        if self.config.front_proxy and host_of(source) == self.config.front_proxy:
+            return msg.get(SOURCE_HEADER) or source
+        return source
 
     def _new_slot(self, key: str, direction: str, handler: CallHandler, info: CallInfo, pj_id: int) -> CallSlot:
         channel = MediaChannel(rate=self.rate)
@@ -593,6 +634,9 @@ class SipEdge:
     def _on_call_state(self, call: _Call, prm: Any) -> None:
         ci = call.getInfo()
         pj_id = ci.id
+        if call in self._pending_calls:
+            self._pending_calls.remove(call)
+            self._calls[pj_id] = call
         slot = self._slot_by_pj.get(pj_id)
         if slot is not None and slot.pj_id == pj_id:
             if prm.e.type == pj.PJSIP_EVENT_TSX_STATE:
@@ -721,6 +765,9 @@ class SipEdge:
             slot.bridge = None
             if errors:
                 log.warning("media callback errors", extra={"call_id": slot.key, "errors": errors})
+        if by == "caller" and slot.started:
+            # Before the channel closes, so a worker that stops reading at close already has the event.
+            self._notify(slot, "on_remote_hangup")
         slot.channel.close()
         slot.end_status, slot.end_reason = status, reason
         duration = round(time.monotonic() - slot.created, 3)
@@ -730,8 +777,6 @@ class SipEdge:
         if slot.recording is not None:
             slot.recording.finish(hangup={"by": by, "status": status, "reason": slot.hangup_reason or reason},
                                   frame_gaps=gaps)
-        if by == "caller" and slot.started:
-            self._notify(slot, "on_remote_hangup")
         self.ended.append(summary)
         del self.ended[:-200]
         log.info("call ended", extra={k: v for k, v in summary.items() if k != "frame_gaps"})
@@ -783,15 +828,24 @@ class SipEdge:
             self.submit(lambda: self._hangup(slot.key, "agent", "transferred"))
 
     def _on_transfer_request(self, call: _Call, prm: Any) -> None:
-        # A REFER from the far end asks us to place a call on its behalf: an IVR never does that (toll fraud).
-        prm.statusCode = 603
         slot = self._slot_by_pj.get(call.getId())
+        if not self.config.accept_refer:
+            # A REFER from the far end asks us to place a call on its behalf: an IVR never does (toll fraud).
+            prm.statusCode = 603
+            if slot is not None:
+                self._record(slot, "refer_refused", target=prm.dstUri)
+            return
+        # The test caller follows it like a phone: pjsua2 places the new call on this Call object, which we
+        # keep (as every Call) until its DISCONNECTED callback.
+        new_call = _Call(self, self._account)
+        self._pending_calls.append(new_call)
+        prm.newCall = new_call
         if slot is not None:
-            self._record(slot, "refer_refused", target=prm.dstUri)
+            slot.transferred_to = prm.dstUri
 
     def _on_replace_request(self, call: _Call, prm: Any) -> None:
         slot = self._slot_by_pj.get(call.getId())
-        source = prm.rdata.srcAddress
+        source = self._real_source(prm.rdata.srcAddress, parse_message(prm.rdata.wholeMsg))
         if slot is None:
             prm.statusCode = 481
             return
@@ -820,6 +874,16 @@ class SipEdge:
         if slot.recording:
             slot.recording.update_sip(replaced_by=new_info.callIdString)
         self._notify(slot, "on_dialog_replaced", "replaces")
+
+    def _reinvite(self, key: str) -> None:
+        slot = self._slots.get(key)
+        call = self._calls.get(slot.pj_id) if slot else None
+        if slot is None or call is None:
+            return
+        op = pj.CallOpParam(True)
+        op.opt.flag = pj.PJSUA_CALL_REINIT_MEDIA
+        call.reinvite(op)
+        self._record(slot, "reinvite_sent")
 
     def _send_dtmf(self, key: str, digits: str, method: str) -> None:
         slot = self._slots.get(key)

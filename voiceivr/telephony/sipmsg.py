@@ -101,10 +101,10 @@ def parse_message(raw: str | bytes) -> SipMessage:
     """Split a SIP message into start line, unfolded headers and body. Never raises."""
     data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
     head, body = data, b""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        idx = data.find(sep)
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        idx = data.find(blank)
         if idx >= 0:
-            head, body = data[:idx], data[idx + len(sep) :]
+            head, body = data[:idx], data[idx + len(blank) :]
             break
     lines = head.decode("utf-8", "replace").replace("\r\n", "\n").split("\n")
     while lines and not lines[0].strip():
