@@ -40,6 +40,8 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
         "VOICEIVR_SIP_HANDLER": "sip_handlers:ScriptedIvr",
         "VIVR_TEST_OUT": str(tmp / "calls"),
         "VOICEIVR_CONFIG": str(tmp / "none.toml"),
+        # Names in test messages (example.com...) must never reach a real resolver.
+        "VOICEIVR_SIP_NAMESERVERS": "127.0.0.1",
     })
     (tmp / "none.toml").write_text("")
     env.update(extra)
@@ -91,10 +93,10 @@ def status_of(data: bytes) -> int | None:
 class UdpProbe:
     """A UDP socket on 127.0.0.1 that sends raw SIP and collects answers."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
         self.port = int(self.sock.getsockname()[1])
 
     def send(self, data: bytes, port: int) -> None:

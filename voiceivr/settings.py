@@ -136,6 +136,10 @@ class SipSettings:
         "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker)."
     )
     kamailio_binary: str = setting("kamailio", "Kamailio executable.")
+    nameservers: list[str] = setting(
+        [], "DNS servers (IPs) for pjsip's own resolver, for trunks named by hostname; empty uses the system's "
+        "resolver, which blocks the SIP thread while it waits. Give IP addresses to avoid DNS altogether."
+    )
     pjsip_log_level: int = setting(1, "pjsip's own log level 0-6 (goes to the voiceivr.pjsip logger).")
 
 

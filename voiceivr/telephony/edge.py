@@ -47,6 +47,7 @@ from voiceivr.telephony.bridge import MediaBridge
 from voiceivr.telephony.recording import CallRecording, RecordingWriter
 from voiceivr.telephony.sipmsg import (
     SipMessage,
+    accepts_sdp,
     address_in,
     host_of,
     parse_message,
@@ -385,6 +386,9 @@ class SipEdge:
             cfg.uaConfig.mainThreadOnly = True
             cfg.uaConfig.maxCalls = PJSUA_MAX_CALLS
             cfg.uaConfig.userAgent = f"voiceivr/{__version__}"
+            for server in s.nameservers:
+                # pjsip's own asynchronous resolver; without it a hostname blocks the SIP thread on getaddrinfo.
+                cfg.uaConfig.nameserver.append(server)
             self._log_writer = _PjLog()
             cfg.logConfig.writer = self._log_writer
             cfg.logConfig.level = s.pjsip_log_level
@@ -530,21 +534,19 @@ class SipEdge:
         source = prm.rdata.srcAddress
         call = _Call(self, self._account, prm.callId)
         self._calls[prm.callId] = call
+        msg = parse_message(raw)
+        if not accepts_sdp(msg.get("accept")):
+            # RFC 3261 21.4.7 / RFC 4475 3.3.15: our answer is SDP, which this caller says it cannot take.
+            self._reject(call, 406, "Not Acceptable", ("Accept", "application/sdp"))
+            return
         full = len(self._slots) >= self.config.max_calls
         if self._stopping or full or self._handler is None:
-            op = pj.CallOpParam(True)
-            op.statusCode = 503
-            op.reason = "Service Unavailable"
-            hdr = pj.SipHeader()
-            hdr.hName = "Retry-After"
-            hdr.hValue = str(self.sip.retry_after_s)
-            op.txOption.headers.append(hdr)
             self.rejected_busy += 1
             log.info("call refused: no capacity", extra={"active": len(self._slots), "source": source})
-            call.answer(op)
+            self._reject(call, 503, "Service Unavailable", ("Retry-After", str(self.sip.retry_after_s)))
             return
         key = str(uuid.uuid4())
-        info = self._info_from_invite(key, raw, source)
+        info = self._info_from_invite(key, msg, source)
         slot = self._new_slot(key, "inbound", self._handler, info, prm.callId)
         log.info("incoming call", extra={"call_id": key, "sip_call_id": info.sip_call_id,
                                          "source": info.source_address})
@@ -557,8 +559,19 @@ class SipEdge:
             slot.hangup_by, slot.hangup_reason = "edge", f"answer failed: {exc.info()}"
             log.warning("answer failed", extra={"call_id": key, "status": exc.status})
 
-    def _info_from_invite(self, key: str, raw: str, source: str) -> CallInfo:
-        msg = parse_message(raw)
+    @staticmethod
+    def _reject(call: _Call, status: int, reason: str, header: tuple[str, str] | None = None) -> None:
+        """Answer an INVITE with a final error; the Call stays in ``_calls`` until its DISCONNECTED."""
+        op = pj.CallOpParam(True)
+        op.statusCode = status
+        op.reason = reason
+        if header is not None:
+            hdr = pj.SipHeader()
+            hdr.hName, hdr.hValue = header
+            op.txOption.headers.append(hdr)
+        call.answer(op)
+
+    def _info_from_invite(self, key: str, msg: SipMessage, source: str) -> CallInfo:
         source = self._real_source(source, msg)
         from_ = parse_name_addr(msg.get("from"))
         to = parse_name_addr(msg.get("to"))

@@ -18,6 +18,10 @@ from voiceivr.errors import ConfigError
 from voiceivr.settings import SipSettings
 from voiceivr.telephony.edge import SOURCE_HEADER
 
+LOOPBACK = "127.0.0.1"
+# pjsip in the wheel reads at most 4000 bytes per message (PJSIP_MAX_PKT_LEN); Kamailio adds Via,
+# Record-Route and X-Voiceivr-Source (~450 bytes with long addresses) before relaying.
+MAX_FORWARDED_MESSAGE = 3500
 MODULE_DIRS = ("/usr/lib/x86_64-linux-gnu/kamailio/modules", "/usr/lib/aarch64-linux-gnu/kamailio/modules",
                "/usr/lib/kamailio/modules", "/usr/local/lib64/kamailio/modules", "/usr/local/lib/kamailio/modules")
 
@@ -79,10 +83,13 @@ def write_config(
         listen = f"listen=udp:0.0.0.0:{port}{advertise}" if advertise else f"port={port}"
     else:
         listen = f"listen=udp:{host}:{port}{advertise}"
-    if sip.tcp:
-        tcp = listen.replace("listen=udp:", "listen=tcp:") if listen.startswith("listen=") else ""
+    if not listen.startswith("listen="):
+        tcp = ""  # no listen line: Kamailio takes every interface, UDP and TCP
+    elif sip.tcp:
+        tcp = listen.replace("listen=udp:", "listen=tcp:")
     else:
-        tcp = "disable_tcp=yes"
+        # Big requests reach the workers over TCP, and Kamailio needs a TCP socket of its own for that.
+        tcp = f"listen=tcp:{LOOPBACK}:{port}"
     template = resources.files("voiceivr.telephony").joinpath("kamailio.cfg.in").read_text(encoding="utf-8")
     flood = (
         "if (src_ip != myself && !pike_check_req()) {\n"
@@ -101,6 +108,7 @@ def write_config(
         "FLOOD_CHECK": flood,
         "RETRY_AFTER": str(sip.retry_after_s),
         "SOURCE_HEADER": SOURCE_HEADER,
+        "MAX_MESSAGE": str(MAX_FORWARDED_MESSAGE),
     }
     text = template
     for key, value in values.items():

@@ -192,6 +192,17 @@ def parse_name_addr(value: str) -> NameAddr:
     return NameAddr(display="", uri=uri.strip(), params=_parse_params(rest))
 
 
+def accepts_sdp(accept: str) -> bool:
+    """Whether an Accept header value admits ``application/sdp`` (RFC 3261 20.1: absent means it does)."""
+    if not accept.strip():
+        return True
+    for item in accept.split(","):
+        media = item.split(";", 1)[0].strip().lower()
+        if media in ("application/sdp", "application/*", "*/*"):
+            return True
+    return False
+
+
 def host_of(address: str) -> str:
     """``"192.0.2.1:5060"`` -> ``"192.0.2.1"``; ``"[::1]:5060"`` -> ``"::1"``."""
     address = address.strip()

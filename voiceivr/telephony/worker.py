@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib
 import logging
 import signal
@@ -77,8 +78,10 @@ def run_worker(
 ) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
     handler = load_handler(settings.sip.handler, settings)
+    # Behind Kamailio a worker also takes TCP: requests too big for one datagram arrive that way.
+    sip = dataclasses.replace(settings.sip, tcp=True) if front_proxy else settings.sip
     config = EdgeConfig(
-        sip=settings.sip,
+        sip=sip,
         host=host,
         port=port,
         media_host=media_host if media_host is not None else host,
