@@ -64,11 +64,12 @@ def options_msg(port: int, local_port: int, call_id: str | None = None) -> bytes
 
 
 def invite_msg(port: int, local_port: int, sdp_payloads: str = "0 8 101", call_id: str | None = None,
-               extra_headers: str = "") -> bytes:
+               extra_headers: str = "", rtpmaps: str = "101 telephone-event/8000") -> bytes:
     call_id = call_id or uuid.uuid4().hex
+    maps = "".join(f"a=rtpmap:{m.strip()}\r\n" for m in rtpmaps.split(",") if m.strip())
     sdp = (
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {local_port + 2} RTP/AVP {sdp_payloads}\r\na=rtpmap:101 telephone-event/8000\r\n"
+        f"m=audio {local_port + 2} RTP/AVP {sdp_payloads}\r\n{maps}"
     )
     return (
         f"INVITE sip:ivr@127.0.0.1:{port} SIP/2.0\r\n"
@@ -131,10 +132,17 @@ class UdpProbe:
         return codes
 
     def options(self, port: int, timeout: float = 2.0) -> int | None:
+        """Send OPTIONS, retransmitting like a UA would (a flood may have filled the server's socket buffer)."""
         call_id = uuid.uuid4().hex
-        self.send(options_msg(port, self.port, call_id), port)
-        codes = self.answers_for(call_id, timeout)
-        return codes[-1] if codes else None
+        msg = options_msg(port, self.port, call_id)
+        deadline = time.monotonic() + timeout
+        interval = 0.5
+        while True:
+            self.send(msg, port)
+            codes = self.answers_for(call_id, min(interval, max(0.05, deadline - time.monotonic())))
+            if codes or time.monotonic() >= deadline:
+                return codes[-1] if codes else None
+            interval *= 2
 
     def close(self) -> None:
         self.sock.close()
@@ -260,3 +268,21 @@ def finish_peer(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> dict[st
 def voiceivr_call(args: list[str], env: dict[str, str], timeout: float = 40.0) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PY, "-m", "voiceivr", "call", *args], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
+
+
+def ack_and_bye(probe: UdpProbe, response: bytes, port: int) -> int | None:
+    """End a call a raw INVITE started (ACK its 2xx, then BYE); returns the BYE's final answer."""
+    def header(name: bytes) -> bytes:
+        m = re.search(rb"^" + name + rb"\s*:\s*(.*?)\r?$", response, re.I | re.M)
+        return m.group(1).strip() if m else b""
+
+    cseq = int(header(b"CSeq").split()[0])
+    call_id = header(b"Call-ID")
+    for method, num in ((b"ACK", cseq), (b"BYE", cseq + 1)):
+        probe.send(method + f" sip:ivr@127.0.0.1:{port} SIP/2.0\r\n".encode()
+                   + f"Via: SIP/2.0/UDP 127.0.0.1:{probe.port};rport;branch=z9hG4bK{uuid.uuid4().hex[:12]}\r\n".encode()
+                   + b"Max-Forwards: 70\r\nFrom: " + header(b"From") + b"\r\nTo: " + header(b"To")
+                   + b"\r\nCall-ID: " + call_id + f"\r\nCSeq: {num} ".encode() + method
+                   + b"\r\nContent-Length: 0\r\n\r\n", port)
+    codes = probe.answers_for(call_id.decode(), 3.0)
+    return codes[-1] if codes else None
