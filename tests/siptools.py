@@ -192,6 +192,7 @@ def serve(tmp: Path, workers: int = 1, kamailio: str = "no", timeout: float = 25
           **env_extra: str) -> Iterator[Served]:
     """``voiceivr serve`` on a free port of 127.0.0.1, stopped (SIGTERM) at the end. ``{port}`` in an
     environment value becomes that port."""
+    tmp.mkdir(parents=True, exist_ok=True)
     port = free_udp_port()
     env = base_env(tmp, VOICEIVR_SIP_KAMAILIO=kamailio,
                    **{k: v.replace("{port}", str(port)) for k, v in env_extra.items()})

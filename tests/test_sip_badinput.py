@@ -80,7 +80,7 @@ def test_bad_input_never_touches_the_call_in_progress(tmp_path: Path) -> None:
         assert len(finals) == len(flood_ids), f"{len(flood_ids) - len(finals)} INVITEs got no final answer"
         assert set(codes) <= {200, 486, 503}, set(codes)
         assert 1 <= codes.count(200) <= 3  # the call in progress holds one of the four slots
-        for cid, (code, data) in finals.items():
+        for code, data in finals.values():
             if code == 200:
                 assert siptools.ack_and_bye(probe, data, port) == 200
 

@@ -140,6 +140,11 @@ class SipSettings:
         [], "DNS servers (IPs) for pjsip's own resolver, for trunks named by hostname; empty uses the system's "
         "resolver, which blocks the SIP thread while it waits. Give IP addresses to avoid DNS altogether."
     )
+    gil_switch_interval_ms: float = setting(
+        1.0, "sys.setswitchinterval in workers: how soon a busy Python thread hands the GIL to the media "
+        "clock thread (Python's default 5 ms let a pure-Python loop delay frames by up to 88 ms; 1 ms kept them "
+        "under 32 ms; scripts/bench_media_gaps.py)."
+    )
     pjsip_log_level: int = setting(1, "pjsip's own log level 0-6 (goes to the voiceivr.pjsip logger).")
 
 

@@ -56,15 +56,18 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
 @click.option("--rtp-max", type=int, default=0)
 @click.option("--front-proxy", default="")
 @click.option("--name", default="worker")
+@click.option("--no-register", is_flag=True)
+@click.option("--contact", default="")
 @pass_app
 def serve_worker(app: AppContext, host: str, port: int, media_host: str | None, rtp_min: int, rtp_max: int,
-                 front_proxy: str, name: str) -> None:
+                 front_proxy: str, name: str, no_register: bool, contact: str) -> None:
     """One worker process (started by `voiceivr serve`)."""
     from voiceivr.telephony.worker import die_with_parent, run_worker
 
     die_with_parent()
     sys.exit(run_worker(app.settings, host, port, media_host=media_host, rtp_port_min=rtp_min,
-                        rtp_port_max=rtp_max, front_proxy=front_proxy, name=name))
+                        rtp_port_max=rtp_max, front_proxy=front_proxy, name=name, register=not no_register,
+                        contact=contact))
 
 
 @click.command("call")

@@ -81,6 +81,8 @@ class EdgeConfig:
     front_proxy: str = ""  # IP of our own Kamailio: its X-Voiceivr-Source header names the real sender
     accept_refer: bool = False  # follow a REFER from the far end (the test caller, like a phone); never a server
     tls_client: bool = False  # a TLS transport for outgoing sips:/transport=tls calls (the test caller)
+    register: bool = True  # REGISTER to sip.register_uri if set (behind Kamailio only worker 0 does)
+    contact: str = ""  # Contact to register (behind Kamailio: the dispatcher's public address)
     recordings_dir: Path | None = None
     max_calls: int = PJSUA_MAX_CALLS
     rtp_port_min: int = 0
@@ -466,8 +468,10 @@ class SipEdge:
         acfg = pj.AccountConfig()
         host = s.public_address or (self.config.host if self.config.host not in ("", "0.0.0.0") else "127.0.0.1")
         acfg.idUri = s.register_aor or f"sip:{self.config.name}@{host}:{self.bound_port}"
-        if s.register_uri:
+        if s.register_uri and self.config.register:
             acfg.regConfig.registrarUri = s.register_uri
+            if self.config.contact:
+                acfg.sipConfig.contactForced = self.config.contact
             acfg.regConfig.timeoutSec = s.register_expires_s
             acfg.regConfig.retryIntervalSec = 30
             if s.register_user:

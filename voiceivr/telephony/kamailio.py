@@ -78,7 +78,7 @@ def write_config(
         + "".join(f"1 sip:{w.host}:{w.port} 0 0 name=worker{i}\n" for i, w in enumerate(workers)),
         encoding="utf-8",
     )
-    advertise = f"/{sip.public_address}:{port}" if sip.public_address else ""
+    advertise = f" advertise {sip.public_address}:{port}" if sip.public_address else ""
     if host in ("", "0.0.0.0"):
         listen = f"listen=udp:0.0.0.0:{port}{advertise}" if advertise else f"port={port}"
     else:

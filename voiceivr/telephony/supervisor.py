@@ -64,6 +64,8 @@ class WorkerSpec:
     rtp_min: int = 0
     rtp_max: int = 0
     front_proxy: str = ""
+    register: bool = True  # REGISTER to the trunk (sip.register_uri); behind Kamailio only worker 0 does
+    contact: str = ""
 
 
 @dataclass
@@ -115,8 +117,13 @@ class Supervisor:
             ports = [sip.worker_port_base + i for i in range(self.n_workers)]
         else:
             ports = free_udp_ports(self.n_workers)
+        # The trunk must send calls to the dispatcher, not to a worker: one worker registers the public
+        # address as its Contact.
+        user = (sip.register_aor.split(":", 1)[-1].split("@", 1)[0]) if sip.register_aor else "voiceivr"
+        contact = f"<sip:{user}@{sip.public_address or self.host}:{self.port}>"
         return [
-            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=LOOPBACK)
+            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=LOOPBACK,
+                       register=i == 0, contact=contact)
             for i, p in enumerate(ports)
         ]
 
@@ -129,6 +136,10 @@ class Supervisor:
             cmd += ["--rtp-min", str(spec.rtp_min), "--rtp-max", str(spec.rtp_max)]
         if spec.front_proxy:
             cmd += ["--front-proxy", spec.front_proxy]
+        if not spec.register:
+            cmd += ["--no-register"]
+        if spec.contact and self.settings.sip.register_uri:
+            cmd += ["--contact", spec.contact]
         return cmd
 
     def _spawn(self, child: ChildState) -> None:

@@ -75,8 +75,14 @@ def run_worker(
     rtp_port_max: int = 0,
     front_proxy: str = "",
     name: str = "worker",
+    register: bool = True,
+    contact: str = "",
 ) -> int:
     """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    # The media clock thread needs the GIL 100 times a second per call; a busy Python thread should
+    # hand it over sooner than Python's default 5 ms (scripts/bench_media_gaps.py measures this).
+    if settings.sip.gil_switch_interval_ms > 0:
+        sys.setswitchinterval(settings.sip.gil_switch_interval_ms / 1000.0)
     handler = load_handler(settings.sip.handler, settings)
     # Behind Kamailio a worker also takes TCP: requests too big for one datagram arrive that way.
     sip = dataclasses.replace(settings.sip, tcp=True) if front_proxy else settings.sip
@@ -91,6 +97,8 @@ def run_worker(
         rtp_port_max=rtp_port_max,
         front_proxy=front_proxy,
         name=name,
+        register=register,
+        contact=contact,
     )
     edge = SipEdge(config, handler)
     stop = threading.Event()
