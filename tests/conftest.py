@@ -74,3 +74,11 @@ def migrated_engine(db_url: str) -> Iterator[Engine]:
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def encoder():  # type: ignore[no-untyped-def]
+    """The tier-2 MiniLM encoder, loaded once per test session."""
+    from voiceivr.dialplan.embeddings import shared_encoder
+
+    return shared_encoder()

@@ -90,10 +90,15 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
+    from voiceivr.dialplan.commands import bank, dialplan
+    from voiceivr.stats import stats
     from voiceivr.telephony.commands import call, serve, serve_worker
 
     cli.add_command(db)
     cli.add_command(audit)
+    cli.add_command(dialplan)
+    cli.add_command(bank)
+    cli.add_command(stats)
     cli.add_command(serve)
     cli.add_command(serve_worker)
     cli.add_command(call)

@@ -99,9 +99,12 @@ def compute_hash(
 
 def _row_to_record(row: Any) -> AuditRecord:
     m = row._mapping
+    created_at = m["created_at"]
+    if created_at.tzinfo is None:  # SQLite hands back naive times; they were written as UTC
+        created_at = created_at.replace(tzinfo=dt.UTC)
     return AuditRecord(
         seq=m["seq"],
-        created_at=m["created_at"],
+        created_at=created_at,
         call_id=m["call_id"],
         kind=m["kind"],
         actor=m["actor"],

@@ -34,6 +34,7 @@ class PlayedMark:
 class InboundFrame:
     pcm: bytes
     seq: int  # frame number on the media clock: seq * 20 ms is the arrival time
+    sent: bytes | None = None  # the agent frame sent in the same tick (None: silence), for echo removal
 
 
 class MediaChannel:
@@ -50,13 +51,15 @@ class MediaChannel:
         self.out_seq = 0  # frames sent so far (agent audio or silence)
         self.inbox_dropped = 0
         self.played: PlayedMark | None = None
+        self.played_seq = 0  # out_seq of the tick that sent ``played``
         self.closed = False
+        self._last_sent: bytes | None = None
 
     # ---------------------------------------------------------------------------- media side (hot path)
 
     def deliver(self, pcm: bytes) -> None:
         """A caller frame arrived. Never blocks: if the worker fell behind, the oldest frame is dropped."""
-        frame = InboundFrame(pcm, self._in_seq)
+        frame = InboundFrame(pcm, self._in_seq, self._last_sent)
         self._in_seq += 1
         try:
             self._inbox.put_nowait(frame)
@@ -76,9 +79,12 @@ class MediaChannel:
         with self._lock:
             self.out_seq += 1
             if not self._out:
+                self._last_sent = None
                 return self._silence
             pcm, mark = self._out.popleft()
             self.played = mark
+            self.played_seq = self.out_seq
+            self._last_sent = pcm
             return pcm
 
     # ------------------------------------------------------------------------------------- worker side
@@ -102,6 +108,11 @@ class MediaChannel:
             dropped = len(self._out)
             self._out.clear()
             return dropped
+
+    def played_position(self) -> tuple[PlayedMark | None, int]:
+        """The last agent frame sent and the tick it went out on, read together."""
+        with self._lock:
+            return self.played, self.played_seq
 
     def queued_frames(self) -> int:
         with self._lock:

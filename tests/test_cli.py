@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from voiceivr import __version__
+from voiceivr.cli import cli
+
+
+@pytest.fixture
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.chdir(tmp_path)
+    for key in list(__import__("os").environ):
+        if key.startswith("VOICEIVR_") and not key.startswith("VOICEIVR_TEST_"):
+            monkeypatch.delenv(key)
+    return CliRunner()
+
+
+def test_help_and_version(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for group in ("config", "db", "audit"):
+        assert group in result.output
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert __version__ in result.output
+
+
+def test_config_show_names_sources_and_masks_secrets(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "voiceivr.toml").write_text("[log]\nlevel = 'WARNING'\n")
+    result = runner.invoke(
+        cli, ["config", "show"], env={"VOICEIVR_DATABASE_URL": "postgresql+psycopg://u:s3cret@h/db"}
+    )
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    lines = {line.split("=")[0].strip(): line for line in result.output.splitlines() if "=" in line}
+    assert "(VOICEIVR_DATABASE_URL)" in lines["database.url"]
+    assert "u:***@h/db" in lines["database.url"]
+    assert "(voiceivr.toml)" in lines["log.level"]
+    assert "(default)" in lines["log.json"]
+
+
+def test_db_upgrade_then_audit_verify_on_default_sqlite(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "var" / "voiceivr.sqlite3").exists()
+    result = runner.invoke(cli, ["db", "current"])
+    assert "up to date" in result.output
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert result.exit_code == 0
+    assert "intact: 0 rows" in result.output
+
+
+def _one_clear_error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    err_lines = [line for line in result.output.splitlines() if line.startswith("voiceivr: error:")]
+    assert len(err_lines) == 1, result.output
+    return err_lines[0]
+
+
+def test_malformed_database_url(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["db", "upgrade"], env={"VOICEIVR_DATABASE_URL": "not a url"})
+    assert "not a valid SQLAlchemy URL" in _one_clear_error(result)
+    assert "hint:" in result.output
+
+
+def test_unsupported_backend(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["db", "upgrade"], env={"VOICEIVR_DATABASE_URL": "mysql://u@h/db"})
+    assert "not supported" in _one_clear_error(result)
+
+
+def test_database_down(runner: CliRunner) -> None:
+    # Port 1 on loopback: nothing listens there, the connection is refused at once.
+    url = "postgresql+psycopg://app:pw@127.0.0.1:1/voiceivr"
+    result = runner.invoke(cli, ["audit", "verify"], env={"VOICEIVR_DATABASE_URL": url})
+    line = _one_clear_error(result)
+    assert "cannot use database" in line
+    assert "pw" not in result.output
+    assert "is PostgreSQL running" in result.output
+
+
+def test_database_not_migrated(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["audit", "verify"])
+    assert "has no voiceivr schema" in _one_clear_error(result)
+    assert "voiceivr db upgrade" in result.output
+
+
+def test_database_behind_the_code(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["db", "upgrade", "0001"]).exit_code == 0
+    result = runner.invoke(cli, ["audit", "tail"])
+    assert "schema is at revision 0001" in _one_clear_error(result)
+
+
+def test_downgrade_to_unknown_revision(runner: CliRunner) -> None:
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["db", "downgrade", "nonsense"])
+    assert "cannot downgrade to 'nonsense'" in _one_clear_error(result)
+
+
+def test_bad_config_file_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
+    (tmp_path / "voiceivr.toml").write_text("[database\n")
+    result = runner.invoke(cli, ["config", "show"])
+    assert "not valid TOML" in _one_clear_error(result)
+    assert result.exit_code == 2

@@ -1,0 +1,106 @@
+"""Drive a call session from recorded caller audio on a virtual clock: replays, tests and benchmarks.
+
+Each 20 ms tick does what the pjsua2 clock thread does on a live call, in a fixed order: take the agent's
+next frame (what the caller hears), deliver the caller's frame of that tick, then let the session process
+it. Nothing depends on wall time, so two runs of the same input give the same timeline.
+
+An optional :class:`EchoPath` feeds a copy of the agent's audio back into the caller channel (attenuated,
+delayed, lightly filtered, under noise), the way line hybrids and speakerphones do, to test that the
+session does not interrupt itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
+from voiceivr.call import events as ev
+from voiceivr.call.session import CallSession
+
+
+@dataclass(frozen=True)
+class EchoPath:
+    gain_db: float = -12.0
+    delay_ms: float = 60.0
+    noise_dbfs: float = -60.0
+    seed: int = 1
+
+
+@dataclass
+class DriveResult:
+    caller: Pcm  # what the session received (caller audio, plus echo if simulated)
+    agent: Pcm  # what the session sent, sample-aligned with ``caller``
+    ticks: int
+    rate: int = 8000
+
+    @property
+    def seconds(self) -> float:
+        return len(self.agent) / self.rate
+
+
+def drive(
+    session: CallSession,
+    caller: Pcm,
+    *,
+    control: Sequence[tuple[float, ev.SystemEvent]] = (),
+    echo: EchoPath | None = None,
+    tail_s: float = 4.0,
+    max_s: float | None = None,
+) -> DriveResult:
+    """Run ``session`` over ``caller`` (int16 at the session's rate) until it ends or the audio runs out.
+
+    ``control`` events (DTMF, hangup, ...) are posted at their times. After the caller audio ends the call
+    runs ``tail_s`` more seconds, so the agent can answer the last turn.
+    """
+    rate = session.rate
+    n = samples_per_frame(rate)
+    media = session.media
+    total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
+    if max_s is not None:
+        total_ticks = min(total_ticks, int(max_s * 1000 / FRAME_MS))
+    pending = sorted(control, key=lambda pair: pair[0])
+    caller_out: list[Pcm] = []
+    agent_out: list[Pcm] = []
+    rng = np.random.default_rng(echo.seed if echo else 0)
+    delay = int((echo.delay_ms if echo else 0) * rate / 1000)
+    gain = 10 ** ((echo.gain_db if echo else -200) / 20)
+    noise = 32768 * 10 ** ((echo.noise_dbfs if echo else -200) / 20)
+    agent_history = np.zeros(delay + n + 2, dtype=np.float32)
+    if not session.started:
+        session.start()
+    tick = 0
+    for tick in range(total_ticks):
+        if session.ended:
+            break
+        t = tick * FRAME_MS / 1000
+        while pending and pending[0][0] <= t:
+            session.post(pending.pop(0)[1])
+        sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
+        agent_out.append(sent)
+        start = tick * n
+        frame = caller[start : start + n]
+        if len(frame) < n:
+            frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
+        if echo is not None:
+            agent_history = np.concatenate([agent_history[n:], sent.astype(np.float32)])
+            back = agent_history[-(delay + n) : len(agent_history) - delay]
+            back = np.convolve(back, [0.6, 0.3, 0.1], mode="same").astype(np.float32)  # mild line low-pass
+            mixed = frame.astype(np.float32) + gain * back + rng.normal(0.0, noise, n)
+            frame = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        caller_out.append(frame)
+        media.deliver(frame.astype("<i2").tobytes())
+        inbound = media.read(timeout=0)
+        if inbound is not None:
+            session.process(inbound)
+    if not session.ended:
+        session.post(ev.Hangup(0.0, by="caller", reason="end of recording"))
+        session.idle(tick * FRAME_MS / 1000)
+    return DriveResult(
+        caller=np.concatenate(caller_out) if caller_out else np.zeros(0, np.int16),
+        agent=np.concatenate(agent_out) if agent_out else np.zeros(0, np.int16),
+        ticks=tick + 1,
+        rate=rate,
+    )

@@ -1,0 +1,237 @@
+"""``voiceivr dialplan``: schema, validate, simulate, publish, list, show."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+
+import click
+
+from voiceivr.app import AppContext, pass_app
+from voiceivr.dialplan.simulate import SimInput
+from voiceivr.errors import VoiceivrError
+
+
+@click.group()
+def dialplan() -> None:
+    """Check, try and publish the YAML call flows in dialplans/ (format: dialplans/README.md)."""
+
+
+@dialplan.command()
+def schema() -> None:
+    """Print the JSON Schema of a dialplan file."""
+    from voiceivr.dialplan.schema import dialplan_schema
+
+    click.echo(json.dumps(dialplan_schema(), indent=2))
+
+
+@dialplan.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+def validate(files: tuple[Path, ...]) -> None:
+    """Check dialplans; print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
+    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.dialplan.loader import Problem, check_text
+
+    registry = builtin_registry()
+    bad = 0
+    for f in files:
+        try:
+            text = f.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            click.echo(str(Problem(str(f), 1, 1, f"cannot read: {getattr(exc, 'strerror', None) or exc}")))
+            bad += 1
+            continue
+        plan, problems = check_text(text, str(f), registry)
+        for p in problems:
+            click.echo(str(p))
+        if problems:
+            bad += 1
+        elif plan is not None:
+            click.echo(f"{f}: ok ({plan.name}: {len(plan.nodes)} nodes, {len(plan.intents)} intents, "
+                       f"{len(plan.slots)} slots)")
+    if bad:
+        raise SystemExit(1)
+
+
+def _parse_steps(args: list[str]) -> list[SimInput]:
+    steps: list[SimInput] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in ("--say", "--dtmf"):
+            if i + 1 >= len(args):
+                raise click.UsageError(f"{a} needs a value")
+            steps.append(SimInput("say" if a == "--say" else "dtmf", args[i + 1]))
+            i += 2
+        elif a.startswith("--say=") or a.startswith("--dtmf="):
+            k, v = a[2:].split("=", 1)
+            steps.append(SimInput(k, v))  # type: ignore[arg-type]
+            i += 1
+        elif a == "--no-input":
+            steps.append(SimInput("no_input"))
+            i += 1
+        elif a == "--hangup":
+            steps.append(SimInput("hangup"))
+            i += 1
+        else:
+            raise click.UsageError(f"unexpected {a!r}: use --say TEXT, --dtmf DIGITS, --no-input, --hangup")
+    return steps
+
+
+@dialplan.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the whole trace as JSON.")
+@click.option("--tiers", default=None, help="Router tiers, e.g. 0,1 (default: the dialplan.tiers setting).")
+@click.option("--today", default=None, help="The date the caller lives in (YYYY-MM-DD), for date slots.")
+@click.pass_context
+def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, today: str | None) -> None:
+    """Run a text conversation through the engine, in order:
+
+    voiceivr dialplan simulate FILE --say "what's my balance" --dtmf 10000001 --dtmf 1234 --say savings
+
+    Steps: --say TEXT, --dtmf DIGITS (one collection, e.g. a whole account number), --no-input, --hangup.
+    Actions run against the configured database (voiceivr db upgrade; voiceivr bank seed). High-risk actions
+    need the safe path (voiceivr.policy); without it they are refused, never faked.
+    """
+    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.dialplan import simulate as sim
+    from voiceivr.dialplan.gates import gate_for
+    from voiceivr.dialplan.loader import load_file
+    from voiceivr.dialplan.router import make_router
+    from voiceivr.policy.gate import SessionBinding
+
+    app: AppContext = ctx.ensure_object(AppContext)
+    steps = _parse_steps(list(ctx.args))
+    registry = builtin_registry()
+    plan = load_file(file, registry)
+    s = app.settings.dialplan
+    tier_list = [int(t) for t in tiers.split(",")] if tiers else list(s.tiers)
+    router = make_router(plan, tier_list, embedding_model=s.embedding_model, embedding_threads=s.embedding_threads,
+                         llm_url=s.llm_url, llm_model=s.llm_model, llm_api_key=s.llm_api_key,
+                         llm_timeout_s=s.llm_timeout_s)
+    db = None
+    note = ""
+    try:
+        db = app.ready_engine()
+    except VoiceivrError as exc:
+        note = f"note: no database ({exc}); actions that need one will fail"
+    call_id = str(uuid.uuid4())
+    gate = gate_for(registry, db, SessionBinding(call_id=call_id), settings=app.settings)
+    day = dt.date.fromisoformat(today) if today else None
+    result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=day, registry=registry)
+    from voiceivr.dialplan.gates import NO_SAFE_PATH, LowRiskOnlyGate
+
+    if isinstance(gate, LowRiskOnlyGate):
+        note = (note + "\n" if note else "") + f"note: {NO_SAFE_PATH}"
+    if as_json:
+        out = result.to_json()
+        if note:
+            out["note"] = note
+        click.echo(json.dumps(out, indent=2))
+        return
+    if note:
+        click.echo(note, err=True)
+    for e in result.events:
+        line = sim.describe(e)
+        if line:
+            click.echo(line)
+    if result.unused_inputs:
+        click.echo(f"({result.unused_inputs} input(s) not used: the call had ended)")
+    click.echo(f"call {result.ended or 'still open when the inputs ran out'}")
+
+
+@dialplan.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--by", "published_by", default="", help="Who publishes it (kept with the version).")
+@pass_app
+def publish(app: AppContext, file: Path, published_by: str) -> None:
+    """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
+    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.dialplan.loader import DialplanInvalid
+    from voiceivr.dialplan.store import publish as do_publish
+
+    engine = app.ready_engine()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise VoiceivrError(f"{file}: cannot read: {exc.strerror}") from None
+    try:
+        res = do_publish(engine, text, str(file), builtin_registry(), published_by)
+    except DialplanInvalid as exc:
+        for p in exc.problems:
+            click.echo(str(p), err=True)
+        raise VoiceivrError(f"{file}: not published ({len(exc.problems)} problem(s)); the live version is unchanged",
+                            hint="fix the problems above, then publish again") from None
+    v = res.version
+    if res.created:
+        click.echo(f"published {v.name} version {v.version} (id {v.id}, sha256 {v.sha256[:12]}): live for new calls")
+    else:
+        click.echo(f"{v.name} version {v.version} is already live with this exact content (sha256 {v.sha256[:12]})")
+
+
+@dialplan.command("list")
+@click.argument("name", required=False)
+@pass_app
+def list_cmd(app: AppContext, name: str | None) -> None:
+    """Published versions (the newest of each name is live)."""
+    from voiceivr.dialplan.store import list_versions
+
+    rows = list_versions(app.ready_engine(), name)
+    if not rows:
+        click.echo("no published dialplans (voiceivr dialplan publish FILE)")
+        return
+    newest: dict[str, int] = {}
+    for r in rows:
+        newest[r.name] = max(newest.get(r.name, 0), r.version)
+    for r in rows:
+        live = "  live" if newest[r.name] == r.version else ""
+        click.echo(f"{r.name:<16} v{r.version:<4} id {r.id:<5} {r.sha256[:12]}  "
+                   f"{r.published_at:%Y-%m-%d %H:%M:%S}  {r.published_by or '-'}{live}")
+
+
+@dialplan.command()
+@click.argument("name")
+@click.option("--version", "version", type=int, default=None, help="A version number (default: the live one).")
+@pass_app
+def show(app: AppContext, name: str, version: int | None) -> None:
+    """Print a published version's YAML, exactly as published."""
+    from voiceivr.dialplan.store import get_version
+
+    v = get_version(app.ready_engine(), name, version)
+    when = v.published_at.strftime("%Y-%m-%d %H:%M:%S")
+    click.echo(f"# {v.name} version {v.version} (id {v.id}), sha256 {v.sha256}, published {when} "
+               f"by {v.published_by or '-'}")
+    click.echo(v.source, nl=not v.source.endswith("\n"))
+
+
+@click.group()
+def bank() -> None:
+    """The demo bank behind dialplans/bank.yaml."""
+
+
+@bank.command()
+@pass_app
+def seed(app: AppContext) -> None:
+    """Load the demo customers (idempotent). Prints their account numbers and demo PINs."""
+    from voiceivr.actions.bank import DEMO_CUSTOMERS
+    from voiceivr.actions.bank import seed as do_seed
+
+    added = do_seed(app.ready_engine())
+    for c in DEMO_CUSTOMERS:
+        state = "added" if c.id in added else "already there"
+        accts = ", ".join(f"{kind} {number}" for number, kind, _ in c.accounts)
+        click.echo(f"{c.id} {c.name} ({state}): {accts}; demo PIN {c.pin}; phone on file {c.phone}; "
+                   f"TOTP {'yes' if c.totp else 'no'}")
+
+
+@bank.command()
+@pass_app
+def balances(app: AppContext) -> None:
+    """Every demo account and its balance."""
+    from voiceivr.actions.bank import balances as get
+
+    for r in get(app.ready_engine()):
+        cents = int(r["balance_cents"])
+        click.echo(f"{r['id']:<8} {r['name']:<14} {r['kind']:<9} {r['number']}  ${cents // 100:,}.{cents % 100:02d}")

@@ -1,0 +1,1345 @@
+"""The dialplan engine: one :class:`Conversation` per call, pure, deterministic and single-threaded.
+
+The call session (or ``voiceivr dialplan simulate``, or a test) feeds it inputs and gets back a :class:`Step`
+saying what to do. It has no threads, never sleeps, reads no clock of its own (times come with the inputs;
+``today`` is injected for dates) and does I/O only through the objects it is given: the
+:class:`~voiceivr.policy.gate.CallGate` (every action) and the :class:`~voiceivr.dialplan.router.IntentRouter`
+(tier 3 may call an LLM).
+
+Inputs (each returns a :class:`Step`)::
+
+    conv.start(at)                                   answer: the start node's prompts
+    conv.utterance(Utterance(text, confidence, started_at, ended_at, kind="speech", id=...))
+    conv.dtmf(digits, at)                            digits collected per the last Listen.dtmf spec
+    conv.no_input(at)                                the Listen.no_input_timeout_s ran out
+    conv.prompt_played(prompt_id, at)                a prompt finished playing (at = when its last sample left)
+    conv.prompt_cut(prompt_id, words_heard, at)      barge-in (or flush) cut it after words_heard words
+    conv.hangup(at)                                  the caller hung up
+
+Every prompt the engine emits must be answered by exactly one ``prompt_played`` or ``prompt_cut`` (a prompt
+flushed before it started is cut with 0 words): the history keeps only what the caller heard, and the
+safe path waits for its read-back to have *finished playing* before a "yes" can count.
+
+A :class:`Step` holds: ``say`` (prompts to play in order: id, text, kind, interruptible), ``listen`` (what to
+expect next: grammar phrases for the STT, the DTMF collection spec, the no-input timeout), ``transfer``
+(to an agent), ``hangup`` (after the prompts have played) and ``events`` (the new trace entries: inputs,
+intents with tier/confidence/cost, slot values, transitions, gate calls, actions).
+
+Example::
+
+    conv = Conversation(plan, gate, router, call_id="c1")
+    step = conv.start(at=0.0)                       # greeting + main menu
+    for p in step.say:
+        step = conv.prompt_played(p.id, at=...)     # or prompt_cut(p.id, words, at) on barge-in
+    step = conv.utterance(Utterance("what's my balance", 0.92, started_at=4.1, ended_at=5.0))
+    step.say[0].text     # "First, I need to identify you."  (the balance node requires login)
+    step.listen.expect   # "slot:account_number"; step.listen.dtmf.max_digits == 8
+
+The safe path, for a ``high`` action (gate calls in order)::
+
+    gate.decide(request)             -> Decision(path="safe", channels=("sms", ...))
+    say readback (uninterruptible) + confirm question; listen "confirm"
+    prompt_played(readback)          -> gate.readback_played(request_id, at)
+    "yes" (started after the read-back ended, confident)
+                                     -> gate.confirm(request_id, evidence)
+    [two channels: ask which]        -> gate.send_challenge(request_id, channel); say code request
+    caller reads the code            -> gate.verify_code(request_id, code, evidence)
+                                     -> gate.execute(request_id)   (audit row committed, action run once)
+
+The fast path is ``gate.decide`` then ``gate.execute``. A login action's success calls
+``gate.login(principal, evidence)``. "No", "go back", "main menu", an agent transfer or a hangup while a
+request is pending calls ``gate.abandon(request_id, reason)``.
+
+Context integrity: the context checkpoints at each confirmed intent (an accepted routing decision) and
+after each action. A correction ("no, fifty, not fifteen", "no, I meant savings") or "go back" rewinds to
+the last checkpoint, discarding the slots filled after it, then applies whatever the correction itself
+says. Secret slots (a PIN) are dropped as soon as their action has run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from voiceivr.actions.registry import ActionRegistry
+from voiceivr.dialplan.model import (
+    AGENT,
+    GOODBYE,
+    RETURN,
+    UNINTERRUPTIBLE_KINDS,
+    VAR_RE,
+    ActionCall,
+    Dialplan,
+    Fallback,
+    Node,
+    PromptSpec,
+    SlotSpec,
+)
+from voiceivr.dialplan.router import IntentRouter, RoutingDecision
+from voiceivr.dialplan.slots import (
+    _NO_PHRASES,
+    _YES_PHRASES,
+    NUMBER_WORDS,
+    Money,
+    Parsed,
+    all_choices,
+    extract_choice,
+    extract_date,
+    extract_digits,
+    extract_money,
+    extract_text,
+    parse_yesno,
+    spoken,
+    tokens,
+)
+from voiceivr.policy.gate import (
+    ActionRequest,
+    ActionResult,
+    CallGate,
+    Channel,
+    Decision,
+    Evidence,
+    InputKind,
+)
+
+Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
+DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MAX_HOPS = 64  # transitions without waiting for the caller (the loader rejects loops; this is a backstop)
+
+
+# --- inputs and outputs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Utterance:
+    text: str
+    confidence: float = 1.0
+    started_at: float = 0.0  # call clock, seconds
+    ended_at: float = 0.0
+    kind: InputKind = "speech"
+    id: str = ""  # a repeated id is a duplicate delivery and is ignored
+    audio_sha256: str | None = None
+    flagged: tuple[str, ...] = ()  # the injection filter's findings
+
+
+@dataclass(frozen=True)
+class Say:
+    id: str
+    text: str
+    kind: str  # prompt | reprompt | menu | readback | disclosure | code_request | info | goodbye
+    interruptible: bool
+
+
+@dataclass(frozen=True)
+class DtmfSpec:
+    max_digits: int = 1
+    terminator: str | None = None  # "#" ends collection early (not part of the digits)
+    inter_digit_timeout_s: float = 3.0
+
+
+@dataclass(frozen=True)
+class Listen:
+    expect: str  # "intent", "slot:<name>", "confirm", "channel", "code"
+    grammar: tuple[str, ...]  # phrases for a grammar-based STT (empty: free speech)
+    dtmf: DtmfSpec
+    no_input_timeout_s: float
+
+
+@dataclass(frozen=True)
+class Transfer:
+    target: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class TraceEvent:
+    kind: str
+    at: float
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    say: tuple[Say, ...] = ()
+    listen: Listen | None = None
+    transfer: Transfer | None = None
+    hangup: bool = False  # hang up once the prompts in ``say`` have played
+    events: tuple[TraceEvent, ...] = ()
+
+    @property
+    def ended(self) -> bool:
+        return self.transfer is not None or self.hangup
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    role: Literal["agent", "caller"]
+    text: str
+    at: float
+    prompt_id: str = ""
+    cut: bool = False  # the caller heard only this much of the prompt
+
+
+# --- per-call state ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SlotFill:
+    value: Any
+    confirmed: bool = False
+    source: str = "speech"  # speech | dtmf | default
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    kind: Literal["intent", "confirmed", "action"]
+    node: str  # where the conversation resumes after a rewind
+    origin: str  # where it was when this was confirmed (for an intent: the menu it was said at)
+    slots: Mapping[str, SlotFill]
+    results: Mapping[str, Mapping[str, Any]]
+    return_stack: tuple[tuple[str, str], ...]
+    reason: str  # the intent or action that was confirmed
+    at: float
+
+
+@dataclass
+class _Pending:
+    """A request on the safe path."""
+
+    request: ActionRequest
+    decision: Decision
+    call: ActionCall
+    readback_id: str
+    readback_text: str
+    readback_done_at: float | None = None
+    confirmed: bool = False
+    confirm_misses: int = 0
+    channel: Channel | None = None
+    code_misses: int = 0
+
+
+@dataclass(frozen=True)
+class ConversationOptions:
+    words_per_second: float = 2.5  # only for estimating how long a prompt takes, in simulations
+    code_min_digits: int = 4
+    code_max_digits: int = 10
+
+
+class Conversation:
+    def __init__(
+        self,
+        dialplan: Dialplan,
+        gate: CallGate,
+        router: IntentRouter,
+        *,
+        call_id: str,
+        today: dt.date | None = None,
+        registry: ActionRegistry | None = None,
+        options: ConversationOptions | None = None,
+    ) -> None:
+        self.plan = dialplan
+        self.gate = gate
+        self.router = router
+        self.call_id = call_id
+        self.today = today or dt.date.today()
+        self.registry = registry
+        self.options = options or ConversationOptions()
+        self.phase: Phase = "idle"
+        self.node_id = ""
+        self.slot: str | None = None
+        self.slots: dict[str, SlotFill] = {}
+        self.results: dict[str, Mapping[str, Any]] = {}
+        self.checkpoints: list[Checkpoint] = []
+        self.return_stack: list[tuple[str, str]] = []  # (node, the words that sent the caller there)
+        self.history: list[HistoryEntry] = []
+        self.trace: list[TraceEvent] = []
+        self.pending: _Pending | None = None
+        self.action_done = False  # the current node's action ran on this visit
+        self.no_input_count = 0
+        self.no_match_count = 0
+        self.menu_offered = False
+        self.cancel_count = 0
+        self._prompt_seq = 0
+        self._queued: dict[str, Say] = {}
+        self._last_listen: tuple[tuple[Say, ...], Listen | None] = ((), None)
+        self._seen_ids: set[str] = set()
+        self._last_input: tuple[str, float, float] | None = None
+        self._last_input_end = float("-inf")
+        self._last_evidence = Evidence(kind="text", text="")
+        # The step being built
+        self._say: list[Say] = []
+        self._events: list[TraceEvent] = []
+        self._listen: Listen | None = None
+        self._transfer: Transfer | None = None
+        self._hangup = False
+        self._now = 0.0
+
+    # === inputs ===========================================================================================
+
+    def start(self, at: float = 0.0) -> Step:
+        self._begin(at)
+        if self.phase != "idle":
+            return self._ignored("start", "already started")
+        self._enter(self.plan.start, reason="start")
+        return self._finish()
+
+    def utterance(self, u: Utterance) -> Step:
+        self._begin(u.ended_at)
+        if self.phase in ("idle", "ended"):
+            return self._ignored("utterance", f"call is {self.phase}")
+        key = (u.text, u.started_at, u.ended_at)
+        if (u.id and u.id in self._seen_ids) or (not u.id and key == self._last_input):
+            return self._ignored("utterance", "duplicate delivery")
+        if u.ended_at < self._last_input_end:
+            return self._ignored("utterance", "out of order (ended before the previous input)")
+        if u.id:
+            self._seen_ids.add(u.id)
+        self._last_input = key
+        self._last_input_end = u.ended_at
+        secret = self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].secret
+        heard = "[secret]" if secret or self.phase == "code" else u.text
+        self.history.append(HistoryEntry("caller", heard, u.started_at))
+        self._event("input", kind=u.kind, text=heard, confidence=round(u.confidence, 3), started_at=u.started_at,
+                    ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}))
+        self._last_evidence = Evidence(kind=u.kind, text=u.text, confidence=u.confidence, started_at=u.started_at,
+                                       ended_at=u.ended_at, audio_sha256=u.audio_sha256, flagged=u.flagged)
+        self._on_text(u)
+        return self._finish()
+
+    def dtmf(self, digits: str, at: float) -> Step:
+        self._begin(at)
+        if self.phase in ("idle", "ended"):
+            return self._ignored("dtmf", f"call is {self.phase}")
+        if at < self._last_input_end:
+            return self._ignored("dtmf", "out of order (before the previous input)")
+        self._last_input_end = at
+        self._last_input = None
+        digits = digits.strip()
+        shown = "[secret]" if self.phase == "code" or (self.slot and self.plan.slots[self.slot].secret) else digits
+        self.history.append(HistoryEntry("caller", f"[keyed {shown}]", at))
+        self._event("input", kind="dtmf", text=shown)
+        self._last_evidence = Evidence(kind="dtmf", text=digits, confidence=1.0, started_at=at, ended_at=at)
+        self._on_dtmf(digits)
+        return self._finish()
+
+    def no_input(self, at: float) -> Step:
+        self._begin(at)
+        if self.phase in ("idle", "ended"):
+            return self._ignored("no_input", f"call is {self.phase}")
+        self._event("no_input")
+        self.no_input_count += 1
+        fb = self._fallback()
+        if self.no_input_count <= fb.no_input:
+            self._prompt(self.plan.messages.no_input, "reprompt")
+            self._relisten()
+        else:
+            self._escalate("no input")
+        return self._finish()
+
+    def prompt_played(self, prompt_id: str, at: float) -> Step:
+        self._begin(at)
+        say = self._queued.pop(prompt_id, None)
+        if say is None:
+            return self._ignored("prompt_played", f"unknown or already reported prompt {prompt_id}")
+        self.history.append(HistoryEntry("agent", say.text, at, prompt_id))
+        self._event("prompt_played", id=prompt_id)
+        p = self.pending
+        if p is not None and prompt_id == p.readback_id and p.readback_done_at is None:
+            p.readback_done_at = at
+            self.gate.readback_played(p.request.request_id, at)
+            self._event("gate", call="readback_played", request_id=p.request.request_id)
+        return self._finish()
+
+    def prompt_cut(self, prompt_id: str, words_heard: int, at: float) -> Step:
+        self._begin(at)
+        say = self._queued.pop(prompt_id, None)
+        if say is None:
+            return self._ignored("prompt_cut", f"unknown or already reported prompt {prompt_id}")
+        words = say.text.split()
+        heard = " ".join(words[: max(0, words_heard)])
+        if heard:
+            self.history.append(HistoryEntry("agent", heard, at, prompt_id, cut=True))
+        self._event("prompt_cut", id=prompt_id, words_heard=max(0, words_heard), words=len(words))
+        if not say.interruptible and self.phase != "ended":
+            # A read-back or code request the caller did not hear in full does not count: say it again.
+            self._event("replay", id=prompt_id, reason="uninterruptible prompt was cut")
+            self._prompt_say(say.text, say.kind)
+            if self.pending is not None and prompt_id == self.pending.readback_id:
+                self.pending.readback_id = self._say[-1].id
+            self._relisten(keep_prompts=True)
+        return self._finish()
+
+    def hangup(self, at: float) -> Step:
+        self._begin(at)
+        if self.phase == "ended":
+            return self._ignored("hangup", "call already ended")
+        self._abandon("caller hung up")
+        self._event("hangup", by="caller")
+        self.phase = "ended"
+        return self._finish()
+
+    # === what the engine knows, for the session and tests ==================================================
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "phase": self.phase,
+            "slot": self.slot,
+            "slots": {k: self._shown_value(k, v.value) for k, v in self.slots.items()},
+            "confirmed": sorted(k for k, v in self.slots.items() if v.confirmed),
+            "checkpoints": [c.reason for c in self.checkpoints],
+            "pending": self.pending.request.action if self.pending else None,
+        }
+
+    # === step bookkeeping ==================================================================================
+
+    def _begin(self, at: float) -> None:
+        self._now = at
+        self._say, self._events, self._listen, self._transfer, self._hangup = [], [], None, None, False
+
+    def _finish(self) -> Step:
+        step = Step(tuple(self._say), self._listen, self._transfer, self._hangup, tuple(self._events))
+        if self._listen is not None:
+            self._last_listen = (tuple(s for s in self._say if s.kind not in ("info", "disclosure")), self._listen)
+        return step
+
+    def _ignored(self, what: str, why: str) -> Step:
+        self._event("ignored", input=what, reason=why)
+        return self._finish()
+
+    def _event(self, event_kind: str, /, **data: Any) -> None:
+        ev = TraceEvent(event_kind, self._now, data)
+        self.trace.append(ev)
+        self._events.append(ev)
+
+    def _prompt_say(self, text: str, kind: str, interruptible: bool = True) -> None:
+        if not text.strip():
+            return
+        self._prompt_seq += 1
+        say = Say(f"p{self._prompt_seq}", text, kind, interruptible and kind not in UNINTERRUPTIBLE_KINDS)
+        self._queued[say.id] = say
+        self._say.append(say)
+        self._event("say", id=say.id, kind=kind, interruptible=say.interruptible, text=text)
+
+    def _prompt(self, template: str | PromptSpec, kind: str | None = None, extra: Mapping[str, Any] | None = None
+                ) -> None:
+        spec = template if isinstance(template, PromptSpec) else PromptSpec(template)
+        self._prompt_say(self._render(spec.text, extra), kind or spec.kind, spec.interruptible)
+
+    # === walking nodes =====================================================================================
+
+    def _enter(self, target: str, reason: str, prefill: str = "") -> None:
+        for _ in range(MAX_HOPS):
+            nxt = self._enter_once(target, reason, prefill)
+            if nxt is None:
+                return
+            target, reason, prefill = nxt
+        self._event("error", reason="too many transitions without waiting for the caller")
+        self._to_agent("engine loop guard")
+
+    def _enter_once(self, target: str, reason: str, prefill: str) -> tuple[str, str, str] | None:
+        if target == AGENT:
+            self._to_agent(reason)
+            return None
+        if target == GOODBYE:
+            self._goodbye(reason)
+            return None
+        if target == RETURN:
+            if self.return_stack:
+                back_to, words = self.return_stack.pop()
+                return back_to, "return after login", words
+            return self.plan.main_menu, "return (nothing to return to)", ""
+        node = self.plan.node(target)
+        self._event("transition", **{"from": self.node_id or None, "to": target, "reason": reason})
+        if node.requires_login and self.gate.principal() is None and self.plan.login:
+            self.return_stack.append((target, prefill))
+            self._prompt(self.plan.messages.login_first, "prompt")
+            return self.plan.login, f"{target} requires login", ""
+        self.node_id = target
+        self.phase = "menu"
+        self.slot = None
+        self.action_done = False
+        self.no_input_count = self.no_match_count = 0
+        self.menu_offered = False
+        self.cancel_count = 0
+        for s in node.collect:  # a new visit collects afresh: the last transfer's amount is not this one's
+            self.slots.pop(s, None)
+        for p in node.say:
+            self._prompt(p)
+        if prefill:
+            self._fill_from(prefill, node, asked=None)
+        return self._advance()
+
+    def _advance(self) -> tuple[str, str, str] | None:
+        """Carry on with the current node: ask the next missing slot, run its action, then move on."""
+        node = self.plan.node(self.node_id)
+        for s in node.collect:
+            if s in self.slots:
+                continue
+            spec = self.plan.slots[s]
+            if spec.default is not None:
+                self._set_slot(spec, spec.default, "default")
+                continue
+            self.phase, self.slot = "slot", s
+            self._prompt(spec.ask)
+            self._listen_for_slot(spec)
+            return None
+        self.slot = None
+        if node.action is not None and not self.action_done:
+            return self._request_action(node, node.action)
+        return self._continue(node)
+
+    def _continue(self, node: Node) -> tuple[str, str, str] | None:
+        if node.routes:
+            self.phase = "menu"
+            self._listen_for_intents(node)
+            return None
+        if node.goto:
+            return node.goto, "goto", ""
+        if node.end == "agent":
+            self._to_agent("end of dialplan")
+        else:
+            self._goodbye("end of dialplan")
+        return None
+
+    # === caller input ======================================================================================
+
+    def _on_text(self, u: Utterance) -> None:
+        if self.phase == "menu":
+            self._menu_text(u)
+        elif self.phase == "slot":
+            self._slot_text(u)
+        elif self.phase == "confirm":
+            self._confirm_text(u)
+        elif self.phase == "channel":
+            self._channel_input(u.text, None)
+        elif self.phase == "code":
+            self._code_input(u.text, dtmf=False)
+
+    def _on_dtmf(self, digits: str) -> None:
+        g = self._global_for_key(digits)
+        if self.phase == "menu":
+            node = self.plan.node(self.node_id)
+            route = next((r for r in node.routes if r.dtmf == digits), None)
+            if route is not None:
+                self._accept_intent(route.intent, RoutingDecision(route.intent, 0, 1.0, 0.0), "")
+            elif g:
+                self._global(g, RoutingDecision(g, 0, 1.0, 0.0))
+            else:
+                self._no_match("unknown key")
+        elif self.phase == "slot":
+            assert self.slot is not None
+            spec = self.plan.slots[self.slot]
+            value = self._slot_from_dtmf(spec, digits)
+            if value is not None:
+                self._slot_filled(spec, value, "dtmf")
+            elif g:
+                self._global(g, RoutingDecision(g, 0, 1.0, 0.0))
+            else:
+                self._no_match("keyed value not valid")
+        elif self.phase == "confirm":
+            if digits in ("1", "2"):
+                self._confirm_answer(digits == "1", "", 1.0)
+            elif g:
+                self._global(g, RoutingDecision(g, 0, 1.0, 0.0))
+            else:
+                self._no_match("press 1 for yes or 2 for no")
+        elif self.phase == "channel":
+            self._channel_input("", digits)
+        elif self.phase == "code":
+            if g and not digits.isdigit():
+                self._global(g, RoutingDecision(g, 0, 1.0, 0.0))
+            else:
+                self._code_input(digits, dtmf=True)
+
+    def _menu_text(self, u: Utterance) -> None:
+        node = self.plan.node(self.node_id)
+        cands = [r.intent for r in node.routes] + list(self.plan.globals)
+        decision = self.router.route(u.text, cands)
+        self._intent_event(decision, cands)
+        if decision.intent is None:
+            self._no_match("no confident intent")
+        elif decision.intent in self.plan.globals:
+            self._global(decision.intent, decision)
+        else:
+            self._accept_intent(decision.intent, decision, u.text)
+
+    def _accept_intent(self, intent: str, decision: RoutingDecision, words: str) -> None:
+        node = self.plan.node(self.node_id)
+        route = next(r for r in node.routes if r.intent == intent)
+        if decision.tier == 0 and not words:
+            self._event("intent", intent=intent, tier=0, confidence=1.0, cost_s=0.0, via="dtmf")
+        self._checkpoint("intent", f"intent {intent}", node=route.goto)
+        self._enter(route.goto, reason=f"intent {intent}", prefill=words)
+
+    def _slot_text(self, u: Utterance) -> None:
+        assert self.slot is not None
+        spec = self.plan.slots[self.slot]
+        node = self.plan.node(self.node_id)
+        # Globals first when they are unmistakable (tiers 0-1), so "agent" is never read as free text.
+        g = self._route_globals(u.text, cheap_only=True)
+        if g is not None:
+            self._global(g.intent or "", g)
+            return
+        parsed = self._parse_slot(spec, u.text, asked=True)
+        if parsed is not None and self._valid(spec, parsed.value):
+            self._set_slot(spec, parsed.value, u.kind)
+            self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
+            self.no_match_count = self.no_input_count = 0
+            self._enter_continue()
+            return
+        if parsed is not None:
+            self._invalid_value(spec)
+            return
+        g = self._route_globals(u.text, cheap_only=False)
+        if g is not None:
+            self._global(g.intent or "", g)
+            return
+        self._no_match(f"no {spec.type} heard")
+
+    def _slot_filled(self, spec: SlotSpec, value: Any, source: str) -> None:
+        if not self._valid(spec, value):
+            self._invalid_value(spec)
+            return
+        self._set_slot(spec, value, source)
+        self.no_match_count = self.no_input_count = 0
+        self._enter_continue()
+
+    def _enter_continue(self) -> None:
+        nxt = self._advance()
+        if nxt is not None:
+            self._enter(*nxt)
+
+    def _confirm_text(self, u: Utterance) -> None:
+        p = self.pending
+        assert p is not None
+        if p.readback_done_at is None or u.started_at < p.readback_done_at:
+            # Speech over the read-back is no answer to it (and a "yes" then must never count).
+            self._event("ignored", input="utterance", reason="overlapped the read-back")
+            if p.readback_done_at is None:
+                return
+            parsed = parse_yesno(u.text)
+            if parsed is not None and parsed.value is True:
+                step = self.gate.confirm(p.request.request_id, self._last_evidence)
+                self._event("gate", call="confirm", ok=step.ok, reason=step.reason)
+            self._prompt(self.plan.messages.confirm_retry, "reprompt")
+            self._relisten()
+            return
+        g = self._route_globals(u.text, cheap_only=True)
+        if g is not None:
+            self._global(g.intent or "", g)
+            return
+        parsed = parse_yesno(u.text)
+        if parsed is None:
+            self._confirm_miss()
+            return
+        self._confirm_answer(bool(parsed.value), u.text, u.confidence)
+
+    def _confirm_answer(self, yes: bool, text: str, confidence: float) -> None:
+        p = self.pending
+        assert p is not None
+        self._event("confirm_answer", yes=yes, confidence=round(confidence, 3))
+        if not yes:
+            if text and self._has_correction_words(text):
+                self._correction(text)
+            else:
+                self._abandon("caller said no")
+                self.cancel_count += 1
+                self._plain_no()
+            return
+        if p.readback_done_at is None:
+            self._event("ignored", input="confirm", reason="read-back has not finished playing")
+            self._relisten()
+            return
+        if confidence < self.plan.routing.confirm_min_confidence:
+            self._event("ignored", input="confirm", reason="yes not recognised confidently")
+            self._confirm_miss()
+            return
+        step = self.gate.confirm(p.request.request_id, self._last_evidence)
+        self._event("gate", call="confirm", request_id=p.request.request_id, ok=step.ok, reason=step.reason)
+        if not step.ok:
+            self._confirm_miss()
+            return
+        p.confirmed = True
+        for k, v in list(self.slots.items()):
+            self.slots[k] = replace(v, confirmed=True)
+        self._checkpoint("confirmed", f"confirmed {p.call.name}")
+        self._ask_channel_or_send()
+
+    def _plain_no(self, rewound: bool = False) -> None:
+        """A bare "no" to a read-back: collect the details again, once; a second "no" cancels."""
+        if not rewound:
+            self._rewind("caller said no")
+        node = self.plan.node(self.node_id)
+        if self.cancel_count >= 2:
+            self._prompt(self.plan.messages.cancelled, "info")
+            self.action_done = True
+            nxt = self._continue(node)
+            if nxt is not None:
+                self._enter(*nxt)
+            return
+        self._prompt("Okay, let's go through it again.", "info")
+        self._resume()
+
+    def _confirm_miss(self) -> None:
+        p = self.pending
+        assert p is not None
+        p.confirm_misses += 1
+        if p.confirm_misses > self._fallback().no_match:
+            self._abandon("no clear yes or no")
+            self._prompt(self.plan.messages.cancelled, "info")
+            self._escalate("no clear confirmation")
+            return
+        self._prompt(self.plan.messages.confirm_retry, "reprompt")
+        self._relisten()
+
+    def _correction(self, text: str) -> None:
+        """ "No, fifty, not fifteen": back to the last confirmed intent, then take what the correction says."""
+        self._abandon("caller corrected it")
+        self._rewind("correction")
+        node = self.plan.node(self.node_id)
+        filled = self._fill_from(text, node, asked=None, bare_numbers=True)
+        self._event("correction", filled=sorted(filled))
+        if not filled:
+            self.cancel_count += 1
+            self._plain_no(rewound=True)
+            return
+        self._resume()
+
+    def _has_correction_words(self, text: str) -> bool:
+        toks = tokens(text)
+        return len([t for t in toks if t not in ("no", "nope", "wait", "sorry", "i", "meant", "mean", "not", "um",
+                                                 "uh", "that's", "wrong", "it", "is", "was")]) > 0
+
+    # === slots =============================================================================================
+
+    def _parse_slot(self, spec: SlotSpec, text: str, asked: bool, bare_numbers: bool = True) -> Parsed | None:
+        if spec.type == "money":
+            return extract_money(text, bare_numbers=asked or bare_numbers)
+        if spec.type == "digits":
+            return extract_digits(text, spec.min_length, spec.max_length)
+        if spec.type == "yesno":
+            return parse_yesno(text)
+        if spec.type == "date":
+            return extract_date(text, self.today, spec.prefer)
+        if spec.type == "choice":
+            return extract_choice(text, spec.options)
+        if spec.type == "text":
+            return extract_text(text) if asked else None
+        return None
+
+    def _fill_from(self, text: str, node: Node, asked: str | None, bare_numbers: bool = False,
+                   taken_at: int | None = None) -> list[str]:
+        """Fill the node's other missing slots from one utterance ("transfer fifty dollars to savings")."""
+        filled = []
+        taken: set[tuple[str, int]] = set()
+        if asked is not None and taken_at is not None:
+            taken.add((self.plan.slots[asked].type, taken_at))
+        for s in node.collect:
+            if s == asked or (s in self.slots and self.slots[s].source != "default"):
+                continue
+            spec = self.plan.slots[s]
+            if spec.type == "text":
+                continue
+            parsed = self._parse_for_cues(spec, text, bare_numbers, taken, node)
+            if parsed is not None and self._valid(spec, parsed.value):
+                taken.add((spec.type, parsed.start))
+                self._set_slot(spec, parsed.value, "speech")
+                filled.append(s)
+        return filled
+
+    def _parse_for_cues(self, spec: SlotSpec, text: str, bare: bool, taken: set[tuple[str, int]],
+                        node: Node) -> Parsed | None:
+        if spec.type != "choice":
+            got = self._parse_slot(spec, text, asked=False, bare_numbers=bare)
+            if spec.type == "money" and got is None and bare:
+                got = extract_money(text, bare_numbers=True)
+            return got
+        # Several choice slots may share words ("checking"): a value goes to the slot whose cue word precedes
+        # it ("from savings", "to checking"); a value without a known cue goes to the first slot that takes it.
+        all_cues = {c for s in node.collect for c in self.plan.slots[s].cues}
+        for hit in all_choices(text, spec.options):
+            if ("choice", hit.start) in taken:
+                continue
+            if (hit.cue in spec.cues) if spec.cues else (hit.cue not in all_cues):
+                return hit
+        return None
+
+    def _slot_from_dtmf(self, spec: SlotSpec, digits: str) -> Any:
+        if spec.type == "digits":
+            return digits if digits.isdigit() and spec.min_length <= len(digits) <= spec.max_length else None
+        if spec.type == "money":
+            return Money(int(digits)) if digits.isdigit() else None  # keyed in cents (the prompt says so)
+        if spec.type == "yesno":
+            return {"1": True, "2": False}.get(digits)
+        if spec.type == "choice":
+            return next((o.key for o in spec.options if o.dtmf == digits), None)
+        return None
+
+    def _valid(self, spec: SlotSpec, value: Any) -> bool:
+        if spec.type == "money":
+            assert isinstance(value, Money)
+            if spec.min_amount and value < spec.min_amount:
+                return False
+            if spec.max_amount and value > spec.max_amount:
+                return False
+        if spec.type == "digits":
+            return isinstance(value, str) and spec.min_length <= len(value) <= spec.max_length
+        return True
+
+    def _invalid_value(self, spec: SlotSpec) -> None:
+        if spec.type == "money" and spec.min_amount and spec.max_amount:
+            msg = f"The amount must be between {spec.min_amount.spoken()} and {spec.max_amount.spoken()}."
+        elif spec.type == "digits":
+            n = spec.min_length if spec.min_length == spec.max_length else f"{spec.min_length} to {spec.max_length}"
+            msg = f"That should be {n} digits."
+        else:
+            msg = self.plan.messages.reprompt
+        self._event("slot_rejected", slot=spec.name, reason="out of range")
+        self._no_match("value out of range", message=msg)
+
+    def _set_slot(self, spec: SlotSpec, value: Any, source: str) -> None:
+        self.slots[spec.name] = SlotFill(value, confirmed=False, source=source)
+        self._event("slot", slot=spec.name, type=spec.type, value=self._shown_value(spec.name, value), source=source)
+
+    def _shown_value(self, name: str, value: Any) -> Any:
+        spec = self.plan.slots.get(name)
+        if spec is not None and spec.secret:
+            return "*" * len(str(value))
+        if isinstance(value, Money):
+            return str(value)
+        if isinstance(value, dt.date):
+            return value.isoformat()
+        return value
+
+    # === actions through the gate ==========================================================================
+
+    def _params(self, call: ActionCall) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, pv in call.params.items():
+            if pv.literal is not None:
+                out[name] = pv.literal
+                continue
+            assert pv.ref is not None
+            value = self.slots[pv.ref].value
+            if isinstance(value, Money):
+                out[name] = value.cents
+            elif isinstance(value, dt.date):
+                out[name] = value.isoformat()
+            else:
+                out[name] = value
+        return out
+
+    def _request_action(self, node: Node, call: ActionCall) -> tuple[str, str, str] | None:
+        self.action_done = True
+        params = self._params(call)
+        request = ActionRequest(action=call.name, params=params, risk=call.risk, evidence=self._last_evidence)
+        self._event("action_requested", action=call.name, risk=call.risk, params=self._shown_params(call, params))
+        request, decision = self.gate.decide(request)
+        self._event("gate", call="decide", request_id=request.request_id, path=decision.path,
+                    allowed=decision.allowed, reasons=list(decision.reasons), channels=list(decision.channels))
+        if not decision.allowed:
+            self._prompt(self.plan.messages.refused, "info")
+            return self._action_failed(node, call, "; ".join(decision.reasons) or "refused", speak=False)
+        if decision.path == "fast":
+            return self._execute(node, call, request.request_id)
+        text = self._readback_text(call, params)
+        if text is None:
+            self._event("error", reason=f"no read-back for {call.name} on the safe path")
+            self.gate.abandon(request.request_id, "no read-back available")
+            self._prompt(self.plan.messages.refused, "info")
+            return self._action_failed(node, call, "no read-back", speak=False)
+        self._prompt_say(text, "readback", interruptible=False)
+        self.pending = _Pending(request, decision, call, readback_id=self._say[-1].id, readback_text=text)
+        self._event("readback", request_id=request.request_id, id=self._say[-1].id)
+        ask = call.confirm.ask if call.confirm and call.confirm.ask.text else PromptSpec(
+            self.plan.messages.confirm_ask)
+        self._prompt(ask)
+        self.phase = "confirm"
+        self._listen_confirm()
+        return None
+
+    def _readback_text(self, call: ActionCall, params: Mapping[str, Any]) -> str | None:
+        extra = {k: self._param_spoken(call, k, v) for k, v in params.items()}
+        if call.confirm is not None:
+            return self._render(call.confirm.readback.text, extra)
+        if self.registry is not None and call.name in self.registry:
+            template = self.registry.get(call.name).readback
+            if template:
+                return "You asked me to " + self._render(template, extra) + "."
+        return None
+
+    def _param_spoken(self, call: ActionCall, name: str, value: Any) -> str:
+        pv = call.params[name]
+        if pv.ref is not None:
+            return self._spoken_slot(pv.ref)
+        return str(value)
+
+    def _shown_params(self, call: ActionCall, params: Mapping[str, Any]) -> dict[str, Any]:
+        shown = {}
+        for k, v in params.items():
+            ref = call.params[k].ref
+            shown[k] = "*" * len(str(v)) if ref and self.plan.slots[ref].secret else v
+        return shown
+
+    def _ask_channel_or_send(self) -> None:
+        p = self.pending
+        assert p is not None
+        channels = p.decision.channels
+        if not channels:
+            self._event("error", reason="safe path offered no out-of-band channel")
+            self._abandon("no channel for a code")
+            self._prompt(self.plan.messages.refused, "info")
+            nxt = self._action_failed(self.plan.node(self.node_id), p.call, "no out-of-band channel", speak=False)
+            if nxt:
+                self._enter(*nxt)
+            return
+        if len(channels) > 1:
+            self.phase = "channel"
+            self._prompt(self.plan.messages.choose_channel)
+            self._listen_simple("channel", ("text", "text message", "app", "authenticator app"), max_digits=1)
+            return
+        self._send_code(channels[0])
+
+    def _channel_input(self, text: str, digits: str | None) -> None:
+        p = self.pending
+        assert p is not None
+        choice: Channel | None = None
+        if digits is not None:
+            choice = {"1": "sms", "2": "totp"}.get(digits)  # type: ignore[assignment]
+        else:
+            g = self._route_globals(text, cheap_only=True)
+            if g is not None:
+                self._global(g.intent or "", g)
+                return
+            toks = set(tokens(text))
+            if toks & {"text", "sms", "message", "phone"}:
+                choice = "sms"
+            elif toks & {"app", "authenticator", "totp"}:
+                choice = "totp"
+        if choice is None or choice not in p.decision.channels:
+            self._no_match("no channel chosen")
+            return
+        self._send_code(choice)
+
+    def _send_code(self, channel: Channel) -> None:
+        p = self.pending
+        assert p is not None
+        p.channel = channel
+        challenge = self.gate.send_challenge(p.request.request_id, channel)
+        self._event("gate", call="send_challenge", request_id=p.request.request_id, channel=channel,
+                    destination=challenge.destination_masked)
+        if channel == "sms":
+            tail = re.sub(r"\D", "", challenge.destination_masked)[-4:]
+            self._prompt(PromptSpec(self.plan.messages.code_sms, kind="code_request", interruptible=False),
+                         extra={"destination": " ".join(tail) if tail else "on file"})
+        else:
+            self._prompt(PromptSpec(self.plan.messages.code_totp, kind="code_request", interruptible=False))
+        self.phase = "code"
+        self.no_match_count = self.no_input_count = 0
+        self._listen_code()
+
+    def _code_input(self, text: str, dtmf: bool) -> None:
+        p = self.pending
+        assert p is not None
+        if not dtmf:
+            g = self._route_globals(text, cheap_only=True)
+            if g is not None:
+                self._global(g.intent or "", g)
+                return
+        got = extract_digits(text, self.options.code_min_digits, self.options.code_max_digits)
+        if got is None:
+            self._no_match("no code heard", message="Please say or key the code.")
+            return
+        step = self.gate.verify_code(p.request.request_id, str(got.value), self._last_evidence)
+        self._event("gate", call="verify_code", request_id=p.request.request_id, ok=step.ok, reason=step.reason,
+                    attempts_left=step.attempts_left, locked=step.locked)
+        node = self.plan.node(self.node_id)
+        if step.ok:
+            nxt = self._execute(node, p.call, p.request.request_id)
+            if nxt is not None:
+                self._enter(*nxt)
+            return
+        if step.locked or step.attempts_left == 0:
+            self.pending = None
+            self._prompt(self.plan.messages.code_locked, "info")
+            nxt = self._action_failed(node, p.call, "code refused", speak=False)
+            if nxt is not None:
+                self._enter(*nxt)
+            return
+        self._prompt(self.plan.messages.code_wrong, "reprompt")
+        self._listen_code()
+
+    def _execute(self, node: Node, call: ActionCall, request_id: str) -> tuple[str, str, str] | None:
+        result: ActionResult = self.gate.execute(request_id)
+        self._event("gate", call="execute", request_id=request_id, ok=result.ok, reason=result.reason,
+                    audit_seq=result.audit_seq, duplicate=result.duplicate)
+        self.pending = None
+        if not result.ok:
+            return self._action_failed(node, call, result.reason or "failed")
+        values = self._typed_result(call, result.result)
+        self._event("action_result", action=call.name, ok=True,
+                    result={k: (str(v) if isinstance(v, Money) else v) for k, v in values.items()
+                            if k != "principal"})
+        if call.save_as:
+            self.results[call.save_as] = values
+        if call.authenticates:
+            principal = str(result.result.get("principal", ""))
+            step = self.gate.login(principal, self._last_evidence)
+            self._event("gate", call="login", ok=step.ok, reason=step.reason)
+            if not step.ok:
+                return self._action_failed(node, call, step.reason or "login refused")
+        self._drop_secrets(node)
+        for k, v in list(self.slots.items()):
+            self.slots[k] = replace(v, confirmed=True)
+        if call.success is not None:
+            self._prompt(call.success, extra={k: self._param_spoken(call, k, v)
+                                              for k, v in self._params_safe(call).items()})
+        self._checkpoint("action", f"action {call.name}")
+        if call.on_success:
+            return call.on_success, f"{call.name} succeeded", ""
+        return self._continue(node)
+
+    def _action_failed(self, node: Node, call: ActionCall, reason: str, speak: bool = True
+                       ) -> tuple[str, str, str] | None:
+        self._event("action_result", action=call.name, ok=False, reason=reason)
+        self.pending = None
+        self._drop_secrets(node)
+        if speak:
+            if call.failure is not None:
+                self._prompt(call.failure, extra={"error": reason})
+            else:
+                self._prompt(self.plan.messages.failed, "info")
+        for s in node.collect:  # what was collected for a failed action is not carried forward
+            if s in self.slots and not self.slots[s].confirmed:
+                self.slots.pop(s)
+        if call.on_failure:
+            return call.on_failure, f"{call.name} failed", ""
+        return self._continue(node)
+
+    def _params_safe(self, call: ActionCall) -> dict[str, Any]:
+        return {k: v for k, v in call.params.items() if v.literal is not None or (
+            v.ref in self.slots and not self.plan.slots[v.ref].secret)}
+
+    def _typed_result(self, call: ActionCall, raw: Mapping[str, Any]) -> dict[str, Any]:
+        types = self.registry.get(call.name).returns if self.registry and call.name in self.registry else {}
+        out: dict[str, Any] = {}
+        for k, v in raw.items():
+            out[k] = Money(int(v)) if types.get(k) == "money" and isinstance(v, int) else v
+        return out
+
+    def _drop_secrets(self, node: Node) -> None:
+        for s in node.collect:
+            if self.plan.slots[s].secret:
+                self.slots.pop(s, None)
+
+    def _abandon(self, reason: str) -> None:
+        if self.pending is not None:
+            self.gate.abandon(self.pending.request.request_id, reason)
+            self._event("gate", call="abandon", request_id=self.pending.request.request_id, reason=reason)
+            self.pending = None
+
+    # === globals, fallbacks, checkpoints ===================================================================
+
+    def _route_globals(self, text: str, cheap_only: bool) -> RoutingDecision | None:
+        cands = list(self.plan.globals)
+        if not cands:
+            return None
+        decision = self.router.route(text, cands)
+        if decision.intent is None or (cheap_only and (decision.tier or 0) > 1):
+            return None
+        self._intent_event(decision, cands)
+        return decision
+
+    def _global_for_key(self, digits: str) -> str | None:
+        return next((g.name for g in self.plan.globals.values() if g.dtmf and g.dtmf == digits), None)
+
+    def _global(self, name: str, decision: RoutingDecision) -> None:
+        if decision.tier == 0 and decision.cost_s == 0.0:
+            self._event("intent", intent=name, tier=0, confidence=1.0, cost_s=0.0, via="dtmf")
+        self.no_match_count = self.no_input_count = 0
+        if name == "repeat":
+            self._repeat()
+        elif name == "agent":
+            self._to_agent("caller asked")
+        elif name == "goodbye":
+            self._goodbye("caller said goodbye")
+        elif name == "main_menu":
+            self._abandon("main menu")
+            self._drop_unconfirmed()
+            self.return_stack.clear()
+            self._enter(self.plan.main_menu, reason="main menu")
+        elif name == "back":
+            self._go_back()
+
+    def _repeat(self) -> None:
+        prompts, listen = self._last_listen
+        self._event("repeat", prompts=[p.id for p in prompts])
+        for p in prompts:
+            self._prompt_say(p.text, p.kind, p.interruptible)
+            if self.pending is not None and p.kind == "readback":
+                # The caller hears the read-back again; a yes must now follow this one.
+                self.pending.readback_id = self._say[-1].id
+                self.pending.readback_done_at = None
+        self._listen = listen
+
+    def _go_back(self) -> None:
+        """Undo the last step: within a task, back to its start; otherwise back to the menu the last intent was
+        said at."""
+        self._abandon("caller went back")
+        cp = self._last_confirmed()
+        if cp is not None and cp.node == self.node_id and any(not v.confirmed for v in self.slots.values()):
+            self._rewind("go back")
+            self._resume()
+            return
+        while self.checkpoints and self.checkpoints[-1].kind != "intent":
+            self.checkpoints.pop()
+        if not self.checkpoints:
+            self._drop_unconfirmed()
+            self.return_stack.clear()
+            self._enter(self.plan.main_menu, reason="go back")
+            return
+        cp = self.checkpoints.pop()
+        self._restore(cp, cp.origin)
+        self._event("rewind", to=f"before {cp.reason}", node=cp.origin, reason="go back", dropped=[])
+        self._enter(cp.origin, reason="go back")
+
+    def _last_confirmed(self) -> Checkpoint | None:
+        """The last confirmed intent (or confirmed read-back): what a correction rewinds to. Checkpoints after
+        actions (a login on the way) only mark history."""
+        return next((c for c in reversed(self.checkpoints) if c.kind != "action"), None)
+
+    def _rewind(self, reason: str) -> None:
+        """Back to the last confirmed intent: the slots filled since are dropped."""
+        cp = self._last_confirmed()
+        if cp is None:
+            self._drop_unconfirmed()
+            self.node_id = self.plan.main_menu
+            self._event("rewind", to="start", node=self.node_id, reason=reason, dropped=[])
+        else:
+            dropped = sorted(k for k in self.slots if k not in cp.slots)
+            self._restore(cp, cp.node)
+            self._event("rewind", to=cp.reason, node=cp.node, reason=reason, dropped=dropped)
+        self.action_done = False
+        self.slot = None
+        self.phase = "menu"
+
+    def _restore(self, cp: Checkpoint, node: str) -> None:
+        self.slots = dict(cp.slots)
+        self.results = dict(cp.results)
+        self.return_stack = list(cp.return_stack)
+        self.node_id = node
+        self.action_done = False
+        self.slot = None
+        self.phase = "menu"
+
+    def _resume(self) -> None:
+        """Carry on at the current node after a rewind (through login again if the node needs it)."""
+        node = self.plan.node(self.node_id)
+        if node.requires_login and self.gate.principal() is None and self.plan.login:
+            self._enter(self.node_id, reason="resume")
+            return
+        if node.routes and not node.collect and not node.action:
+            for p in node.say:
+                self._prompt(p)
+        self._enter_continue()
+
+    def _drop_unconfirmed(self) -> None:
+        self.slots = {k: v for k, v in self.slots.items() if v.confirmed}
+
+    def _checkpoint(self, kind: Literal["intent", "confirmed", "action"], reason: str, node: str | None = None
+                    ) -> None:
+        cp = Checkpoint(kind, node or self.node_id, self.node_id, {k: v for k, v in self.slots.items() if v.confirmed},
+                        dict(self.results), tuple(self.return_stack), reason, self._now)
+        self.checkpoints.append(cp)
+        self._event("checkpoint", reason=reason, node=cp.node)
+
+    def _fallback(self) -> Fallback:
+        return self.plan.node(self.node_id).fallback if self.node_id else self.plan.fallback
+
+    def _no_match(self, why: str, message: str | None = None) -> None:
+        self.no_match_count += 1
+        self._event("no_match", reason=why, count=self.no_match_count)
+        fb = self._fallback()
+        if self.no_match_count <= fb.no_match:
+            self._prompt(message or self.plan.messages.reprompt, "reprompt")
+            self._relisten()
+        else:
+            self._escalate("no match")
+
+    def _escalate(self, why: str) -> None:
+        """Retries are used up: offer the keypad (once), then an agent (or goodbye)."""
+        fb = self._fallback()
+        if fb.dtmf_menu and not self.menu_offered:
+            self.menu_offered = True
+            if self.phase == "menu":
+                menu = self._dtmf_menu()
+                if menu:
+                    self._event("fallback", to="dtmf_menu", reason=why)
+                    self._prompt_say(menu, "menu")
+                    self._relisten()
+                    return
+            elif self.phase == "slot" and self.slot is not None:
+                spec = self.plan.slots[self.slot]
+                keyed = spec.keyed.text if spec.keyed else (
+                    self.plan.messages.keyed_digits if spec.type in ("digits", "money") else self._options_menu(spec))
+                if keyed:
+                    self._event("fallback", to="dtmf_menu", reason=why)
+                    self._prompt(PromptSpec(keyed, kind="menu"))
+                    self._relisten()
+                    return
+        self._event("fallback", to=fb.then, reason=why)
+        if fb.then == "agent" and self.plan.agent_target:
+            self._to_agent(f"fallback: {why}")
+        else:
+            self._goodbye(f"fallback: {why}")
+
+    def _dtmf_menu(self) -> str:
+        node = self.plan.node(self.node_id)
+        if node.menu is not None:
+            return self._render(node.menu.text)
+        parts = [f"For {self.plan.intents[r.intent].label}, press {_key_name(r.dtmf)}."
+                 for r in node.routes if r.dtmf]
+        agent = self.plan.globals.get("agent")
+        if agent and agent.dtmf:
+            parts.append(f"To speak to an agent, press {_key_name(agent.dtmf)}.")
+        return " ".join(parts)
+
+    def _options_menu(self, spec: SlotSpec) -> str:
+        return " ".join(f"For {o.say or o.key}, press {_key_name(o.dtmf)}." for o in spec.options if o.dtmf)
+
+    def _to_agent(self, reason: str) -> None:
+        self._abandon("transferred to an agent")
+        self._prompt(self.plan.messages.agent, "info")
+        self._transfer = Transfer(self.plan.agent_target, reason)
+        self._event("transfer", target=self.plan.agent_target, reason=reason)
+        self.phase = "ended"
+        self._listen = None
+
+    def _goodbye(self, reason: str) -> None:
+        self._abandon("call ended")
+        self._prompt(self.plan.messages.goodbye, "goodbye")
+        self._hangup = True
+        self._event("hangup", by="agent", reason=reason)
+        self.phase = "ended"
+        self._listen = None
+
+    # === listening =========================================================================================
+
+    def _relisten(self, keep_prompts: bool = False) -> None:
+        if self.phase == "menu":
+            self._listen_for_intents(self.plan.node(self.node_id))
+        elif self.phase == "slot" and self.slot is not None:
+            spec = self.plan.slots[self.slot]
+            if not keep_prompts and not any(s.kind == "menu" for s in self._say):
+                self._prompt(spec.ask, "reprompt")
+            self._listen_for_slot(spec)
+        elif self.phase == "confirm":
+            self._listen_confirm()
+        elif self.phase == "channel":
+            self._listen_simple("channel", ("text", "app"), max_digits=1)
+        elif self.phase == "code":
+            self._listen_code()
+
+    def _listen_for_intents(self, node: Node) -> None:
+        phrases: list[str] = []
+        for r in node.routes:
+            i = self.plan.intents[r.intent]
+            phrases += [*i.examples, *i.keywords]
+        for g in self.plan.globals.values():
+            phrases += [*g.examples, *g.keywords]
+        if (self.no_match_count or self.no_input_count) and not any(s.kind in ("menu",) for s in self._say) \
+                and not self._say_has_node_prompt(node):
+            for p in node.say:
+                self._prompt(p, "reprompt")
+        self._listen = Listen("intent", _dedup(phrases), DtmfSpec(1, None, node.fallback.inter_digit_timeout_s),
+                              node.fallback.timeout_s)
+
+    def _say_has_node_prompt(self, node: Node) -> bool:
+        texts = {self._render(p.text) for p in node.say}
+        return any(s.text in texts for s in self._say)
+
+    def _listen_for_slot(self, spec: SlotSpec) -> None:
+        fb = self._fallback()
+        grammar: tuple[str, ...] = ()
+        dtmf = DtmfSpec(1, None, fb.inter_digit_timeout_s)
+        if spec.type == "digits":
+            grammar = DIGIT_WORDS
+            dtmf = DtmfSpec(spec.max_length, "#", fb.inter_digit_timeout_s)
+        elif spec.type == "money":
+            grammar = (*sorted(NUMBER_WORDS), "dollars", "cents", "and")
+            dtmf = DtmfSpec(9, "#", fb.inter_digit_timeout_s)
+        elif spec.type == "yesno":
+            grammar = _dedup([*_YES_PHRASES, *_NO_PHRASES])
+        elif spec.type == "choice":
+            grammar = _dedup([s for o in spec.options for s in o.synonyms])
+        globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
+        if grammar:
+            grammar = _dedup([*grammar, *globals_])
+        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s)
+
+    def _listen_confirm(self) -> None:
+        fb = self._fallback()
+        globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
+        self._listen = Listen("confirm", _dedup([*_YES_PHRASES, *_NO_PHRASES, *globals_]),
+                              DtmfSpec(1, None, fb.inter_digit_timeout_s), fb.timeout_s)
+
+    def _listen_code(self) -> None:
+        fb = self._fallback()
+        self._listen = Listen("code", DIGIT_WORDS,
+                              DtmfSpec(self.options.code_max_digits, "#", fb.inter_digit_timeout_s), fb.timeout_s * 2)
+
+    def _listen_simple(self, expect: str, grammar: Sequence[str], max_digits: int) -> None:
+        fb = self._fallback()
+        self._listen = Listen(expect, tuple(grammar), DtmfSpec(max_digits, None, fb.inter_digit_timeout_s),
+                              fb.timeout_s)
+
+    # === rendering =========================================================================================
+
+    def _spoken_slot(self, name: str) -> str:
+        fill = self.slots.get(name)
+        if fill is None:
+            return ""
+        spec = self.plan.slots[name]
+        if spec.type == "choice":
+            opt = next((o for o in spec.options if o.key == fill.value), None)
+            return opt.say if opt and opt.say else str(fill.value)
+        return spoken(fill.value)
+
+    def _render(self, text: str, extra: Mapping[str, Any] | None = None) -> str:
+        extra = extra or {}
+
+        def sub(m: re.Match[str]) -> str:
+            name, fld = m.group(1), m.group(2)
+            if fld is None and name in extra:
+                return str(extra[name])
+            if fld is None and name in self.plan.vars:
+                return self.plan.vars[name]
+            if fld is None and name in self.slots and not self.plan.slots[name].secret:
+                return self._spoken_slot(name)
+            if fld is not None and name in self.results and fld in self.results[name]:
+                return spoken(self.results[name][fld])
+            return ""  # the loader proved every variable is defined on every path; never speak a raw brace
+
+        out = VAR_RE.sub(sub, text.replace("{{", "\x00").replace("}}", "\x01"))
+        return " ".join(out.replace("\x00", "{").replace("\x01", "}").split())
+
+    def _intent_event(self, decision: RoutingDecision, cands: Sequence[str]) -> None:
+        self._event(
+            "intent" if decision.intent else "intent_unsure",
+            intent=decision.intent, tier=decision.tier, confidence=round(decision.confidence, 4),
+            cost_s=round(decision.cost_s, 6),
+            tiers=[{"tier": t.tier, "guess": t.intent, "confidence": t.confidence, "accepted": t.accepted,
+                    "cost_s": round(t.cost_s, 6), "runner_up": t.runner_up} for t in decision.tiers],
+        )
+
+
+def _dedup(items: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i.lower() for i in items if i))
+
+
+def _key_name(key: str | None) -> str:
+    return {"*": "star", "#": "pound"}.get(key or "", key or "")

@@ -1,0 +1,181 @@
+"""Published dialplan versions (table ``dialplan_versions``) and the live version new calls get.
+
+``publish`` validates first: an invalid dialplan is refused and the live version stays. A version is the
+YAML exactly as published, its sha256 and a number per dialplan name; the newest version of a name is live.
+
+The server holds one :class:`LiveDialplans` and asks it, for each new call, :meth:`LiveDialplans.for_new_call`:
+one cheap query for the newest version id; a version not seen before is loaded, validated and given its
+router (example embeddings) once, then cached. A call keeps the :class:`LiveVersion` it started with, so a
+newly published version reaches new calls only and never touches calls in progress. Record the version on
+the call with :func:`record_call`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from voiceivr.actions.registry import ActionRegistry
+from voiceivr.db.models import Call, DialplanVersion
+from voiceivr.dialplan.loader import load_text, sha256_text
+from voiceivr.dialplan.model import Dialplan
+from voiceivr.dialplan.router import IntentRouter
+from voiceivr.errors import VoiceivrError
+
+log = logging.getLogger(__name__)
+versions_t: sa.Table = DialplanVersion.__table__  # type: ignore[assignment]
+calls_t: sa.Table = Call.__table__  # type: ignore[assignment]
+
+
+class NoLiveDialplan(VoiceivrError):
+    pass
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    id: int
+    name: str
+    version: int
+    sha256: str
+    published_at: dt.datetime
+    published_by: str
+    source: str
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: VersionRow
+    created: bool  # False: identical to the live version, nothing stored
+
+
+def _row(m: sa.RowMapping) -> VersionRow:
+    return VersionRow(m["id"], m["name"], m["version"], m["sha256"], m["published_at"], m["published_by"],
+                      m["source"])
+
+
+def publish(
+    engine: Engine, text: str, filename: str, registry: ActionRegistry, published_by: str = ""
+) -> PublishResult:
+    """Validate and store a new version; raises DialplanInvalid (nothing stored) if it has any problem."""
+    plan = load_text(text, filename, registry)
+    digest = sha256_text(text)
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        if conn.dialect.name == "postgresql":
+            # Serialise publishers of one name so version numbers never collide.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": f"dialplan:{plan.name}"})
+        newest = conn.execute(
+            sa.select(versions_t).where(versions_t.c.name == plan.name).order_by(versions_t.c.version.desc()).limit(1)
+        ).mappings().first()
+        same = conn.execute(
+            sa.select(versions_t).where(versions_t.c.name == plan.name, versions_t.c.sha256 == digest)
+        ).mappings().first()
+        if same is not None:
+            if newest is not None and same["id"] == newest["id"]:
+                return PublishResult(_row(same), created=False)
+            raise VoiceivrError(
+                f"{filename}: identical to {plan.name} version {same['version']}, which is no longer live",
+                hint="published versions never change; to bring that content back, edit the file (a comment "
+                     "will do) and publish it as a new version",
+            )
+        number = (newest["version"] if newest else 0) + 1
+        new_id = conn.execute(versions_t.insert().values(
+            name=plan.name, version=number, sha256=digest, source=text, published_at=dt.datetime.now(dt.UTC),
+            published_by=published_by,
+        ).returning(versions_t.c.id)).scalar_one()
+        row = conn.execute(sa.select(versions_t).where(versions_t.c.id == new_id)).mappings().one()
+    log.info("dialplan published", extra={"dialplan": plan.name, "version": number, "version_id": new_id})
+    return PublishResult(_row(row), created=True)
+
+
+def list_versions(engine: Engine, name: str | None = None) -> list[VersionRow]:
+    q = sa.select(versions_t).order_by(versions_t.c.name, versions_t.c.version)
+    if name:
+        q = q.where(versions_t.c.name == name)
+    with engine.connect() as conn:
+        return [_row(m) for m in conn.execute(q).mappings()]
+
+
+def get_version(engine: Engine, name: str, version: int | None = None) -> VersionRow:
+    q = sa.select(versions_t).where(versions_t.c.name == name)
+    q = q.where(versions_t.c.version == version) if version is not None else q.order_by(
+        versions_t.c.version.desc()).limit(1)
+    with engine.connect() as conn:
+        m = conn.execute(q).mappings().first()
+    if m is None:
+        what = f"{name} version {version}" if version is not None else name
+        raise NoLiveDialplan(f"no published dialplan {what}", hint="publish one: voiceivr dialplan publish FILE")
+    return _row(m)
+
+
+@dataclass(frozen=True)
+class LiveVersion:
+    version_id: int
+    version: int
+    plan: Dialplan
+    router: IntentRouter
+
+
+class LiveDialplans:
+    """The live version of one dialplan name, refreshed for new calls only. Thread-safe."""
+
+    def __init__(self, engine: Engine, name: str, registry: ActionRegistry,
+                 router_factory: Callable[[Dialplan], IntentRouter]) -> None:
+        self.engine = engine
+        self.name = name
+        self.registry = registry
+        self.router_factory = router_factory
+        self._cache: dict[int, LiveVersion] = {}
+        self._current: LiveVersion | None = None
+        self._lock = threading.Lock()
+
+    def for_new_call(self) -> LiveVersion:
+        """The newest published version (loaded once per version); raises NoLiveDialplan if there is none."""
+        with self.engine.connect() as conn:
+            newest = conn.execute(
+                sa.select(versions_t.c.id, versions_t.c.version, versions_t.c.source)
+                .where(versions_t.c.name == self.name).order_by(versions_t.c.version.desc()).limit(1)
+            ).mappings().first()
+        if newest is None:
+            if self._current is not None:
+                return self._current
+            raise NoLiveDialplan(f"no published dialplan named {self.name}",
+                                 hint=f"publish it: voiceivr dialplan publish dialplans/{self.name}.yaml")
+        with self._lock:
+            cached = self._cache.get(newest["id"])
+            if cached is not None:
+                self._current = cached
+                return cached
+            try:
+                plan = load_text(newest["source"], f"{self.name} v{newest['version']}", self.registry)
+            except VoiceivrError as exc:
+                # Validated at publish time; only a code change (e.g. a removed action) can get here.
+                if self._current is None:
+                    raise
+                log.error("newest dialplan version does not load; keeping the previous one",
+                          extra={"dialplan": self.name, "version": newest["version"], "error": str(exc)})
+                return self._current
+            live = LiveVersion(newest["id"], newest["version"], plan, self.router_factory(plan))
+            self._cache[newest["id"]] = live
+            self._current = live
+            log.info("new dialplan version live for new calls",
+                     extra={"dialplan": self.name, "version": newest["version"]})
+            return live
+
+
+def record_call(engine: Engine, call_id: str, version_id: int | None, source: str = "sip",
+                sip_call_id: str | None = None) -> None:
+    """Create the call's row with the dialplan version that handles it (or set it, if the row exists)."""
+    with engine.connect() as conn, conn.begin():
+        exists = conn.execute(sa.select(calls_t.c.id).where(calls_t.c.id == call_id)).first()
+        if exists:
+            conn.execute(calls_t.update().where(calls_t.c.id == call_id).values(dialplan_version_id=version_id))
+        else:
+            conn.execute(calls_t.insert().values(
+                id=call_id, started_at=dt.datetime.now(dt.UTC), node="", source=source, sip_call_id=sip_call_id,
+                dialplan_version_id=version_id, resolved_tasks=0, engine_seconds=0.0, stats_json="{}"))
