@@ -1,6 +1,7 @@
 """Call handlers for the SIP edge's tests. NOT the product: the real call session lives in voiceivr/call/.
 
-``voiceivr serve`` loads them with ``VOICEIVR_SIP_HANDLER=sip_handlers:ScriptedIvr`` and ``PYTHONPATH=tests``.
+``voiceivr serve`` loads them with ``VOICEIVR_SIP_HANDLER=tests.sip_handlers:ScriptedIvr`` (the repository
+root on ``PYTHONPATH``).
 What each call did is written to ``$VIVR_TEST_OUT/<call_id>.json`` for the test (another process) to read.
 
 ScriptedIvr, per call, on its own worker thread:

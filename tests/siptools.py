@@ -35,9 +35,9 @@ def free_udp_port() -> int:
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEIVR_") or k.startswith("VOICEIVR_TEST")}
     env.update({
-        "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}",
+        "PYTHONPATH": str(ROOT),
         "VOICEIVR_PATHS_VAR_DIR": str(tmp / "var"),
-        "VOICEIVR_SIP_HANDLER": "sip_handlers:ScriptedIvr",
+        "VOICEIVR_SIP_HANDLER": "tests.sip_handlers:ScriptedIvr",
         "VIVR_TEST_OUT": str(tmp / "calls"),
         "VOICEIVR_CONFIG": str(tmp / "none.toml"),
         # Names in test messages (example.com...) must never reach a real resolver.

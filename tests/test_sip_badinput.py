@@ -13,8 +13,9 @@ import wave
 from pathlib import Path
 
 import pytest
-import siptools
-from sip_handlers import tone
+
+from tests import siptools
+from tests.sip_handlers import tone
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import siptools
-from sip_handlers import tone
+
+from tests import siptools
+from tests.sip_handlers import tone
 
 pytestmark = pytest.mark.slow
 

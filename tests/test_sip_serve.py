@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import siptools
-from sip_handlers import tone
+
+from tests import siptools
+from tests.sip_handlers import tone
 
 pytestmark = [
     pytest.mark.slow,

@@ -10,8 +10,8 @@ import threading
 from pathlib import Path
 
 import pytest
-import sip_torture
-import siptools
+
+from tests import sip_torture, siptools
 
 pytestmark = pytest.mark.slow
 
