@@ -177,3 +177,17 @@ class BrokenHandler:
 
     def start(self, info: CallInfo, media: MediaChannel, control: CallControl) -> CallEvents:
         raise RuntimeError("this handler is broken on purpose")
+
+
+def fake_tts(settings: Settings) -> Any:
+    """`voiceivr call --tts tests.sip_handlers:fake_tts`: one 300 Hz tone per word (tests/fakes.py)."""
+    from tests.fakes import WordTts
+
+    return WordTts()
+
+
+def fake_stt(settings: Settings) -> Any:
+    """`voiceivr call --stt tests.sip_handlers:fake_stt`: hears ScriptedIvr's 880 Hz beep as "beep"."""
+    from tests.fakes import ToneStt
+
+    return ToneStt({880: "beep"})

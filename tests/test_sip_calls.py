@@ -206,3 +206,23 @@ def test_rtp_timeout_hangs_up(ivr: siptools.Served) -> None:
     timeout_events = [e for e in doc["events"] if e["type"] == "rtp_timeout"]
     assert timeout_events and 2.0 <= timeout_events[0]["silent_s"] < 4.0
     assert ivr.alive()
+
+
+def test_caller_says_text_and_transcribes_what_it_heard(ivr: siptools.Served) -> None:
+    result = siptools.voiceivr_call(
+        [f"sip:ivr@127.0.0.1:{ivr.port}", "--wait-prompt", "3", "--say", "one two three", "--dtmf", "5",
+         "--duration", "3", "--tts", "tests.sip_handlers:fake_tts", "--transcribe", "--stt",
+         "tests.sip_handlers:fake_stt", "--json"], ivr.env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["played"][0]["what"] == "say: one two three"
+    assert 0.4 < report["played"][0]["end"] - report["played"][0]["start"] < 1.0
+    assert report["transcript"] == "beep"  # the IVR's answer to the key press, through the STT interface
+    log = call_log(ivr, report["sip_call_id"])
+    assert log["loud_frames"] >= 20  # the synthesised words reached the IVR
+
+
+def test_caller_without_engine_says_what_is_missing(ivr: siptools.Served) -> None:
+    result = siptools.voiceivr_call([f"sip:ivr@127.0.0.1:{ivr.port}", "--say", "hello"], ivr.env)
+    assert result.returncode != 0
+    assert "--tts is needed" in result.stderr and "Traceback" not in result.stderr

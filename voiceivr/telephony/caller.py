@@ -272,7 +272,8 @@ class CallerScript:
 
 
 def place_call(
-    sip: SipSettings, uri: str, plan: CallerPlan, record: Path | None = None, bind: str | None = None
+    sip: SipSettings, uri: str, plan: CallerPlan, record: Path | None = None, bind: str | None = None,
+    stt: Any = None,
 ) -> CallerReport:
     """Place one call and run ``plan`` on it; returns when the call is over."""
     target_host = host_of(uri.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0].removeprefix("sip:"))
@@ -296,6 +297,8 @@ def place_call(
                                                                                            slot.hangup_by)
         report.status, report.reason = slot.end_status, slot.end_reason
         report.frames_heard = len(script.heard)
+        if stt is not None and report.answered:
+            report.transcript = transcribe(stt, script.heard, sip.media_rate)
         if record is not None and report.answered:
             script.write_heard(record, sip.media_rate)
             report.recorded = str(record)
@@ -328,22 +331,50 @@ def format_report(report: CallerReport) -> str:
 
 
 # --------------------------------------------------------------------------- speech (engines in voiceivr/speech)
-# The speech engines are built separately (voiceivr/speech/base.py defines their interfaces). Until a build
-# ships them these say so plainly; the command line and the report already carry their results.
+# ``--say`` and ``--transcribe`` use the engine interfaces of voiceivr/speech/base.py. Which engine is named
+# like the call handler: ``--tts`` / ``--stt`` (or VOICEIVR_CALL_TTS / VOICEIVR_CALL_STT) give a
+# ``package.module:factory`` called with the settings.
 
 
-def synthesize(settings: Settings, text: str, rate: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """``--say``: TEXT spoken by the configured TTS engine, mono int16 at ``rate``."""
-    raise CallerError("--say needs a TTS engine, and this build of voiceivr has none (voiceivr/speech)",
-                      hint="record the phrase to a WAV file and use --play FILE.wav")
+def _engine(spec: str, option: str, settings: Settings) -> Any:
+    from voiceivr.telephony.worker import load_factory
+
+    if not spec:
+        raise CallerError(f"{option} is needed for this: name a speech engine factory (package.module:factory)",
+                          hint="the engines of voiceivr/speech provide them; or use --play FILE.wav / --record")
+    return load_factory(spec, option, settings)
 
 
-def check_transcriber(settings: Settings) -> None:
-    """``--transcribe``: fail before dialling when no STT engine is available."""
-    raise CallerError("--transcribe needs an STT engine, and this build of voiceivr has none (voiceivr/speech)",
-                      hint="use --record heard.wav and listen to it")
+def synthesize(settings: Settings, text: str, rate: int, tts_spec: str) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """``--say``: TEXT spoken by a :class:`~voiceivr.speech.base.TtsEngine`, mono int16 at ``rate``."""
+    from voiceivr.speech.base import TtsEngine
+
+    engine = _engine(tts_spec, "--tts", settings)
+    if not isinstance(engine, TtsEngine):
+        raise CallerError(f"--tts {tts_spec}: {type(engine).__name__} is not a TtsEngine")
+    utterance = engine.synthesize(text, rate)
+    pcm = np.asarray(utterance.pcm, dtype=np.int16)
+    if utterance.rate != rate and len(pcm):
+        n_out = round(len(pcm) * rate / utterance.rate)
+        pcm = np.interp(np.arange(n_out) * utterance.rate / rate, np.arange(len(pcm)), pcm).astype(np.int16)
+    return pcm
 
 
-def transcribe(settings: Settings, wav: Path, rate: int) -> str:
-    check_transcriber(settings)
-    return ""
+def transcriber(settings: Settings, stt_spec: str) -> Any:
+    """``--transcribe``: the :class:`~voiceivr.speech.base.SttEngine`, loaded before dialling."""
+    from voiceivr.speech.base import SttEngine
+
+    engine = _engine(stt_spec, "--stt", settings)
+    if not isinstance(engine, SttEngine):
+        raise CallerError(f"--stt {stt_spec}: {type(engine).__name__} is not an SttEngine")
+    return engine
+
+
+def transcribe(engine: Any, heard: list[bytes], rate: int) -> str:
+    """What the caller heard, as text: the whole call as one free-speech turn."""
+    from voiceivr.audio.frames import Frame
+
+    stream = engine.stream(rate)
+    for i, pcm in enumerate(heard):
+        stream.feed(Frame.from_bytes(pcm, rate, i * FRAME_MS / 1000.0))
+    return str(stream.finish().text)

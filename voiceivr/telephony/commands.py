@@ -80,7 +80,11 @@ def serve_worker(app: AppContext, host: str, port: int, media_host: str | None, 
 @click.option("--wait-prompt", type=float, default=0.0, help="First wait up to this many seconds for the greeting "
               "to finish.")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write what was heard to this WAV.")
-@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (needs an STT engine).")
+@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (needs --stt).")
+@click.option("--tts", "tts_spec", envvar="VOICEIVR_CALL_TTS", default="",
+              help="TTS engine for --say: package.module:factory (called with the settings).")
+@click.option("--stt", "stt_spec", envvar="VOICEIVR_CALL_STT", default="",
+              help="STT engine for --transcribe: package.module:factory (called with the settings).")
 @click.option("--duration", type=float, default=10.0, show_default=True, help="Hang up this many seconds after "
               "answer (unless the far end hangs up first).")
 @click.option("--bind", help="Local address for the caller's SIP and RTP (default: 127.0.0.1 for a loopback "
@@ -88,8 +92,8 @@ def serve_worker(app: AppContext, host: str, port: int, media_host: str | None, 
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
 def call(app: AppContext, uri: str, play: tuple[Path, ...], say: tuple[str, ...], dtmf: str, dtmf_method: str,
-         wait_prompt: float, record: Path | None, transcribe: bool, duration: float, bind: str | None,
-         as_json: bool) -> None:
+         wait_prompt: float, record: Path | None, transcribe: bool, tts_spec: str, stt_spec: str, duration: float,
+         bind: str | None, as_json: bool) -> None:
     """Place a real SIP call to URI (sip:USER@HOST:PORT), play audio, key DTMF, record what answers.
 
     Steps run in this order: wait for the greeting (--wait-prompt), play each --play/--say, key --dtmf, then
@@ -105,12 +109,9 @@ def call(app: AppContext, uri: str, play: tuple[Path, ...], say: tuple[str, ...]
     for path in play:
         plan.play.append((str(path), caller.read_wav_mono(path, rate)))
     for text in say:
-        plan.play.append((f"say:{len(text)} chars", caller.synthesize(settings, text, rate)))
-    if transcribe:
-        caller.check_transcriber(settings)
-    report = caller.place_call(settings.sip, uri, plan, record=record, bind=bind)
-    if transcribe and report.answered and report.recorded:
-        report.transcript = caller.transcribe(settings, Path(report.recorded), rate)
+        plan.play.append((f"say: {text}", caller.synthesize(settings, text, rate, tts_spec)))
+    stt = caller.transcriber(settings, stt_spec) if transcribe else None
+    report = caller.place_call(settings.sip, uri, plan, record=record, bind=bind, stt=stt)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=1))
     else:

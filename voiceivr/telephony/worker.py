@@ -31,6 +31,23 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
+def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
+    """Import ``package.module:factory`` (or ``package.module.factory``) and call it with the settings."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{setting_name} = {spec!r}: expected package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{setting_name} = {spec!r}: cannot import {module_name}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ConfigError(f"{setting_name} = {spec!r}: {module_name} has no {attr}")
+    return factory(settings)
+
+
 def load_handler(spec: str, settings: Settings) -> CallHandler:
     """Build the call handler named by ``sip.handler``: ``package.module:factory`` (or ``package.module.factory``)."""
     if not spec:
@@ -38,21 +55,9 @@ def load_handler(spec: str, settings: Settings) -> CallHandler:
             "sip.handler is not set: no call session to run the calls",
             hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
         )
-    module_name, sep, attr = spec.partition(":")
-    if not sep:
-        module_name, _, attr = spec.rpartition(".")
-    if not module_name or not attr:
-        raise ConfigError(f"sip.handler = {spec!r}: expected package.module:factory")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"sip.handler = {spec!r}: cannot import {module_name}: {exc}") from None
-    factory = getattr(module, attr, None)
-    if factory is None:
-        raise ConfigError(f"sip.handler = {spec!r}: {module_name} has no {attr}")
-    handler = factory(settings)
+    handler = load_factory(spec, "sip.handler", settings)
     if not callable(getattr(handler, "start", None)):
-        raise ConfigError(f"sip.handler = {spec!r}: {attr}(settings) returned {type(handler).__name__}, "
+        raise ConfigError(f"sip.handler = {spec!r}: it returned {type(handler).__name__}, "
                           "which has no start(info, media, control)")
     return handler
 
