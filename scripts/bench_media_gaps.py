@@ -206,8 +206,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, command: str, body: str) -> None:
-    title = "## Media frame gaps under GIL-holding work (scripts/bench_media_gaps.py)"
+def write_section(path: Path, command: str, body: str,
+                  title: str = "## Media frame gaps under GIL-holding work (scripts/bench_media_gaps.py)") -> None:
     section = f"{title}\n\nCommand: `{command}`\n\n{body}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
