@@ -97,6 +97,11 @@ class Supervisor:
         self.host = host
         self.port = port
         self.kamailio_bin = kamailio.find_kamailio(settings.sip)
+        if self.kamailio_bin and settings.sip.tls_port:
+            raise ServeError(
+                "sip.tls_port is set, but TLS is terminated by a worker and every worker would need that port",
+                hint="run one worker with TLS (sip.kamailio = no); Kamailio in front takes UDP/TCP only",
+            )
         self.n_workers = workers if self.kamailio_bin else 1
         self.state_dir = settings.paths.var_dir / "serve"
         self.children: list[ChildState] = []
