@@ -108,3 +108,17 @@ def test_kamailio_mode_setting() -> None:
         kamailio.find_kamailio(SipSettings(kamailio="maybe"))
     with pytest.raises(ConfigError, match="not installed"):
         kamailio.find_kamailio(SipSettings(kamailio="yes", kamailio_binary="/nonexistent/kamailio"))
+
+
+def test_serve_without_a_call_session_says_which_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from voiceivr.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VOICEIVR_SIP_HANDLER", raising=False)
+    result = CliRunner().invoke(cli, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert "sip.handler is not set" in result.output and "Traceback" not in result.output
+    bad = CliRunner().invoke(cli, ["call", "ivr@127.0.0.1"])
+    assert bad.exit_code == 1 and "is not a SIP URI" in bad.output
