@@ -81,7 +81,7 @@ class SipSettings:
     public_address: str = setting(
         "", "Address written into Contact and SDP when the box sits behind NAT; empty means the bound address."
     )
-    tcp: bool = setting(False, "Also accept SIP over TCP on the same port (workers only; Kamailio listens UDP).")
+    tcp: bool = setting(False, "Also accept SIP over TCP on the public port (UDP is always on).")
     workers: int = setting(2, "Worker processes `voiceivr serve` runs behind Kamailio (--workers overrides).")
     calls_per_worker: int = setting(
         4, "Concurrent calls one worker carries, 1-4 (the pjsua2 wheel's hard limit is 4; 1 isolates every call)."

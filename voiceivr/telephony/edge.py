@@ -230,7 +230,7 @@ def _media_address(text: str) -> MediaAddress | None:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit():
         return None
-    return MediaAddress(host_of(host + ":0") if not host.startswith("[") else host.strip("[]"), int(port))
+    return MediaAddress(host.strip("[]"), int(port))
 
 
 class SipEdge:
@@ -661,7 +661,7 @@ class SipEdge:
             if ci.state in (pj.PJSIP_INV_STATE_CONNECTING, pj.PJSIP_INV_STATE_CONFIRMED) and not slot.answered:
                 slot.answered = True
                 if slot.direction == "outbound":
-                    slot.info = _replace(slot.info, sip_call_id=ci.callIdString, from_uri=ci.localUri)
+                    slot.info = dataclasses.replace(slot.info, sip_call_id=ci.callIdString, from_uri=ci.localUri)
                 self._record(slot, "answered", sip_call_id=ci.callIdString)
                 self._maybe_start(slot)
             if ci.state == pj.PJSIP_INV_STATE_CONFIRMED and not slot.confirmed:
@@ -700,7 +700,7 @@ class SipEdge:
             if not slot.media_ready:
                 slot.media_ready = True
                 slot.remote_media = remote
-                slot.info = _replace(slot.info, codec=codec, remote_media=remote or slot.info.remote_media,
+                slot.info = dataclasses.replace(slot.info, codec=codec, remote_media=remote or slot.info.remote_media,
                                      sip_call_id=slot.info.sip_call_id or ci.callIdString)
                 self._record(slot, "media_started", codec=codec, remote=_addr_dict(remote), srtp=self.sip.srtp)
                 if slot.recording:
@@ -727,7 +727,7 @@ class SipEdge:
             local_tag = local_tag or parse_name_addr(sent.get("from")).tag or parse_name_addr(received.get("from")).tag
             remote_tag = remote_tag or parse_name_addr(received.get("to")).tag
         if (local_tag, remote_tag) != (slot.info.local_tag, slot.info.remote_tag):
-            slot.info = _replace(slot.info, local_tag=local_tag, remote_tag=remote_tag)
+            slot.info = dataclasses.replace(slot.info, local_tag=local_tag, remote_tag=remote_tag)
             if slot.recording:
                 slot.recording.update_sip(local_tag=local_tag, remote_tag=remote_tag)
 
@@ -886,7 +886,7 @@ class SipEdge:
         slot.conf_slot = -1
         self._slot_by_pj[prm.newCallId] = slot
         new_info = new_call.getInfo()
-        slot.info = _replace(slot.info, sip_call_id=new_info.callIdString)
+        slot.info = dataclasses.replace(slot.info, sip_call_id=new_info.callIdString)
         self._record(slot, "dialog_replaced", sip_call_id=new_info.callIdString, remote=new_info.remoteUri)
         if slot.recording:
             slot.recording.update_sip(replaced_by=new_info.callIdString)
@@ -953,10 +953,6 @@ class SipEdge:
                 self._record(slot, "rtp_timeout", silent_s=round(now - slot.rtp_rx_at, 1))
                 self._hangup(slot.key, "edge", "rtp timeout")
             return
-
-
-def _replace(info: CallInfo, **changes: Any) -> CallInfo:
-    return dataclasses.replace(info, **changes)
 
 
 def _addr_dict(addr: MediaAddress | None) -> dict[str, Any] | None:
