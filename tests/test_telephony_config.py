@@ -104,6 +104,8 @@ def test_generated_kamailio_config_is_accepted_by_kamailio(tmp_path: Path) -> No
 
 def test_kamailio_mode_setting() -> None:
     assert kamailio.find_kamailio(SipSettings(kamailio="no")) is None
+    # auto without Kamailio installed: serve falls back to one worker on the port (and says so)
+    assert kamailio.find_kamailio(SipSettings(kamailio="auto", kamailio_binary="/nonexistent/kamailio")) is None
     with pytest.raises(ConfigError, match="auto, yes or no"):
         kamailio.find_kamailio(SipSettings(kamailio="maybe"))
     with pytest.raises(ConfigError, match="not installed"):
