@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 # RFC 3261 7.3.3 and later RFCs' compact forms.
@@ -124,32 +124,34 @@ def parse_message(raw: str | bytes) -> SipMessage:
     return msg
 
 
-def split_list(value: str) -> list[str]:
-    """Split a header value at commas that are outside quotes and angle brackets."""
-    parts: list[str] = []
-    depth = 0
-    quoted = False
-    escaped = False
-    current: list[str] = []
-    for ch in value:
+def _unquoted(value: str) -> Iterator[tuple[int, str]]:
+    """(index, character) of every character outside quoted strings (RFC 3261 quoted-pair aware)."""
+    quoted = escaped = False
+    for i, ch in enumerate(value):
         if escaped:
             escaped = False
         elif quoted and ch == "\\":
             escaped = True
         elif ch == '"':
             quoted = not quoted
-        elif not quoted and ch == "<":
+        elif not quoted:
+            yield i, ch
+
+
+def split_list(value: str) -> list[str]:
+    """Split a header value at commas that are outside quotes and angle brackets."""
+    parts: list[str] = []
+    depth = 0
+    start = 0
+    for i, ch in _unquoted(value):
+        if ch == "<":
             depth += 1
-        elif not quoted and ch == ">":
+        elif ch == ">":
             depth = max(0, depth - 1)
-        elif not quoted and depth == 0 and ch == ",":
-            parts.append("".join(current).strip())
-            current = []
-            continue
-        current.append(ch)
-    tail = "".join(current).strip()
-    if tail:
-        parts.append(tail)
+        elif ch == "," and depth == 0:
+            parts.append(value[start:i].strip())
+            start = i + 1
+    parts.append(value[start:].strip())
     return [p for p in parts if p]
 
 
@@ -167,18 +169,7 @@ def _parse_params(text: str) -> dict[str, str]:
 def parse_name_addr(value: str) -> NameAddr:
     """Parse a From/To/Contact/PAI value. Without ``<>``, parameters after the URI belong to the header."""
     value = value.strip()
-    lt = -1
-    quoted = escaped = False
-    for i, ch in enumerate(value):
-        if escaped:
-            escaped = False
-        elif quoted and ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-        elif ch == "<" and not quoted:
-            lt = i
-            break
+    lt = next((i for i, ch in _unquoted(value) if ch == "<"), -1)
     if lt >= 0:
         gt = value.find(">", lt)
         if gt < 0:
