@@ -95,6 +95,7 @@ def _register() -> None:
     from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
+    from voiceivr.telephony.commands import call, serve, serve_worker
 
     cli.add_command(db)
     cli.add_command(audit)
@@ -106,6 +107,9 @@ def _register() -> None:
     cli.add_command(transcribe)
     cli.add_command(simulate)
     cli.add_command(sms)
+    cli.add_command(serve)
+    cli.add_command(serve_worker)
+    cli.add_command(call)
 
 
 _register()
