@@ -290,3 +290,10 @@ def test_choice_listens_offer_cued_phrases_for_the_node(plan, router, registry, 
     assert "savings" in grammar and "to savings" in grammar
     assert "from checking to savings" in grammar and "to savings from checking" in grammar
     assert step.listen.sequence == ()
+
+
+def test_an_answer_naming_two_accounts_fills_each_by_its_cue(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    gate = FakeGate(registry, db, code="246810")
+    res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("fifty dollars"), S("from checking to savings"))
+    slots = {e.data["slot"]: e.data["value"] for e in res.of("slot")}
+    assert slots["to"] == "savings" and slots["from"] == "checking"

@@ -66,3 +66,15 @@ def test_whole_utterances_of_a_grammar() -> None:
     assert accepts("one two one", ["main menu"], ["one", "two"], (2, 3))
     assert not accepts("one", ["main menu"], ["one", "two"], (2, 3))
     assert not accepts("one main", ["main menu"], ["one", "two"], (2, 3))
+
+
+def test_money_grammar_is_structured() -> None:
+    from voiceivr.speech.stt.grammar import MONEY_WORDS, accepts
+
+    text = to_jsgf("t", [["main", "menu"]], builtin="money")
+    assert "public <utterance> = <money> | <phrase>;" in text and "<below100> =" in text
+    assert {"fifty", "dollars", "cents", "hundred"} <= MONEY_WORDS and "menu" not in MONEY_WORDS
+    assert accepts("fifty dollars", [], [], None, "money")
+    assert not accepts("fifty and", [], [], None, "money")
+    with pytest.raises(GrammarError, match="no built-in grammar"):
+        to_jsgf("t", [["x"]], builtin="euros")

@@ -118,7 +118,7 @@ def test_serve_without_a_call_session_says_which_setting(monkeypatch: pytest.Mon
     from voiceivr.cli import cli
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICEIVR_SIP_HANDLER", raising=False)
+    monkeypatch.setenv("VOICEIVR_SIP_HANDLER", "")
     result = CliRunner().invoke(cli, ["serve", "--port", "0"])
     assert result.exit_code == 2
     assert "sip.handler is not set" in result.output and "Traceback" not in result.output

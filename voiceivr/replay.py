@@ -17,6 +17,7 @@ replay speed) are grouped under ``wall`` in ``--json``; everything else is deter
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import tempfile
@@ -300,8 +301,12 @@ def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json
     settings = app.settings
     call = load_call(call_file)
     if dialplan_file is None:
-        dialplan_file = _live_dialplan_file(app)
+        dialplan_file = _live_dialplan_file(app) or settings.dialplan.dir / f"{settings.dialplan.live_name}.yaml"
     with tempfile.TemporaryDirectory(prefix="voiceivr-replay-") as tmp:
+        # A prompt cache of its own: espeak-ng's output depends on what the process synthesised before, so a
+        # replay is repeatable only if it synthesises the same prompts in the same order every time.
+        settings = dataclasses.replace(
+            settings, speech=dataclasses.replace(settings.speech, prompt_cache_dir=str(Path(tmp) / "prompts")))
         db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3")
         runtime = CallRuntime.build(settings, db=db, dialplan_file=dialplan_file, stt_workers=0,
                                     store_calls=keep_db is not None, stats=StageStats())

@@ -139,7 +139,9 @@ class VadSettings:
         "clicks and short noises do not barge in.",
     )
     min_silence_ms: int = setting(
-        500, "Silence must last this long before an end event (pauses inside a sentence are shorter)."
+        200,
+        "Silence must last this long before an end event. Kept short: the call session decides the end of a "
+        "turn (call.end_of_turn_ms, call.fast_end_of_turn_ms) and joins the pieces of a sentence.",
     )
     speech_pad_ms: int = setting(
         30, "The start event's onset is placed this much before the first speech window (Silero lags slightly)."
@@ -218,7 +220,7 @@ class SipSettings:
         0, "First internal SIP port of the workers (127.0.0.1, one port each). 0 picks free ports at start."
     )
     handler: str = setting(
-        "",
+        "voiceivr.call.live:handler_factory",
         "The call session: `package.module:factory`, called once per worker with the settings; it returns the "
         "CallHandler that runs each call (voiceivr/call/handler.py).",
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
+from voiceivr.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from voiceivr.call import events as ev
 from voiceivr.call.caller_script import ScriptedCaller
 from voiceivr.call.session import CallSession
@@ -43,6 +44,14 @@ class DriveResult:
         return len(self.agent) / self.rate
 
 
+def g711_round_trip(pcm: Pcm, codec: str) -> Pcm:
+    if codec == "pcmu":
+        return ulaw_decode(ulaw_encode(pcm))
+    if codec == "pcma":
+        return alaw_decode(alaw_encode(pcm))
+    raise ValueError(f"line codec must be pcmu or pcma, not {codec!r}")
+
+
 def drive(
     session: CallSession,
     caller: Pcm | ScriptedCaller,
@@ -51,12 +60,15 @@ def drive(
     echo: EchoPath | None = None,
     tail_s: float = 4.0,
     max_s: float | None = None,
+    line_codec: str | None = None,
 ) -> DriveResult:
     """Run ``session`` over ``caller`` until it ends or the caller is done.
 
     ``caller``: int16 audio at the session's rate, or a :class:`ScriptedCaller` that reacts to what it hears
     (then ``max_s`` bounds the call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
     their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
+    ``line_codec="pcmu"``/``"pcma"``: the caller's audio crosses G.711 on its way in, as on a phone line (a
+    recording then holds exactly what the session heard).
     """
     rate = session.rate
     n = samples_per_frame(rate)
@@ -90,13 +102,13 @@ def drive(
             event = pending.pop(0)[1]
             posted.append((t, event))
             session.post(event)
+        if script is not None and (script.done or script.hung_up):
+            if script.hung_up or tail_left <= 0:
+                break
+            tail_left -= 1
         sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
         agent_out.append(sent)
         if script is not None:
-            if script.done or script.hung_up:
-                if script.hung_up or tail_left <= 0:
-                    break
-                tail_left -= 1
             frame, keys = script.frame(tick, sent)
             for key in keys:
                 posted.append((t, key))
@@ -113,6 +125,8 @@ def drive(
             back = np.convolve(back, [0.6, 0.3, 0.1], mode="same").astype(np.float32)  # mild line low-pass
             mixed = frame.astype(np.float32) + gain * back + rng.normal(0.0, noise, n)
             frame = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        if line_codec is not None:
+            frame = g711_round_trip(frame, line_codec)
         caller_out.append(frame)
         media.deliver(frame.astype("<i2").tobytes())
         inbound = media.read(timeout=0)

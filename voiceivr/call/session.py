@@ -339,7 +339,7 @@ class CallSession:
         grammar = self._listen.grammar
         try:
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat,
-                                          sequence=tuple(self._listen.sequence))
+                                          sequence=tuple(self._listen.sequence), builtin=self._listen.builtin)
         except VoiceivrError as exc:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.
@@ -361,7 +361,7 @@ class CallSession:
 
     def _complete_phrase(self, partial: str) -> bool:
         grammar = self._listen.grammar
-        if not grammar or not partial or self._listen.repeat:  # a sequence may go on after any pause
+        if not grammar or not partial or self._listen.repeat or self._listen.builtin:  # runs go on after pauses
             return False
         text = " ".join(partial.lower().split())
         return any(text == " ".join(p.lower().split()) for p in grammar)

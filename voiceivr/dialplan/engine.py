@@ -82,7 +82,6 @@ from voiceivr.dialplan.router import IntentRouter, RoutingDecision
 from voiceivr.dialplan.slots import (
     _NO_PHRASES,
     _YES_PHRASES,
-    SPOKEN_NUMBER_WORDS,
     Money,
     Parsed,
     all_choices,
@@ -150,6 +149,7 @@ class Listen:
     # Or a run of these words (digits read one by one, an amount in words), repeat=(fewest, most) of them.
     sequence: tuple[str, ...] = ()
     repeat: tuple[int, int] | None = None
+    builtin: str | None = None  # or an utterance of a built-in grammar: "money"
 
 
 @dataclass(frozen=True)
@@ -593,7 +593,10 @@ class Conversation:
                         confidence=round(u.confidence, 3))
             self._no_match("recognition not confident")
             return
-        parsed = self._parse_slot(spec, u.text, asked=True)
+        if spec.type == "choice":
+            parsed = self._asked_choice(spec, u.text, node)
+        else:
+            parsed = self._parse_slot(spec, u.text, asked=True)
         if parsed is not None and self._valid(spec, parsed.value):
             self._set_slot(spec, parsed.value, u.kind)
             self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
@@ -759,6 +762,19 @@ class Conversation:
                 self._set_slot(spec, parsed.value, "speech")
                 filled.append(s)
         return filled
+
+    def _asked_choice(self, spec: SlotSpec, text: str, node: Node) -> Parsed | None:
+        """The answer to "which X?": the option after one of X's cues if there is one ("from checking to
+        savings" answers "to" with savings), else the first option not introduced by another slot's cue."""
+        hits = all_choices(text, spec.options)
+        other_cues = {c for s in node.collect if s != spec.name for c in self.plan.slots[s].cues} - set(spec.cues)
+        for hit in hits:
+            if hit.cue in spec.cues:
+                return hit
+        for hit in hits:
+            if hit.cue not in other_cues:
+                return hit
+        return None
 
     def _parse_for_cues(self, spec: SlotSpec, text: str, bare: bool, taken: set[tuple[str, int]],
                         node: Node) -> Parsed | None:
@@ -1276,22 +1292,22 @@ class Conversation:
         grammar: tuple[str, ...] = ()
         sequence: tuple[str, ...] = ()
         repeat: tuple[int, int] | None = None
+        builtin: str | None = None
         dtmf = DtmfSpec(1, None, fb.inter_digit_timeout_s)
         if spec.type == "digits":
             sequence, repeat = DIGIT_WORDS, (spec.min_length, min(spec.max_length, MAX_SPOKEN_RUN))
             dtmf = DtmfSpec(spec.max_length, "#", fb.inter_digit_timeout_s)
         elif spec.type == "money":
-            # "one thousand two hundred fifty dollars and fifty cents" is 9 words
-            sequence, repeat = (*sorted(SPOKEN_NUMBER_WORDS), "dollars", "cents", "and"), (1, 12)
+            builtin = "money"
             dtmf = DtmfSpec(9, "#", fb.inter_digit_timeout_s)
         elif spec.type == "yesno":
             grammar = _dedup([*_YES_PHRASES, *_NO_PHRASES])
         elif spec.type == "choice":
             grammar = self._choice_phrases(spec)
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
-        if grammar or sequence:
+        if grammar or sequence or builtin:
             grammar = _dedup([*grammar, *globals_])
-        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s, sequence, repeat)
+        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s, sequence, repeat, builtin)
 
     def _choice_phrases(self, spec: SlotSpec) -> tuple[str, ...]:
         """What a caller says for a choice: an option, an option after one of its cues ("to savings"), and, for

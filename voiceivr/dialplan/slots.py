@@ -101,9 +101,6 @@ TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fourty": 40, "fifty": 50, "six
         "eighty": 80, "ninety": 90}
 SCALES = {"thousand": 1000, "million": 1_000_000}
 NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | frozenset(SCALES) | {"hundred"}
-# What a recogniser grammar should offer: the words as spoken, without the spellings that only typed or
-# transcribed text carries ("fourty" is no word a dictionary can pronounce).
-SPOKEN_NUMBER_WORDS = NUMBER_WORDS - {"fourty"}
 
 
 def _numeric_token(tok: str) -> float | None:

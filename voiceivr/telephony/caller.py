@@ -339,9 +339,10 @@ def format_report(report: CallerReport) -> str:
 def _engine(spec: str, option: str, settings: Settings) -> Any:
     from voiceivr.telephony.worker import load_factory
 
-    if not spec:
-        raise CallerError(f"{option} is needed for this: name a speech engine factory (package.module:factory)",
-                          hint="the engines of voiceivr/speech provide them; or use --play FILE.wav / --record")
+    if not spec:  # the engines the settings name (speech.tts_engine / speech.stt_engine)
+        from voiceivr.speech.registry import build_stt, build_tts
+
+        return build_tts(settings) if option == "--tts" else build_stt(settings, workers=0)
     return load_factory(spec, option, settings)
 
 

@@ -69,6 +69,8 @@ class KamailioFiles:
 def write_config(
     directory: Path, sip: SipSettings, host: str, port: int, workers: list[Worker], log_level: int = 1
 ) -> KamailioFiles:
+    # Kamailio resolves relative paths from its own working directory, not ours: hand it absolute ones.
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     runtime = directory / "run"
     runtime.mkdir(exist_ok=True)

@@ -225,7 +225,7 @@ class Supervisor:
                 child.backoff = 0.5 if lived > 30 else min(child.backoff * 2, 10.0)
                 child.next_start = now + child.backoff
                 log.warning("worker died: restarting", extra={"worker": child.spec.name, "pid": proc.pid,
-                                                               "code": proc.returncode, "after_s": round(lived, 1),
+                                                               "exit_code": proc.returncode, "after_s": round(lived, 1),
                                                                "restart_in_s": child.backoff})
                 child.proc = None
                 self._write_state()
@@ -233,7 +233,7 @@ class Supervisor:
                 child.restarts += 1
                 self._spawn(child)
         if self.kamailio_proc is not None and self.kamailio_proc.poll() is not None and not self._stop.is_set():
-            log.error("kamailio died: restarting", extra={"code": self.kamailio_proc.returncode})
+            log.error("kamailio died: restarting", extra={"exit_code": self.kamailio_proc.returncode})
             self.kamailio_restarts += 1
             time.sleep(0.5)
             self._spawn_kamailio()

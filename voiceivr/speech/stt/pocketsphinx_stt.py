@@ -72,7 +72,7 @@ class _Decoder:
         self.decoder = decoder
         self.free_speech = free_speech
         # search name -> (phrases, run words, run range): what a whole utterance of it looks like
-        self.grammars: dict[str, tuple[list[str], list[str], tuple[int, int] | None]] = {}
+        self.grammars: dict[str, tuple[list[str], list[str], tuple[int, int] | None, str | None]] = {}
 
 
 class PocketsphinxStream(SttStream):
@@ -287,25 +287,26 @@ class PocketsphinxEngine(SttEngine):
         return dec.decoder.lookup_word(word) is not None
 
     def compile(
-        self, grammar: Sequence[str], repeat: tuple[int, int] | None = None, sequence: Sequence[str] = ()
+        self, grammar: Sequence[str], repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (),
+        builtin: str | None = None,
     ) -> tuple[str, list[list[str]], list[str]]:
         """Check the phrases and run words (GrammarError if a word is unknown); the search name, the
         normalised phrases and the normalised run words."""
         hint = "add a line '{word} PH O N E S' (CMU phones) to the file named by speech.pocketsphinx_extra_dict"
         phrases = check_vocabulary(grammar, self.known, hint)
         words = [w for p in check_vocabulary(sequence, self.known, hint) for w in p]
-        key = f"{repeat}\n{' '.join(words)}\n" + "\n".join(" ".join(p) for p in phrases)
+        key = f"{builtin}\n{repeat}\n{' '.join(words)}\n" + "\n".join(" ".join(p) for p in phrases)
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         return f"g_{digest}", phrases, words
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
-        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = ()
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
     ) -> PocketsphinxStream:
         if rate not in (8000, 16000):
             raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")
         if grammar is None:
             return PocketsphinxStream(self, self._borrow(True), rate, None)
-        search, phrases, words = self.compile(grammar, repeat, sequence)
+        search, phrases, words = self.compile(grammar, repeat, sequence, builtin)
         dec = self._borrow(False)
         try:
             if search not in dec.grammars:
@@ -313,8 +314,8 @@ class PocketsphinxEngine(SttEngine):
                     oldest = next(iter(dec.grammars))
                     dec.decoder.remove_search(oldest)
                     del dec.grammars[oldest]
-                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases, repeat, words))
-                dec.grammars[search] = ([" ".join(p) for p in phrases], words, repeat)
+                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases, repeat, words, builtin))
+                dec.grammars[search] = ([" ".join(p) for p in phrases], words, repeat, builtin)
             return PocketsphinxStream(self, dec, rate, search)
         except (RuntimeError, ValueError) as exc:
             self._give_back(dec)
