@@ -124,3 +124,21 @@ def test_serve_without_a_call_session_says_which_setting(monkeypatch: pytest.Mon
     assert "sip.handler is not set" in result.output and "Traceback" not in result.output
     bad = CliRunner().invoke(cli, ["call", "ivr@127.0.0.1"])
     assert bad.exit_code == 1 and "is not a SIP URI" in bad.output
+
+
+def test_serve_preflight_names_what_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The real call session needs a migrated database and a published dialplan: serve says so before it
+    starts any worker."""
+    from click.testing import CliRunner
+
+    from voiceivr.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VOICEIVR_SIP_HANDLER", raising=False)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["serve", "--port", "0"])
+    assert result.exit_code == 1 and "has no voiceivr schema" in result.output and "Traceback" not in result.output
+    assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
+    result = runner.invoke(cli, ["serve", "--port", "0"])
+    assert result.exit_code == 1 and "no published dialplan" in result.output
+    assert "voiceivr dialplan publish" in result.output

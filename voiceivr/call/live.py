@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from typing import Any
 
@@ -65,7 +66,8 @@ class SessionHandler:
         if runtime.services is not None:
             report = runtime.services.start()
             log.info("safe path ready", extra={"recovered": str(report)})
-        if settings.metrics.port:
+        if settings.metrics.port and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # a worker of `voiceivr serve` writes its figures for the supervisor's /metrics instead
             metrics.serve(settings.metrics.port, settings.metrics.host)
         self._calls: dict[str, LiveCall] = {}
         self._lock = threading.Lock()
@@ -115,3 +117,21 @@ class SessionHandler:
 
 def handler_factory(settings: Settings) -> Any:
     return SessionHandler(settings)
+
+
+def preflight(settings: Settings) -> None:
+    """Before `voiceivr serve` starts workers: the database is reachable and migrated, and a dialplan is
+    published (each a one-line error saying what to do)."""
+    from voiceivr.db.engine import engine_from_settings
+    from voiceivr.db.migrate import require_current
+    from voiceivr.dialplan.store import get_version
+
+    db = engine_from_settings(settings)
+    try:
+        require_current(db)
+        get_version(db, settings.dialplan.live_name)
+    finally:
+        db.dispose()
+
+
+handler_factory.preflight = preflight  # type: ignore[attr-defined]

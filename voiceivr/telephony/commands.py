@@ -28,11 +28,11 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
     Retry-After. Without Kamailio installed, one worker listens on the port itself.
     """
     from voiceivr.telephony.supervisor import Supervisor
-    from voiceivr.telephony.worker import load_handler
+    from voiceivr.telephony.worker import check_handler
 
     settings = app.settings
     # Fail here, once, with a clear message, rather than in every worker.
-    load_handler(settings.sip.handler, settings)
+    check_handler(settings.sip.handler, settings)
     sup = Supervisor(settings, host or settings.sip.host, port if port is not None else settings.sip.port,
                      workers or settings.sip.workers)
     if sup.kamailio_bin is None:

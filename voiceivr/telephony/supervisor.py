@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -180,7 +181,26 @@ class Supervisor:
         log.info("kamailio started", extra={"pid": self.kamailio_proc.pid, "port": self.port})
         self._write_state()
 
+    def _start_metrics(self) -> None:
+        """One /metrics for all workers: they write their figures to files (prometheus_client's
+        multiprocess mode, set up through the environment they inherit) and this process serves the sum."""
+        port = self.settings.metrics.port
+        if not port:
+            return
+        directory = (self.settings.paths.var_dir / "metrics").resolve()
+        shutil.rmtree(directory, ignore_errors=True)  # figures of an earlier run are not this run's
+        directory.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+        from prometheus_client import CollectorRegistry, start_http_server
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(directory))
+        start_http_server(port, addr=self.settings.metrics.host, registry=registry)
+        log.info("metrics endpoint listening", extra={"host": self.settings.metrics.host, "port": port})
+
     def start(self, ready_timeout: float = 20.0) -> None:
+        self._start_metrics()
         specs = self.plan()
         self.children = [ChildState(spec) for spec in specs]
         for child in self.children:
@@ -224,6 +244,10 @@ class Supervisor:
                 lived = now - child.started
                 child.backoff = 0.5 if lived > 30 else min(child.backoff * 2, 10.0)
                 child.next_start = now + child.backoff
+                if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                    from prometheus_client.multiprocess import mark_process_dead
+
+                    mark_process_dead(proc.pid)  # its live gauges (active calls) no longer count
                 log.warning("worker died: restarting", extra={"worker": child.spec.name, "pid": proc.pid,
                                                                "exit_code": proc.returncode, "after_s": round(lived, 1),
                                                                "restart_in_s": child.backoff})

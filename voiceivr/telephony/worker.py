@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
-    """Import ``package.module:factory`` (or ``package.module.factory``) and call it with the settings."""
+def resolve_factory(spec: str, setting_name: str) -> Any:
+    """Import ``package.module:factory`` (or ``package.module.factory``) and return the factory itself."""
     module_name, sep, attr = spec.partition(":")
     if not sep:
         module_name, _, attr = spec.rpartition(".")
@@ -45,7 +45,28 @@ def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
     factory = getattr(module, attr, None)
     if factory is None:
         raise ConfigError(f"{setting_name} = {spec!r}: {module_name} has no {attr}")
-    return factory(settings)
+    if not callable(factory):
+        raise ConfigError(f"{setting_name} = {spec!r}: {module_name}.{attr} is not callable")
+    return factory
+
+
+def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
+    """Import ``package.module:factory`` (or ``package.module.factory``) and call it with the settings."""
+    return resolve_factory(spec, setting_name)(settings)
+
+
+def check_handler(spec: str, settings: Settings) -> None:
+    """What `voiceivr serve` checks once before starting workers: the handler factory imports, and its
+    ``preflight(settings)`` (if it has one) finds what the handler needs, without building the handler."""
+    if not spec:
+        raise ConfigError(
+            "sip.handler is not set: no call session to run the calls",
+            hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
+        )
+    factory = resolve_factory(spec, "sip.handler")
+    preflight = getattr(factory, "preflight", None)
+    if callable(preflight):
+        preflight(settings)
 
 
 def load_handler(spec: str, settings: Settings) -> CallHandler:
