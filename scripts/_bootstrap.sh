@@ -13,6 +13,8 @@ APT_PACKAGES=(
   postgresql-client  # pg_isready/psql, used by scripts/test and handy for operators
   libespeak-ng1      # the default TTS engine, loaded with ctypes (voiceivr/speech/tts/espeak.py)
   espeak-ng-data     # its voices and pronunciation dictionaries
+  kamailio           # the SIP dispatcher `voiceivr serve` runs in front of its workers (core modules suffice)
+  openssl            # self-signed certificates for SIP over TLS (tests; operators' own certificates)
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -69,7 +71,27 @@ ensure_venv() {
   fi
 }
 
+# Debian starts a package's service on install. A system Kamailio would sit on port 5060 with Debian's
+# sample configuration; `voiceivr serve` runs its own Kamailio in the foreground instead. So: install with
+# service starts refused (policy-rc.d, only if the machine has none), and disable the unit where systemd runs.
+ensure_kamailio_quiet() {
+  local guard=""
+  if [[ -n $(apt_missing kamailio | sed '/^$/d') && ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\n# voiceivr bootstrap: no service starts while installing\nexit 101\n' \
+      | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d
+    guard=1
+  fi
+  ensure_apt "$@" || { [[ -n $guard ]] && as_root rm -f /usr/sbin/policy-rc.d; return 1; }
+  [[ -n $guard ]] && as_root rm -f /usr/sbin/policy-rc.d
+  if [[ -d /run/systemd/system ]] && systemctl is-enabled --quiet kamailio 2>/dev/null; then
+    log "disabling the system kamailio service (voiceivr serve runs its own)"
+    as_root systemctl disable --now kamailio >/dev/null 2>&1 || true
+  fi
+  return 0
+}
+
 bootstrap() {
-  ensure_apt "${APT_PACKAGES[@]}"
+  ensure_kamailio_quiet "${APT_PACKAGES[@]}"
   ensure_venv
 }

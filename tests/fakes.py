@@ -156,7 +156,9 @@ class ToneStt(SttEngine):
         self.words = words
         self.streams: list[_ToneSttStream] = []
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> SttStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+    ) -> SttStream:
         s = _ToneSttStream(self.words, grammar, rate)
         self.streams.append(s)
         return s

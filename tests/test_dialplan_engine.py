@@ -309,3 +309,33 @@ def test_same_inputs_same_trace(plan, router, registry, tmp_path) -> None:  # ty
         return out
 
     assert once(1) == once(2)
+
+
+def test_a_slot_value_recognised_without_confidence_is_asked_again(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    gate = FakeGate(registry, db, code="246810")
+    res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("eight eighty dollars", confidence=0.2),
+              S("fifty dollars"), S("to savings"))
+    rejected = res.of("slot_rejected")
+    assert rejected and rejected[0].data["reason"] == "low recognition confidence"
+    amounts = [e.data["value"] for e in res.of("slot") if e.data["slot"] == "amount"]
+    assert amounts == ["$50.00"]
+
+
+def test_choice_listens_offer_cued_phrases_for_the_node(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    conv = Conversation(plan, FakeGate(registry, db), router, call_id="c", today=TODAY, registry=registry)
+    conv.start(0.0)
+    conv.utterance(Utterance("transfer fifty dollars", 0.9, 1.0, 2.0))
+    for digits in ("10000001", "1234"):
+        step = conv.dtmf(digits, 3.0)
+    assert step.listen is not None and step.listen.expect == "slot:to"
+    grammar = step.listen.grammar
+    assert "savings" in grammar and "to savings" in grammar
+    assert "from checking to savings" in grammar and "to savings from checking" in grammar
+    assert step.listen.sequence == ()
+
+
+def test_an_answer_naming_two_accounts_fills_each_by_its_cue(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    gate = FakeGate(registry, db, code="246810")
+    res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("fifty dollars"), S("from checking to savings"))
+    slots = {e.data["slot"]: e.data["value"] for e in res.of("slot")}
+    assert slots["to"] == "savings" and slots["from"] == "checking"

@@ -43,3 +43,38 @@ def test_jsgf_has_one_alternative_per_distinct_phrase() -> None:
         to_jsgf("turn", [['"quoted"']])
     with pytest.raises(GrammarError):
         to_jsgf("bad name", [["yes"]])
+
+
+def test_repeat_grammar_spells_out_the_range() -> None:
+    from voiceivr.speech.stt.grammar import to_jsgf
+
+    text = to_jsgf("turn", [["one"], ["two"]], repeat=(2, 4))
+    assert "public <utterance> = <one> <one> [<one> [<one>]];" in text
+    assert "public <utterance> = <one>;" in to_jsgf("t", [["one"]], repeat=(1, 1))
+    with pytest.raises(GrammarError):
+        to_jsgf("t", [["one"]], repeat=(3, 2))
+    mixed = to_jsgf("t", [["main", "menu"]], repeat=(2, 3), sequence=["one", "two"])
+    assert "<w> = one | two;" in mixed and "public <utterance> = ( <w> <w> [<w>] ) | <phrase>;" in mixed
+    with pytest.raises(GrammarError, match="repeat"):
+        to_jsgf("t", [], sequence=["one"])
+
+
+def test_whole_utterances_of_a_grammar() -> None:
+    from voiceivr.speech.stt.grammar import accepts
+
+    assert accepts("main menu", ["main menu"], ["one", "two"], (2, 3))
+    assert accepts("one two one", ["main menu"], ["one", "two"], (2, 3))
+    assert not accepts("one", ["main menu"], ["one", "two"], (2, 3))
+    assert not accepts("one main", ["main menu"], ["one", "two"], (2, 3))
+
+
+def test_money_grammar_is_structured() -> None:
+    from voiceivr.speech.stt.grammar import MONEY_WORDS, accepts
+
+    text = to_jsgf("t", [["main", "menu"]], builtin="money")
+    assert "public <utterance> = <money> | <phrase>;" in text and "<below100> =" in text
+    assert {"fifty", "dollars", "cents", "hundred"} <= MONEY_WORDS and "menu" not in MONEY_WORDS
+    assert accepts("fifty dollars", [], [], None, "money")
+    assert not accepts("fifty and", [], [], None, "money")
+    with pytest.raises(GrammarError, match="no built-in grammar"):
+        to_jsgf("t", [["x"]], builtin="euros")

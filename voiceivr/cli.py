@@ -92,18 +92,24 @@ def _register() -> None:
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import bank, dialplan
     from voiceivr.policy.commands import simulate, sms
+    from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
+    from voiceivr.telephony.commands import call, serve, serve_worker
 
     cli.add_command(db)
     cli.add_command(audit)
     cli.add_command(dialplan)
     cli.add_command(bank)
     cli.add_command(stats)
+    cli.add_command(replay)
     cli.add_command(speak)
     cli.add_command(transcribe)
     cli.add_command(simulate)
     cli.add_command(sms)
+    cli.add_command(serve)
+    cli.add_command(serve_worker)
+    cli.add_command(call)
 
 
 _register()

@@ -38,7 +38,8 @@ BARGE_IN_DECISION = Histogram(
 )
 CALLS = Counter("voiceivr_calls_total", "Calls ended, by outcome.", ["outcome"], registry=REGISTRY)
 ERRORS = Counter("voiceivr_errors_total", "Errors, by kind.", ["kind"], registry=REGISTRY)
-ACTIVE_CALLS = Gauge("voiceivr_active_calls", "Calls in progress in this process.", registry=REGISTRY)
+ACTIVE_CALLS = Gauge("voiceivr_active_calls", "Calls in progress.", registry=REGISTRY,
+                     multiprocess_mode="livesum")
 ENGINE_SECONDS = Counter(
     "voiceivr_engine_seconds_total", "Compute spent in speech engines and router tiers.", ["engine"],
     registry=REGISTRY,

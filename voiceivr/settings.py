@@ -139,7 +139,9 @@ class VadSettings:
         "clicks and short noises do not barge in.",
     )
     min_silence_ms: int = setting(
-        500, "Silence must last this long before an end event (pauses inside a sentence are shorter)."
+        200,
+        "Silence must last this long before an end event. Kept short: the call session decides the end of a "
+        "turn (call.end_of_turn_ms, call.fast_end_of_turn_ms) and joins the pieces of a sentence.",
     )
     speech_pad_ms: int = setting(
         30, "The start event's onset is placed this much before the first speech window (Silero lags slightly)."
@@ -200,6 +202,86 @@ class PolicySettings:
         "recovery (a restarted node resolves its own at once).",
     )
     runner_node: str = setting("", "This node's name in action_runs (empty: the host name).")
+
+
+@dataclass
+class SipSettings:
+    host: str = setting("0.0.0.0", "Address `voiceivr serve` listens on for SIP (the public side; --host overrides).")
+    port: int = setting(5060, "Public SIP port, UDP (and TCP when sip.tcp is on); --port overrides.")
+    public_address: str = setting(
+        "", "Address written into Contact and SDP when the box sits behind NAT; empty means the bound address."
+    )
+    tcp: bool = setting(False, "Also accept SIP over TCP on the public port (UDP is always on).")
+    workers: int = setting(2, "Worker processes `voiceivr serve` runs behind Kamailio (--workers overrides).")
+    calls_per_worker: int = setting(
+        4, "Concurrent calls one worker carries, 1-4 (the pjsua2 wheel's hard limit is 4; 1 isolates every call)."
+    )
+    worker_port_base: int = setting(
+        0, "First internal SIP port of the workers (127.0.0.1, one port each). 0 picks free ports at start."
+    )
+    handler: str = setting(
+        "voiceivr.call.live:handler_factory",
+        "The call session: `package.module:factory`, called once per worker with the settings; it returns the "
+        "CallHandler that runs each call (voiceivr/call/handler.py).",
+    )
+    trusted_proxies: list[str] = setting(
+        [], "IPs or networks (comma-separated) whose P-Asserted-Identity is believed; empty trusts nobody."
+    )
+    codecs: list[str] = setting(
+        ["PCMU/8000/1", "PCMA/8000/1", "G722/16000/1"],
+        "Codecs offered and accepted, best first; every other codec of pjsua2 is disabled.",
+    )
+    media_rate: int = setting(
+        8000, "Sample rate of the audio the call session sees (8000 or 16000); pjsua2 resamples each codec to it."
+    )
+    resampler_quality: int = setting(6, "pjmedia resampler/codec quality 5-10 (at 4 a 5 kHz tone aliased).")
+    rtp_port_min: int = setting(0, "First UDP port for RTP; 0 lets pjsua2 choose. Workers split the range.")
+    rtp_port_max: int = setting(0, "Last UDP port for RTP (with rtp_port_min); open this range in the firewall.")
+    rtp_timeout_s: float = setting(
+        30.0, "Hang up a call after this many seconds without RTP from the caller (not while on hold); 0 = never."
+    )
+    no_media_timeout_s: float = setting(10.0, "Hang up an answered call whose media never started after this long.")
+    srtp: str = setting("off", "SRTP (SDES): off, optional or mandatory.")
+    srtp_require_tls: bool = setting(
+        True, "Offer/accept SRTP keys only on SIP over TLS (SDES keys travel in the SDP); false allows plain UDP."
+    )
+    tls_port: int = setting(0, "SIP over TLS (1.2) on this port of each worker; 0 = off. Needs cert and key.")
+    tls_cert_file: str = setting("", "PEM certificate for SIP over TLS.")
+    tls_key_file: str = setting("", "PEM private key for SIP over TLS.", secret=True)
+    tls_ca_file: str = setting("", "PEM CA list to verify TLS peers; empty = do not verify.")
+    register_uri: str = setting(
+        "", "Registrar of a SIP trunk to REGISTER with (sip:trunk.example.net); empty = no registration."
+    )
+    register_aor: str = setting("", "Address of record to register (sip:user@trunk.example.net).")
+    register_user: str = setting("", "Digest user name for the trunk.")
+    register_password: str = setting("", "Digest password for the trunk.", secret=True)
+    register_realm: str = setting("*", "Digest realm; * answers any realm.")
+    register_expires_s: int = setting(300, "REGISTER expiry asked for.")
+    retry_after_s: int = setting(5, "Retry-After (seconds) sent with 503 when every worker is full.")
+    health_interval_s: int = setting(2, "Kamailio pings each worker with OPTIONS this often (seconds).")
+    flood_limit: int = setting(
+        500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit."
+    )
+    kamailio: str = setting(
+        "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker)."
+    )
+    kamailio_binary: str = setting("kamailio", "Kamailio executable.")
+    nameservers: list[str] = setting(
+        [], "DNS servers (IPs) for pjsip's own resolver, for trunks named by hostname; empty uses the system's "
+        "resolver, which blocks the SIP thread while it waits. Give IP addresses to avoid DNS altogether."
+    )
+    gil_switch_interval_ms: float = setting(
+        1.0, "sys.setswitchinterval in workers: how soon a busy Python thread hands the GIL to the media "
+        "clock thread (Python's default 5 ms let a pure-Python loop delay frames by up to 88 ms; 1 ms kept them "
+        "under 32 ms; scripts/bench_media_gaps.py)."
+    )
+    pjsip_log_level: int = setting(1, "pjsip's own log level 0-6 (goes to the voiceivr.pjsip logger).")
+
+
+@dataclass
+class RecordingSettings:
+    enabled: bool = setting(True, "Record every call: stereo WAV (caller left, agent right) + JSON events.")
+    dir: str = setting("", "Where recordings go; empty means <var_dir>/recordings.")
 
 
 @dataclass
@@ -296,6 +378,8 @@ class Settings:
     speech: SpeechSettings = field(default_factory=SpeechSettings)
     vad: VadSettings = field(default_factory=VadSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     call: CallSettings = field(default_factory=CallSettings)
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
@@ -312,6 +396,9 @@ class Settings:
         if self.speech.prompt_cache_dir:
             return Path(self.speech.prompt_cache_dir)
         return self.paths.var_dir / "prompts"
+
+    def recordings_dir(self) -> Path:
+        return Path(self.recording.dir) if self.recording.dir else self.paths.var_dir / "recordings"
 
 
 @dataclass(frozen=True)

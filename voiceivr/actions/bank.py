@@ -53,7 +53,7 @@ def hash_pin(pin: str, salt: str) -> str:
 
 def _db(ctx: ActionContext) -> Engine:
     if ctx.db is None:
-        raise RuntimeError("the bank actions need a database (ActionContext.db)")
+        raise ActionError("the bank records are not available right now")
     return ctx.db
 
 

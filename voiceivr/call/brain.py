@@ -94,6 +94,9 @@ class Listen:
     """What to listen for after the prompts queued so far have played."""
 
     grammar: Sequence[str] | None = None  # phrases expected (None: free speech)
+    sequence: Sequence[str] = ()  # or a run of these words (digits one by one, an amount in words) ...
+    repeat: tuple[int, int] | None = None  # ... this many of them: (fewest, most)
+    builtin: str | None = None  # or an utterance of a built-in grammar ("money")
     digits: DigitSpec = DigitSpec()
     no_input_timeout_s: float = 6.0
     node: str = ""

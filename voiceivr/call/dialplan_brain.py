@@ -253,5 +253,7 @@ class DialplanBrain:
             terminator=spec.terminator or "",
             inter_digit_timeout_s=spec.inter_digit_timeout_s,
         )
-        return b.Listen(grammar=tuple(listen.grammar) or None, digits=digits,
+        return b.Listen(grammar=tuple(listen.grammar) or None, sequence=listen.sequence, repeat=listen.repeat,
+                        builtin=listen.builtin,
+                        digits=digits,
                         no_input_timeout_s=listen.no_input_timeout_s, node=listen.expect)

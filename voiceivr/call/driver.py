@@ -1,5 +1,4 @@
-"""Drive a call session on a virtual clock, from recorded caller audio (replays, tests, benchmarks) or from an
-interactive :class:`Caller` that reacts to the call (simulations).
+"""Drive a call session from recorded caller audio on a virtual clock: replays, tests and benchmarks.
 
 Each 20 ms tick does what the pjsua2 clock thread does on a live call, in a fixed order: take the agent's
 next frame (what the caller hears), deliver the caller's frame of that tick, then let the session process
@@ -13,12 +12,13 @@ session does not interrupt itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
+from voiceivr.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from voiceivr.call import events as ev
 from voiceivr.call.session import CallSession
 
@@ -37,45 +37,35 @@ class DriveResult:
     agent: Pcm  # what the session sent, sample-aligned with ``caller``
     ticks: int
     rate: int = 8000
+    control: list[tuple[float, ev.SystemEvent]] = field(default_factory=list)  # what was posted, when
 
     @property
     def seconds(self) -> float:
         return len(self.agent) / self.rate
 
 
+def g711_round_trip(pcm: Pcm, codec: str) -> Pcm:
+    if codec == "pcmu":
+        return ulaw_decode(ulaw_encode(pcm))
+    if codec == "pcma":
+        return alaw_decode(alaw_encode(pcm))
+    raise ValueError(f"line codec must be pcmu or pcma, not {codec!r}")
+
+
 class Caller(Protocol):
-    """A caller that reacts to the call (a simulation script): asked once per tick, before the tick runs."""
-
-    def tick(self, t: float, n: int) -> tuple[Pcm | None, Sequence[ev.SystemEvent]]:
-        """The caller's ``n`` samples for the tick starting at ``t`` (None: silence) and control events (keys,
-        hangup, media moved) to post before it."""
-        ...
+    """A caller that reacts to the call, asked once per tick (:class:`ScriptedCaller` listens to the agent's
+    audio; the abuse simulation's :class:`~voiceivr.call.simcaller.SimCaller` reads the session's timeline)."""
 
     @property
-    def done(self) -> bool:
-        """Nothing more to say or do: the call runs ``tail_s`` more, then the caller hangs up."""
-        ...
-
-
-class _Recorded:
-    """Recorded caller audio and control events at fixed times, as a :class:`Caller`."""
-
-    def __init__(self, pcm: Pcm, control: Sequence[tuple[float, ev.SystemEvent]]) -> None:
-        self.pcm = pcm
-        self.pending = sorted(control, key=lambda pair: pair[0])
-        self.pos = 0
-
-    def tick(self, t: float, n: int) -> tuple[Pcm | None, Sequence[ev.SystemEvent]]:
-        events = []
-        while self.pending and self.pending[0][0] <= t:
-            events.append(self.pending.pop(0)[1])
-        frame = self.pcm[self.pos : self.pos + n]
-        self.pos += n
-        return frame, events
+    def done(self) -> bool: ...
 
     @property
-    def done(self) -> bool:
-        return self.pos >= len(self.pcm)
+    def hung_up(self) -> bool: ...
+
+    def frame(self, tick: int, heard: Pcm) -> tuple[Pcm, list[ev.SystemEvent]]:
+        """The caller's next 20 ms given the agent frame heard in this tick, and events to post (keys, a
+        hang-up, media moved)."""
+        ...
 
 
 def drive(
@@ -86,27 +76,31 @@ def drive(
     echo: EchoPath | None = None,
     tail_s: float = 4.0,
     max_s: float | None = None,
+    line_codec: str | None = None,
 ) -> DriveResult:
-    """Run ``session`` with ``caller``: int16 audio at the session's rate (with ``control`` events posted at
-    their times), or an interactive :class:`Caller`. After the caller is done the call runs ``tail_s`` more
-    seconds, so the agent can answer the last turn; ``max_s`` caps the whole call (an interactive caller
-    without it gets 3600 s).
+    """Run ``session`` over ``caller`` until it ends or the caller is done.
+
+    ``caller``: int16 audio at the session's rate, or a :class:`Caller` (e.g.
+    :class:`~voiceivr.call.caller_script.ScriptedCaller`) that reacts to the call (then ``max_s`` bounds the
+    call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
+    their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
+    ``line_codec="pcmu"``/``"pcma"``: the caller's audio crosses G.711 on its way in, as on a phone line (a
+    recording then holds exactly what the session heard).
     """
     rate = session.rate
     n = samples_per_frame(rate)
     media = session.media
-    if isinstance(caller, np.ndarray):
-        source: Caller = _Recorded(caller, control)
+    script = None if isinstance(caller, np.ndarray) else caller
+    if script is None:
+        assert isinstance(caller, np.ndarray)
         total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
     else:
-        if control:
-            raise ValueError("an interactive caller posts its own control events")
-        source = caller
-        total_ticks = int((max_s if max_s is not None else 3600.0) * 1000 / FRAME_MS)
+        total_ticks = int((max_s or 600.0) * 1000 / FRAME_MS)
     if max_s is not None:
         total_ticks = min(total_ticks, int(max_s * 1000 / FRAME_MS))
-    tail_ticks = int(np.ceil(tail_s * 1000 / FRAME_MS))
-    done_at: int | None = None
+    posted: list[tuple[float, ev.SystemEvent]] = []
+    tail_left = int(tail_s * 1000 / FRAME_MS)
+    pending = sorted(control, key=lambda pair: pair[0])
     caller_out: list[Pcm] = []
     agent_out: list[Pcm] = []
     rng = np.random.default_rng(echo.seed if echo else 0)
@@ -120,26 +114,36 @@ def drive(
     for tick in range(total_ticks):
         if session.ended:
             break
-        if done_at is not None and tick - done_at >= tail_ticks:
-            break
         t = tick * FRAME_MS / 1000
-        frame, events = source.tick(t, n)
-        for event in events:
+        while pending and pending[0][0] <= t:
+            event = pending.pop(0)[1]
+            posted.append((t, event))
             session.post(event)
-        if done_at is None and source.done:
-            done_at = tick
+        if script is not None and (script.done or script.hung_up):
+            if script.hung_up or tail_left <= 0:
+                break
+            tail_left -= 1
         sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
         agent_out.append(sent)
-        if frame is None:
-            frame = np.zeros(0, dtype=np.int16)
-        if len(frame) < n:
-            frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
+        if script is not None:
+            frame, keys = script.frame(tick, sent)
+            for key in keys:
+                posted.append((t, key))
+                session.post(key)
+        else:
+            assert isinstance(caller, np.ndarray)
+            start = tick * n
+            frame = caller[start : start + n]
+            if len(frame) < n:
+                frame = np.concatenate([frame, np.zeros(n - len(frame), dtype=np.int16)])
         if echo is not None:
             agent_history = np.concatenate([agent_history[n:], sent.astype(np.float32)])
             back = agent_history[-(delay + n) : len(agent_history) - delay]
             back = np.convolve(back, [0.6, 0.3, 0.1], mode="same").astype(np.float32)  # mild line low-pass
             mixed = frame.astype(np.float32) + gain * back + rng.normal(0.0, noise, n)
             frame = np.clip(np.round(mixed), -32768, 32767).astype(np.int16)
+        if line_codec is not None:
+            frame = g711_round_trip(frame, line_codec)
         caller_out.append(frame)
         media.deliver(frame.astype("<i2").tobytes())
         inbound = media.read(timeout=0)
@@ -153,4 +157,5 @@ def drive(
         agent=np.concatenate(agent_out) if agent_out else np.zeros(0, np.int16),
         ticks=tick + 1,
         rate=rate,
+        control=posted,
     )

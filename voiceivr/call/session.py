@@ -44,6 +44,7 @@ from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
+from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsChunk, TtsEngine, VadEngine, WordMark
 
@@ -146,8 +147,8 @@ class CallSession:
         self._digits = ""
         self._digits_started: float | None = None
         self._last_digit_at = 0.0
-        self._swallow_terminator = ""
         self._swallow_terminator_until = -1.0
+        self._swallow_terminator = ""
         self._no_input_deadline: float | None = None
         self._no_input_count = 0
         self._last_activity = 0.0
@@ -336,7 +337,17 @@ class CallSession:
         if self._sleeping:
             return None
         grammar = self._listen.grammar
-        return self.stt_engine.stream(self.rate, list(grammar) if grammar else None)
+        try:
+            return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat,
+                                          sequence=tuple(self._listen.sequence), builtin=self._listen.builtin)
+        except VoiceivrError as exc:
+            # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
+            # caller must not pay for: listen with free speech instead, and say so loudly.
+            log.error("grammar rejected; using free speech for this turn",
+                      extra={"call_id": self.call_id, "node": self._listen.node, "error": str(exc)})
+            self._emit(ev.Note(self._now, kind="stt.grammar_error", detail={"node": self._listen.node,
+                                                                             "error": str(exc)}))
+            return self.stt_engine.stream(self.rate, None)
 
     def _feed_stt(self, turn: _Turn, frame: Frame) -> None:
         assert turn.stt is not None
@@ -350,7 +361,7 @@ class CallSession:
 
     def _complete_phrase(self, partial: str) -> bool:
         grammar = self._listen.grammar
-        if not grammar or not partial:
+        if not grammar or not partial or self._listen.repeat or self._listen.builtin:  # runs go on after pauses
             return False
         text = " ".join(partial.lower().split())
         return any(text == " ".join(p.lower().split()) for p in grammar)
@@ -392,16 +403,15 @@ class CallSession:
 
     def _on_digit(self, digit: str, method: str) -> None:
         self._emit(ev.DtmfDigit(self._now, digit=digit, method=method))
-        self._last_activity = self._now
-        self._sleeping = False
         if digit == self._swallow_terminator and self._now <= self._swallow_terminator_until and not self._digits:
             # The caller pressed # after an entry that was already complete (max length): that is how people
-            # finish keying, not a new input -- not an answer to the next question, nor a barge-in on the reply
-            # to the entry (the brain has answered it already, so its listen spec is no longer the entry's).
+            # finish keying, not a new input, and it must not cut the prompt that answers the entry.
             self._swallow_terminator_until = -1.0
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "terminator after a full entry"}))
             return
         self._swallow_terminator_until = -1.0  # any other key ends the entry's grace period
+        self._last_activity = self._now
+        self._sleeping = False
         playing = self._playing.prompt if self._playing else None
         if playing is not None and not playing.interruptible:
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "during uninterruptible prompt"}))

@@ -1,6 +1,9 @@
 """A scripted caller that reacts to the call, for simulations driven by :func:`voiceivr.call.driver.drive`.
 
-A script is a list of acts -- say something, key digits, a network event (media moved, dialog replaced), hang
+Unlike :class:`~voiceivr.call.caller_script.ScriptedCaller`, which plays recorded speech and listens only to
+the agent's audio, this caller speaks symbolically (for the simulation's recogniser) and reads the session's
+timeline, so it can time an act to a prompt of a given kind -- e.g. start a "yes" 40 ms before a read-back
+ends. A script is a list of acts -- say something, key digits, a network event (media moved, dialog replaced), hang
 up, or something that happens outside the call -- each with a :class:`Cue` saying when: when it is the
 caller's turn (the agent has spoken and fallen silent), a set time into a prompt of some kind (talking over
 a read-back), just before such a prompt ends, or a set time after the previous act. Speech is a tone from
@@ -20,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from voiceivr.audio.frames import FRAME_MS, Pcm
+from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.call import events as ev
 from voiceivr.call.session import CallSession
 from voiceivr.speech.sim import ToneLexicon, WordToneTts, tone
@@ -147,7 +150,15 @@ class SimCaller:
     def done(self) -> bool:
         return self._ended or (self._next >= len(self.script) and not len(self._audio) and not self._keys)
 
-    def tick(self, t: float, n: int) -> tuple[Pcm | None, Sequence[ev.SystemEvent]]:
+    @property
+    def hung_up(self) -> bool:
+        return self._ended
+
+    def frame(self, tick: int, heard: Pcm) -> tuple[Pcm, list[ev.SystemEvent]]:
+        """The caller's next 20 ms and the events to post (keys, a hang-up, media moved); :class:`Caller` of
+        :func:`voiceivr.call.driver.drive`. The caller follows the call on the session's timeline, not ``heard``."""
+        t = tick * FRAME_MS / 1000
+        n = samples_per_frame(self.session.rate)
         self._watch()
         events: list[ev.SystemEvent] = []
         busy = bool(len(self._audio)) or bool(self._keys)
@@ -160,9 +171,10 @@ class SimCaller:
             events.append(ev.DtmfDigit(0.0, digit=self._keys.pop(0)[1]))
             if not self._keys:
                 self._last_end = t
-        frame = None
+        frame = np.zeros(n, dtype=np.int16)
         if len(self._audio):
-            frame, self._audio = self._audio[:n], self._audio[n:]
+            chunk, self._audio = self._audio[:n], self._audio[n:]
+            frame[: len(chunk)] = chunk
             if not len(self._audio):
                 self._last_end = t + FRAME_S
         return frame, events

@@ -86,7 +86,6 @@ from voiceivr.dialplan.router import IntentRouter, RoutingDecision
 from voiceivr.dialplan.slots import (
     _NO_PHRASES,
     _YES_PHRASES,
-    NUMBER_WORDS,
     Money,
     Parsed,
     all_choices,
@@ -113,6 +112,7 @@ from voiceivr.policy.gate import (
 
 Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
 DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+MAX_SPOKEN_RUN = 24  # longest run of words a recogniser grammar spells out (card numbers are 16-19 digits)
 MAX_HOPS = 64  # transitions without waiting for the caller (the loader rejects loops; this is a backstop)
 
 
@@ -149,9 +149,13 @@ class DtmfSpec:
 @dataclass(frozen=True)
 class Listen:
     expect: str  # "intent", "slot:<name>", "confirm", "channel", "code"
-    grammar: tuple[str, ...]  # phrases for a grammar-based STT (empty: free speech)
+    grammar: tuple[str, ...]  # phrases for a grammar-based STT, one of which is said (empty: free speech)
     dtmf: DtmfSpec
     no_input_timeout_s: float
+    # Or a run of these words (digits read one by one, an amount in words), repeat=(fewest, most) of them.
+    sequence: tuple[str, ...] = ()
+    repeat: tuple[int, int] | None = None
+    builtin: str | None = None  # or an utterance of a built-in grammar: "money"
 
 
 @dataclass(frozen=True)
@@ -658,7 +662,15 @@ class Conversation:
         if g is not None:
             self._global(g.intent or "", g)
             return
-        parsed = self._parse_slot(spec, u.text, asked=True)
+        if u.kind != "dtmf" and u.confidence < self.plan.routing.slot_min_confidence:
+            self._event("slot_rejected", slot=spec.name, reason="low recognition confidence",
+                        confidence=round(u.confidence, 3))
+            self._no_match("recognition not confident")
+            return
+        if spec.type == "choice":
+            parsed = self._asked_choice(spec, u.text, node)
+        else:
+            parsed = self._parse_slot(spec, u.text, asked=True)
         if parsed is not None and self._valid(spec, parsed.value):
             self._set_slot(spec, parsed.value, u.kind)
             self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
@@ -833,6 +845,19 @@ class Conversation:
                 self._set_slot(spec, parsed.value, "speech")
                 filled.append(s)
         return filled
+
+    def _asked_choice(self, spec: SlotSpec, text: str, node: Node) -> Parsed | None:
+        """The answer to "which X?": the option after one of X's cues if there is one ("from checking to
+        savings" answers "to" with savings), else the first option not introduced by another slot's cue."""
+        hits = all_choices(text, spec.options)
+        other_cues = {c for s in node.collect if s != spec.name for c in self.plan.slots[s].cues} - set(spec.cues)
+        for hit in hits:
+            if hit.cue in spec.cues:
+                return hit
+        for hit in hits:
+            if hit.cue not in other_cues:
+                return hit
+        return None
 
     def _parse_for_cues(self, spec: SlotSpec, text: str, bare: bool, taken: set[tuple[str, int]],
                         node: Node) -> Parsed | None:
@@ -1366,21 +1391,46 @@ class Conversation:
     def _listen_for_slot(self, spec: SlotSpec) -> None:
         fb = self._fallback()
         grammar: tuple[str, ...] = ()
+        sequence: tuple[str, ...] = ()
+        repeat: tuple[int, int] | None = None
+        builtin: str | None = None
         dtmf = DtmfSpec(1, None, fb.inter_digit_timeout_s)
         if spec.type == "digits":
-            grammar = DIGIT_WORDS
+            sequence, repeat = DIGIT_WORDS, (spec.min_length, min(spec.max_length, MAX_SPOKEN_RUN))
             dtmf = DtmfSpec(spec.max_length, "#", fb.inter_digit_timeout_s)
         elif spec.type == "money":
-            grammar = (*sorted(NUMBER_WORDS), "dollars", "cents", "and")
+            builtin = "money"
             dtmf = DtmfSpec(9, "#", fb.inter_digit_timeout_s)
         elif spec.type == "yesno":
             grammar = _dedup([*_YES_PHRASES, *_NO_PHRASES])
         elif spec.type == "choice":
-            grammar = _dedup([s for o in spec.options for s in o.synonyms])
+            grammar = self._choice_phrases(spec)
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
-        if grammar:
+        if grammar or sequence or builtin:
             grammar = _dedup([*grammar, *globals_])
-        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s)
+        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s, sequence, repeat, builtin)
+
+    def _choice_phrases(self, spec: SlotSpec) -> tuple[str, ...]:
+        """What a caller says for a choice: an option, an option after one of its cues ("to savings"), and, for
+        the other choice slots of the node that have cues, both in one breath ("from checking to savings")."""
+
+        # The grammar's size is what a grammar recogniser pays for on every frame (855 phrases decoded at 0.3x
+        # real time): synonyms stand alone, but only an option's first two names take a cue, and only its
+        # first name goes into the two-slot sentences.
+        def cued(s: SlotSpec, names: int) -> list[str]:
+            return [f"{c} {w}" for c in s.cues for o in s.options for w in o.synonyms[:names]]
+
+        phrases = [w for o in spec.options for w in o.synonyms] + cued(spec, 2)
+        node = self.plan.node(self.node_id)
+        others = [self.plan.slots[n] for n in node.collect
+                  if n != spec.name and n in self.plan.slots and self.plan.slots[n].type == "choice"
+                  and self.plan.slots[n].cues]
+        if spec.cues:
+            for other in others:
+                for mine in cued(spec, 1):
+                    for theirs in cued(other, 1):
+                        phrases += [f"{mine} {theirs}", f"{theirs} {mine}"]
+        return _dedup(phrases)
 
     def _listen_confirm(self) -> None:
         fb = self._fallback()
@@ -1390,8 +1440,10 @@ class Conversation:
 
     def _listen_code(self) -> None:
         fb = self._fallback()
-        self._listen = Listen("code", DIGIT_WORDS,
-                              DtmfSpec(self.options.code_max_digits, "#", fb.inter_digit_timeout_s), fb.timeout_s * 2)
+        globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
+        self._listen = Listen("code", _dedup(globals_),
+                              DtmfSpec(self.options.code_max_digits, "#", fb.inter_digit_timeout_s), fb.timeout_s * 2,
+                              DIGIT_WORDS, (self.options.code_min_digits, self.options.code_max_digits))
 
     def _listen_simple(self, expect: str, grammar: Sequence[str], max_digits: int) -> None:
         fb = self._fallback()

@@ -223,7 +223,8 @@ class SafePathGate:
     # ------------------------------------------------------------------------------------------ the path
 
     def decide(self, request: ActionRequest) -> tuple[ActionRequest, Decision]:
-        rid = request.request_id or uuid.uuid4().hex
+        # Unique per call and derived from it, so a replayed call decides under the same ids every time.
+        rid = request.request_id or uuid.uuid5(uuid.NAMESPACE_OID, f"{self.call_id}/{len(self._requests)}").hex
         if len(rid) > REQUEST_ID_MAX or not rid.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"request_id must be 1-{REQUEST_ID_MAX} letters, digits, - or _")
         if rid in self._requests:

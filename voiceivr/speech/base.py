@@ -110,8 +110,17 @@ class SttEngine(abc.ABC):
     capabilities: SttCapabilities = SttCapabilities()
 
     @abc.abstractmethod
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> SttStream:
-        """A stream for one turn. ``grammar``: the phrases expected now (None: free speech)."""
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+    ) -> SttStream:
+        """A stream for one turn. ``grammar``: the phrases expected now, one of which is said (None and no
+        ``sequence``: free speech).
+
+        ``sequence`` with ``repeat=(lo, hi)``: the caller may instead say lo to hi of these words in a row (an
+        account number read digit by digit, an amount in words). ``repeat`` alone: lo to hi of the phrases in
+        a row. The tighter the range, the better a grammar recogniser does: eight digits is a much smaller
+        search than "any digits". ``builtin``: a built-in grammar the caller may also use ("money": an
+        amount in words)."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

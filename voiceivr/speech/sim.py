@@ -181,7 +181,9 @@ class LexiconStt(SttEngine):
     def __init__(self, lexicon: ToneLexicon) -> None:
         self.lexicon = lexicon
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> SttStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *, repeat: tuple[int, int] | None = None,
+               sequence: Sequence[str] = (), builtin: str | None = None) -> SttStream:
+        # A simulated caller says exactly what the script says, whatever the recogniser was told to expect.
         return _LexiconSttStream(self.lexicon, rate)
 
 

@@ -46,7 +46,7 @@ class VadConfig:
     threshold: float = 0.5
     neg_threshold: float = 0.35
     min_speech_ms: int = 60
-    min_silence_ms: int = 500
+    min_silence_ms: int = 200
     speech_pad_ms: int = 30
 
 

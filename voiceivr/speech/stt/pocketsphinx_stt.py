@@ -37,7 +37,7 @@ from voiceivr.audio.frames import Frame
 from voiceivr.audio.resample import StreamResampler
 from voiceivr.errors import VoiceivrError
 from voiceivr.speech.base import SttCapabilities, SttEngine, SttResult, SttStream
-from voiceivr.speech.stt.grammar import GrammarError, check_vocabulary, to_jsgf
+from voiceivr.speech.stt.grammar import GrammarError, accepts, check_vocabulary, to_jsgf
 
 MODEL_RATE = 16000
 # Cepstral mean of 8 kHz telephone speech (300-3400 Hz, G.711) upsampled to 16 kHz, measured with get_cmn()
@@ -71,7 +71,8 @@ class _Decoder:
     def __init__(self, decoder: Any, free_speech: bool) -> None:
         self.decoder = decoder
         self.free_speech = free_speech
-        self.grammars: dict[str, list[str]] = {}  # search name -> the phrases it accepts
+        # search name -> (phrases, run words, run range): what a whole utterance of it looks like
+        self.grammars: dict[str, tuple[list[str], list[str], tuple[int, int] | None, str | None]] = {}
 
 
 class PocketsphinxStream(SttStream):
@@ -83,7 +84,7 @@ class PocketsphinxStream(SttStream):
         self._rng = np.random.default_rng(0)
         # the floor always lies in the telephone band: made at 8 kHz, upsampled for 16 kHz input
         self._noise_up = StreamResampler(8000, rate) if rate != 8000 else None
-        self._phrases = dec.grammars.get(search, []) if search else []
+        self._grammar = dec.grammars.get(search) if search else None
         self._samples = 0
         self._since_partial = 0
         self._done = False
@@ -148,8 +149,8 @@ class PocketsphinxStream(SttStream):
             text = hyp.hypstr.strip() if hyp is not None else ""
             if not text:
                 confidence = 0.0
-            elif self._phrases:
-                confidence = CONF_WHOLE_PHRASE if text in self._phrases else CONF_PART_PHRASE
+            elif self._grammar is not None:
+                confidence = CONF_WHOLE_PHRASE if accepts(text, *self._grammar) else CONF_PART_PHRASE
             else:
                 confidence = float(d.get_prob())
         finally:
@@ -285,22 +286,27 @@ class PocketsphinxEngine(SttEngine):
                 self._give_back(dec)
         return dec.decoder.lookup_word(word) is not None
 
-    def compile(self, grammar: Sequence[str]) -> tuple[str, list[list[str]]]:
-        """Check the phrases (GrammarError if a word is unknown); the search name and normalised phrases."""
-        phrases = check_vocabulary(
-            grammar,
-            self.known,
-            "add a line '{word} PH O N E S' (CMU phones) to the file named by speech.pocketsphinx_extra_dict",
-        )
-        digest = hashlib.sha1("\n".join(" ".join(p) for p in phrases).encode()).hexdigest()[:16]
-        return f"g_{digest}", phrases
+    def compile(
+        self, grammar: Sequence[str], repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (),
+        builtin: str | None = None,
+    ) -> tuple[str, list[list[str]], list[str]]:
+        """Check the phrases and run words (GrammarError if a word is unknown); the search name, the
+        normalised phrases and the normalised run words."""
+        hint = "add a line '{word} PH O N E S' (CMU phones) to the file named by speech.pocketsphinx_extra_dict"
+        phrases = check_vocabulary(grammar, self.known, hint)
+        words = [w for p in check_vocabulary(sequence, self.known, hint) for w in p]
+        key = f"{builtin}\n{repeat}\n{' '.join(words)}\n" + "\n".join(" ".join(p) for p in phrases)
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        return f"g_{digest}", phrases, words
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> PocketsphinxStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+    ) -> PocketsphinxStream:
         if rate not in (8000, 16000):
             raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")
         if grammar is None:
             return PocketsphinxStream(self, self._borrow(True), rate, None)
-        search, phrases = self.compile(grammar)
+        search, phrases, words = self.compile(grammar, repeat, sequence, builtin)
         dec = self._borrow(False)
         try:
             if search not in dec.grammars:
@@ -308,8 +314,8 @@ class PocketsphinxEngine(SttEngine):
                     oldest = next(iter(dec.grammars))
                     dec.decoder.remove_search(oldest)
                     del dec.grammars[oldest]
-                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases))
-                dec.grammars[search] = [" ".join(p) for p in phrases]
+                dec.decoder.add_jsgf_string(search, to_jsgf("turn", phrases, repeat, words, builtin))
+                dec.grammars[search] = ([" ".join(p) for p in phrases], words, repeat, builtin)
             return PocketsphinxStream(self, dec, rate, search)
         except (RuntimeError, ValueError) as exc:
             self._give_back(dec)

@@ -86,7 +86,7 @@ def _worker_main(conn: Connection, settings: Settings) -> None:
                 if partial is not None:
                     conn.send(("partial", sid, partial))
             elif op == "open":
-                streams[sid] = engine.stream(msg[2], msg[3])
+                streams[sid] = engine.stream(msg[2], msg[3], repeat=msg[4], sequence=msg[5], builtin=msg[6])
                 conn.send(("opened", sid))
             elif op == "finish":
                 stream = streams.pop(sid, None)
@@ -295,12 +295,15 @@ class RemoteSttEngine(SttEngine):
                     self._await_ready(self._workers[i])
             return min(self._workers, key=lambda w: w.load)
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> RemoteStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+    ) -> RemoteStream:
         worker = self._pick()
         sid = next(self._ids)
         inbox = worker.register(sid)
         try:
-            worker.send(("open", sid, rate, list(grammar) if grammar is not None else None))
+            worker.send(("open", sid, rate, list(grammar) if grammar is not None else None, repeat, list(sequence),
+                         builtin))
             msg = inbox.get(timeout=START_TIMEOUT_S)
         except queue.Empty:
             worker.unregister(sid)

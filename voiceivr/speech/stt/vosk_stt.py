@@ -25,7 +25,7 @@ from typing import Any
 
 from voiceivr.audio.frames import Frame
 from voiceivr.speech.base import SttCapabilities, SttEngine, SttResult, SttStream
-from voiceivr.speech.stt.grammar import GrammarError, number_words
+from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError, number_words
 from voiceivr.speech.stt.pocketsphinx_stt import SttModelError
 
 _MODELS: dict[str, Any] = {}
@@ -139,9 +139,16 @@ class VoskEngine(SttEngine):
         self.model_path = Path(model)
         self.model = _model(self.model_path)
 
-    def stream(self, rate: int, grammar: Sequence[str] | None = None) -> VoskStream:
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+        repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+    ) -> VoskStream:
+        # vosk's phrase list already accepts any sequence of its words, so ``repeat`` changes nothing here.
         import vosk
 
+        if builtin == "money":
+            sequence = [*sequence, *sorted(MONEY_WORDS)]
+        if sequence:  # vosk already accepts any run of its phrases' words: the run words are just more phrases
+            grammar = [*(grammar or []), *sequence]
         if grammar is None:
             recognizer = vosk.KaldiRecognizer(self.model, float(rate))
         else:

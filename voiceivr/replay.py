@@ -1,0 +1,338 @@
+"""``voiceivr replay``: run a recorded call through the whole pipeline on a virtual clock.
+
+Input: a mono caller WAV (any rate; resampled to the call rate), or a recording made by the SIP edge
+(``<call_id>.json`` + stereo ``<call_id>.wav``, caller left, agent right: docs/recordings.md), whose key
+presses and media moves are replayed at their times. The same call session, dialplan engine, router, safe
+path and speech engines as a live call run frame by frame; nothing waits for wall time (unless
+``--realtime``), so a replay runs many times faster than the call took, and two runs of the same input give
+the same timeline.
+
+Replays never touch the operator's data: actions run against a scratch SQLite database seeded with the demo
+bank (``--keep-db`` keeps it for inspection). The dialplan is ``--dialplan FILE``, else the live published
+version in the configured database, else ``dialplans/<live_name>.yaml``.
+
+Figures in the output that are wall-clock measurements (stage latencies other than e2e, engine-seconds,
+replay speed) are grouped under ``wall`` in ``--json``; everything else is deterministic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import numpy as np
+
+from voiceivr.app import AppContext, pass_app
+from voiceivr.audio.frames import FRAME_MS, Pcm
+from voiceivr.audio.resample import resample
+from voiceivr.audio.wav import read_wav, write_wav
+from voiceivr.call import events as ev
+from voiceivr.call.budget import StageStats
+from voiceivr.call.driver import DriveResult, EchoPath, drive
+from voiceivr.call.media import MediaChannel
+from voiceivr.call.runtime import CallRuntime
+from voiceivr.call.session import CallSession
+from voiceivr.errors import VoiceivrError
+from voiceivr.policy.gate import SessionBinding
+
+RECORDING_FORMAT = "voiceivr-recording/1"
+
+
+class ReplayInputError(VoiceivrError):
+    """The file given to replay is not a call recording or caller WAV we can read."""
+
+
+@dataclass
+class RecordedCall:
+    source: Path
+    caller: Pcm
+    rate: int
+    control: list[tuple[float, ev.SystemEvent]] = field(default_factory=list)
+    sip: dict[str, Any] = field(default_factory=dict)
+    agent: Pcm | None = None  # what the live agent said, if this is a SIP recording
+
+    @property
+    def duration(self) -> float:
+        return len(self.caller) / self.rate
+
+
+def _control_events(doc: dict[str, Any]) -> list[tuple[float, ev.SystemEvent]]:
+    out: list[tuple[float, ev.SystemEvent]] = []
+    for e in doc.get("events", []):
+        kind, t = e.get("type"), float(e.get("t", 0.0))
+        if kind == "dtmf" and str(e.get("digit", "")):
+            out.append((t, ev.DtmfDigit(t, digit=str(e["digit"]), method="replay")))
+        elif kind == "media_moved":
+            remote = e.get("remote") or {}
+            out.append((t, ev.MediaMoved(t, address=f"{remote.get('host', '')}:{remote.get('port', '')}")))
+        elif kind == "dialog_replaced":
+            out.append((t, ev.DialogReplaced(t, reason="replaces")))
+    return out
+
+
+def load_call(path: Path, rate: int = 8000) -> RecordedCall:
+    """A caller WAV or a SIP-edge recording (its .json or its .wav)."""
+    path = Path(path)
+    if not path.exists():
+        raise ReplayInputError(f"{path}: no such file")
+    doc: dict[str, Any] | None = None
+    wav_path = path
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ReplayInputError(f"{path}: not a readable recording ({exc})") from None
+        if not isinstance(doc, dict) or doc.get("format") != RECORDING_FORMAT:
+            raise ReplayInputError(f"{path}: not a voiceivr recording (format {RECORDING_FORMAT} expected)")
+        wav_path = path.with_name(str(doc.get("wav") or path.with_suffix(".wav").name))
+    else:
+        sidecar = path.with_suffix(".json")
+        if sidecar.exists():
+            try:
+                candidate = json.loads(sidecar.read_text(encoding="utf-8"))
+                if isinstance(candidate, dict) and candidate.get("format") == RECORDING_FORMAT:
+                    doc = candidate
+            except ValueError:
+                doc = None
+    audio = read_wav(wav_path)
+    agent = None
+    if audio.channels == 1:
+        caller = audio.pcm
+    elif audio.channels == 2:
+        caller, agent = audio.pcm[:, 0].copy(), audio.pcm[:, 1].copy()
+    else:
+        raise ReplayInputError(f"{wav_path}: {audio.channels} channels; expected mono caller audio or a "
+                               "stereo recording (caller left, agent right)")
+    if audio.rate != rate:
+        caller = resample(caller, audio.rate, rate)
+        agent = resample(agent, audio.rate, rate) if agent is not None else None
+    return RecordedCall(path, caller.astype(np.int16), rate, _control_events(doc) if doc else [],
+                        dict(doc.get("sip", {})) if doc else {}, agent)
+
+
+# ----------------------------------------------------------------------------------------------- running
+
+
+@dataclass
+class ReplayResult:
+    call: RecordedCall
+    session: CallSession
+    drive: DriveResult
+    wall_s: float
+    dialplan: str
+
+    @property
+    def speed(self) -> float:
+        return self.drive.seconds / self.wall_s if self.wall_s > 0 else float("inf")
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.session.timeline]
+
+    def to_json(self) -> dict[str, Any]:
+        summary = self.session.summary()
+        latency = summary["latency"]
+        return {
+            "input": str(self.call.source),
+            "dialplan": self.dialplan,
+            "audio_s": round(self.drive.seconds, 2),
+            "outcome": summary["outcome"],
+            "resolved_tasks": summary["resolved_tasks"],
+            "timeline": self.timeline(),
+            "e2e_ms": latency.get("e2e", {}),
+            "wall": {
+                "replay_s": round(self.wall_s, 3),
+                "x_realtime": round(self.speed, 1),
+                "latency_ms": {k: v for k, v in latency.items() if k != "e2e"},
+                "engine_seconds": summary["engine_seconds"],
+                "budget_breaches": summary["budget_breaches"],
+            },
+        }
+
+
+def scratch_database(path: Path) -> Any:
+    """A fresh SQLite database with the schema and the demo bank, for actions that must not touch real data."""
+    from voiceivr.actions.bank import seed
+    from voiceivr.db import migrate
+    from voiceivr.db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine)
+    seed(engine)
+    return engine
+
+
+def run_replay(
+    runtime: CallRuntime,
+    call: RecordedCall,
+    *,
+    echo: EchoPath | None = None,
+    realtime: bool = False,
+    tail_s: float = 3.0,
+) -> ReplayResult:
+    call_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"replay:{call.source.resolve()}"))
+    sip = call.sip
+    remote = sip.get("remote_media") or {}
+    binding = SessionBinding(call_id, str(sip.get("sip_call_id", "")), str(sip.get("local_tag", "")),
+                             str(sip.get("remote_tag", "")),
+                             f"{remote.get('host')}:{remote.get('port')}" if remote else "")
+    media = MediaChannel(call.rate)
+    session, _brain, choice = runtime.new_session(call_id, media, binding)
+    started = dt.datetime.now(dt.UTC)
+    if runtime.store is not None:
+        runtime.store.call_started(call_id, source="replay", dialplan_version_id=choice.version_id,
+                                   started_at=started)
+    t0 = time.perf_counter()
+    if realtime:
+        result = _drive_realtime(session, call, echo, tail_s)
+    else:
+        result = drive(session, call.caller, control=call.control, echo=echo, tail_s=tail_s)
+    wall = time.perf_counter() - t0
+    if runtime.store is not None:
+        runtime.store.call_ended(call_id, session.timeline, session.summary(), started)
+    return ReplayResult(call, session, result, wall, choice.label)
+
+
+def _drive_realtime(session: CallSession, call: RecordedCall, echo: EchoPath | None, tail_s: float) -> DriveResult:
+    """The same ticks as ``drive``, paced at 20 ms of wall time each (to listen along, or test timing)."""
+    frame_s = FRAME_MS / 1000
+    start = time.monotonic()
+    ticks_done = 0
+
+    class _Paced:
+        """Wraps the session so each tick waits for its wall-clock moment."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(session, name)
+
+        def process(self, frame: Any) -> None:
+            nonlocal ticks_done
+            ticks_done += 1
+            delay = start + ticks_done * frame_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            session.process(frame)
+
+    return drive(_Paced(), call.caller, control=call.control, echo=echo, tail_s=tail_s)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------------------- printing
+
+
+def _line(e: ev.Event) -> str | None:
+    t = f"{e.t:7.2f}s"
+    if isinstance(e, ev.PromptStarted):
+        return f"{t}  agent     [{e.kind}] {e.text}"
+    if isinstance(e, ev.PromptCut):
+        return f"{t}  agent     cut after {e.played_ms} ms, {e.words_heard}/{e.words_total} words heard"
+    if isinstance(e, ev.BargeIn):
+        return f"{t}  barge-in  speech at {e.onset:.2f}s, decided {1000 * (e.t - e.onset):.0f} ms later"
+    if isinstance(e, ev.SpeechStarted):
+        return f"{t}  caller    speech starts" + (" (over a prompt)" if e.during_prompt else "")
+    if isinstance(e, ev.TranscriptFinal):
+        if e.ignored:
+            return f"{t}  caller    (ignored: {e.ignored})"
+        return f"{t}  caller    said {e.text!r} ({e.speech_start:.2f}-{e.speech_end:.2f}s, conf {e.confidence:.2f})"
+    if isinstance(e, ev.DigitsCollected):
+        return f"{t}  caller    keyed {e.digits!r} ({e.reason})"
+    if isinstance(e, ev.IntentRecognized):
+        return f"{t}  intent    {e.intent or '(unsure)'} tier {e.tier} conf {e.confidence:.2f}"
+    if isinstance(e, ev.NoInput):
+        return f"{t}  caller    no input ({e.count})"
+    if isinstance(e, ev.EchoSuppressed):
+        return f"{t}  echo      our own prompt on the line, not taken for speech"
+    if isinstance(e, ev.Note):
+        d = e.detail
+        if e.kind == "gate":
+            extra = ", ".join(f"{k}={v}" for k, v in d.items()
+                              if k not in ("call", "request_id") and v not in ("", None))
+            return f"{t}  policy    {d.get('call')} {extra}"
+        if e.kind in ("action_requested", "action_result", "transition", "slot", "rewind", "correction"):
+            return f"{t}  {e.kind.split('_')[0]:<9} {json.dumps(d, sort_keys=True, default=str)}"
+        return None
+    if isinstance(e, ev.Transfer):
+        return f"{t}  transfer  to {e.target}"
+    if isinstance(e, ev.CallEnded):
+        return f"{t}  end       {e.outcome} ({e.reason})"
+    return None
+
+
+def print_report(result: ReplayResult, out: TextIO | None = None) -> None:
+    echo = click.echo
+    echo(f"replay of {result.call.source} ({result.drive.seconds:.1f} s of audio) with {result.dialplan}")
+    for e in result.session.timeline:
+        line = _line(e)
+        if line:
+            echo(line, file=out)
+    summary = result.session.summary()
+    echo("", file=out)
+    echo(f"{'stage':<10} {'n':>3} {'p50 ms':>8} {'p95 ms':>8} {'budget':>7}", file=out)
+    for stage, row in summary["latency"].items():
+        echo(f"{stage:<10} {int(row['count']):>3} {row['p50']:>8.1f} {row['p95']:>8.1f} {row['budget']:>7.0f}",
+             file=out)
+    echo(f"outcome {summary['outcome']}, resolved tasks {summary['resolved_tasks']}, "
+         f"engine-seconds {sum(summary['engine_seconds'].values()):.3f}, "
+         f"replayed at {result.speed:.0f}x real time", file=out)
+
+
+@click.command()
+@click.argument("call_file", metavar="CALL", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dialplan", "dialplan_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Dialplan YAML to run (default: the live published version, else dialplans/<live_name>.yaml).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--out-agent", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write what the agent said, as the caller heard it, to this WAV file.")
+@click.option("--realtime", is_flag=True, help="Pace the replay at real time instead of as fast as possible.")
+@click.option("--echo", "echo_db", type=float, default=None, metavar="DB",
+              help="Also feed the agent's audio back into the caller channel at this gain (e.g. -12).")
+@click.option("--keep-db", type=click.Path(dir_okay=False, path_type=Path),
+              help="Run actions in this SQLite file (kept) instead of a throw-away one.")
+@pass_app
+def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json: bool, out_agent: Path | None,
+           realtime: bool, echo_db: float | None, keep_db: Path | None) -> None:
+    """Run a recorded call (caller WAV or SIP-edge recording) through the whole pipeline."""
+    settings = app.settings
+    call = load_call(call_file)
+    if dialplan_file is None:
+        dialplan_file = _live_dialplan_file(app) or settings.dialplan.dir / f"{settings.dialplan.live_name}.yaml"
+    with tempfile.TemporaryDirectory(prefix="voiceivr-replay-") as tmp:
+        # A prompt cache of its own: espeak-ng's output depends on what the process synthesised before, so a
+        # replay is repeatable only if it synthesises the same prompts in the same order every time.
+        settings = dataclasses.replace(
+            settings, speech=dataclasses.replace(settings.speech, prompt_cache_dir=str(Path(tmp) / "prompts")))
+        db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3")
+        runtime = CallRuntime.build(settings, db=db, dialplan_file=dialplan_file, stt_workers=0,
+                                    store_calls=keep_db is not None, stats=StageStats())
+        try:
+            result = run_replay(runtime, call, echo=EchoPath(gain_db=echo_db) if echo_db is not None else None,
+                                realtime=realtime)
+        finally:
+            runtime.close()
+            db.dispose()
+    if out_agent is not None:
+        write_wav(out_agent, result.drive.agent, call.rate)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=1, sort_keys=True, default=str))
+    else:
+        print_report(result)
+
+
+def _live_dialplan_file(app: AppContext) -> Path | None:
+    """The live published dialplan, written to a temporary file, if the configured database has one."""
+    from voiceivr.dialplan.store import get_version
+
+    try:
+        row = get_version(app.ready_engine(), app.settings.dialplan.live_name)
+    except VoiceivrError:
+        return None
+    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, encoding="utf-8")  # noqa: SIM115
+    with handle:
+        handle.write(row.source)
+    return Path(handle.name)

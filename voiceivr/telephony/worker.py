@@ -1,0 +1,149 @@
+"""One worker process: a pjsua2 endpoint carrying up to ``sip.calls_per_worker`` calls.
+
+``voiceivr serve`` starts N of these behind Kamailio (or one alone on the public port). A worker:
+
+- loads the call session named by the ``sip.handler`` setting (``package.module:factory``; the factory is
+  called once with the :class:`~voiceivr.settings.Settings` and returns a
+  :class:`~voiceivr.call.handler.CallHandler`);
+- starts the :class:`~voiceivr.telephony.edge.SipEdge` on its port and prints ``READY <port>`` on stdout, the
+  one line its supervisor waits for (logs go to stderr);
+- dies with its supervisor (``PR_SET_PDEATHSIG``), so a killed ``serve`` never leaves workers holding ports;
+- on SIGTERM hangs up its calls and destroys pjsua2 cleanly.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import importlib
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+from voiceivr.call.handler import CallHandler
+from voiceivr.errors import ConfigError
+from voiceivr.settings import Settings
+from voiceivr.telephony.edge import EdgeConfig, SipEdge
+
+log = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1
+
+
+def resolve_factory(spec: str, setting_name: str) -> Any:
+    """Import ``package.module:factory`` (or ``package.module.factory``) and return the factory itself."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep:
+        module_name, _, attr = spec.rpartition(".")
+    if not module_name or not attr:
+        raise ConfigError(f"{setting_name} = {spec!r}: expected package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{setting_name} = {spec!r}: cannot import {module_name}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise ConfigError(f"{setting_name} = {spec!r}: {module_name} has no {attr}")
+    if not callable(factory):
+        raise ConfigError(f"{setting_name} = {spec!r}: {module_name}.{attr} is not callable")
+    return factory
+
+
+def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
+    """Import ``package.module:factory`` (or ``package.module.factory``) and call it with the settings."""
+    return resolve_factory(spec, setting_name)(settings)
+
+
+def check_handler(spec: str, settings: Settings) -> None:
+    """What `voiceivr serve` checks once before starting workers: the handler factory imports, and its
+    ``preflight(settings)`` (if it has one) finds what the handler needs, without building the handler."""
+    if not spec:
+        raise ConfigError(
+            "sip.handler is not set: no call session to run the calls",
+            hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
+        )
+    factory = resolve_factory(spec, "sip.handler")
+    preflight = getattr(factory, "preflight", None)
+    if callable(preflight):
+        preflight(settings)
+
+
+def load_handler(spec: str, settings: Settings) -> CallHandler:
+    """Build the call handler named by ``sip.handler``: ``package.module:factory`` (or ``package.module.factory``)."""
+    if not spec:
+        raise ConfigError(
+            "sip.handler is not set: no call session to run the calls",
+            hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
+        )
+    handler = load_factory(spec, "sip.handler", settings)
+    if not callable(getattr(handler, "start", None)):
+        raise ConfigError(f"sip.handler = {spec!r}: it returned {type(handler).__name__}, "
+                          "which has no start(info, media, control)")
+    return handler
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when the supervisor that forked it dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def run_worker(
+    settings: Settings,
+    host: str,
+    port: int,
+    media_host: str | None = None,
+    rtp_port_min: int = 0,
+    rtp_port_max: int = 0,
+    front_proxy: str = "",
+    name: str = "worker",
+    register: bool = True,
+    contact: str = "",
+) -> int:
+    """Run until SIGTERM/SIGINT. Returns the process exit code."""
+    # The media clock thread needs the GIL 100 times a second per call; a busy Python thread should
+    # hand it over sooner than Python's default 5 ms (scripts/bench_media_gaps.py measures this).
+    if settings.sip.gil_switch_interval_ms > 0:
+        sys.setswitchinterval(settings.sip.gil_switch_interval_ms / 1000.0)
+    handler = load_handler(settings.sip.handler, settings)
+    # Behind Kamailio a worker also takes TCP: requests too big for one datagram arrive that way.
+    sip = dataclasses.replace(settings.sip, tcp=True) if front_proxy else settings.sip
+    config = EdgeConfig(
+        sip=sip,
+        host=host,
+        port=port,
+        media_host=media_host if media_host is not None else host,
+        recordings_dir=settings.recordings_dir() if settings.recording.enabled else None,
+        max_calls=settings.sip.calls_per_worker,
+        rtp_port_min=rtp_port_min,
+        rtp_port_max=rtp_port_max,
+        front_proxy=front_proxy,
+        name=name,
+        register=register,
+        contact=contact,
+    )
+    edge = SipEdge(config, handler)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    edge.start()
+    log.info("worker ready", extra={"worker": name, "host": host, "port": edge.bound_port,
+                                    "calls": config.max_calls})
+    sys.stdout.write(f"READY {edge.bound_port}\n")
+    sys.stdout.flush()
+    while not stop.wait(0.5):
+        pass
+    log.info("worker stopping", extra={"worker": name, "active_calls": edge.active_calls()})
+    edge.stop()
+    close = getattr(handler, "close", None)
+    if callable(close):
+        close()
+    return 0
