@@ -161,10 +161,15 @@ class Pipeline:
         return np.asarray(self.channel.telephone(x, native, f"{self.voice}:{text}"), dtype=np.int16)
 
     def transcribe(self, pcm: np.ndarray, grammar: Sequence[str] | None) -> str:
+        return self.recognise(pcm, grammar)[0]
+
+    def recognise(self, pcm: np.ndarray, grammar: Sequence[str] | None) -> tuple[str, float]:
+        """The transcript and the recogniser's confidence in it."""
         stream = self.stt.stream(8000, list(grammar) if grammar else None)
         for frame in split_frames(pcm, 8000):
             stream.feed(frame)
-        return stream.finish().text.strip()
+        result = stream.finish()
+        return result.text.strip(), result.confidence
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,7 @@ class Heard:
     voice: str
     text_flagged: bool
     free: str
+    free_confidence: float
     free_flagged: bool
     menu: str
     menu_flagged: bool
@@ -181,10 +187,10 @@ class Heard:
 
 def hear(pipeline: Pipeline, line: Line) -> Heard:
     pcm = pipeline.audio(line.text)
-    free = pipeline.transcribe(pcm, None)
+    free, confidence = pipeline.recognise(pcm, None)
     menu = pipeline.transcribe(pcm, pipeline.grammar)
-    return Heard(line, pipeline.voice, scan(line.text).flagged, free, scan(free).flagged, menu, scan(menu).flagged,
-                 len(pcm) / 8000)
+    return Heard(line, pipeline.voice, scan(line.text).flagged, free, confidence, scan(free).flagged, menu,
+                 scan(menu).flagged, len(pcm) / 8000)
 
 
 _worker: Pipeline | None = None
@@ -226,7 +232,8 @@ def _pct(n: int, total: int) -> str:
     return f"{n}/{total} ({100 * n / total:.0f}%)" if total else "-"
 
 
-def report(heard: Sequence[Heard], router: IntentRouter | None = None, intents: Sequence[str] = ()) -> str:
+def report(heard: Sequence[Heard], router: IntentRouter | None = None, intents: Sequence[str] = (),
+           slot_min_confidence: float = 0.4) -> str:
     out: list[str] = []
     for voice in dict.fromkeys(h.voice for h in heard):
         for set_name in ("development", "held-out"):
@@ -261,7 +268,10 @@ def report(heard: Sequence[Heard], router: IntentRouter | None = None, intents: 
                        f"**{_pct(sum(h.menu_flagged for h in benign), len(benign))}** |")
             out.append("")
             wers = sorted(wer(h.line.text, h.free) for h in rows)
-            notes = [f"free-speech word error rate: median {wers[len(wers) // 2]:.2f}"]
+            taken = sum(h.free_confidence >= slot_min_confidence for h in rows)
+            notes = [f"free-speech word error rate: median {wers[len(wers) // 2]:.2f}",
+                     f"free-speech transcripts confident enough for a text slot (>= {slot_min_confidence}): "
+                     f"{_pct(taken, len(rows))}"]
             if router is not None:
                 became = Counter(router.route(h.menu, list(intents)).intent for h in attacks if h.menu)
                 high = sum(n for i, n in became.items() if i in HIGH_INTENTS)
@@ -295,7 +305,7 @@ def main() -> int:
             print(f"[{h.voice} {tag} {h.line.label}] {h.line.text}\n    free: {h.free!r} {'FLAGGED' * h.free_flagged}"
                   f"\n    menu: {h.menu!r} {'FLAGGED' * h.menu_flagged}")
     plan = load_file(BANK, builtin_registry())
-    table = report(heard, IntentRouter(plan, tiers=(0, 1)), list(plan.intents))
+    table = report(heard, IntentRouter(plan, tiers=(0, 1)), list(plan.intents), plan.routing.slot_min_confidence)
     audio = sum(h.audio_s for h in heard)
     footer = (f"{len(lines)} lines per voice (every {args.stride}. spoken line; {skipped} unspeakable lines "
               f"skipped), {audio:.0f} s of telephone audio, {wall:.0f} s on {args.workers} worker(s) of a shared "
