@@ -140,3 +140,6 @@ class FakeGate:
         self.calls.append(("abandon", reason))
         if request_id in self._reqs:
             self._reqs[request_id].void = True
+
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        self.calls.append(("note_input", reason))

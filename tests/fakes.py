@@ -238,7 +238,7 @@ class ScriptedBrain:
         self.seen.append(event)
         if isinstance(event, b.PromptFinished) and not self.answer_prompt_events:
             return []
-        if isinstance(event, b.SessionChanged | b.HungUp):
+        if isinstance(event, b.SessionChanged | b.HungUp | b.Overheard):
             return []
         return list(self.replies.pop(0)) if self.replies else []
 

@@ -1,5 +1,5 @@
-"""``voiceivr simulate abuse``: every attack blocked and audited, every legitimate flow passes -- and the
-scorecard does notice when an attack gets through."""
+"""``voiceivr simulate abuse``: whole calls through the session, the dialplan engine and the gate; every attack
+blocked and audited, every legitimate flow passes -- and the scorecard notices when something breaks."""
 
 from __future__ import annotations
 
@@ -10,18 +10,23 @@ import pytest
 from click.testing import CliRunner
 
 from voiceivr.cli import cli
+from voiceivr.dialplan import engine as dialplan_engine
 from voiceivr.policy import abuse
 from voiceivr.policy.gate import StepResult
 from voiceivr.policy.safepath import SafePathGate
 
 
 def test_catalogue_covers_what_the_issue_names() -> None:
-    names = {s.name for s in abuse.catalogue()}
+    cat = {s.name: s for s in abuse.catalogue()}
     for needed in ("social-engineering-manager", "code-replayed-from-earlier-action", "code-for-different-amount",
-                   "spoofed-caller-id", "injection-in-payee-name", "yes-barged-in-during-read-back",
-                   "brute-force-codes", "media-moved-by-reinvite", "transfer-with-sms-code", "transfer-with-totp"):
-        assert needed in names
-    assert sum(s.kind == "attack" for s in abuse.catalogue()) >= 15
+                   "spoofed-caller-id", "injection-in-payee-name", "injection-in-address",
+                   "yes-barged-in-during-read-back", "brute-force-codes", "media-moved-by-reinvite",
+                   "transfer-with-sms-code", "transfer-with-totp", "change-address", "block-card",
+                   "balance-after-login"):
+        assert needed in cat
+    assert sum(s.kind == "attack" for s in cat.values()) >= 15
+    # Only what is not a conversation may skip the call: an engine bug, an integration's CRM note.
+    assert {s.name for s in cat.values() if s.via == "gate"} == {"skip-steps", "injection-via-crm-note"}
 
 
 @pytest.mark.slow
@@ -32,9 +37,13 @@ def test_all_attacks_blocked_and_legit_flows_pass(db_url: str) -> None:
     assert card.audit_ok
     for r in card.results:
         assert r.audit_rows > 0, r.name
+        if r.via == "call":  # a real call: the caller's acts went through the session, in step with the engine
+            assert r.call_seconds > 5 and r.steps and all(s.as_expected for s in r.steps), r.name
         if r.kind == "attack":
-            assert r.refusals > 0, r.name
+            assert r.refusals > 0 and all(e.endswith(":ok") for e in r.evidence), r.name
             assert r.high_executions <= (1 if r.name == "totp-replay" else 0), r.name
+    by_name = {r.name: r for r in card.results}
+    assert by_name["transfer-with-totp"].sms_sent == 0 and by_name["provider-hiccups"].sms_sent == 1
 
 
 def test_scorecard_catches_an_attack_that_gets_through(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,11 +61,22 @@ def test_scorecard_catches_an_attack_that_gets_through(monkeypatch: pytest.Monke
         return res
 
     monkeypatch.setattr(SafePathGate, "verify_code", accept_anything)
-    card = abuse.simulate(only=["code-replayed-from-earlier-action", "brute-force-codes", "transfer-with-sms-code"])
+    card = abuse.simulate(only=["code-replayed-from-earlier-action", "transfer-with-sms-code"])
     verdicts = {r.name: r for r in card.results}
     assert not verdicts["code-replayed-from-earlier-action"].passed
     assert "GOT THROUGH" in verdicts["code-replayed-from-earlier-action"].verdict
+    assert verdicts["transfer-with-sms-code"].passed
     assert not card.ok
+
+
+def test_scorecard_catches_flagged_text_that_is_no_longer_carried_to_the_gate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control: an engine that forgets where slot values came from lets flagged words fill a transfer.
+    The attacker still lacks the code, so nothing runs -- but the evidence the attack must leave is missing."""
+    monkeypatch.setattr(dialplan_engine, "_union", lambda *groups: ())
+    card = abuse.simulate(only=["injection-in-payee-name"])
+    (r,) = card.results
+    assert not r.passed and "EVIDENCE MISSING: policy.decide:flagged_input" in r.verdict
 
 
 def test_cli_json_and_exit_code() -> None:
@@ -66,6 +86,8 @@ def test_cli_json_and_exit_code() -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] and data["attacks_blocked"] == 1 and data["legit_passed"] == 1
+    spoofed = next(s for s in data["scenarios"] if s["name"] == "spoofed-caller-id")
+    assert spoofed["via"] == "call" and spoofed["steps"] and "!policy.login:ok" in spoofed["evidence"]
     assert runner.invoke(cli, ["simulate", "abuse", "--only", "nope"]).exit_code == 2
     listed = runner.invoke(cli, ["simulate", "abuse", "--list"])
     assert "brute-force-codes" in listed.output

@@ -216,7 +216,8 @@ def _superuser_sql(url: str, statements: list[str]) -> None:
           "UPDATE audit_events SET seq = 4 WHERE seq = 103"], 3),
         (["UPDATE audit_events SET seq = seq + 1000 WHERE seq >= 6",
           "INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, prev_hash, hash) "
-          "SELECT 6, created_at, call_id, kind, actor, payload, prev_hash, 'f' || substr(hash, 2) "
+          "SELECT 6, created_at, call_id, kind, actor, payload, prev_hash, "
+          "CASE WHEN substr(hash, 1, 1) = 'f' THEN 'e' ELSE 'f' END || substr(hash, 2) "
           "FROM audit_events WHERE seq = 5",
           "UPDATE audit_events SET seq = seq - 999 WHERE seq >= 1006"], 6),
     ],

@@ -201,6 +201,8 @@ def test_uninterruptible_prompt_plays_to_the_end_and_speech_over_it_is_no_answer
     (utt,) = brain.inputs(b.Utterance)
     assert utt.started_at > dur  # only the yes after the read-back reached the brain
     assert len(stt.streams) == 1  # and nothing was spent recognising the ignored one
+    (over,) = brain.inputs(b.Overheard)  # but the brain is told, for the record
+    assert over.prompt_id == 1 and over.kind == "speech" and 0.9 < over.started_at < 1.1 < over.ended_at < dur
 
 
 def test_keys_during_uninterruptible_prompt_are_ignored() -> None:
@@ -210,6 +212,7 @@ def test_keys_during_uninterruptible_prompt_are_ignored() -> None:
     drive(session, caller_audio([], total_s=2.0), control=[(0.5, ev.DtmfDigit(0, digit="9"))])
     assert events(session, ev.BargeIn) == [] and brain.inputs(b.Digits) == []
     assert any(e.kind == "dtmf.ignored" for e in events(session, ev.Note))
+    assert [(o.prompt_id, o.kind) for o in brain.inputs(b.Overheard)] == [(1, "dtmf")]
 
 
 # ------------------------------------------------------------------------------------------------ echo
@@ -287,6 +290,23 @@ def test_digits_collected_with_terminator_timeout_and_max_length() -> None:
     drive(session, caller_audio([], total_s=7.0), control=[(t, ev.DtmfDigit(0, digit=d)) for t, d in keys])
     got = [(d.digits, d.reason) for d in brain.inputs(b.Digits)]
     assert got == [("123", "terminator"), ("45", "timeout"), ("9876", "max_length")]
+
+
+def test_pound_after_a_full_entry_neither_barges_in_nor_answers_the_next_question() -> None:
+    """The PIN is complete at its fourth digit and the brain answers at once, with a new question that takes one
+    key; the # the caller presses out of habit belongs to the PIN, not to the reply or the question."""
+    brain = ScriptedBrain(
+        greeting=[say("your pin please", pid=1), b.Listen(digits=b.DigitSpec(max_digits=4, terminator="#"))],
+        replies=[[say("thank you alice you asked me to transfer fifty dollars", pid=2),
+                  b.Listen(digits=b.DigitSpec(max_digits=0, terminator=""))], [say("got it", pid=3)]],
+    )
+    session, *_ = make_session(brain)
+    keys = [(2.0 + 0.15 * i, d) for i, d in enumerate("1234#")]
+    drive(session, caller_audio([], total_s=6.0), control=[(t, ev.DtmfDigit(0, digit=d)) for t, d in keys])
+    assert [(d.digits, d.reason) for d in brain.inputs(b.Digits)] == [("1234", "max_length")]
+    assert events(session, ev.BargeIn) == []
+    assert 2 in [e.prompt_id for e in events(session, ev.PromptPlayed)]
+    assert any(e.kind == "dtmf.ignored" for e in events(session, ev.Note))
 
 
 def test_dtmf_mixed_with_speech() -> None:

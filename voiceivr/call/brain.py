@@ -61,9 +61,22 @@ class SessionChanged:
 
     reason: str
     media_address: str = ""
+    at: float = 0.0
 
 
-BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChanged | HungUp
+@dataclass(frozen=True)
+class Overheard:
+    """The caller spoke or keyed over an uninterruptible prompt (a read-back, a disclosure, a code request). It is
+    no answer to anything -- the session did not recognise it -- but it is on the record: a "yes" over a
+    read-back is how someone who never heard the amount would try to confirm it."""
+
+    prompt_id: int
+    kind: str  # speech | dtmf
+    started_at: float
+    ended_at: float
+
+
+BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChanged | HungUp | Overheard
 
 
 # --------------------------------------------------------------------------------------------- outputs

@@ -17,6 +17,7 @@ from typing import Any
 
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
+from voiceivr.call.handler import CallInfo
 from voiceivr.dialplan import engine as de
 from voiceivr.policy.gate import (
     ActionRequest,
@@ -26,6 +27,7 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    InputKind,
     SessionBinding,
     StepResult,
 )
@@ -37,6 +39,19 @@ _PROMPT_CLASS: dict[str, type[ev.Prompt]] = {
 }
 # Text of these kinds never changes between calls (no amounts, names or codes), so it is worth caching.
 _STATIC_KINDS = frozenset({"prompt", "reprompt", "menu", "goodbye", "info"})
+
+
+def binding_for(info: CallInfo) -> SessionBinding:
+    """What the safe path binds a call's privileges to: the SIP dialog and where the media comes from. Never
+    the caller ID (From, P-Asserted-Identity): anyone can present any number."""
+    media = f"{info.remote_media.host}:{info.remote_media.port}" if info.remote_media else ""
+    return SessionBinding(info.call_id, info.sip_call_id, info.local_tag, info.remote_tag, media)
+
+
+def injection_categories(text: str) -> tuple[str, ...]:
+    from voiceivr.policy.injection import scan
+
+    return scan(text).categories
 
 
 class TimedGate:
@@ -96,6 +111,9 @@ class TimedGate:
     def abandon(self, request_id: str, reason: str) -> None:
         self._policy(self.inner.abandon, request_id, reason)
 
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        self._policy(self.inner.note_input, evidence, reason, request_id)
+
     def take(self) -> tuple[float, float]:
         out = (self.policy_s, self.tool_s)
         self.policy_s = self.tool_s = 0.0
@@ -114,8 +132,10 @@ class DialplanBrain:
     ) -> None:
         self.conv = conversation
         self.gate = gate
-        self.flag_text = flag_text  # the injection filter: findings for a transcript
-        self._ids: dict[int, str] = {}  # session prompt id -> engine prompt id
+        # The injection filter (categories found in a transcript): the policy's own unless a test swaps it.
+        self.flag_text = flag_text or injection_categories
+        self._ids: dict[int, str] = {}  # session prompt id -> engine prompt id, until it has played
+        self._played: dict[int, str] = {}  # the same for prompts that have played (speech over them may end later)
         self._next_id = 1
         self._resolved = 0
         self._outcome = ""
@@ -127,7 +147,7 @@ class DialplanBrain:
 
     def handle(self, event: b.BrainInput) -> list[b.BrainOutput]:
         if isinstance(event, b.Utterance):
-            flagged = self.flag_text(event.text) if self.flag_text and event.text else ()
+            flagged = self.flag_text(event.text) if event.text else ()
             u = de.Utterance(event.text, event.confidence, event.started_at, event.ended_at, kind="speech",
                              id=uuid.uuid4().hex, audio_sha256=event.audio_sha256 or None, flagged=flagged)
             return self._run(lambda: self.conv.utterance(u))
@@ -139,17 +159,24 @@ class DialplanBrain:
             engine_id = self._ids.pop(event.prompt_id, None)
             if engine_id is None:  # a prompt the session made itself (idle goodbye, error)
                 return []
+            self._played[event.prompt_id] = engine_id
             if event.cut:
                 return self._run(lambda: self.conv.prompt_cut(engine_id, event.words_heard, event.at))
             return self._run(lambda: self.conv.prompt_played(engine_id, event.at))
+        if isinstance(event, b.Overheard):
+            over = self._ids.get(event.prompt_id) or self._played.get(event.prompt_id)
+            if over is None:
+                return []
+            kind: InputKind = "dtmf" if event.kind == "dtmf" else "speech"
+            return self._run(lambda: self.conv.overheard(over, kind, event.started_at, event.ended_at))
         if isinstance(event, b.HungUp):
             return self._run(lambda: self.conv.hangup(event.at))
         if isinstance(event, b.SessionChanged):
             binding = self.gate.binding
             moved = SessionBinding(binding.call_id, binding.sip_call_id, binding.local_tag, binding.remote_tag,
                                    event.media_address or binding.media_address)
-            self.gate.binding_changed(moved, event.reason)
-            return [b.Trace("session_changed", {"reason": event.reason})]
+            out = [b.Trace("session_changed", {"reason": event.reason})]
+            return out + self._run(lambda: self.conv.binding_changed(moved, event.reason, event.at))
         raise TypeError(f"unknown input {type(event).__name__}")
 
     def resolved_tasks(self) -> int:

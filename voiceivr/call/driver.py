@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.audio.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from voiceivr.call import events as ev
-from voiceivr.call.caller_script import ScriptedCaller
 from voiceivr.call.session import CallSession
 
 
@@ -52,9 +52,25 @@ def g711_round_trip(pcm: Pcm, codec: str) -> Pcm:
     raise ValueError(f"line codec must be pcmu or pcma, not {codec!r}")
 
 
+class Caller(Protocol):
+    """A caller that reacts to the call, asked once per tick (:class:`ScriptedCaller` listens to the agent's
+    audio; the abuse simulation's :class:`~voiceivr.call.simcaller.SimCaller` reads the session's timeline)."""
+
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def hung_up(self) -> bool: ...
+
+    def frame(self, tick: int, heard: Pcm) -> tuple[Pcm, list[ev.SystemEvent]]:
+        """The caller's next 20 ms given the agent frame heard in this tick, and events to post (keys, a
+        hang-up, media moved)."""
+        ...
+
+
 def drive(
     session: CallSession,
-    caller: Pcm | ScriptedCaller,
+    caller: Pcm | Caller,
     *,
     control: Sequence[tuple[float, ev.SystemEvent]] = (),
     echo: EchoPath | None = None,
@@ -64,8 +80,9 @@ def drive(
 ) -> DriveResult:
     """Run ``session`` over ``caller`` until it ends or the caller is done.
 
-    ``caller``: int16 audio at the session's rate, or a :class:`ScriptedCaller` that reacts to what it hears
-    (then ``max_s`` bounds the call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
+    ``caller``: int16 audio at the session's rate, or a :class:`Caller` (e.g.
+    :class:`~voiceivr.call.caller_script.ScriptedCaller`) that reacts to the call (then ``max_s`` bounds the
+    call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
     their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
     ``line_codec="pcmu"``/``"pcma"``: the caller's audio crosses G.711 on its way in, as on a phone line (a
     recording then holds exactly what the session heard).
@@ -73,9 +90,9 @@ def drive(
     rate = session.rate
     n = samples_per_frame(rate)
     media = session.media
-    script = caller if isinstance(caller, ScriptedCaller) else None
+    script = None if isinstance(caller, np.ndarray) else caller
     if script is None:
-        assert not isinstance(caller, ScriptedCaller)
+        assert isinstance(caller, np.ndarray)
         total_ticks = int(np.ceil((len(caller) / rate + tail_s) * 1000 / FRAME_MS))
     else:
         total_ticks = int((max_s or 600.0) * 1000 / FRAME_MS)
@@ -114,7 +131,7 @@ def drive(
                 posted.append((t, key))
                 session.post(key)
         else:
-            assert not isinstance(caller, ScriptedCaller)
+            assert isinstance(caller, np.ndarray)
             start = tick * n
             frame = caller[start : start + n]
             if len(frame) < n:

@@ -220,10 +220,10 @@ class CallSession:
             self._finish(outcome=self.brain.outcome() or "caller_hangup", reason=f"hangup by {event.by}")
         elif isinstance(event, ev.MediaMoved):
             self._emit(ev.MediaMoved(self._now, address=event.address))
-            self._handle_outputs(self._brain_call(b.SessionChanged("media moved", event.address)))
+            self._handle_outputs(self._brain_call(b.SessionChanged("media moved", event.address, self._now)))
         elif isinstance(event, ev.DialogReplaced):
             self._emit(ev.DialogReplaced(self._now, reason=event.reason))
-            self._handle_outputs(self._brain_call(b.SessionChanged(event.reason)))
+            self._handle_outputs(self._brain_call(b.SessionChanged(event.reason, at=self._now)))
         else:
             raise TypeError(f"not a control event: {type(event).__name__}")
 
@@ -373,6 +373,9 @@ class CallSession:
             if turn.ignored and turn.ignored != "echo of our prompt":
                 self._emit(ev.TranscriptFinal(self._now, text="", speech_start=turn.onset,
                                               speech_end=speech_end, ignored=turn.ignored))
+            if turn.during_prompt is not None and turn.ignored == "during uninterruptible prompt":
+                self._handle_outputs(self._brain_call(
+                    b.Overheard(turn.during_prompt, "speech", turn.onset, speech_end)))
             return
         wall = time.perf_counter()
         before = turn.stt.engine_seconds
@@ -404,12 +407,15 @@ class CallSession:
             # The caller pressed # after an entry that was already complete (max length): that is how people
             # finish keying, not a new input, and it must not cut the prompt that answers the entry.
             self._swallow_terminator_until = -1.0
+            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "terminator after a full entry"}))
             return
+        self._swallow_terminator_until = -1.0  # any other key ends the entry's grace period
         self._last_activity = self._now
         self._sleeping = False
         playing = self._playing.prompt if self._playing else None
         if playing is not None and not playing.interruptible:
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "during uninterruptible prompt"}))
+            self._handle_outputs(self._brain_call(b.Overheard(playing.prompt_id, "dtmf", self._now, self._now)))
             return
         if playing is not None and self.s.barge_in:
             self._barge_in(self._now)

@@ -15,6 +15,10 @@ Inputs (each returns a :class:`Step`)::
     conv.prompt_played(prompt_id, at)                a prompt finished playing (at = when its last sample left)
     conv.prompt_cut(prompt_id, words_heard, at)      barge-in (or flush) cut it after words_heard words
     conv.hangup(at)                                  the caller hung up
+    conv.overheard(prompt_id, kind, started_at, ended_at)  speech or a key over an uninterruptible prompt: no
+                                                     answer, but one over a read-back goes on the record
+    conv.binding_changed(binding, reason, at)        media moved (re-INVITE), transfer or Replaces: the gate
+                                                     drops privileges; anything that needs a login starts over
 
 Every prompt the engine emits must be answered by exactly one ``prompt_played`` or ``prompt_cut`` (a prompt
 flushed before it started is cut with 0 words): the history keeps only what the caller heard, and the
@@ -101,7 +105,9 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    GateRefused,
     InputKind,
+    SessionBinding,
 )
 
 Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
@@ -195,6 +201,12 @@ class SlotFill:
     value: Any
     confirmed: bool = False
     source: str = "speech"  # speech | dtmf | default
+    flagged: tuple[str, ...] = ()  # injection-filter findings of the input the value came from
+
+
+# Where to go back to after a detour through login: (node, the words that sent the caller there, their
+# injection-filter findings -- the words may fill slots of a high action on the way back).
+Return = tuple[str, str, tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -204,7 +216,7 @@ class Checkpoint:
     origin: str  # where it was when this was confirmed (for an intent: the menu it was said at)
     slots: Mapping[str, SlotFill]
     results: Mapping[str, Mapping[str, Any]]
-    return_stack: tuple[tuple[str, str], ...]
+    return_stack: tuple[Return, ...]
     reason: str  # the intent or action that was confirmed
     at: float
 
@@ -257,7 +269,7 @@ class Conversation:
         self.slots: dict[str, SlotFill] = {}
         self.results: dict[str, Mapping[str, Any]] = {}
         self.checkpoints: list[Checkpoint] = []
-        self.return_stack: list[tuple[str, str]] = []  # (node, the words that sent the caller there)
+        self.return_stack: list[Return] = []
         self.history: list[HistoryEntry] = []
         self.trace: list[TraceEvent] = []
         self.pending: _Pending | None = None
@@ -268,11 +280,17 @@ class Conversation:
         self.cancel_count = 0
         self._prompt_seq = 0
         self._queued: dict[str, Say] = {}
+        self._kinds: dict[str, str] = {}  # prompt id -> kind, for inputs that refer to a prompt after it played
         self._last_listen: tuple[tuple[Say, ...], Listen | None] = ((), None)
         self._seen_ids: set[str] = set()
         self._last_input: tuple[str, float, float] | None = None
         self._last_input_end = float("-inf")
         self._last_evidence = Evidence(kind="text", text="")
+        # Injection-filter findings of what the current step acts on (the input, and words carried over from
+        # before a login), and of the inputs that led to the current node visit: they travel into the
+        # evidence of any action this visit requests, so flagged text never silently fills a high action.
+        self._input_flags: tuple[str, ...] = ()
+        self._visit_flags: tuple[str, ...] = ()
         # The step being built
         self._say: list[Say] = []
         self._events: list[TraceEvent] = []
@@ -308,8 +326,15 @@ class Conversation:
         self.history.append(HistoryEntry("caller", heard, u.started_at))
         self._event("input", kind=u.kind, text=heard, confidence=round(u.confidence, 3), started_at=u.started_at,
                     ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}))
-        self._last_evidence = Evidence(kind=u.kind, text=u.text, confidence=u.confidence, started_at=u.started_at,
-                                       ended_at=u.ended_at, audio_sha256=u.audio_sha256, flagged=u.flagged)
+        # A spoken PIN is evidence of the login, but its words must not reach the audit trail in clear.
+        self._last_evidence = Evidence(kind=u.kind, text="[secret]" if secret else u.text, confidence=u.confidence,
+                                       started_at=u.started_at, ended_at=u.ended_at, audio_sha256=u.audio_sha256,
+                                       flagged=u.flagged)
+        self._input_flags = tuple(u.flagged)
+        if u.flagged:
+            rid = self.pending.request.request_id if self.pending else None
+            self.gate.note_input(self._last_evidence, "injection_flagged", rid)
+            self._event("gate", call="note_input", reason="injection_flagged", categories=list(u.flagged))
         self._on_text(u)
         return self._finish()
 
@@ -325,7 +350,9 @@ class Conversation:
         shown = "[secret]" if self.phase == "code" or (self.slot and self.plan.slots[self.slot].secret) else digits
         self.history.append(HistoryEntry("caller", f"[keyed {shown}]", at))
         self._event("input", kind="dtmf", text=shown)
-        self._last_evidence = Evidence(kind="dtmf", text=digits, confidence=1.0, started_at=at, ended_at=at)
+        secret = self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].secret
+        self._last_evidence = Evidence(kind="dtmf", text="[secret]" if secret else digits, confidence=1.0,
+                                       started_at=at, ended_at=at)
         self._on_dtmf(digits)
         return self._finish()
 
@@ -385,6 +412,49 @@ class Conversation:
         self.phase = "ended"
         return self._finish()
 
+    def overheard(self, prompt_id: str, kind: InputKind, started_at: float, ended_at: float) -> Step:
+        """The caller spoke or keyed over an uninterruptible prompt. Nothing is answered; over the read-back of a
+        pending request it is audited (a yes said there must never count, and now the attempt is on record)."""
+        self._begin(ended_at)
+        self._event("overheard", id=prompt_id, kind=kind, started_at=started_at, ended_at=ended_at)
+        p = self.pending
+        if p is not None and self._kinds.get(prompt_id) == "readback":
+            evidence = Evidence(kind=kind, text="", confidence=0.0, started_at=started_at, ended_at=ended_at)
+            self.gate.note_input(evidence, "over_readback", p.request.request_id)
+            self._event("gate", call="note_input", request_id=p.request.request_id, reason="over_readback")
+        return self._finish()
+
+    def binding_changed(self, binding: SessionBinding | None, reason: str, at: float) -> Step:
+        """The SIP side moved the call (``None``: the session is closed). The gate drops the principal and voids
+        every open request; the conversation follows it, so a caller on the new leg must identify again before
+        anything that needs a login, and a half-done safe-path request is not resumed from its old state."""
+        self._begin(at)
+        self.gate.binding_changed(binding, reason)
+        self._event("gate", call="binding_changed", reason=reason)
+        if self.phase in ("idle", "ended"):
+            return self._finish()
+        had_request = self.pending is not None
+        self._abandon(f"session changed: {reason}")
+        # Nothing said on the old leg carries over: not its slots, not words waiting for a login, not a rewind
+        # back to a state collected before the change.
+        self.slots.clear()
+        self.return_stack.clear()
+        self.checkpoints.clear()
+        self._visit_flags = ()
+        if binding is None:
+            self._event("hangup", by="agent", reason=f"session closed: {reason}")
+            self.phase = "ended"
+            self._hangup = True
+            return self._finish()
+        node = self.plan.node(self.node_id)
+        identifying = node.action is not None and node.action.authenticates
+        if had_request or node.requires_login or identifying:
+            # The node starts again from the top: through login first if it needs one, and an identification
+            # under way asks again for everything (its answers came from the old leg).
+            self._prompt(self.plan.messages.reidentify, "info")
+            self._enter(self.node_id, reason="session changed")
+        return self._finish()
+
     # === what the engine knows, for the session and tests ==================================================
 
     def context(self) -> dict[str, Any]:
@@ -402,6 +472,7 @@ class Conversation:
 
     def _begin(self, at: float) -> None:
         self._now = at
+        self._input_flags = ()
         self._say, self._events, self._listen, self._transfer, self._hangup = [], [], None, None, False
 
     def _finish(self) -> Step:
@@ -425,6 +496,7 @@ class Conversation:
         self._prompt_seq += 1
         say = Say(f"p{self._prompt_seq}", text, kind, interruptible and kind not in UNINTERRUPTIBLE_KINDS)
         self._queued[say.id] = say
+        self._kinds[say.id] = kind
         self._say.append(say)
         self._event("say", id=say.id, kind=kind, interruptible=say.interruptible, text=text)
 
@@ -453,13 +525,14 @@ class Conversation:
             return None
         if target == RETURN:
             if self.return_stack:
-                back_to, words = self.return_stack.pop()
+                back_to, words, flags = self.return_stack.pop()
+                self._input_flags = _union(self._input_flags, flags)
                 return back_to, "return after login", words
             return self.plan.main_menu, "return (nothing to return to)", ""
         node = self.plan.node(target)
         self._event("transition", **{"from": self.node_id or None, "to": target, "reason": reason})
         if node.requires_login and self.gate.principal() is None and self.plan.login:
-            self.return_stack.append((target, prefill))
+            self.return_stack.append((target, prefill, self._input_flags if prefill else ()))
             self._prompt(self.plan.messages.login_first, "prompt")
             return self.plan.login, f"{target} requires login", ""
         self.node_id = target
@@ -471,6 +544,7 @@ class Conversation:
         self.cancel_count = 0
         for s in node.collect:  # a new visit collects afresh: the last transfer's amount is not this one's
             self.slots.pop(s, None)
+        self._visit_flags = self._input_flags if prefill else ()
         for p in node.say:
             self._prompt(p)
         if prefill:
@@ -631,9 +705,11 @@ class Conversation:
         if p.readback_done_at is None or u.started_at < p.readback_done_at:
             # Speech over the read-back is no answer to it (and a "yes" then must never count).
             self._event("ignored", input="utterance", reason="overlapped the read-back")
-            if p.readback_done_at is None:
-                return
             parsed = parse_yesno(u.text)
+            if p.readback_done_at is None:
+                if parsed is not None and parsed.value is True:
+                    self._note_refused_yes(p, "readback_not_played")
+                return
             if parsed is not None and parsed.value is True:
                 step = self.gate.confirm(p.request.request_id, self._last_evidence)
                 self._event("gate", call="confirm", ok=step.ok, reason=step.reason)
@@ -664,10 +740,12 @@ class Conversation:
             return
         if p.readback_done_at is None:
             self._event("ignored", input="confirm", reason="read-back has not finished playing")
+            self._note_refused_yes(p, "readback_not_played")
             self._relisten()
             return
         if confidence < self.plan.routing.confirm_min_confidence:
             self._event("ignored", input="confirm", reason="yes not recognised confidently")
+            self._note_refused_yes(p, "low_confidence")
             self._confirm_miss()
             return
         step = self.gate.confirm(p.request.request_id, self._last_evidence)
@@ -680,6 +758,11 @@ class Conversation:
             self.slots[k] = replace(v, confirmed=True)
         self._checkpoint("confirmed", f"confirmed {p.call.name}")
         self._ask_channel_or_send()
+
+    def _note_refused_yes(self, p: _Pending, reason: str) -> None:
+        """A yes the engine refused itself never reaches ``gate.confirm``; the trail still gets it."""
+        self.gate.note_input(self._last_evidence, reason, p.request.request_id)
+        self._event("gate", call="note_input", request_id=p.request.request_id, reason=reason)
 
     def _plain_no(self, rewound: bool = False) -> None:
         """A bare "no" to a read-back: collect the details again, once; a second "no" cancels."""
@@ -827,7 +910,8 @@ class Conversation:
         self._no_match("value out of range", message=msg)
 
     def _set_slot(self, spec: SlotSpec, value: Any, source: str) -> None:
-        self.slots[spec.name] = SlotFill(value, confirmed=False, source=source)
+        flags = () if source == "default" else self._input_flags
+        self.slots[spec.name] = SlotFill(value, confirmed=False, source=source, flagged=flags)
         self._event("slot", slot=spec.name, type=spec.type, value=self._shown_value(spec.name, value), source=source)
 
     def _shown_value(self, name: str, value: Any) -> Any:
@@ -861,7 +945,13 @@ class Conversation:
     def _request_action(self, node: Node, call: ActionCall) -> tuple[str, str, str] | None:
         self.action_done = True
         params = self._params(call)
-        request = ActionRequest(action=call.name, params=params, risk=call.risk, evidence=self._last_evidence)
+        flags = _union(self._last_evidence.flagged, self._input_flags, self._visit_flags,
+                       *(self.slots[pv.ref].flagged for pv in call.params.values()
+                         if pv.ref is not None and pv.ref in self.slots))
+        # The gate refuses a high action whose evidence is flagged: this is what keeps flagged text (said now,
+        # before a login detour, or turns ago) out of a high action's slots.
+        request = ActionRequest(action=call.name, params=params, risk=call.risk,
+                                evidence=replace(self._last_evidence, flagged=flags))
         self._event("action_requested", action=call.name, risk=call.risk, params=self._shown_params(call, params))
         request, decision = self.gate.decide(request)
         self._event("gate", call="decide", request_id=request.request_id, path=decision.path,
@@ -954,7 +1044,18 @@ class Conversation:
         p = self.pending
         assert p is not None
         p.channel = channel
-        challenge = self.gate.send_challenge(p.request.request_id, channel)
+        try:
+            challenge = self.gate.send_challenge(p.request.request_id, channel)
+        except GateRefused as exc:
+            # e.g. the account was flagged by another call since the read-back: the request cannot go on.
+            self._event("gate", call="send_challenge", request_id=p.request.request_id, channel=channel,
+                        ok=False, reason=exc.reason)
+            self._abandon(f"code not sent: {exc.reason}")
+            self._prompt(self.plan.messages.refused, "info")
+            nxt = self._action_failed(self.plan.node(self.node_id), p.call, exc.reason, speak=False)
+            if nxt is not None:
+                self._enter(*nxt)
+            return
         self._event("gate", call="send_challenge", request_id=p.request.request_id, channel=channel,
                     destination=challenge.destination_masked)
         if channel == "sms":
@@ -1387,6 +1488,10 @@ class Conversation:
             tiers=[{"tier": t.tier, "guess": t.intent, "confidence": t.confidence, "accepted": t.accepted,
                     "cost_s": round(t.cost_s, 6), "runner_up": t.runner_up} for t in decision.tiers],
         )
+
+
+def _union(*groups: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(x for g in groups for x in g))
 
 
 def _dedup(items: Sequence[str]) -> tuple[str, ...]:

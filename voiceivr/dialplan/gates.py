@@ -25,6 +25,7 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    GateRefused,
     SessionBinding,
     StepResult,
 )
@@ -83,7 +84,7 @@ class LowRiskOnlyGate:
         return StepResult(False, NO_SAFE_PATH)
 
     def send_challenge(self, request_id: str, channel: Channel) -> Challenge:
-        raise RuntimeError(NO_SAFE_PATH)
+        raise GateRefused("no_safe_path", NO_SAFE_PATH)
 
     def verify_code(self, request_id: str, code: str, evidence: Evidence) -> StepResult:
         return StepResult(False, NO_SAFE_PATH)
@@ -104,6 +105,9 @@ class LowRiskOnlyGate:
 
     def abandon(self, request_id: str, reason: str) -> None:
         self._requests.pop(request_id, None)
+
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        pass  # no audit trail here (and no high action can run)
 
 
 def gate_for(registry: ActionRegistry, db: Engine | None, binding: SessionBinding, **kwargs: Any) -> Any:

@@ -170,6 +170,7 @@ class Messages:
     cancelled: str = "Okay, I've cancelled that."
     failed: str = "Sorry, that didn't work."
     login_first: str = "First, I need to identify you."
+    reidentify: str = "For your security, I need to check who you are again."
     agent: str = "Please hold while I connect you to an agent."
     goodbye: str = "Thank you for calling. Goodbye."
 

@@ -16,6 +16,7 @@ from voiceivr.dialplan.engine import Conversation, ConversationOptions, Step, Tr
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.policy.gate import CallGate
+from voiceivr.policy.injection import scan
 
 InputKind = Literal["say", "dtmf", "no_input", "hangup"]
 
@@ -91,7 +92,8 @@ def run(plan: Dialplan, inputs: Sequence[SimInput], *, gate: CallGate, router: I
         t += 0.5
         if item.kind == "say":
             end = t + max(0.3, len(item.value.split()) * 0.35)
-            step = conv.utterance(Utterance(item.value, item.confidence, started_at=t, ended_at=end, kind="text"))
+            step = conv.utterance(Utterance(item.value, item.confidence, started_at=t, ended_at=end, kind="text",
+                                            flagged=scan(item.value).categories))
             t = end
         elif item.kind == "dtmf":
             t += 0.25 * len(item.value)

@@ -12,21 +12,24 @@ from voiceivr.app import AppContext, pass_app
 
 @click.group()
 def simulate() -> None:
-    """Run scripted calls against the call logic (no audio)."""
+    """Run scripted calls through the call logic (symbolic audio, real session, engine and safe path)."""
 
 
 @simulate.command("abuse")
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
 @click.option("--database", "database_url", metavar="URL",
-              help="Run on this database (migrated, gets sim_ tables) so the audit rows can be inspected; "
+              help="Run on this database (migrated, seeded with the demo bank) so the audit rows can be inspected; "
               "default: a scratch SQLite database removed afterwards. Never your production database.")
 @click.option("--only", multiple=True, metavar="SCENARIO", help="Run only these scenarios (repeatable).")
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
-def abuse(as_json: bool, database_url: str | None, only: tuple[str, ...], list_only: bool) -> None:
-    """Attack the safe path with a catalogue of abuse scenarios and run the legitimate flows.
+@pass_app
+def abuse(app: AppContext, as_json: bool, database_url: str | None, only: tuple[str, ...], list_only: bool) -> None:
+    """Call the demo bank (dialplans/bank.yaml) with a catalogue of attacks and legitimate flows.
 
-    Exits 1 if any attack got through (or left no audited refusal) or any legitimate flow failed.
-    SMS codes go to a local Messages API fake started for the run: nothing leaves the machine.
+    Each call goes through the call session, the dialplan engine (router tiers as dialplan.tiers says, no
+    LLM) and the safe path, and is scored from the database. Exits 1 if any attack got through (or left
+    without the audit evidence it must leave) or any legitimate flow failed. SMS codes go to a local
+    Messages API fake started for the run: nothing leaves the machine.
     """
     from voiceivr.policy.abuse import catalogue, scorecard_json
     from voiceivr.policy.abuse import simulate as run
@@ -39,7 +42,7 @@ def abuse(as_json: bool, database_url: str | None, only: tuple[str, ...], list_o
     unknown = sorted(set(only) - known)
     if unknown:
         raise click.BadParameter(f"unknown scenario(s): {', '.join(unknown)}; see --list", param_hint="--only")
-    card = run(database_url, list(only) or None)
+    card = run(database_url, list(only) or None, tiers=[t for t in app.settings.dialplan.tiers if t != 3])
     click.echo(scorecard_json(card) if as_json else card.text())
     if not card.ok:
         sys.exit(1)

@@ -21,10 +21,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from voiceivr.errors import VoiceivrError
+
 Risk = Literal["low", "high"]
 Path = Literal["fast", "safe"]
 InputKind = Literal["speech", "dtmf", "text"]
 Channel = Literal["sms", "totp"]
+
+
+class GateRefused(VoiceivrError):
+    """A step was asked for out of order or for a request this call cannot act on (``send_challenge`` raises
+    it). ``reason`` is a short word (also in the audit trail) the engine can map to a prompt."""
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        super().__init__(message or f"refused: {reason}")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -124,7 +135,7 @@ class CallGate(Protocol):
         """An explicit yes. Refused if it overlapped the read-back or its recognition was not confident."""
 
     def send_challenge(self, request_id: str, channel: Channel) -> Challenge:
-        """Send (SMS) or expect (TOTP) a code bound to this exact request."""
+        """Send (SMS) or expect (TOTP) a code bound to this exact request. Raises :class:`GateRefused`."""
 
     def verify_code(self, request_id: str, code: str, evidence: Evidence) -> StepResult:
         """The caller read the code back (voice or keypad)."""
@@ -134,3 +145,8 @@ class CallGate(Protocol):
 
     def abandon(self, request_id: str, reason: str) -> None:
         """The caller changed their mind, went back, or hung up: the request and its code are void."""
+
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        """Caller input that matters to the safe path but reached no step above, for the audit trail: text the
+        injection filter flagged (``reason="injection_flagged"``; ``evidence.flagged`` holds the categories)
+        or a yes the engine did not pass on (``readback_not_played``, ``low_confidence``). Grants nothing."""

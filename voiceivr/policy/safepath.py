@@ -36,7 +36,6 @@ from typing import Any, Literal
 
 from voiceivr.actions.runner import ActionRunner, RunContext
 from voiceivr.audit.chain import AuditTrail, canonical_json
-from voiceivr.errors import VoiceivrError
 from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook, Issued
 from voiceivr.policy.confirm import is_explicit_yes
@@ -48,6 +47,7 @@ from voiceivr.policy.gate import (
     Channel,
     Decision,
     Evidence,
+    GateRefused,
     SessionBinding,
     StepResult,
 )
@@ -58,15 +58,6 @@ log = logging.getLogger(__name__)
 
 State = Literal["decided", "read_back", "confirmed", "challenged", "verified", "executed", "void"]
 REQUEST_ID_MAX = 64
-
-
-class GateRefused(VoiceivrError):
-    """A step was asked for out of order or for a request this call cannot act on. ``reason`` is a short word
-    (also in the audit trail) the engine can map to a prompt."""
-
-    def __init__(self, reason: str, message: str = "") -> None:
-        super().__init__(message or f"refused: {reason}")
-        self.reason = reason
 
 
 @dataclass
@@ -478,6 +469,14 @@ class SafePathGate:
             self.codes.void(request_id, self.call_id, reason)
         self._audit("policy.abandon", {"request_id": request_id, "reason": reason,
                                        "known": p is not None})
+
+    def note_input(self, evidence: Evidence, reason: str, request_id: str | None = None) -> None:
+        payload = {"request_id": request_id, "evidence": self._ev(evidence), "reason": reason, "by": "engine"}
+        if reason == "injection_flagged":
+            self._audit("policy.injection_flagged", {**payload, "source": "caller",
+                                                     "categories": list(evidence.flagged)})
+        else:
+            self._refuse("input", reason, payload)
 
     # ------------------------------------------------------------------------------------------ extras
 

@@ -1,9 +1,9 @@
-"""A tiny bank in the database, for the abuse simulation and the crash test.
+"""A tiny bank in the database, for the crash test and the gate's unit tests (the abuse simulation calls the
+dialplan's demo bank, ``voiceivr/actions/bank.py``, through the whole call path).
 
-It stands in for the dialplan's demo bank (``voiceivr/actions/bank.py``) until that is wired to the gate: a
-ledger with real rows, so "did the transfer happen, and how often" is a question the database answers, not a
-flag in memory. Its tables live in their own metadata (prefixed ``sim_``), created on demand and never part
-of the migrations: point the simulation at a scratch database.
+A ledger with real rows, so "did the transfer happen, and how often" is a question the database answers, not
+a flag in memory. Its tables live in their own metadata (prefixed ``sim_``), created on demand and never part
+of the migrations: point the crash test at a scratch database.
 
 The ledger has deliberately no unique constraint on the idempotency key: the runner alone must keep a
 transfer from running twice, and the crash test counts ledger rows per key to prove it.
