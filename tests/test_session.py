@@ -150,13 +150,17 @@ def test_barge_in_stops_audio_within_one_frame_and_records_what_was_heard() -> N
     assert barge.prompt_id == 1
     assert barge.onset == pytest.approx(1.5, abs=0.03)
     assert barge.t - barge.onset <= 0.25  # decision within 250 ms of the true onset
-    # agent audio: nothing of prompt 1 after the tick following the decision
-    decision_tick = round(barge.t / 0.02)
-    assert loud_frames(result, (decision_tick + 1) * 0.02, 2.9) == 0
-    assert loud_frames(result, barge.t - 0.3, barge.t) > 0  # it was playing until then
+    # The prompt was held as soon as the VAD heard speech start (before the barge-in decision): nothing of
+    # prompt 1 after the tick following the hold, and the cut prompt was heard up to the hold.
+    (held,) = [e for e in events(session, ev.Note) if e.kind == "prompt.held"]
+    assert barge.onset < held.t <= barge.t and held.t - barge.onset <= 0.12
+    hold_tick = round(held.t / 0.02)
+    assert loud_frames(result, (hold_tick + 1) * 0.02, 2.9) == 0
+    assert loud_frames(result, held.t - 0.3, held.t) > 0  # it was playing until then
+    assert not [e for e in events(session, ev.Note) if e.kind == "prompt.resumed"]
     (cut,) = events(session, ev.PromptCut)
     word = 0.18
-    assert cut.played_ms == pytest.approx((decision_tick + 1) * 20, abs=20)
+    assert cut.played_ms == pytest.approx((hold_tick + 1) * 20, abs=20)
     assert cut.words_heard == int(cut.played_ms / 1000 / word + 0.17)  # whole words whose audio left
     assert cut.heard_text == " ".join(LONG.split()[: cut.words_heard])
     assert cut.words_total >= cut.words_heard
@@ -259,6 +263,12 @@ def test_backchannel_ignored_when_configured() -> None:
     assert [e.text for e in events(session, ev.Backchannel)] == ["okay"]
     assert [e.prompt_id for e in events(session, ev.PromptPlayed)] == [1]
     assert brain.inputs(b.Utterance) == []
+    # The prompt went quiet while the caller talked and then went on from where it stopped: all of it played.
+    notes = [e for e in events(session, ev.Note) if e.kind in ("prompt.held", "prompt.resumed")]
+    assert [e.kind for e in notes] == ["prompt.held", "prompt.resumed"]
+    assert 1.0 < notes[0].t < 1.15 and notes[1].t > 1.3
+    (played,) = events(session, ev.PromptPlayed)
+    assert played.played_ms == pytest.approx(len(LONG.split()) * 180, abs=40)
 
 
 def test_backchannel_ignore_mode_still_yields_to_real_speech() -> None:

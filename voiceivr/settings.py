@@ -235,6 +235,12 @@ class SipSettings:
         8000, "Sample rate of the audio the call session sees (8000 or 16000); pjsua2 resamples each codec to it."
     )
     resampler_quality: int = setting(6, "pjmedia resampler/codec quality 5-10 (at 4 a 5 kHz tone aliased).")
+    jb_min_pre_ms: int = setting(
+        -1, "Jitter buffer: least audio held before playing (ms; -1 is pjsip's default). Each 20 ms here is 20 ms "
+        "more voice-to-voice and barge-in delay; raise it for lossy or jittery trunks."
+    )
+    jb_max_pre_ms: int = setting(-1, "Jitter buffer: most audio held before playing (ms; -1 is pjsip's default).")
+    jb_init_ms: int = setting(-1, "Jitter buffer: initial prefetch (ms; -1 is pjsip's default).")
     rtp_port_min: int = setting(0, "First UDP port for RTP; 0 lets pjsua2 choose. Workers split the range.")
     rtp_port_max: int = setting(0, "Last UDP port for RTP (with rtp_port_min); open this range in the firewall.")
     rtp_timeout_s: float = setting(

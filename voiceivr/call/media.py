@@ -109,6 +109,13 @@ class MediaChannel:
             self._out.clear()
             return dropped
 
+    def take_queued(self) -> list[tuple[bytes, PlayedMark]]:
+        """Remove and return every queued agent frame (a prompt on hold puts them back later)."""
+        with self._lock:
+            taken = list(self._out)
+            self._out.clear()
+            return taken
+
     def played_position(self) -> tuple[PlayedMark | None, int]:
         """The last agent frame sent and the tick it went out on, read together."""
         with self._lock:

@@ -83,6 +83,7 @@ class _Playback:
     first_sent_seq: int | None = None
     synthesis_recorded: bool = False
     all_pcm: list[Pcm] = field(default_factory=list)  # what was queued, for caching static prompts
+    held: bool = False  # caller speech started over it: nothing more goes out until barge-in or release
 
 
 @dataclass
@@ -191,6 +192,9 @@ class CallSession:
         self._hear(caller)
         if self.ended:
             return
+        if (self._playing is not None and self._playing.held and self.vad.tentative_onset is None
+                and (self._turn is None or not self._turn.barge_pending)):
+            self._release_hold()  # the speech that held the prompt did not become a barge-in
         self._timers()
         self._fill_outbox()
 
@@ -239,6 +243,10 @@ class CallSession:
                 self._speech_started(e.t, e.decided_at)
             else:
                 self._speech_stopped(e.t)
+        tentative = self.vad.tentative_onset
+        if (tentative is not None and self._turn is None and self.s.barge_in and self._playing is not None
+                and not self._is_echo(tentative)):
+            self._hold()  # one window of speech over a prompt: go quiet now, decide at the start event
         turn = self._turn
         if turn is None:
             return
@@ -293,12 +301,11 @@ class CallSession:
             if f.end > onset - self.s.preroll_ms / 1000:
                 self._feed_stt(turn, f)
         if playing is not None and self.s.barge_in:
-            if self.s.backchannel == "ignore":
-                turn.barge_pending = True
-            elif (self._now - onset) * 1000 >= self.s.barge_in_min_speech_ms:
+            if self.s.backchannel != "ignore" and (self._now - onset) * 1000 >= self.s.barge_in_min_speech_ms:
                 self._barge_in(onset)
             else:
                 turn.barge_pending = True
+                self._hold()
 
     def _speech_stopped(self, t: float) -> None:
         turn = self._turn
@@ -386,6 +393,7 @@ class CallSession:
         text = result.text.strip()
         if turn.barge_pending and self.s.backchannel == "ignore" and self._is_backchannel(text):
             self._emit(ev.Backchannel(self._now, text=text))
+            self._release_hold()
             return
         if turn.barge_pending:
             turn.barge_pending = False
@@ -505,7 +513,7 @@ class CallSession:
 
     def _fill_outbox(self) -> None:
         pb = self._playing
-        if pb is None:
+        if pb is None or pb.held:
             return
         lookahead = max(1, self.s.lookahead_ms // FRAME_MS)
         n = self._frame_samples
@@ -603,6 +611,35 @@ class CallSession:
                 return
         if self._turn is None and not self._digits and not self._sleeping:
             self._no_input_deadline = self._now + self._listen.no_input_timeout_s
+
+    def _hold(self) -> None:
+        """Caller speech started over an interruptible prompt: stop sending it at once, keep its place.
+
+        The VAD's start event comes about 70 ms after the true onset; the barge-in itself waits for
+        call.barge_in_min_speech_ms of speech (or, with backchannels ignored, for words). Holding the prompt in
+        between makes the agent go quiet as fast as the VAD can tell, and a cough or an "uh-huh" only pauses
+        it: :meth:`_release_hold` sends the rest from where it stopped.
+        """
+        pb = self._playing
+        if pb is None or pb.held or not pb.prompt.interruptible:
+            return
+        taken = self.media.take_queued()
+        if taken:
+            back = np.frombuffer(b"".join(pcm for pcm, _ in taken), dtype="<i2").astype(np.int16)
+            pb.pending = np.concatenate([back, pb.pending])
+            pb.produced -= len(back)
+            del pb.all_pcm[-len(taken):]
+        pb.held = True
+        self._emit(ev.Note(self._now, kind="prompt.held", detail={"prompt_id": pb.prompt.prompt_id,
+                                                                  "frames_taken_back": len(taken)}))
+
+    def _release_hold(self) -> None:
+        pb = self._playing
+        if pb is None or not pb.held:
+            return
+        pb.held = False
+        self._emit(ev.Note(self._now, kind="prompt.resumed", detail={"prompt_id": pb.prompt.prompt_id}))
+        self._fill_outbox()
 
     def _barge_in(self, onset: float) -> None:
         pb = self._playing

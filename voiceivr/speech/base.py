@@ -56,6 +56,13 @@ class VadStream(abc.ABC):
     @abc.abstractmethod
     def reset(self) -> None: ...
 
+    @property
+    def tentative_onset(self) -> float | None:
+        """Speech seems to have begun (a window over the threshold) but not yet for long enough to be a
+        ``start``: when it began, else None. The call session holds a prompt on it; engines that cannot
+        tell return None and the hold waits for ``start``."""
+        return None
+
 
 class VadEngine(abc.ABC):
     """Shared by all calls of a process (one model); each call gets its own stream."""

@@ -132,6 +132,10 @@ class SileroVadStream(VadStream):
     def last_probability(self) -> float:
         return self._prob
 
+    @property
+    def tentative_onset(self) -> float | None:
+        return None if self._speaking or self._candidate is None else max(self._candidate - self._pad, 0.0)
+
     # The model side is split from the decision side so that feed_many can batch the model calls.
     def push(self, frame: Frame) -> None:
         if frame.rate != self.rate:

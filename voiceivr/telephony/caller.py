@@ -1,17 +1,21 @@
 """``voiceivr call``: a real SIP caller for trying and testing the IVR without a phone.
 
 It runs its own pjsua2 endpoint (one per process, like every pjsua2 user here) through the same
-:class:`~voiceivr.telephony.edge.SipEdge` as the server, places one call, and runs a :class:`CallerScript`
-as the call's handler:
+:class:`~voiceivr.telephony.edge.SipEdge` as the server, places one call, and runs a list of steps as the
+call's handler, in order:
 
-1. ``--wait-prompt S``: wait (at most S seconds) for the agent to speak and then fall silent;
-2. ``--play FILE.wav`` (repeatable) and ``--say TEXT`` (repeatable, needs a TTS engine): send audio, in order;
-3. ``--dtmf STRING``: send digits; in the string ``,`` pauses 0.5 s and ``w`` waits for the agent's next prompt
-   to end (so ``1234w#`` keys a PIN, waits for the answer, then keys ``#``);
-4. listen until ``--duration`` seconds after answer or until the far end hangs up, then hang up.
+- ``Wait``: wait (at most N seconds) for the agent to speak and then fall silent;
+- ``Play``: send audio (a WAV file or ``--say TEXT`` through TTS); with ``barge_after_s`` it waits until the
+  agent has been talking that long and then talks over it, as an impatient caller does;
+- ``Dtmf``: key digits (``,`` pauses 0.5 s, ``w`` waits for the agent's next prompt to end); the digits may
+  come from a function called at that moment (a test fetching a one-time code from the SMS outbox);
+- ``Pause`` and ``Hangup``.
 
+After the steps it listens until ``duration_s`` after answer or until the far end hangs up, then hangs up.
 Everything heard is kept (``--record heard.wav``); agent speech is found in the audio itself (frame energy
-with a 300 ms hangover), so the summary's timings are what a caller would hear, not what the server logged.
+with a 300 ms hangover), and when each frame of the caller's own audio left is read off the media clock,
+so :func:`turn_timings` gives voice-to-voice and barge-in stop times as a caller hears them, not as the
+server logged them.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import dataclasses
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,20 +49,16 @@ class CallerError(VoiceivrError):
 
 
 def read_wav_mono(path: Path, rate: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """A WAV file as mono int16 at ``rate`` (channels averaged, linear resampling: good enough to test with)."""
+    """A WAV file (16-bit PCM, mu-law or A-law) as mono int16 at ``rate``, resampled with anti-aliasing."""
+    from voiceivr.audio.resample import resample
+    from voiceivr.audio.wav import WavError, read_wav
+
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise CallerError(f"{path}: {8 * w.getsampwidth()}-bit WAV; only 16-bit PCM is supported")
-            channels, src_rate = w.getnchannels(), w.getframerate()
-            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
-    except (OSError, wave.Error, EOFError) as exc:
+        audio = read_wav(path)
+    except (OSError, WavError) as exc:
         raise CallerError(f"{path}: not a readable WAV file ({exc})") from None
-    samples = data.reshape(-1, channels).mean(axis=1) if channels > 1 else data.astype(np.float64)
-    if src_rate != rate and len(samples):
-        n_out = round(len(samples) * rate / src_rate)
-        samples = np.interp(np.arange(n_out) * src_rate / rate, np.arange(len(samples)), samples)
-    return np.clip(np.round(samples), -32768, 32767).astype(np.int16)
+    pcm = audio.mono()
+    return resample(pcm, audio.rate, rate) if audio.rate != rate and len(pcm) else pcm
 
 
 def frame_dbfs(pcm: bytes) -> float:
@@ -91,6 +92,7 @@ class CallerReport:
     recorded: str | None = None
     transcript: str | None = None
     frames_heard: int = 0
+    error: str = ""
 
     @property
     def first_agent_audio_s(self) -> float | None:
@@ -114,16 +116,89 @@ class CallerReport:
             "prompt_waits": self.prompt_waits,
             "recorded": self.recorded,
             "transcript": self.transcript,
+            "error": self.error,
+            "turns": turn_timings(self),
         }
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Wait until the agent has spoken and then been silent END_OF_PROMPT_MS (``limit_s`` at most)."""
+
+    limit_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Play:
+    label: str
+    pcm: np.ndarray[Any, np.dtype[np.int16]]
+    barge_after_s: float | None = None  # talk over the agent once it has been talking this long
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digits: str | Callable[[], str]  # a function: called when the step runs (e.g. a code read from an SMS)
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Pause:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Hangup:
+    pass
+
+
+Step = Wait | Play | Dtmf | Pause | Hangup
 
 
 @dataclass
 class CallerPlan:
+    steps: list[Step] = field(default_factory=list)
+    dtmf_method: str = "rfc4733"
+    duration_s: float = 10.0  # listen until this long after answer (or the far end hangs up)
+    # The classic order, for callers that do not list steps: wait for the greeting, play, key digits.
     play: list[tuple[str, np.ndarray[Any, np.dtype[np.int16]]]] = field(default_factory=list)  # (label, pcm)
     dtmf: str = ""
-    dtmf_method: str = "rfc4733"
     wait_prompt_s: float = 0.0
-    duration_s: float = 10.0
+
+    def all_steps(self) -> list[Step]:
+        if self.steps:
+            return list(self.steps)
+        steps: list[Step] = [Wait(self.wait_prompt_s)] if self.wait_prompt_s > 0 else []
+        steps += [Play(label, pcm) for label, pcm in self.play]
+        if self.dtmf:
+            steps.append(Dtmf(self.dtmf))
+        return steps
+
+    def longest_s(self) -> float:
+        """An upper bound of how long the steps may take, for the caller's own timeout."""
+        total = self.duration_s
+        for step in self.all_steps():
+            if isinstance(step, Wait):
+                total += step.limit_s
+            elif isinstance(step, Play):
+                total += len(step.pcm) / 8000 + (30.0 if step.barge_after_s is not None else 0.0)
+            elif isinstance(step, Dtmf):
+                total += 0.5 * len(step.digits) if isinstance(step.digits, str) else 10.0
+                total += 10.0 * sum(1 for c in step.digits if c in "wW") if isinstance(step.digits, str) else 0
+            elif isinstance(step, Pause):
+                total += step.seconds
+        return total
+
+
+def voiced_span(pcm: np.ndarray[Any, np.dtype[np.int16]], rate: int) -> tuple[float, float] | None:
+    """Where speech starts and ends in a clip (s from its start): 10 ms windows above -40 dBFS."""
+    n = rate // 100
+    if len(pcm) < n:
+        return None
+    x = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n)
+    loud = np.flatnonzero(20 * np.log10(np.maximum(np.sqrt((x * x).mean(axis=1)), 1e-9) / 32768) > -40.0)
+    if not len(loud):
+        return None
+    return float(loud[0]) / 100, float(loud[-1] + 1) / 100
 
 
 class CallerScript:
@@ -141,6 +216,8 @@ class CallerScript:
         self._media: MediaChannel | None = None
         self._control: CallControl | None = None
         self._ended = threading.Event()
+        self._clip_left: dict[int, float] = {}  # clip (step number) -> when its first frame left
+        self.error: Exception | None = None
 
     # CallHandler
     def start(self, info: CallInfo, media: MediaChannel, control: CallControl) -> CallEvents:
@@ -183,8 +260,17 @@ class CallerScript:
                 continue
             self.heard.append(frame.pcm)
             self._track(frame.pcm, (frame.seq + 1) * FRAME_MS / 1000.0)
+            self._note_played(media)
         self._close_segment(len(self.heard) * FRAME_MS / 1000.0)
         self._ended.set()
+
+    def _note_played(self, media: MediaChannel) -> None:
+        """When did the first frame of each clip leave (media-clock time, like the heard frames)?"""
+        mark, seq = media.played_position()
+        if mark is None or mark.prompt_id in self._clip_left:
+            return
+        frames_before = mark.end_sample // (media.frame_bytes // 2) - 1
+        self._clip_left[mark.prompt_id] = (seq - 1 - frames_before) * FRAME_MS / 1000.0
 
     def _track(self, pcm: bytes, t_end: float) -> None:
         segments = self.report.agent_audio
@@ -215,7 +301,18 @@ class CallerScript:
             self._ended.wait(0.02)
         self.report.prompt_waits.append({"start": round(start, 3), "end": round(self.now(), 3), "heard": heard})
 
-    def _play(self, label: str, pcm: np.ndarray[Any, np.dtype[np.int16]], prompt_id: int) -> None:
+    def _wait_agent_talking(self, after_s: float, limit_s: float = 30.0) -> bool:
+        """Wait until the agent has been talking ``after_s`` without a pause (a barge-in's cue)."""
+        start = self.now()
+        while not self._ended.is_set() and self.now() - start < limit_s:
+            segs = self.report.agent_audio
+            if segs and segs[-1].end is None and len(self.heard) * FRAME_MS / 1000.0 - segs[-1].start >= after_s:
+                return True
+            self._ended.wait(0.01)
+        return False
+
+    def _play(self, label: str, pcm: np.ndarray[Any, np.dtype[np.int16]], prompt_id: int,
+              barge_in: bool = False) -> None:
         assert self._media is not None
         media = self._media
         n = media.frame_bytes // 2
@@ -228,35 +325,61 @@ class CallerScript:
                                                                                  i == frames - 1))
         while media.queued_frames() and not self._ended.is_set():
             self._ended.wait(0.02)
-        self.report.played.append({"what": label, "start": round(start, 3), "end": round(self.now(), 3)})
+        entry: dict[str, Any] = {"what": label, "start": round(start, 3), "end": round(self.now(), 3)}
+        left = self._clip_left.get(prompt_id)
+        span = voiced_span(pcm, media.rate)
+        if left is not None and span is not None:  # on the media clock, comparable with agent_audio
+            entry["speech_start"] = round(left + span[0], 3)
+            entry["speech_end"] = round(left + span[1], 3)
+        if barge_in:
+            entry["barge_in"] = True
+        self.report.played.append(entry)
+
+    def _keys(self, digits: str, limit_s: float) -> None:
+        assert self._control is not None
+        for ch in digits:
+            if self._ended.is_set():
+                break
+            if ch == ",":
+                self._ended.wait(0.5)
+            elif ch in "wW":
+                self._wait_end_of_prompt(max(limit_s, 10.0))
+            else:
+                self.report.dtmf.append({"digit": ch, "t": round(self.now(), 3)})
+                send = getattr(self._control, "send_dtmf", None)
+                if send is None:
+                    raise CallerError("this CallControl cannot send DTMF")
+                send(ch, self.plan.dtmf_method)
+                self._ended.wait(0.25)  # 160 ms tone + gap
 
     def _script(self) -> None:
         assert self._control is not None
         plan = self.plan
         try:
-            if plan.wait_prompt_s > 0:
-                self._wait_end_of_prompt(plan.wait_prompt_s)
-            for i, (label, pcm) in enumerate(plan.play, start=1):
+            for i, step in enumerate(plan.all_steps(), start=1):
                 if self._ended.is_set():
                     break
-                self._play(label, pcm, i)
-            for ch in plan.dtmf:
-                if self._ended.is_set():
+                if isinstance(step, Wait):
+                    self._wait_end_of_prompt(step.limit_s)
+                elif isinstance(step, Play):
+                    if step.barge_after_s is not None and not self._wait_agent_talking(step.barge_after_s):
+                        self.report.played.append({"what": step.label, "start": round(self.now(), 3),
+                                                   "end": None, "barge_in": True, "skipped": "agent never talked"})
+                        continue
+                    self._play(step.label, step.pcm, i, barge_in=step.barge_after_s is not None)
+                elif isinstance(step, Dtmf):
+                    self._keys(step.digits if isinstance(step.digits, str) else step.digits(), plan.wait_prompt_s)
+                elif isinstance(step, Pause):
+                    self._ended.wait(step.seconds)
+                elif isinstance(step, Hangup):
                     break
-                if ch == ",":
-                    self._ended.wait(0.5)
-                elif ch in "wW":
-                    self._wait_end_of_prompt(max(plan.wait_prompt_s, 10.0))
-                else:
-                    self.report.dtmf.append({"digit": ch, "t": round(self.now(), 3)})
-                    send = getattr(self._control, "send_dtmf", None)
-                    if send is None:
-                        raise CallerError("this CallControl cannot send DTMF")
-                    send(ch, plan.dtmf_method)
-                    self._ended.wait(0.25)  # 160 ms tone + gap
-            remaining = plan.duration_s - self.now()
-            if remaining > 0:
-                self._ended.wait(remaining)
+            else:
+                remaining = plan.duration_s - self.now()
+                if remaining > 0:
+                    self._ended.wait(remaining)
+        except Exception as exc:  # a failing step (say a code fetch) ends this call with a reason
+            self.report.error = f"caller script failed: {exc}"
+            self.error = exc
         finally:
             if not self._ended.is_set():
                 self._control.hangup("caller script finished")
@@ -288,7 +411,7 @@ def place_call(
         t_dialed = time.monotonic()
         script = CallerScript(plan, report, t_dialed)
         slot = edge.make_call(uri, script, dtmf_method=plan.dtmf_method)
-        if not slot.ended.wait(plan.duration_s + plan.wait_prompt_s + 60):
+        if not slot.ended.wait(plan.longest_s() + 60):
             edge.call(lambda: edge._hangup(slot.key, "agent", "caller timeout"))
             slot.ended.wait(5)
         script.done.wait(5 if report.answered else 0)
@@ -305,6 +428,37 @@ def place_call(
     finally:
         edge.stop()
     return report
+
+
+def turn_timings(report: CallerReport, gap_s: float = 0.2) -> list[dict[str, Any]]:
+    """What the caller experienced at each thing it said, from the audio alone (media-clock seconds).
+
+    For a clip said after the agent fell silent: voice-to-voice, end of the caller's speech -> the first
+    agent audio after it. For a barge-in: the agent audio stop, true onset of the caller's speech -> the
+    last agent frame before a pause of ``gap_s`` (negative never: a prompt that ended by itself before the
+    onset is not a barge-in and gets no figure).
+    """
+    segs = [(s.start, s.end if s.end is not None else report.duration_s) for s in report.agent_audio]
+    out: list[dict[str, Any]] = []
+    for p in report.played:
+        if "speech_end" not in p:
+            continue
+        row: dict[str, Any] = {"what": p["what"], "speech_start": p["speech_start"], "speech_end": p["speech_end"]}
+        if p.get("barge_in"):
+            onset = p["speech_start"]
+            talking = [(a, b) for a, b in segs if a <= onset < b + gap_s]
+            if talking:
+                stop = talking[0][1]
+                for a, b in segs:  # segments closer together than gap_s are one stretch of talk
+                    if a > stop and a - stop < gap_s:
+                        stop = b
+                row["barge_in_stop_s"] = round(max(stop - onset, 0.0), 3)
+        else:
+            after = [a for a, _ in segs if a >= p["speech_end"]]
+            if after:
+                row["voice_to_voice_s"] = round(after[0] - p["speech_end"], 3)
+        out.append(row)
+    return out
 
 
 def format_report(report: CallerReport) -> str:
@@ -325,8 +479,17 @@ def format_report(report: CallerReport) -> str:
             lines.append(f"  sent {len(report.dtmf)} DTMF digit(s) from {report.dtmf[0]['t']:.2f} s")
         if report.recorded:
             lines.append(f"  recorded what it heard: {report.recorded}")
+        for turn in turn_timings(report):
+            if "voice_to_voice_s" in turn:
+                lines.append(f"  {turn['what']}: agent answered {1000 * turn['voice_to_voice_s']:.0f} ms after "
+                             "the caller stopped talking")
+            elif "barge_in_stop_s" in turn:
+                lines.append(f"  {turn['what']}: agent stopped {1000 * turn['barge_in_stop_s']:.0f} ms after "
+                             "the caller started talking over it")
         if report.transcript is not None:
             lines.append(f"  heard: {report.transcript}")
+        if report.error:
+            lines.append(f"  error: {report.error}")
     return "\n".join(lines)
 
 

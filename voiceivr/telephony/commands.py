@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,34 +71,63 @@ def serve_worker(app: AppContext, host: str, port: int, media_host: str | None, 
                         contact=contact))
 
 
-@click.command("call")
+STEP_OPTIONS = {"--wait-prompt": "wait", "--say": "say", "--play": "play", "--dtmf": "dtmf", "--pause": "pause",
+                "--barge-in": "barge"}
+
+
+class StepsInOrder(click.Command):
+    """Remembers the order the step options were given in: ``--say A --dtmf 1 --say B`` runs in that order."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        order = []
+        for arg in args:
+            if arg == "--":
+                break
+            name = arg.split("=", 1)[0]
+            if name in STEP_OPTIONS:
+                order.append(STEP_OPTIONS[name])
+        ctx.meta["step_order"] = order
+        return super().parse_args(ctx, args)
+
+
+@click.command("call", cls=StepsInOrder)
 @click.argument("uri")
-@click.option("--play", "play", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="WAV file to send (repeatable, in order).")
+@click.option("--wait-prompt", "wait", type=float, multiple=True,
+              help="Wait up to this many seconds for the agent to speak and fall silent (repeatable).")
 @click.option("--say", "say", multiple=True, help="Text to speak through the TTS engine (repeatable).")
-@click.option("--dtmf", default="", help="Digits to key; ',' pauses 0.5 s, 'w' waits for the next prompt to end.")
+@click.option("--play", "play", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="WAV file to send (repeatable).")
+@click.option("--dtmf", multiple=True, help="Digits to key (repeatable); ',' pauses 0.5 s, 'w' waits for the next "
+              "prompt to end.")
+@click.option("--pause", type=float, multiple=True, help="Stay quiet this many seconds (repeatable).")
+@click.option("--barge-in", "barge", type=float, multiple=True, help="The next --say/--play talks over the agent "
+              "once it has been talking this many seconds (repeatable).")
 @click.option("--dtmf-method", type=click.Choice(["rfc4733", "sip-info"]), default="rfc4733", show_default=True)
-@click.option("--wait-prompt", type=float, default=0.0, help="First wait up to this many seconds for the greeting "
-              "to finish.")
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write what was heard to this WAV.")
 @click.option("--transcribe", is_flag=True, help="Transcribe what was heard (needs --stt).")
 @click.option("--tts", "tts_spec", envvar="VOICEIVR_CALL_TTS", default="",
               help="TTS engine for --say: package.module:factory (called with the settings).")
 @click.option("--stt", "stt_spec", envvar="VOICEIVR_CALL_STT", default="",
               help="STT engine for --transcribe: package.module:factory (called with the settings).")
-@click.option("--duration", type=float, default=10.0, show_default=True, help="Hang up this many seconds after "
-              "answer (unless the far end hangs up first).")
+@click.option("--duration", type=float, default=10.0, show_default=True, help="After the steps, listen until this "
+              "many seconds after answer (unless the far end hangs up first).")
 @click.option("--bind", help="Local address for the caller's SIP and RTP (default: 127.0.0.1 for a loopback "
               "target, else all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @pass_app
-def call(app: AppContext, uri: str, play: tuple[Path, ...], say: tuple[str, ...], dtmf: str, dtmf_method: str,
-         wait_prompt: float, record: Path | None, transcribe: bool, tts_spec: str, stt_spec: str, duration: float,
-         bind: str | None, as_json: bool) -> None:
-    """Place a real SIP call to URI (sip:USER@HOST:PORT), play audio, key DTMF, record what answers.
+def call(app: AppContext, uri: str, wait: tuple[float, ...], say: tuple[str, ...], play: tuple[Path, ...],
+         dtmf: tuple[str, ...], pause: tuple[float, ...], barge: tuple[float, ...], dtmf_method: str,
+         record: Path | None, transcribe: bool, tts_spec: str, stt_spec: str, duration: float, bind: str | None,
+         as_json: bool) -> None:
+    """Place a real SIP call to URI (sip:USER@HOST:PORT), talk, key DTMF, record what answers.
 
-    Steps run in this order: wait for the greeting (--wait-prompt), play each --play/--say, key --dtmf, then
-    listen until --duration. Agent speech timings in the report come from the audio heard.
+    The steps (--wait-prompt, --say, --play, --dtmf, --pause, --barge-in) run in the order given, e.g.
+
+      voiceivr call sip:ivr@127.0.0.1:5060 --wait-prompt 10 --dtmf 10000001#w1234# --wait-prompt 10
+      --barge-in 1.0 --say "what is my balance" --wait-prompt 10 --record heard.wav
+
+    then the caller listens until --duration. The report's timings (agent speech, voice-to-voice, how fast
+    the agent stopped when talked over) come from the audio heard, on the caller's media clock.
     """
     from voiceivr.telephony import caller
 
@@ -105,16 +135,36 @@ def call(app: AppContext, uri: str, play: tuple[Path, ...], say: tuple[str, ...]
         raise VoiceivrError(f"{uri!r} is not a SIP URI", hint="e.g. sip:ivr@127.0.0.1:5060")
     settings = app.settings
     rate = settings.sip.media_rate
-    plan = caller.CallerPlan(dtmf=dtmf, dtmf_method=dtmf_method, wait_prompt_s=wait_prompt, duration_s=duration)
-    for path in play:
-        plan.play.append((str(path), caller.read_wav_mono(path, rate)))
-    for text in say:
-        plan.play.append((f"say: {text}", caller.synthesize(settings, text, rate, tts_spec)))
+    values: dict[str, list[Any]] = {"wait": list(wait), "say": list(say), "play": list(play), "dtmf": list(dtmf),
+                                    "pause": list(pause), "barge": list(barge)}
+    steps: list[caller.Step] = []
+    barge_after: float | None = None
+    for kind in click.get_current_context().meta.get("step_order", []):
+        value = values[kind].pop(0)
+        if kind == "wait":
+            steps.append(caller.Wait(float(value)))
+        elif kind == "pause":
+            steps.append(caller.Pause(float(value)))
+        elif kind == "dtmf":
+            steps.append(caller.Dtmf(str(value)))
+        elif kind == "barge":
+            barge_after = float(value)
+        else:
+            pcm = (caller.synthesize(settings, str(value), rate, tts_spec) if kind == "say"
+                   else caller.read_wav_mono(Path(value), rate))
+            label = f"say: {value}" if kind == "say" else str(value)
+            steps.append(caller.Play(label, pcm, barge_after_s=barge_after))
+            barge_after = None
+    if barge_after is not None:
+        raise VoiceivrError("--barge-in must come before the --say or --play it applies to")
+    plan = caller.CallerPlan(steps=steps, dtmf_method=dtmf_method, duration_s=duration)
     stt = caller.transcriber(settings, stt_spec) if transcribe else None
     report = caller.place_call(settings.sip, uri, plan, record=record, bind=bind, stt=stt)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=1))
     else:
         click.echo(caller.format_report(report))
+    if report.error:
+        sys.exit(1)
     if not report.answered:
         sys.exit(1)

@@ -406,6 +406,9 @@ class SipEdge:
             med.noVad = True
             med.ecTailLen = 0
             med.threadCnt = 1
+            for name, ms in (("jbMinPre", s.jb_min_pre_ms), ("jbMaxPre", s.jb_max_pre_ms), ("jbInit", s.jb_init_ms)):
+                if ms >= 0:
+                    setattr(med, name, ms)
             ep.libInit(cfg)
         finally:
             os.dup2(saved_stdout, 1)

@@ -1,0 +1,124 @@
+"""End to end over 127.0.0.1: the bank demo by phone through `voiceivr serve` with the real call session.
+
+The real pieces only: `voiceivr serve` (pjsua2 worker, Silero VAD, pocketsphinx, espeak-ng, dialplans/bank.yaml,
+the safe path) on an SQLite database set up by the CLI as `scripts/serve` does, the test caller
+(voiceivr/telephony/caller.py, its own pjsua2 endpoint in tests/sip_script_caller.py) speaking recorded
+telephone phrases and keying DTMF, and the local stand-in for Twilio's Messages API that carries the one-time
+code. Timings are read off the audio at the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests import siptools
+from voiceivr.policy.twilio_fake import FakeTwilio
+
+PHRASES = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases"
+ALICE_PHONE = "+15555550101"
+
+
+def phrase(intent: str, voice: str = "espeak-us") -> str:
+    return str(PHRASES / f"{intent}__{voice}__tel.wav")
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Served, FakeTwilio]]:
+    tmp = tmp_path_factory.mktemp("bank")
+    with FakeTwilio() as sms:
+        env_extra = {
+            "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+            "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": sms.account_sid,
+            "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
+            "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,
+            "VOICEIVR_POLICY_SMS_FROM": "+15550100000",
+        }
+        env = siptools.base_env(tmp, **env_extra)
+        for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
+            done = subprocess.run([siptools.PY, "-m", "voiceivr", *args], env=env, cwd=siptools.ROOT,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, f"voiceivr {' '.join(args)}:\n{done.stderr[-2000:]}"
+        with siptools.serve(tmp, workers=1, kamailio="no", timeout=60.0, **env_extra) as ivr:
+            yield ivr, sms
+
+
+def place(ivr: siptools.Served, steps: list[list[Any]], **spec: Any) -> dict[str, Any]:
+    doc = {"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": steps, **spec}
+    lines = siptools.run_json_lines([siptools.PY, str(siptools.TESTS / "sip_script_caller.py"), json.dumps(doc)],
+                                    ivr.env, timeout=240)
+    return lines[-1]
+
+
+def db_rows(ivr: siptools.Served, sql: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(ivr.var / "voiceivr.sqlite3")
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def test_bank_demo_by_phone(bank: tuple[siptools.Served, FakeTwilio], tmp_path: Path) -> None:
+    ivr, sms = bank
+    api = {"base_url": sms.base_url, "sid": sms.account_sid, "token": sms.auth_token, "to": ALICE_PHONE}
+    heard = tmp_path / "heard.wav"
+    report = place(ivr, [
+        ["wait", 20],                                   # greeting and main menu
+        ["play", phrase("check_balance")], ["wait", 10],  # "what's my balance" -> account number?
+        ["dtmf", "10000001#"], ["wait", 10],            # -> PIN?
+        ["dtmf", "1234#"], ["wait", 10],                # -> "Thank you, Alice Martin." which account?
+        ["dtmf", "1"], ["wait", 15],                    # -> balance read back, anything else?
+        ["play", phrase("transfer")], ["wait", 10],     # -> how much?
+        ["dtmf", "5000#"], ["wait", 10],                # fifty dollars -> to which account?
+        ["dtmf", "2"], ["wait", 10],                    # savings -> from which account?
+        ["dtmf", "1"], ["wait", 15],                    # checking -> read back, "is that right?"
+        ["play", phrase("yes")], ["wait", 15],          # -> text or app?
+        ["dtmf", "1"], ["wait", 15],                    # text -> "I've sent a code..."
+        ["sms_code", api, "#"], ["wait", 15],           # the code off the phone -> "Done. The reference is..."
+        ["play", phrase("goodbye")], ["wait", 10],
+    ], duration=2.0, record=str(heard), transcribe=True)
+
+    assert report["answered"] and not report["error"], report
+    assert heard.exists() and report["transcript"]
+    # Free-speech pocketsphinx on 8 kHz espeak is rough ("welcome to acme bank" comes out garbled), but the
+    # longer prompts come through: the main menu, the balance, the questions of the transfer.
+    transcript = report["transcript"].lower()
+    expected = ("you can ask about opening", "dollar", "how much would you like", "anything", "checking account")
+    assert sum(e in transcript for e in expected) >= 3, transcript
+
+    call_id = db_rows(ivr, "select id from calls order by started_at desc limit 1")[0][0]
+    runs = {t: (s, r) for t, s, r in db_rows(
+        ivr, f"select action_type, status, result_json from action_runs where call_id = '{call_id}'")}
+    assert runs.get("login", ("",))[0] == "succeeded", runs
+    assert runs.get("get_balance", ("",))[0] == "succeeded", runs
+    assert json.loads(runs["get_balance"][1] or "{}").get("balance"), runs
+    assert runs.get("transfer_funds", ("",))[0] == "succeeded", runs
+    assert json.loads(runs["transfer_funds"][1] or "{}").get("reference"), runs
+    assert len(sms.messages) >= 1 and sms.messages[-1].to == ALICE_PHONE
+
+    # What the caller heard, turn by turn: an answer after each thing said, in well under a second.
+    v2v = [t["voice_to_voice_s"] for t in report["turns"] if "voice_to_voice_s" in t]
+    assert len(v2v) >= 3, report["turns"]
+    assert max(v2v) < 1.5, report["turns"]
+    assert ivr.alive()
+
+
+def test_caller_talks_over_a_long_prompt_and_the_agent_stops(bank: tuple[siptools.Served, FakeTwilio]) -> None:
+    ivr, _ = bank
+    report = place(ivr, [
+        ["wait", 20],
+        ["play", phrase("opening_hours")],         # -> the hours, then "anything else?"
+        ["barge", phrase("check_balance"), 1.0],   # talk over the answer a second in
+        ["wait", 10],
+    ], duration=1.0)
+    assert report["answered"] and not report["error"], report
+    barge = [t for t in report["turns"] if "barge_in_stop_s" in t]
+    assert barge, report
+    assert barge[0]["barge_in_stop_s"] <= 0.150, report["turns"]
+    assert ivr.alive()
