@@ -114,7 +114,7 @@ def test_caller_talks_over_a_long_prompt_and_the_agent_stops(bank: tuple[siptool
     report = place(ivr, [
         ["wait", 20],
         ["play", phrase("opening_hours")],         # -> the hours, then "anything else?"
-        ["barge", phrase("check_balance"), 1.0],   # talk over the answer a second in
+        ["barge", phrase("check_balance", "espeak-gb"), 1.5],  # talk over the answer mid-word
         ["wait", 10],
     ], duration=1.0)
     assert report["answered"] and not report["error"], report

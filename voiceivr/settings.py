@@ -304,6 +304,16 @@ class CallSettings:
     barge_in_min_speech_ms: int = setting(
         100, "Speech needed (from its onset) before it may interrupt a prompt."
     )
+    barge_in_hold: str = setting(
+        "energy",
+        "When an interruptible prompt goes quiet for caller speech, before the barge-in is decided: 'energy' at "
+        "the first caller frame barge_in_hold_db over the line's noise floor (undone after barge_in_hold_confirm_ms "
+        "if the VAD hears no speech), 'vad' at the VAD's first speech window, 'off' only at the barge-in.",
+    )
+    barge_in_hold_db: float = setting(12.0, "Caller frame level over the noise floor that holds a prompt (energy).")
+    barge_in_hold_confirm_ms: int = setting(
+        160, "An energy hold the VAD has not confirmed as speech within this long is released (the prompt goes on)."
+    )
     backchannel: str = setting(
         "stop",
         "What short acknowledgements (uh-huh, okay) do during a prompt: 'stop' treats them as barge-in; "

@@ -84,6 +84,7 @@ class _Playback:
     synthesis_recorded: bool = False
     all_pcm: list[Pcm] = field(default_factory=list)  # what was queued, for caching static prompts
     held: bool = False  # caller speech started over it: nothing more goes out until barge-in or release
+    held_at: float = 0.0
 
 
 @dataclass
@@ -156,6 +157,12 @@ class CallSession:
         self._sleeping = False
         self._awaiting_response_since: float | None = None  # end of the caller input we owe an answer to
         self._response_wall: float | None = None  # wall clock when the brain answered (synthesis stage)
+        self._noise_floor = -60.0  # dBFS of the caller channel between words
+        self._level = -96.0
+        self._loud_onset = False
+        if self.s.barge_in_hold not in ("energy", "vad", "off"):
+            raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
+        self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
         self.ended = False
         self.outcome = ""
         self.started = False
@@ -188,13 +195,17 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
+        self._track_level(clean)
         caller = Frame(clean, self.rate, self._now)
         self._hear(caller)
         if self.ended:
             return
-        if (self._playing is not None and self._playing.held and self.vad.tentative_onset is None
-                and (self._turn is None or not self._turn.barge_pending)):
-            self._release_hold()  # the speech that held the prompt did not become a barge-in
+        pb = self._playing
+        if (pb is not None and pb.held and self.vad.tentative_onset is None
+                and (self._turn is None or not self._turn.barge_pending)
+                and self._now - pb.held_at >= self._hold_confirm_s):
+            self._release_hold()  # the sound that held the prompt did not become a barge-in
+            self._noise_floor = max(self._noise_floor, self._level)  # and it is the line's noise for now
         self._timers()
         self._fill_outbox()
 
@@ -243,10 +254,12 @@ class CallSession:
                 self._speech_started(e.t, e.decided_at)
             else:
                 self._speech_stopped(e.t)
-        tentative = self.vad.tentative_onset
-        if (tentative is not None and self._turn is None and self.s.barge_in and self._playing is not None
-                and not self._is_echo(tentative)):
-            self._hold()  # one window of speech over a prompt: go quiet now, decide at the start event
+        if self._turn is None and self.s.barge_in and self._playing is not None and self.s.barge_in_hold != "off":
+            tentative = self.vad.tentative_onset
+            if tentative is not None and not self._is_echo(tentative):
+                self._hold("vad")  # one window of speech over a prompt: go quiet now, decide at the start event
+            elif self._loud_onset and self._dominant and self._dominant[-1]:
+                self._hold("energy")  # the caller's line went loud: go quiet, let the VAD confirm
         turn = self._turn
         if turn is None:
             return
@@ -305,7 +318,8 @@ class CallSession:
                 self._barge_in(onset)
             else:
                 turn.barge_pending = True
-                self._hold()
+                if self.s.barge_in_hold != "off":
+                    self._hold()
 
     def _speech_stopped(self, t: float) -> None:
         turn = self._turn
@@ -612,7 +626,19 @@ class CallSession:
         if self._turn is None and not self._digits and not self._sleeping:
             self._no_input_deadline = self._now + self._listen.no_input_timeout_s
 
-    def _hold(self) -> None:
+    def _track_level(self, clean: Pcm) -> None:
+        """The caller channel's level against its noise floor: a sudden rise is the earliest sign of speech."""
+        x = clean.astype(np.float64)
+        level = 10 * np.log10(max(float(np.mean(x * x)), 1.0) / 32768.0**2)
+        self._level = level
+        floor = self._noise_floor
+        # The floor falls at once and rises slowly (3 dB a second): speech never becomes the floor. It never
+        # goes below -70 dBFS, so a line that was digitally silent does not hold the prompt on its first hiss.
+        self._noise_floor = max(-70.0, level if level < floor else floor + 3.0 * FRAME_S)
+        self._loud_onset = (self.s.barge_in_hold == "energy" and level > -45.0
+                            and level > floor + self.s.barge_in_hold_db)
+
+    def _hold(self, trigger: str = "vad") -> None:
         """Caller speech started over an interruptible prompt: stop sending it at once, keep its place.
 
         The VAD's start event comes about 70 ms after the true onset; the barge-in itself waits for
@@ -630,7 +656,8 @@ class CallSession:
             pb.produced -= len(back)
             del pb.all_pcm[-len(taken):]
         pb.held = True
-        self._emit(ev.Note(self._now, kind="prompt.held", detail={"prompt_id": pb.prompt.prompt_id,
+        pb.held_at = self._now
+        self._emit(ev.Note(self._now, kind="prompt.held", detail={"prompt_id": pb.prompt.prompt_id, "by": trigger,
                                                                   "frames_taken_back": len(taken)}))
 
     def _release_hold(self) -> None:
