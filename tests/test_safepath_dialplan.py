@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,7 +195,8 @@ def test_a_spoken_pin_never_reaches_the_audit_trail(bank_world: abuse.World) -> 
     talk.say("one two three four")
     assert [c["ok"] for c in talk.gate_calls("login")] == [True]
     payloads = [r.payload for r in talk.trail()]
-    assert payloads and not [p for p in payloads if "two three four" in p or "1234" in p]
+    # The PIN as a word of its own: ids and hashes in the payloads may contain the digits 1234 by chance.
+    assert payloads and not [p for p in payloads if "two three four" in p or re.search(r"\b1234\b", p)]
 
 
 def test_media_moved_mid_flow_voids_the_request_and_asks_who_is_calling(bank_world: abuse.World) -> None:
