@@ -54,14 +54,10 @@ V2V_GOAL_MS = 400.0
 BARGE_GOAL_MS = 120.0
 DEFAULT_VOICES = "espeak-us,espeak-gb,espeak-us-f,espeak-us-m"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_media_gaps import free_port, write_section  # noqa: E402  (the other bench_* scripts use these too)
 
 # ------------------------------------------------------------------------------------- small helpers
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_tcp_port() -> int:
@@ -95,19 +91,6 @@ def machine() -> str:
                 break
     return (f"{os.cpu_count()} cores ({cpu or platform.processor()}), Python {platform.python_version()}, "
             f"Linux {platform.release()}; shared with other work, so tails are noisy")
-
-
-def write_section(path: Path, title: str, body: str) -> None:
-    """Replace the section ``title`` (up to the next '## ') in ``path``, or append it at the end."""
-    section = f"{title}\n\n{body.rstrip()}\n"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if title in text:
-        head, rest = text.split(title, 1)
-        nxt = rest.find("\n## ")
-        text = head + section + ("\n" + rest[nxt + 1:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text, encoding="utf-8")
 
 
 # ------------------------------------------------------------------------------- /proc: CPU and memory
@@ -586,7 +569,7 @@ def main() -> None:
             "window (`--lead-in-ms`), because with the whole noise lead-in the server pauses its prompt on the "
             "noise step, before the speech onset, and the barge-in stop reads 0 ms (see the notes below).",
             body, notes, field_comparison(result)])
-        write_section(DOC, TITLE, text)
+        write_section(DOC, None, text, title=TITLE)
         print(f"wrote {DOC}")
 
 

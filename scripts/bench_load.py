@@ -318,7 +318,7 @@ def main() -> None:
             "from getrusage of the finished caller processes. \"Barge-ins misrouted\": the barge-in turn's "
             "intent in the `turns` table was not `balance` (a misheard \"check my balance\").",
             out, "\n".join(summary), cpu_note])
-        write_section(DOC, TITLE, text)
+        write_section(DOC, None, text, title=TITLE)
         print(f"wrote {DOC}")
 
 

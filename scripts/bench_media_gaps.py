@@ -206,15 +206,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, command: str, body: str,
+def write_section(path: Path, command: str | None, body: str,
                   title: str = "## Media frame gaps under GIL-holding work (scripts/bench_media_gaps.py)") -> None:
-    section = f"{title}\n\nCommand: `{command}`\n\n{body}\n"
+    """Replace the section ``title`` (up to the next '## ') in ``path``, or append it at the end. Used by the
+    other bench_* scripts too; ``command`` None when the body already names it."""
+    section = f"{title}\n\n" + (f"Command: `{command}`\n\n" if command else "") + f"{body.rstrip()}\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
     if title in text:
         head, rest = text.split(title, 1)
         nxt = rest.find("\n## ")
-        text = head + section + (rest[nxt + 1:] if nxt >= 0 else "")
+        text = head + section + ("\n" + rest[nxt + 1:] if nxt >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text, encoding="utf-8")

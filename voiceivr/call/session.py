@@ -195,7 +195,8 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
-        self._track_level(clean)
+        if self.s.barge_in_hold == "energy":
+            self._track_level(clean)
         caller = Frame(clean, self.rate, self._now)
         self._hear(caller)
         if self.ended:
@@ -635,8 +636,7 @@ class CallSession:
         # The floor falls at once and rises slowly (3 dB a second): speech never becomes the floor. It never
         # goes below -70 dBFS, so a line that was digitally silent does not hold the prompt on its first hiss.
         self._noise_floor = max(-70.0, level if level < floor else floor + 3.0 * FRAME_S)
-        self._loud_onset = (self.s.barge_in_hold == "energy" and level > -45.0
-                            and level > floor + self.s.barge_in_hold_db)
+        self._loud_onset = level > -45.0 and level > floor + self.s.barge_in_hold_db
 
     def _hold(self, trigger: str = "vad") -> None:
         """Caller speech started over an interruptible prompt: stop sending it at once, keep its place.

@@ -181,9 +181,10 @@ class CallerPlan:
                 total += step.limit_s
             elif isinstance(step, Play):
                 total += len(step.pcm) / 8000 + (30.0 if step.barge_after_s is not None else 0.0)
+            elif isinstance(step, Dtmf) and isinstance(step.digits, str):
+                total += 0.5 * len(step.digits) + 10.0 * sum(c in "wW" for c in step.digits)
             elif isinstance(step, Dtmf):
-                total += 0.5 * len(step.digits) if isinstance(step.digits, str) else 10.0
-                total += 10.0 * sum(1 for c in step.digits if c in "wW") if isinstance(step.digits, str) else 0
+                total += 10.0  # digits from a function: its own wait (e.g. for an SMS) is bounded by it
             elif isinstance(step, Pause):
                 total += step.seconds
         return total
