@@ -117,6 +117,7 @@ class _ToneSttStream(SttStream):
         self.rate = rate
         self.audio: list[Pcm] = []
         self.fed = 0
+        self.fed_at: list[float] = []  # each frame's start time
         self.cancelled = False
 
     def _guess(self) -> str:
@@ -136,6 +137,7 @@ class _ToneSttStream(SttStream):
         t0 = time.perf_counter()
         self.audio.append(frame.pcm)
         self.fed += 1
+        self.fed_at.append(frame.t)
         self.engine_seconds += time.perf_counter() - t0
         if self.fed % 10 == 0:
             return SttResult(self._guess(), 0.5, is_final=False)

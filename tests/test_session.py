@@ -7,6 +7,7 @@ the 20 ms media clock are real. Replays of real speech through the real engines 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import threading
 import time
 
@@ -128,6 +129,9 @@ def test_the_recogniser_hears_only_speech() -> None:
     fed_s = stt.streams[0].fed * 0.02
     # 0.5 s of speech plus up to preroll (0.3 s) and the VAD's end-of-speech hangover
     assert 0.5 <= fed_s <= 1.0, fed_s
+    # every frame once, in order, with no hole: the pre-roll joins the live frames seamlessly
+    fed_at = stt.streams[0].fed_at
+    assert all(b - a == pytest.approx(0.02) for a, b in itertools.pairwise(fed_at)), fed_at
 
 
 # ------------------------------------------------------------------------------------------ barge-in

@@ -101,6 +101,7 @@ class _Turn:
     partial: str = ""
     audio: hashlib._Hash = field(default_factory=hashlib.sha256)
     barge_pending: bool = False
+    fed_until: float = float("-inf")  # end of the last frame given to the recogniser
 
 
 class CallSession:
@@ -373,6 +374,11 @@ class CallSession:
 
     def _feed_stt(self, turn: _Turn, frame: Frame) -> None:
         assert turn.stt is not None
+        # The pre-roll holds the frame that set the turn off, which the frame loop then feeds again: a
+        # repeated 20 ms mid-word turned "check my balance" into "get me a" (6 of 8 calls).
+        if frame.end <= turn.fed_until + 1e-6:
+            return
+        turn.fed_until = frame.end
         turn.audio.update(frame.pcm.tobytes())
         before = turn.stt.engine_seconds
         result = turn.stt.feed(frame)
