@@ -9,11 +9,14 @@ import numpy as np
 import pytest
 
 from tests.speech_fixtures import entries, frames, grammar_phrases, pcm
+from voiceivr.actions.registry import builtin_registry
 from voiceivr.audio.frames import Frame, split_frames
+from voiceivr.dialplan.loader import load_file
 from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import CONF_WHOLE_PHRASE, PocketsphinxEngine, SttModelError
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +165,25 @@ def test_money_builtin_grammar(engine: PocketsphinxEngine) -> None:
 
 
 MONEY_OR_PHRASE_WORDS = {"main", "menu", "talk", "to", "an", "agent"} | MONEY_WORDS
+
+
+
+def _main_menu_grammar() -> list[str]:
+    plan = load_file(ROOT / "dialplans" / "bank.yaml", builtin_registry())
+    node = plan.nodes["main_menu"]
+    intents = [plan.intents[r.intent] for r in node.routes] + list(plan.globals.values())
+    return list(dict.fromkeys(p for i in intents for p in (*i.examples, *i.keywords)))
+
+
+def test_a_pooled_decoder_forgets_the_last_utterance(engine: PocketsphinxEngine) -> None:
+    """A turn decodes the same whichever turn used the pooled decoder before it. The captured turn is what a
+    live server fed its recogniser for "check my balance" (espeak-us fixture over pjsua2 and G.711, with the
+    pre-roll): a decoder that had heard another call first took it for "get me a" and sent the caller to an
+    agent, while a fresh one heard "balance"."""
+    grammar = _main_menu_grammar()
+    turn = "captured/check_balance_live_turn.wav"
+    first = recognise(engine, turn, grammar)[:2]
+    for other in ("phrases/goodbye__espeak-us__tel.wav", "phrases/transfer__espeak-gb__tel.wav"):
+        recognise(engine, other, grammar)
+        assert recognise(engine, turn, grammar)[:2] == first
+    assert "balance" in first[0]

@@ -95,6 +95,10 @@ class PocketsphinxStream(SttStream):
             d.activate_search(search)
         elif dec.free_speech:
             d.activate_search("_default")
+        # A pooled decoder carries the front end's noise estimate from its last utterance into the next:
+        # the same audio then decodes differently depending on which call used the decoder before (the
+        # live server heard "get me a" where a replay heard "balance"). Every turn starts from scratch.
+        d.reinit_feat()
         if engine.cmn:
             d.set_cmn(engine.cmn)
         d.start_utt()
