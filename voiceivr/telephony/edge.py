@@ -141,6 +141,7 @@ class CallSlot:
     ended: threading.Event = field(default_factory=threading.Event)
     end_status: int = 0
     end_reason: str = ""
+    media_stats: dict[str, int] = field(default_factory=dict)  # RTP receive side, read as the stream goes
 
 
 class CallRemote:
@@ -221,6 +222,9 @@ class _Call(pj.Call):
 
     def onCallReplaced(self, prm: Any) -> None:
         self._edge._guard("replaced", self._edge._on_replaced, self, prm)
+
+    def onStreamDestroyed(self, prm: Any) -> None:
+        self._edge._guard("stream destroyed", self._edge._on_stream_destroyed, self, prm.streamIdx)
 
 
 # ------------------------------------------------------------------------------------------- the edge
@@ -677,6 +681,19 @@ class SipEdge:
         # The last reference to the pjsua2 Call goes here, inside its own DISCONNECTED callback.
         self._calls.pop(pj_id, None)
 
+    def _on_stream_destroyed(self, call: _Call, index: int) -> None:
+        """The last moment the stream's counters can be read: what arrived, what was lost, and what the
+        jitter buffer threw away (a discarded frame is a hole in what the session heard)."""
+        slot = self._slot_by_pj.get(call.getId())
+        if slot is None:
+            return
+        stat = call.getStreamStat(index)
+        rx, jb = stat.rtcp.rxStat, stat.jbuf
+        slot.media_stats = {"rtp_packets": int(rx.pkt), "rtp_lost": int(rx.loss), "rtp_discarded": int(rx.discard),
+                            "rtp_reordered": int(rx.reorder), "rtp_duplicated": int(rx.dup),
+                            "jb_lost": int(jb.lost), "jb_discarded": int(jb.discard), "jb_empty": int(jb.empty),
+                            "jb_avg_delay_ms": int(jb.avgDelayMsec), "jb_max_delay_ms": int(jb.maxDelayMsec)}
+
     def _on_media_state(self, call: _Call) -> None:
         pj_id = call.getId()
         slot = self._slot_by_pj.get(pj_id)
@@ -792,11 +809,12 @@ class SipEdge:
         slot.end_status, slot.end_reason = status, reason
         duration = round(time.monotonic() - slot.created, 3)
         summary = {"call_id": slot.key, "by": by, "reason": slot.hangup_reason or reason, "status": status,
-                   "duration_s": duration, "frame_gaps": gaps, "inbox_dropped": slot.channel.inbox_dropped}
+                   "duration_s": duration, "frame_gaps": gaps, "inbox_dropped": slot.channel.inbox_dropped,
+                   "media": slot.media_stats}
         self._record(slot, "hangup", by=by, status=status, reason=slot.hangup_reason or reason)
         if slot.recording is not None:
             slot.recording.finish(hangup={"by": by, "status": status, "reason": slot.hangup_reason or reason},
-                                  frame_gaps=gaps)
+                                  frame_gaps=gaps, media=slot.media_stats)
         self.ended.append(summary)
         del self.ended[:-200]
         log.info("call ended", extra={k: v for k, v in summary.items() if k != "frame_gaps"})
