@@ -47,14 +47,15 @@ class Control:
         self.transfers.append(target)
 
 
-def make_session(brain: ScriptedBrain, **call: object) -> tuple[CallSession, WordTts, ToneStt, Control]:
+def make_session(brain: ScriptedBrain, vad: EnergyVad | None = None,
+                 **call: object) -> tuple[CallSession, WordTts, ToneStt, Control]:
     tts, stt, control = WordTts(), ToneStt(WORDS), Control()
     settings = dataclasses.replace(CallSettings(), **call)  # type: ignore[arg-type]
     session = CallSession(
         call_id="test-call",
         media=MediaChannel(RATE),
         brain=brain,
-        vad=EnergyVad(),
+        vad=vad or EnergyVad(),
         stt=stt,
         tts=tts,
         settings=settings,
@@ -106,6 +107,35 @@ def test_a_simple_turn_and_its_latencies() -> None:
     assert 200 <= lat["e2e"]["p50"] <= 300, lat
     assert lat["capture"]["count"] == 1 and lat["synthesis"]["count"] == 2
     assert summary["engine_seconds"]["stt.tone"] > 0  # the fake recogniser's time is accounted
+
+
+def _late_vad_session(**call: object) -> tuple[CallSession, ScriptedBrain]:
+    """A VAD that reports the end of speech 400 ms late, as Silero does about 200 ms late."""
+    brain = ScriptedBrain(
+        greeting=[say("hello", pid=1), b.Listen(grammar=["yes", "no"])],
+        replies=[[say("you said yes", pid=2), b.Listen(grammar=["yes", "no"])], [say("and again", pid=3)]],
+    )
+    session, *_ = make_session(brain, EnergyVad(min_silence_ms=400), **call)
+    return session, brain
+
+
+@pytest.mark.parametrize("energy", [True, False])
+def test_a_complete_phrase_ends_on_the_quiet_line_before_the_vad_says_so(energy: bool) -> None:
+    session, brain = _late_vad_session(energy_end_of_turn=energy)
+    drive(session, caller_audio([(1.0, 1.5, 700)], total_s=3.0))
+    (utterance,) = brain.inputs(b.Utterance)
+    assert utterance.text == "yes"
+    assert utterance.ended_at == pytest.approx(1.5, abs=0.03)  # dated at the audible end either way
+    e2e = session.summary()["latency"]["e2e"]["p50"]
+    assert (200 <= e2e <= 260) if energy else (e2e >= 400), e2e
+
+
+def test_speech_right_after_an_energy_ended_turn_is_a_turn_of_its_own() -> None:
+    session, brain = _late_vad_session(echo_suppression=False)  # the second "yes" barges in on the reply
+    # "yes", 260 ms of quiet (the turn ends at 200 ms, while the late VAD still hears speech), "yes" again
+    a = prompt_seconds("hello") + 0.2
+    drive(session, caller_audio([(a, a + 0.5, 700), (a + 0.76, a + 1.26, 700)], total_s=a + 3.0))
+    assert [u.text for u in brain.inputs(b.Utterance)] == ["yes", "yes"]
 
 
 def test_incomplete_phrase_waits_the_full_end_of_turn() -> None:

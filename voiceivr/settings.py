@@ -298,6 +298,18 @@ class CallSettings:
     fast_end_of_turn_ms: int = setting(
         200, "Silence that ends a turn when the partial transcript already matches an expected phrase."
     )
+    energy_end_of_turn: bool = setting(
+        True,
+        "End a turn whose partial transcript is already a complete expected phrase once the caller's level has "
+        "stayed quiet (end_of_turn_quiet_db, end_of_turn_drop_db) for fast_end_of_turn_ms, without waiting for "
+        "the VAD's end of speech (Silero reports it about 200 ms after the audible end).",
+    )
+    end_of_turn_quiet_db: float = setting(
+        6.0, "For the energy end of turn, caller frames less than this far over the line's noise floor are quiet..."
+    )
+    end_of_turn_drop_db: float = setting(
+        30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line)."
+    )
     max_utterance_s: float = setting(15.0, "Longest caller turn; the turn is closed after this much speech.")
     preroll_ms: int = setting(300, "Audio before the detected onset that is also sent to the recogniser.")
     barge_in: bool = setting(True, "Caller speech or a key press stops an interruptible prompt.")

@@ -102,6 +102,8 @@ class _Turn:
     audio: hashlib._Hash = field(default_factory=hashlib.sha256)
     barge_pending: bool = False
     fed_until: float = float("-inf")  # end of the last frame given to the recogniser
+    quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
+    peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
 
 
 class CallSession:
@@ -164,6 +166,7 @@ class CallSession:
         if self.s.barge_in_hold not in ("energy", "vad", "off"):
             raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
+        self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
         self.ended = False
         self.outcome = ""
         self.started = False
@@ -196,7 +199,7 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
-        if self.s.barge_in_hold == "energy":
+        if self._track_levels:
             self._track_level(clean)
         caller = Frame(clean, self.rate, self._now)
         self._hear(caller)
@@ -260,7 +263,7 @@ class CallSession:
             tentative = self.vad.tentative_onset
             if tentative is not None and not self._is_echo(tentative):
                 self._hold("vad")  # one window of speech over a prompt: go quiet now, decide at the start event
-            elif self._loud_onset and self._dominant and self._dominant[-1]:
+            elif self.s.barge_in_hold == "energy" and self._loud_onset and self._dominant and self._dominant[-1]:
                 self._hold("energy")  # the caller's line went loud: go quiet, let the VAD confirm
         turn = self._turn
         if turn is None:
@@ -280,6 +283,16 @@ class CallSession:
             self._maybe_barge_in_late(turn)
         if turn.speaking and self._now - turn.onset >= self.s.max_utterance_s:
             self._end_turn(turn, reason="max_utterance")
+            return
+        if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self._quiet_long_enough(turn):
+            # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
+            # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
+            # speech after this turn starts a turn of its own.
+            turn.speaking = False
+            turn.last_speech_end = turn.quiet_since
+            self._emit(ev.SpeechStopped(turn.quiet_since or self._now))
+            self.vad.reset()
+            self._end_turn(turn, reason="silence")
             return
         if not turn.speaking and turn.last_speech_end is not None:
             wait_ms = self.s.end_of_turn_ms
@@ -386,6 +399,22 @@ class CallSession:
         if result is not None and result.text and result.text != turn.partial:
             turn.partial = result.text
             self._emit(ev.TranscriptPartial(self._now, text=result.text))
+
+    def _quiet_long_enough(self, turn: _Turn) -> bool:
+        """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?
+
+        Quiet is near the line's noise floor or far under the turn's loudest frame: the floor estimate lags a
+        line whose noise just rose (it climbs 3 dB a second), the drop from the peak does not."""
+        turn.peak_level = max(turn.peak_level, self._level)
+        quiet = self._level < max(self._noise_floor + self.s.end_of_turn_quiet_db,
+                                  turn.peak_level - self.s.end_of_turn_drop_db)
+        if not quiet:
+            turn.quiet_since = None
+            return False
+        if turn.quiet_since is None:
+            turn.quiet_since = self._now
+        waited_ms = (self._now + FRAME_S - turn.quiet_since) * 1000
+        return waited_ms >= self.s.fast_end_of_turn_ms and self._complete_phrase(turn.partial)
 
     def _complete_phrase(self, partial: str) -> bool:
         grammar = self._listen.grammar
