@@ -386,8 +386,20 @@ def caller_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ the bench
 
 
-def run(calls: int, voices: list[str], barge_after_s: float, lead_in_ms: float | None) -> dict[str, Any]:
-    server = BankServer(workers=1, kamailio=False)
+def settings_env(assignments: list[str]) -> dict[str, str]:
+    """``--set call.energy_end_of_turn=false`` -> ``VOICEIVR_CALL_ENERGY_END_OF_TURN=false`` for the server."""
+    env = {}
+    for a in assignments:
+        key, sep, value = a.partition("=")
+        if not sep or "." not in key:
+            raise SystemExit(f"--set wants SECTION.KEY=VALUE, got {a!r}")
+        env["VOICEIVR_" + key.replace(".", "_").upper()] = value
+    return env
+
+
+def run(calls: int, voices: list[str], barge_after_s: float, lead_in_ms: float | None,
+        settings: list[str] | None = None) -> dict[str, Any]:
+    server = BankServer(workers=1, kamailio=False, extra_env=settings_env(settings or []))
     since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     rows: list[dict[str, Any]] = []
     try:
@@ -526,6 +538,8 @@ def main() -> None:
     parser.add_argument("--barge-after", type=float, default=1.0, help="Talk over the answer after this many s.")
     parser.add_argument("--lead-in-ms", type=float, default=40.0,
                         help="Keep this much of each fixture's leading line noise (-1: all of it; see bank_steps).")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="A server setting for this run (repeatable), e.g. call.energy_end_of_turn=false.")
     parser.add_argument("--write", action="store_true", help=f"Replace the section in {DOC.relative_to(ROOT)}.")
     parser.add_argument("--json", type=Path, help="Also dump the raw results here.")
     parser.add_argument("--from-json", type=Path, help="Rebuild the report from a --json dump, no calls.")
@@ -535,7 +549,7 @@ def main() -> None:
         result = json.loads(args.from_json.read_text())
     else:
         result = run(args.calls, args.voices.split(","), args.barge_after,
-                     None if args.lead_in_ms < 0 else args.lead_in_ms)
+                     None if args.lead_in_ms < 0 else args.lead_in_ms, args.set)
     body = tables(result)
     sys.path.insert(0, str(ROOT))
     from voiceivr.settings import CallSettings

@@ -47,6 +47,7 @@ from bench_latency import (
     ms,
     proc_cmd,
     proc_rss_mb,
+    settings_env,
     spawn_caller,
     write_section,
 )
@@ -217,6 +218,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=15.0, help="Stop ramping after this long.")
     parser.add_argument("--keep-going", action="store_true", help="Do not stop when calls fail or media gaps "
                         "reach 40 ms (the default goes one level past the first such level, to show the trend).")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="A server setting for this run (repeatable), e.g. database.url=postgresql+psycopg://...")
     parser.add_argument("--write", action="store_true", help=f"Replace the section in {DOC.name}.")
     parser.add_argument("--json", type=Path, help="Also dump the raw results here.")
     args = parser.parse_args()
@@ -224,7 +227,7 @@ def main() -> None:
     voices = args.voices.split(",")
     workers = args.workers or (1 if args.no_kamailio else max(2, math.ceil(max(levels) / 4)))
     t_start = time.monotonic()
-    server = BankServer(workers=workers, kamailio=not args.no_kamailio)
+    server = BankServer(workers=workers, kamailio=not args.no_kamailio, extra_env=settings_env(args.set))
     results: list[dict[str, Any]] = []
     try:
         server.start()
