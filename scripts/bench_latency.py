@@ -40,6 +40,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -157,10 +158,15 @@ def cpu_seconds(pids: list[int]) -> dict[int, float]:
 class BankServer:
     """The bank demo in a throwaway var dir: `voiceivr serve` plus the SMS stand-in, on free ports."""
 
-    def __init__(self, workers: int = 1, kamailio: bool = False, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, workers: int = 1, kamailio: bool = False, extra_env: dict[str, str] | None = None,
+                 postgres: str | None = None) -> None:
+        """``postgres``: an admin URL (postgresql://postgres@127.0.0.1:5432/postgres); the demo then runs on a
+        database of its own there, made now and dropped by :meth:`cleanup`, instead of SQLite."""
         self.workers = workers
         self.kamailio = kamailio
         self.tmp = Path(tempfile.mkdtemp(prefix="bench-bank-"))
+        self.postgres = postgres
+        self.pg_db = f"voiceivr_bench_{os.getpid()}"
         self.port = free_port()
         self.sms_port = free_tcp_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEIVR_")}
@@ -174,6 +180,10 @@ class BankServer:
             "VOICEIVR_POLICY_TWILIO_BASE_URL": f"http://127.0.0.1:{self.sms_port}",
             "VOICEIVR_POLICY_SMS_FROM": "+15550100000",
         })
+        if postgres:
+            self._pg_admin(f"drop database if exists {self.pg_db}", f"create database {self.pg_db}")
+            base = postgres.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+            env["VOICEIVR_DATABASE_URL"] = f"{base}/{self.pg_db}"
         env.update(extra_env or {})
         self.env = env
         self.serve: subprocess.Popen[bytes] | None = None
@@ -224,12 +234,19 @@ class BankServer:
 
     def barge_in_routes(self, since: dt.datetime) -> list[tuple[str, str]]:
         """(transcript, intent) of every barge-in turn of the calls started since ``since`` (the turns table)."""
+        query = ("select t.transcript, t.intent from turns t join calls c on c.id = t.call_id "
+                 "where c.started_at >= {} and t.barged_in = {}")
+        url = self.env.get("VOICEIVR_DATABASE_URL", "")
+        if url.startswith("postgresql"):  # the server's PostgreSQL (bench_load --set database.url=...)
+            import psycopg
+
+            with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
+                rows = pg.execute(query.format("%s", "true"), (since,)).fetchall()
+            return [(str(t or ""), str(i or "")) for t, i in rows]
         path = self.tmp / "var" / "voiceivr.sqlite3"
         try:
             con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-            rows = con.execute("select t.transcript, t.intent from turns t join calls c on c.id = t.call_id "
-                               "where c.started_at >= ? and t.barged_in = 1",
-                               (since.replace(tzinfo=None).isoformat(sep=" "),)).fetchall()
+            rows = con.execute(query.format("?", "1"), (since.replace(tzinfo=None).isoformat(sep=" "),)).fetchall()
             con.close()
         except sqlite3.Error:
             return []
@@ -249,8 +266,19 @@ class BankServer:
                         os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait(5)
 
+    def _pg_admin(self, *statements: str) -> None:
+        import psycopg
+
+        assert self.postgres is not None
+        with psycopg.connect(self.postgres, autocommit=True) as pg:
+            for sql in statements:
+                pg.execute(sql)  # type: ignore[arg-type]  # our own fixed statements
+
     def cleanup(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.postgres:
+            with contextlib.suppress(Exception):
+                self._pg_admin(f"drop database if exists {self.pg_db} with (force)")
 
 
 # ------------------------------------------------------------------------------ the caller (subprocess)
@@ -292,7 +320,53 @@ def run_caller(spec: dict[str, Any]) -> None:
     edge = SipEdge(EdgeConfig(sip=sip, host="127.0.0.1", port=0, max_calls=len(calls), name="bench"), None)
     edge.start()
     t_start = time.monotonic()
+
+    def place(c: dict[str, Any]) -> tuple[CallerReport, CallerScript, Any, CallerPlan]:
+        steps = bank_steps(c["voice"], sip.media_rate, float(spec.get("barge_after_s", 1.0)), spec.get("lead_in_ms"))
+        plan = CallerPlan(steps=steps, duration_s=0.5)
+        report = CallerReport(uri=spec["uri"])
+        script = CallerScript(plan, report, time.monotonic())
+        return report, script, edge.make_call(spec["uri"], script), plan
+
+    def finish(rnd: int, i: int, c: dict[str, Any], report: CallerReport, script: CallerScript, slot: Any,
+               plan: CallerPlan) -> None:
+        if not slot.ended.wait(plan.longest_s() + 30):
+            report.error = report.error or "caller timeout"
+            edge.call(functools.partial(edge._hangup, slot.key, "agent", "caller timeout"))
+            slot.ended.wait(5)
+        script.done.wait(5 if report.answered else 0)
+        report.duration_s = time.monotonic() - (script.t0 or script.t_dialed)
+        report.status, report.reason = slot.end_status, slot.end_reason
+        report.hangup_by = slot.hangup_by or "far end"
+        out = report.as_dict()
+        out.update({"round": rnd, "index": i, "voice": c["voice"], "frames_heard": len(script.heard),
+                    "started_s": round(script.t_dialed - t_start, 2)})
+        print(json.dumps(out), flush=True)
+
+    def hold_line(i: int, c: dict[str, Any], until: float) -> None:
+        """Steady load: after its delay, this line places calls back to back until ``until``."""
+        time.sleep(float(c.get("delay_s", 0.0)))
+        rnd = 0
+        while time.monotonic() < until:
+            try:
+                placed = place(c)
+            except Exception as exc:
+                print(json.dumps({"round": rnd, "index": i, "voice": c["voice"], "answered": False,
+                                  "error": f"make_call: {exc}"}), flush=True)
+                return
+            finish(rnd, i, c, *placed)
+            rnd += 1
+            time.sleep(0.3)  # let pjsua free the call slot
+
     try:
+        if spec.get("hold_s"):
+            until = t_start + float(spec["hold_s"])
+            lines = [threading.Thread(target=hold_line, args=(i, c, until), daemon=True) for i, c in enumerate(calls)]
+            for t in lines:
+                t.start()
+            for t in lines:
+                t.join()
+            return
         for rnd in range(int(spec.get("rounds", 1))):
             placed = []
             t_round = time.monotonic()
@@ -300,30 +374,15 @@ def run_caller(spec: dict[str, Any]) -> None:
                 delay = t_round + float(c.get("delay_s", 0.0)) - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                steps = bank_steps(c["voice"], sip.media_rate, float(spec.get("barge_after_s", 1.0)),
-                                   spec.get("lead_in_ms"))
-                plan = CallerPlan(steps=steps, duration_s=0.5)
-                report = CallerReport(uri=spec["uri"])
-                script = CallerScript(plan, report, time.monotonic())
                 try:
-                    slot = edge.make_call(spec["uri"], script)
+                    report, script, slot, plan = place(c)
                 except Exception as exc:
                     print(json.dumps({"round": rnd, "index": i, "voice": c["voice"], "answered": False,
                                       "error": f"make_call: {exc}"}), flush=True)
                     continue
                 placed.append((i, c, report, script, slot, plan))
             for i, c, report, script, slot, plan in placed:
-                if not slot.ended.wait(plan.longest_s() + 30):
-                    report.error = report.error or "caller timeout"
-                    edge.call(functools.partial(edge._hangup, slot.key, "agent", "caller timeout"))
-                    slot.ended.wait(5)
-                script.done.wait(5 if report.answered else 0)
-                report.duration_s = time.monotonic() - (script.t0 or script.t_dialed)
-                report.status, report.reason = slot.end_status, slot.end_reason
-                report.hangup_by = slot.hangup_by or "far end"
-                out = report.as_dict()
-                out.update({"round": rnd, "index": i, "voice": c["voice"], "frames_heard": len(script.heard)})
-                print(json.dumps(out), flush=True)
+                finish(rnd, i, c, report, script, slot, plan)
             time.sleep(0.3)  # let pjsua free its call slots before the next round
     finally:
         edge.stop()

@@ -118,7 +118,9 @@ def run_level(server: BankServer, level: int, args: argparse.Namespace, voices: 
     # call i goes to process i % nproc, so every process's calls are spread over the whole stagger window
     nproc = math.ceil(level / 4)
     specs = [{"uri": server.uri, "calls": calls[p::nproc], "rounds": 1, "barge_after_s": 1.0,
-              "lead_in_ms": args.lead_in_ms} for p in range(nproc)]
+              "lead_in_ms": args.lead_in_ms, "hold_s": args.stagger + args.hold if args.hold else 0}
+             for p in range(nproc)]
+    step_timeout = max(args.step_timeout, args.stagger + args.hold + 60) if args.hold else args.step_timeout
     groups = process_groups(server)
     cpu0 = cpu_seconds([p for g in groups.values() for p in g])
     callers0 = children_cpu()
@@ -129,7 +131,7 @@ def run_level(server: BankServer, level: int, args: argparse.Namespace, voices: 
     rows: list[dict[str, Any]] = []
     errors = []
     for proc in procs:
-        got, err = collect(proc, timeout=max(1.0, args.step_timeout - (time.monotonic() - t0)))
+        got, err = collect(proc, timeout=max(1.0, step_timeout - (time.monotonic() - t0)))
         rows += got
         if "killed" in err or proc.returncode:
             errors.append(err.strip()[-300:])
@@ -145,8 +147,14 @@ def run_level(server: BankServer, level: int, args: argparse.Namespace, voices: 
     ids = {r.get("sip_call_id") for r in rows if r.get("sip_call_id")}
     docs = [d for d in server.recordings() if d.get("sip", {}).get("sip_call_id") in ids]
     gaps = [d["frame_gaps"] for d in docs if d.get("frame_gaps", {}).get("frames")]
-    figs = caller_figures(rows)
-    missing = level - len(rows)
+    if args.hold:
+        # steady state: the calls that started once every line was busy (the ramp's calls had less company)
+        measured = [r for r in rows if r.get("started_s", 0.0) >= args.stagger]
+        missing = 0 if measured else level
+    else:
+        measured = rows
+        missing = level - len(rows)
+    figs = caller_figures(measured)
     failed = figs["failed"] + ["no report from the caller"] * missing
     misrouted, barged = db_misroutes(server, since)
     try:
@@ -154,7 +162,7 @@ def run_level(server: BankServer, level: int, args: argparse.Namespace, voices: 
     except SystemExit:
         stages = {}
     result = {
-        "level": level, "wall_s": round(wall, 1), "calls": level, "reports": len(rows), "failed": failed,
+        "level": level, "wall_s": round(wall, 1), "calls": len(measured), "reports": len(rows), "failed": failed,
         "caller_errors": errors, "v2v": figs["v2v"], "barge": figs["barge"],
         "gap_max_ms": max((g["max_ms"] for g in gaps), default=math.nan),
         "gap_p99_worst_ms": max((g["p99_ms"] for g in gaps), default=math.nan),
@@ -167,7 +175,7 @@ def run_level(server: BankServer, level: int, args: argparse.Namespace, voices: 
         "server_stages": {k: {"p50": v.get("p50"), "p95": v.get("p95")} for k, v in stages.items()},
     }
     result["pass"] = bool(result["v2v"]["p95"] <= args.budget_ms and result["gap_max_ms"] < GAP_LIMIT_MS
-                          and not failed and len(docs) >= level)
+                          and not failed and len(docs) >= len(measured))
     return result
 
 
@@ -186,7 +194,7 @@ def fmt_row(r: dict[str, Any], idle_cores: float, idle_rss: float) -> str:
     return (f"| {r['level']} | {ms(r['v2v']['p50'])} / {ms(r['v2v']['p95'])} ms | "
             f"{ms(r['barge']['p50'])} / {ms(r['barge']['p95'])} ms | {stage('capture')} | {stage('e2e')} | "
             f"{stage('policy')} / {stage('tool')} | {ms(r['gap_max_ms'], 1)} ms "
-            f"({r['gaps_over_40']} of {r['gap_frames']} > 40) | {fails} of {r['level']} | "
+            f"({r['gaps_over_40']} of {r['gap_frames']} > 40) | {fails} of {r['calls']} | "
             f"{r['misrouted_barge_ins']} of {r['barge_in_turns']} | {srv_cores:.2f} | {per_call_ms:.0f} ms/s | "
             f"{r['callers_cpu_s'] / wall:.2f} | {r['worker_rss_peak_mb']:.0f} MB (+{rss_per_call:.1f}/call) | "
             f"{verdict} |")
@@ -214,7 +222,14 @@ def main() -> None:
     parser.add_argument("--lead-in-ms", type=float, default=40.0,
                         help="Keep this much of each fixture's leading line noise (see bench_latency.py).")
     parser.add_argument("--budget-ms", type=float, default=400.0, help="p95 voice-to-voice budget.")
+    parser.add_argument("--postgres", metavar="ADMIN_URL",
+                        help="Run the demo on a fresh database on this PostgreSQL server (e.g. "
+                             "postgresql://postgres@127.0.0.1:5432/postgres), dropped afterwards; default SQLite.")
     parser.add_argument("--step-timeout", type=float, default=60.0, help="Seconds at most per step.")
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="Steady load: each of a step's lines starts within --stagger and places calls back "
+                             "to back for this many seconds more; only calls started after the ramp are measured "
+                             "(0: one call per line, all started within --stagger).")
     parser.add_argument("--max-minutes", type=float, default=15.0, help="Stop ramping after this long.")
     parser.add_argument("--keep-going", action="store_true", help="Do not stop when calls fail or media gaps "
                         "reach 40 ms (the default goes one level past the first such level, to show the trend).")
@@ -227,7 +242,8 @@ def main() -> None:
     voices = args.voices.split(",")
     workers = args.workers or (1 if args.no_kamailio else max(2, math.ceil(max(levels) / 4)))
     t_start = time.monotonic()
-    server = BankServer(workers=workers, kamailio=not args.no_kamailio, extra_env=settings_env(args.set))
+    server = BankServer(workers=workers, kamailio=not args.no_kamailio, extra_env=settings_env(args.set),
+                        postgres=args.postgres)
     results: list[dict[str, Any]] = []
     try:
         server.start()
@@ -310,9 +326,16 @@ def main() -> None:
         text = "\n\n".join([
             f"Command: `{cmd.strip()}`  \nMachine: {machine()}  \nDate: {dt.date.today().isoformat()}",
             f"`voiceivr serve --workers {workers}` behind Kamailio on 127.0.0.1 (bank dialplan, default "
-            f"settings); each step places that many calls at once (starts spread over {args.stagger:g} s) from "
-            "caller processes of up to 4 calls each, **on the same 2 cores**. Each call waits for the menu, says "
-            "\"opening hours\" (voice-to-voice), talks over the answer with \"check my balance\" (barge-in "
+            f"settings{', ' + ', '.join(args.set) if args.set else ''}, "
+            f"{'one PostgreSQL database' if args.postgres else 'one SQLite database'} for all workers); "
+            + (f"each step keeps that many lines busy (**steady load**): each line starts within {args.stagger:g} s "
+               f"and places calls back to back for {args.hold:g} s more, so calls are at every phase at once; only "
+               "calls started after the ramp are measured ('calls' in the failed column)"
+               if args.hold else
+               f"each step places that many calls at once (starts spread over {args.stagger:g} s), so the callers "
+               "speak at nearly the same moments (a burst, the worst case)")
+            + ". Callers run in processes of up to 4 calls each, **on the same 2 cores**. Each call waits for the "
+            "menu, says \"opening hours\" (voice-to-voice), talks over the answer with \"check my balance\" (barge-in "
             "stop), waits for the next prompt and hangs up (~20 s). Latencies are read off the audio at the "
             "caller; frame gaps are the worst interval between the worker's media-clock ticks in each call's "
             "recording JSON (`frame_gaps.max_ms`); CPU is utime+stime from /proc of serve and all its children "
