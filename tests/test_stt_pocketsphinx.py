@@ -37,7 +37,7 @@ def test_grammar_gets_at_least_85_percent_of_telephone_intents(engine: Pocketsph
     cases = [e for e in entries("phrase", "tel") if e["intent"] != "long"]
     right = [e for e in cases if recognise(engine, e["file"], phrases)[0] == e["text"]]
     assert len(cases) >= 64
-    # a regression floor: 78/80 at the time of writing (docs/speech.md)
+    # a regression floor: 80/80 at the time of writing (docs/speech.md)
     assert len(right) / len(cases) >= 0.85, f"{len(right)}/{len(cases)}"
 
 
