@@ -187,3 +187,9 @@ def test_a_pooled_decoder_forgets_the_last_utterance(engine: PocketsphinxEngine)
         recognise(engine, other, grammar)
         assert recognise(engine, turn, grammar)[:2] == first
     assert "balance" in first[0]
+
+
+def test_grammar_decoders_load_no_language_model(engine: PocketsphinxEngine) -> None:
+    """Left unset, pocketsphinx loads its default language model into every decoder (+60 MB each, unused)."""
+    decoder = engine._new_decoder(free_speech=False).decoder
+    assert decoder.config["lm"] is None and decoder.config["bestpath"] is False

@@ -251,8 +251,9 @@ class PocketsphinxEngine(SttEngine):
             # in the grammar's final state (with it, "transfer money" came out as the prefix "when are you",
             # "goodbye" as "block my"); topn 8 and beams of 1e-64 recover close calls on telephone audio,
             # silprob 0.1 lets noisy lines pause. Menu intents 87 -> 112 of 126, and cheaper (0.048 -> 0.038 xRT).
-            config = Config(hmm=str(self.model), dict=str(self.dictionary), loglevel="FATAL", bestpath=False,
-                            topn=8, silprob=0.1, beam=1e-64, pbeam=1e-64)
+            # lm=None, not left out: left out, pocketsphinx loads its default language model (+60 MB a decoder)
+            config = Config(hmm=str(self.model), dict=str(self.dictionary), lm=None, loglevel="FATAL",
+                            bestpath=False, topn=8, silprob=0.1, beam=1e-64, pbeam=1e-64)
         try:
             decoder = Decoder(config)
         except (RuntimeError, ValueError) as exc:
