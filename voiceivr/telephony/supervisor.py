@@ -199,9 +199,13 @@ class Supervisor:
         start_http_server(port, addr=self.settings.metrics.host, registry=registry)
         log.info("metrics endpoint listening", extra={"host": self.settings.metrics.host, "port": port})
 
-    def start(self, ready_timeout: float = 20.0) -> None:
+    def start(self, ready_timeout: float | None = None) -> None:
         self._start_metrics()
         specs = self.plan()
+        if ready_timeout is None:
+            # Workers start at once and each loads its models: 24 of them on 2 cores took longer than a flat
+            # 20 s, and serve gave up. Allow for the crowd.
+            ready_timeout = 20.0 + 3.0 * len(specs)
         self.children = [ChildState(spec) for spec in specs]
         for child in self.children:
             self._spawn(child)
