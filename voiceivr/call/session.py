@@ -146,6 +146,7 @@ class CallSession:
         self._queued_prompts: deque[ev.Prompt] = deque()
         self._after_playback: list[b.BrainOutput] = []
         self._listen = b.Listen()
+        self._whole_phrases: frozenset[str] = frozenset()  # the grammar's phrases, normalised (_complete_phrase)
         self._preroll: deque[Frame] = deque(maxlen=max(1, self.s.preroll_ms // FRAME_MS))
         self._dominant: deque[bool] = deque(maxlen=100)
         self._turn: _Turn | None = None
@@ -288,9 +289,8 @@ class CallSession:
             # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
             # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
             # speech after this turn starts a turn of its own.
-            turn.speaking = False
-            turn.last_speech_end = turn.quiet_since
-            self._emit(ev.SpeechStopped(turn.quiet_since or self._now))
+            assert turn.quiet_since is not None
+            self._speech_stopped(turn.quiet_since)
             self.vad.reset()
             self._end_turn(turn, reason="silence")
             return
@@ -416,12 +416,15 @@ class CallSession:
         waited_ms = (self._now + FRAME_S - turn.quiet_since) * 1000
         return waited_ms >= self.s.fast_end_of_turn_ms and self._complete_phrase(turn.partial)
 
+    def _listen_for(self, listen: b.Listen) -> None:
+        self._listen = listen
+        whole = listen.grammar and not listen.repeat and not listen.builtin  # runs go on after pauses
+        self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in listen.grammar or ()) if whole \
+            else frozenset()
+
     def _complete_phrase(self, partial: str) -> bool:
-        grammar = self._listen.grammar
-        if not grammar or not partial or self._listen.repeat or self._listen.builtin:  # runs go on after pauses
-            return False
-        text = " ".join(partial.lower().split())
-        return any(text == " ".join(p.lower().split()) for p in grammar)
+        """Is the partial transcript a whole phrase of the grammar? Asked on every quiet frame after speech."""
+        return bool(partial) and " ".join(partial.lower().split()) in self._whole_phrases
 
     def _end_turn(self, turn: _Turn, reason: str) -> None:
         self._turn = None
@@ -746,7 +749,7 @@ class CallSession:
             elif isinstance(out, b.Listen):
                 # Applies at once (a caller who barges in answers this question); the no-input timer
                 # starts only when the prompts have played.
-                self._listen = out
+                self._listen_for(out)
             elif isinstance(out, b.TransferCall | b.EndCall):
                 self._after_playback.append(out)
                 if self._playing is None and not self._queued_prompts:
