@@ -446,13 +446,27 @@ def caller_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def settings_env(assignments: list[str]) -> dict[str, str]:
-    """``--set call.energy_end_of_turn=false`` -> ``VOICEIVR_CALL_ENERGY_END_OF_TURN=false`` for the server."""
+    """``--set call.energy_end_of_turn=false`` -> ``VOICEIVR_CALL_ENERGY_END_OF_TURN=false`` for the server,
+    checked the way the server will read it: a misspelt key or a bad value stops the bench instead of
+    silently measuring the defaults."""
+    sys.path.insert(0, str(ROOT))
+    from voiceivr.errors import ConfigError
+    from voiceivr.settings import env_var, load_settings
+
     env = {}
     for a in assignments:
         key, sep, value = a.partition("=")
-        if not sep or "." not in key:
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
             raise SystemExit(f"--set wants SECTION.KEY=VALUE, got {a!r}")
-        env["VOICEIVR_" + key.replace(".", "_").upper()] = value
+        env[env_var(section, name)] = value
+    try:
+        _, info = load_settings(environ=env, config_file=ROOT / "absent.toml")
+    except ConfigError as exc:
+        raise SystemExit(f"--set: {exc}") from None
+    unknown = set(env) - {i.source for i in info}
+    if unknown:
+        raise SystemExit(f"--set: no such setting for {', '.join(sorted(unknown))} (voiceivr config show)")
     return env
 
 

@@ -516,6 +516,11 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
 
+def env_var(section: str, key: str) -> str:
+    """The environment variable that sets ``section.key``: ``VOICEIVR_<SECTION>_<KEY>``."""
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, config_file: Path | None = None
 ) -> tuple[Settings, list[SettingInfo]]:
@@ -560,7 +565,7 @@ def load_settings(
                 where = f"{config_file}: {section_field.name}.{f.name}"
                 value = _coerce(file_section[f.name], hints[f.name], where)
                 source = str(config_file)
-            env_name = f"{ENV_PREFIX}{section_field.name}_{f.name}".upper()
+            env_name = env_var(section_field.name, f.name)
             if env_name in env:
                 value = _coerce(env[env_name], hints[f.name], env_name)
                 source = env_name
