@@ -321,12 +321,18 @@ def run_caller(spec: dict[str, Any]) -> None:
     edge.start()
     t_start = time.monotonic()
 
-    def place(c: dict[str, Any]) -> tuple[CallerReport, CallerScript, Any, CallerPlan]:
+    def place(rnd: int, i: int, c: dict[str, Any]) -> tuple[CallerReport, CallerScript, Any, CallerPlan] | None:
+        """Dial one call; None (the failure reported as its line) if it could not be placed."""
         steps = bank_steps(c["voice"], sip.media_rate, float(spec.get("barge_after_s", 1.0)), spec.get("lead_in_ms"))
         plan = CallerPlan(steps=steps, duration_s=0.5)
         report = CallerReport(uri=spec["uri"])
         script = CallerScript(plan, report, time.monotonic())
-        return report, script, edge.make_call(spec["uri"], script), plan
+        try:
+            return report, script, edge.make_call(spec["uri"], script), plan
+        except Exception as exc:
+            print(json.dumps({"round": rnd, "index": i, "voice": c["voice"], "answered": False,
+                              "error": f"make_call: {exc}"}), flush=True)
+            return None
 
     def finish(rnd: int, i: int, c: dict[str, Any], report: CallerReport, script: CallerScript, slot: Any,
                plan: CallerPlan) -> None:
@@ -348,11 +354,8 @@ def run_caller(spec: dict[str, Any]) -> None:
         time.sleep(float(c.get("delay_s", 0.0)))
         rnd = 0
         while time.monotonic() < until:
-            try:
-                placed = place(c)
-            except Exception as exc:
-                print(json.dumps({"round": rnd, "index": i, "voice": c["voice"], "answered": False,
-                                  "error": f"make_call: {exc}"}), flush=True)
+            placed = place(rnd, i, c)
+            if placed is None:
                 return
             finish(rnd, i, c, *placed)
             rnd += 1
@@ -374,15 +377,11 @@ def run_caller(spec: dict[str, Any]) -> None:
                 delay = t_round + float(c.get("delay_s", 0.0)) - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                try:
-                    report, script, slot, plan = place(c)
-                except Exception as exc:
-                    print(json.dumps({"round": rnd, "index": i, "voice": c["voice"], "answered": False,
-                                      "error": f"make_call: {exc}"}), flush=True)
-                    continue
-                placed.append((i, c, report, script, slot, plan))
-            for i, c, report, script, slot, plan in placed:
-                finish(rnd, i, c, report, script, slot, plan)
+                call = place(rnd, i, c)
+                if call is not None:
+                    placed.append((i, c, call))
+            for i, c, call in placed:
+                finish(rnd, i, c, *call)
             time.sleep(0.3)  # let pjsua free its call slots before the next round
     finally:
         edge.stop()

@@ -234,7 +234,7 @@ def main() -> None:
     parser.add_argument("--keep-going", action="store_true", help="Do not stop when calls fail or media gaps "
                         "reach 40 ms (the default goes one level past the first such level, to show the trend).")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="A server setting for this run (repeatable), e.g. database.url=postgresql+psycopg://...")
+                        help="A server setting for this run (repeatable), e.g. sip.calls_per_worker=2.")
     parser.add_argument("--write", action="store_true", help=f"Replace the section in {DOC.name}.")
     parser.add_argument("--json", type=Path, help="Also dump the raw results here.")
     args = parser.parse_args()
