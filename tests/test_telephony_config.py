@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import shutil
 import subprocess
+import weakref
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from voiceivr.telephony import kamailio
 from voiceivr.telephony.edge import SOURCE_HEADER, EdgeConfig, SipEdge
 from voiceivr.telephony.sipmsg import parse_message
 from voiceivr.telephony.supervisor import ServeError, rtp_ranges
-from voiceivr.telephony.worker import load_handler
+from voiceivr.telephony.worker import freeze_startup_heap, load_handler
 
 INVITE = (
     "INVITE sip:ivr@10.0.0.1 SIP/2.0\r\n"
@@ -142,3 +144,23 @@ def test_serve_preflight_names_what_is_missing(monkeypatch: pytest.MonkeyPatch, 
     result = runner.invoke(cli, ["serve", "--port", "0"])
     assert result.exit_code == 1 and "no published dialplan" in result.output
     assert "voiceivr dialplan publish" in result.output
+
+
+def test_the_startup_heap_is_frozen_out_of_full_collections() -> None:
+    class Loaded:  # stands for a model or the dialplan: loaded at start, kept for the process's life
+        pass
+
+    loaded = [Loaded() for _ in range(1000)]
+    try:
+        frozen = freeze_startup_heap()
+        assert frozen >= 1000
+        assert not any(isinstance(o, Loaded) for o in gc.get_objects())  # full collections no longer walk them
+        garbage = [Loaded()]
+        garbage.append(garbage)  # a cycle made by a call after start: still collected
+        probe = weakref.ref(garbage[0])
+        del garbage
+        gc.collect()
+        assert probe() is None
+    finally:
+        gc.unfreeze()
+    assert loaded

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import gc
 import importlib
 import logging
 import signal
@@ -92,6 +93,20 @@ def die_with_parent() -> None:
         pass
 
 
+def freeze_startup_heap() -> int:
+    """Take what the worker loaded at start (models, dialplan, database metadata, pjsua2) out of the cyclic
+    garbage collector's sight; returns how many objects that is.
+
+    Those objects live as long as the process, yet every full collection walks them all with the GIL held:
+    27-44 ms for the ~125,000 objects of an idle bank worker, more on a busy box, and the media clock needs
+    the GIL every 20 ms, so each full collection would be a hole in every call's audio. Frozen, a full
+    collection only walks what calls allocated since; their garbage is still collected.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def run_worker(
     settings: Settings,
     host: str,
@@ -135,8 +150,9 @@ def run_worker(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     edge.start()
+    frozen = freeze_startup_heap()
     log.info("worker ready", extra={"worker": name, "host": host, "port": edge.bound_port,
-                                    "calls": config.max_calls})
+                                    "calls": config.max_calls, "frozen_objects": frozen})
     sys.stdout.write(f"READY {edge.bound_port}\n")
     sys.stdout.flush()
     while not stop.wait(0.5):
