@@ -158,6 +158,7 @@ def run_worker(
     while not stop.wait(0.5):
         pass
     log.info("worker stopping", extra={"worker": name, "active_calls": edge.active_calls()})
+    gc.unfreeze()  # the edge's last collection must reach every cycle that holds a pjsua2 object again
     edge.stop()
     close = getattr(handler, "close", None)
     if callable(close):
