@@ -237,7 +237,7 @@ class BankServer:
         query = ("select t.transcript, t.intent from turns t join calls c on c.id = t.call_id "
                  "where c.started_at >= {} and t.barged_in = {}")
         url = self.env.get("VOICEIVR_DATABASE_URL", "")
-        if url.startswith("postgresql"):  # the server's PostgreSQL (bench_load --set database.url=...)
+        if url.startswith("postgresql"):  # the server runs on PostgreSQL (--postgres)
             import psycopg
 
             with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as pg:
@@ -559,7 +559,9 @@ def versus_table(result: dict[str, Any], main_set: list[str]) -> str:
     return "\n".join(lines)
 
 
-def analysis(result: dict[str, Any], fast_eot_ms: int, transport_ms: float) -> str:
+def analysis(result: dict[str, Any], call: Any, transport_ms: float) -> str:
+    """``call``: the CallSettings the server ran with, for the end-of-turn figures the text quotes."""
+    fast_eot_ms = call.fast_end_of_turn_ms
     c, s = result["caller"], result["server"]
     st = s.get("stages", {})
     e2e = st.get("e2e", {})
@@ -570,8 +572,9 @@ def analysis(result: dict[str, Any], fast_eot_ms: int, transport_ms: float) -> s
         "",
         f"- **End-of-turn wait**: when the words so far are already a whole expected phrase, the session ends "
         f"the turn once the caller's line has been quiet for `call.fast_end_of_turn_ms` = {fast_eot_ms} ms "
-        "(`call.energy_end_of_turn`: frames near the line's noise floor or 30 dB under the turn's loudest); "
-        "otherwise it waits for the VAD's end of speech and 600 ms (`call.end_of_turn_ms`). The Silero VAD "
+        f"(`call.energy_end_of_turn`: frames near the line's noise floor or {call.end_of_turn_drop_db:g} dB under "
+        f"the turn's loudest); otherwise it waits for the VAD's end of speech and {call.end_of_turn_ms} ms "
+        "(`call.end_of_turn_ms`). The Silero VAD "
         "alone dates the end of speech ~170 ms after the audible end and reports it ~400 ms after, so a turn "
         "ended by it costs ~150-200 ms more (the `--versus call.energy_end_of_turn=false` table). The quiet "
         "wait is the largest single part, by design: it is what tells a finished phrase from a pause.",
@@ -655,7 +658,7 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from voiceivr.settings import CallSettings
 
-    notes = analysis(result, CallSettings().fast_end_of_turn_ms, 40.0)
+    notes = analysis(result, CallSettings(), 40.0)
     print()
     print(body)
     print()
