@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from voiceivr.actions.registry import ActionContext, ActionError, ActionRegistry
+from voiceivr.policy.confirm import ConfirmRules
 from voiceivr.policy.gate import (
     ActionRequest,
     ActionResult,
@@ -49,6 +50,7 @@ class FakeGate:
     max_attempts: int = 3
     refuse: set[str] = field(default_factory=set)  # action names decide() refuses
     binding: SessionBinding = field(default_factory=lambda: SessionBinding("test-call"))
+    confirmation: ConfirmRules = field(default_factory=ConfirmRules.default)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     executed: list[ActionRequest] = field(default_factory=list)
     _principal: str | None = None

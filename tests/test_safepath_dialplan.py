@@ -18,7 +18,7 @@ from voiceivr.actions import bank
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.cli import cli
 from voiceivr.db.engine import make_engine
-from voiceivr.dialplan.engine import Conversation, Step, TraceEvent, Utterance
+from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
 from voiceivr.policy import abuse, injection
 from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import SessionBinding
@@ -108,10 +108,12 @@ class Talk:
         self.world = w
         self.t = 0.0
         self.events: list[TraceEvent] = []
+        self.listen: Listen | None = None  # what the engine listens for now
         self.play(self.conv.start(0.0))
 
     def play(self, step: Step) -> None:
         self.events += step.events
+        self.listen = step.listen or self.listen
         for s in step.say:
             self.t += 0.2 + len(s.text.split()) / 10
             self.play(self.conv.prompt_played(s.id, self.t))

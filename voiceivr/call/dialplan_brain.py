@@ -19,6 +19,7 @@ from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.handler import CallInfo
 from voiceivr.dialplan import engine as de
+from voiceivr.policy.confirm import ConfirmRules
 from voiceivr.policy.gate import (
     ActionRequest,
     ActionResult,
@@ -69,6 +70,10 @@ class TimedGate:
     @binding.setter
     def binding(self, value: SessionBinding) -> None:
         self.inner.binding = value
+
+    @property
+    def confirmation(self) -> ConfirmRules:
+        return self.inner.confirmation
 
     def _policy(self, fn: Callable[..., Any], *args: Any) -> Any:
         t0 = time.perf_counter()

@@ -84,8 +84,6 @@ from voiceivr.dialplan.model import (
 )
 from voiceivr.dialplan.router import IntentRouter, RoutingDecision
 from voiceivr.dialplan.slots import (
-    _NO_PHRASES,
-    _YES_PHRASES,
     Money,
     Parsed,
     all_choices,
@@ -98,6 +96,7 @@ from voiceivr.dialplan.slots import (
     spoken,
     tokens,
 )
+from voiceivr.policy.confirm import DTMF_NO, DTMF_YES, grammar_phrases, read_answer
 from voiceivr.policy.gate import (
     ActionRequest,
     ActionResult,
@@ -619,8 +618,8 @@ class Conversation:
             else:
                 self._no_match("keyed value not valid")
         elif self.phase == "confirm":
-            if digits in ("1", "2"):
-                self._confirm_answer(digits == "1", "", 1.0)
+            if digits in (DTMF_YES, DTMF_NO):
+                self._confirm_answer(digits == DTMF_YES, "", 1.0)
             elif g:
                 self._global(g, RoutingDecision(g, 0, 1.0, 0.0))
             else:
@@ -705,12 +704,12 @@ class Conversation:
         if p.readback_done_at is None or u.started_at < p.readback_done_at:
             # Speech over the read-back is no answer to it (and a "yes" then must never count).
             self._event("ignored", input="utterance", reason="overlapped the read-back")
-            parsed = parse_yesno(u.text)
+            answer = read_answer(u.text)
             if p.readback_done_at is None:
-                if parsed is not None and parsed.value is True:
+                if answer is not None and answer.yes:
                     self._note_refused_yes(p, "readback_not_played")
                 return
-            if parsed is not None and parsed.value is True:
+            if answer is not None and answer.yes:
                 step = self.gate.confirm(p.request.request_id, self._last_evidence)
                 self._event("gate", call="confirm", ok=step.ok, reason=step.reason)
             self._prompt(self.plan.messages.confirm_retry, "reprompt")
@@ -720,11 +719,13 @@ class Conversation:
         if g is not None:
             self._global(g.intent or "", g)
             return
-        parsed = parse_yesno(u.text)
-        if parsed is None:
+        answer = read_answer(u.text)
+        if answer is None:
             self._confirm_miss()
             return
-        self._confirm_answer(bool(parsed.value), u.text, u.confidence)
+        # Any yes goes to the gate, which reads it with the same lexicon and audits why it refuses one (a yes
+        # inside a longer sentence, a flagged instruction): the engine then asks again.
+        self._confirm_answer(answer.yes, u.text, u.confidence)
 
     def _confirm_answer(self, yes: bool, text: str, confidence: float) -> None:
         p = self.pending
@@ -743,7 +744,7 @@ class Conversation:
             self._note_refused_yes(p, "readback_not_played")
             self._relisten()
             return
-        if confidence < self.plan.routing.confirm_min_confidence:
+        if not self.gate.confirmation.confident("speech" if text else "dtmf", confidence):
             self._event("ignored", input="confirm", reason="yes not recognised confidently")
             self._note_refused_yes(p, "low_confidence")
             self._confirm_miss()
@@ -1402,7 +1403,7 @@ class Conversation:
             builtin = "money"
             dtmf = DtmfSpec(9, "#", fb.inter_digit_timeout_s)
         elif spec.type == "yesno":
-            grammar = _dedup([*_YES_PHRASES, *_NO_PHRASES])
+            grammar = grammar_phrases()
         elif spec.type == "choice":
             grammar = self._choice_phrases(spec)
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
@@ -1435,7 +1436,7 @@ class Conversation:
     def _listen_confirm(self) -> None:
         fb = self._fallback()
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
-        self._listen = Listen("confirm", _dedup([*_YES_PHRASES, *_NO_PHRASES, *globals_]),
+        self._listen = Listen("confirm", _dedup([*grammar_phrases(), *globals_]),
                               DtmfSpec(1, None, fb.inter_digit_timeout_s), fb.timeout_s)
 
     def _listen_code(self) -> None:

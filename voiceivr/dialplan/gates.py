@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from voiceivr.actions.registry import ActionContext, ActionError, ActionRegistry
+from voiceivr.policy.confirm import ConfirmRules
 from voiceivr.policy.gate import (
     ActionRequest,
     ActionResult,
@@ -44,6 +45,7 @@ class LowRiskOnlyGate:
     def __init__(self, registry: ActionRegistry, db: Engine | None, binding: SessionBinding,
                  now: Callable[[], dt.datetime] | None = None) -> None:
         self.binding = binding
+        self.confirmation = ConfirmRules.default()
         self.registry = registry
         self.db = db
         self._now = now or (lambda: dt.datetime.now(dt.UTC))

@@ -356,7 +356,12 @@ class _Builder:
         if raw is None:
             return Routing()
         names = [f.name for f in dataclasses.fields(Routing)]
-        self.keys(raw, names, "routing")
+        if "confirm_min_confidence" in raw:
+            # One threshold for the engine and the gate (they disagreed: 0.5 here, 0.6 in the policy).
+            self.err(raw.key_mark("confirm_min_confidence"),
+                     "routing.confirm_min_confidence is no longer a dialplan setting: the policy owns it "
+                     "(policy.confirm_min_confidence); remove it here")
+        self.keys(raw, [*names, "confirm_min_confidence"], "routing")
         base = Routing()
         return Routing(**{n: self.number(raw, n, "routing", getattr(base, n), 0.0, 1.0) for n in names})
 

@@ -141,7 +141,6 @@ class Routing:
     embedding_accept: float = 0.60  # tier 2: cosine similarity to the nearest example
     margin: float = 0.04  # tiers 1-2: the best intent must beat the runner-up by this much
     llm_accept: float = 0.70  # tier 3: the model's own confidence
-    confirm_min_confidence: float = 0.5  # a yes recognised below this is not a yes
     # a slot value recognised below this is not taken: asking again beats reading back a wrong amount
     slot_min_confidence: float = 0.4
 

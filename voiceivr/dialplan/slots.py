@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from rapidfuzz import fuzz
 
+from voiceivr.policy.confirm import read_answer
+
 SlotType = Literal["money", "digits", "yesno", "date", "choice", "text"]
 SLOT_TYPES: tuple[str, ...] = ("money", "digits", "yesno", "date", "choice", "text")
 
@@ -272,28 +274,16 @@ def extract_digits(text: str, min_len: int = 1, max_len: int = 32) -> Parsed | N
 
 # --- yes / no -------------------------------------------------------------------------------------------
 
-_NO_PHRASES = ("no", "nope", "nah", "negative", "wrong", "incorrect", "not right", "not correct", "that's wrong",
-               "cancel", "don't do", "do not", "stop", "not that", "wait")
-_YES_PHRASES = ("yes", "yeah", "yep", "yup", "yes please", "correct", "right", "that's right", "that is right",
-                "sure", "confirm", "confirmed", "affirmative", "go ahead", "ok", "okay", "please do", "absolutely",
-                "definitely", "do it", "that's correct")
-
-
 def _has_phrase(norm: str, phrase: str) -> int:
     m = re.search(rf"(?:^| ){re.escape(phrase)}(?: |$)", norm)
     return m.start() if m else -1
 
 
 def parse_yesno(text: str) -> Parsed | None:
-    """True for yes, False for no; a "no" anywhere wins over a "yes" ("yes, no wait" is a no)."""
-    norm = normalise(text)
-    nos = [p for p in (_has_phrase(norm, ph) for ph in _NO_PHRASES) if p >= 0]
-    if nos:
-        return Parsed(False, len(norm[: min(nos)].split()))
-    yeses = [p for p in (_has_phrase(norm, ph) for ph in _YES_PHRASES) if p >= 0]
-    if yeses:
-        return Parsed(True, len(norm[: min(yeses)].split()))
-    return None
+    """True for yes, False for no; a "no" anywhere wins over a "yes" ("yes, no wait" is a no). The words are the
+    policy's (voiceivr.policy.confirm), the same a read-back's confirmation is judged by."""
+    answer = read_answer(text)
+    return None if answer is None else Parsed(answer.yes, answer.start)
 
 
 # --- dates ----------------------------------------------------------------------------------------------

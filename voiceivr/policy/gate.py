@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from voiceivr.errors import VoiceivrError
+from voiceivr.policy.confirm import ConfirmRules
 
 Risk = Literal["low", "high"]
 Path = Literal["fast", "safe"]
@@ -113,6 +114,12 @@ class CallGate(Protocol):
     """One per call. Every method is called from the call's worker thread only."""
 
     binding: SessionBinding
+
+    @property
+    def confirmation(self) -> ConfirmRules:
+        """The policy's rules for a yes (lexicon in voiceivr.policy.confirm, confidence threshold): the engine
+        reads answers and pre-checks confidence with the very rules ``confirm`` applies, so it never refuses a
+        yes the gate would take, nor asks the gate about one it would refuse for want of confidence."""
 
     # --- identity -------------------------------------------------------------------------------------
     def principal(self) -> str | None:

@@ -38,7 +38,7 @@ from voiceivr.actions.runner import ActionRunner, RunContext
 from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook, Issued
-from voiceivr.policy.confirm import is_explicit_yes
+from voiceivr.policy.confirm import ConfirmRules, is_explicit_yes
 from voiceivr.policy.directory import Directory
 from voiceivr.policy.gate import (
     ActionRequest,
@@ -108,6 +108,7 @@ class SafePathGate:
     ) -> None:
         self.binding = binding
         self.policy = policy
+        self.confirmation = ConfirmRules(policy.confirm_min_confidence)
         self.runner = runner
         self.codes = codebook
         self.directory = directory
@@ -336,7 +337,7 @@ class SafePathGate:
                 why = "no_timing"  # a yes we cannot place in time cannot be shown to follow the read-back
             elif evidence.started_at < p.readback_at:
                 why = "barged_in"
-            elif evidence.kind == "speech" and evidence.confidence < self.policy.confirm_min_confidence:
+            elif not self.confirmation.confident(evidence.kind, evidence.confidence):
                 why = "low_confidence"
             elif evidence.flagged or injection.scan(evidence.text).flagged:
                 why = "flagged_input"
