@@ -60,7 +60,8 @@ class SafePathServices:
             sms = SmsSender(engine, twilio_client(ps), ps.sms_from, max_attempts=ps.sms_max_attempts,
                             backoff_s=ps.sms_backoff_s, clock=clock)
         codebook = CodeBook(engine, secret, clock=clock, ttl_s=ps.code_ttl_s, max_attempts=ps.code_max_attempts,
-                            digits=ps.code_digits, totp_window=ps.totp_valid_window)
+                            digits=ps.code_digits, totp_window=ps.totp_valid_window,
+                            window_s=ps.code_window_s, daily_max=ps.code_daily_max)
         return cls(Policy.from_settings(ps), runner, codebook, directory, AuditTrail(engine), sms, clock)
 
     def start(self, *, sms_thread: bool = True) -> RecoveryReport:
