@@ -113,9 +113,13 @@ def test_repeated_lockouts_grow_then_are_forgotten(env: BankEnv) -> None:
         env.wrong(5)  # the lockout is over: five more wrong PINs lock it again, for longer
     assert [p["seconds"] for p in env.audit("policy.login_locked")] == [60, 300, 900, 3600, 3600, 3600]
     assert [p["level"] for p in env.audit("policy.login_locked")] == [1, 2, 3, 4, 5, 6]
+    env.clock.advance(3600 + 86400 - 1)  # a day, less a second, after the last lockout *ended*: remembered
+    env.wrong(5)
+    assert env.audit("policy.login_locked")[-1]["seconds"] == 3600
     env.clock.advance(3600 + 86400)  # a quiet day after the last lockout ended: the back-off starts over
     env.wrong(5)
     assert env.audit("policy.login_locked")[-1]["seconds"] == 60
+    assert len(env.audit("policy.login_unlocked")) == 7  # each expiry, once, when the next attempt came
 
 
 def test_a_success_resets_the_count_but_not_a_lockout_in_force(env: BankEnv) -> None:

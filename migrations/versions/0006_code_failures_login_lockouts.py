@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("level", sa.Integer(), nullable=False),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_failure_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("last_lockout_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("unlocked_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("notice_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("principal", name=op.f("pk_login_lockouts")),
     )

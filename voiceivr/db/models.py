@@ -242,9 +242,9 @@ class LoginLockout(Base):
     principal: Mapped[str] = mapped_column(String(128), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)  # wrong since the last success or lockout
     level: Mapped[int] = mapped_column(Integer, default=0)  # lockouts in a row: picks the next back-off
-    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # end of the last lockout
     last_failure_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
-    last_lockout_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    unlocked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # its end was audited
     notice_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # last text to the owner
 
 

@@ -97,7 +97,7 @@ class LoginState:
     principal: str
     failures: int
     level: int
-    locked_until: dt.datetime | None
+    locked_until: dt.datetime | None  # the end of the last lockout, past or not
     notice_at: dt.datetime | None
 
     def locked_for(self, now: dt.datetime) -> float:
@@ -136,19 +136,18 @@ class LockoutPolicy:
             q = q.with_for_update()
         row = conn.execute(q).one()
         failures, level = int(row.failures), int(row.level)
-        until = _utc(row.locked_until)
+        until, unlocked = _utc(row.locked_until), _utc(row.unlocked_at)  # until: the end of the last lockout
         changes: dict[str, object] = {}
-        if until is not None and now >= until:
+        if until is not None and now >= until and (unlocked is None or unlocked < until):
             append_in_transaction(conn, "policy.login_unlocked",
                                   {"principal": principal, "reason": "expired", "level": level,
                                    "locked_until": until.isoformat()},
                                   actor="policy", call_id=call_id)
-            changes["locked_until"] = None
-            until = None
-        quiet_since = max((t for t in (_utc(row.last_failure_at), _utc(row.last_lockout_at), _utc(row.locked_until))
-                           if t is not None), default=None)
-        if until is None and quiet_since is not None and (now - quiet_since).total_seconds() >= self.rules.forget_s \
-                and (failures or level):
+            changes["unlocked_at"] = now
+        # Quiet since the last wrong secret or the end of the last lockout, whichever is later.
+        marks = [t for t in (_utc(row.last_failure_at), until) if t is not None]
+        quiet_s = (now - max(marks)).total_seconds() if marks else 0.0
+        if (failures or level) and quiet_s >= self.rules.forget_s:
             changes.update(failures=0, level=0)
             failures, level = 0, 0
         if changes:
@@ -175,7 +174,7 @@ class LockoutPolicy:
             notice, notice_at = "queued", now
             self._queue_notice(conn, phone_on_file, seconds, now)
         conn.execute(lockouts.update().where(lockouts.c.principal == state.principal).values(
-            failures=0, level=level, locked_until=until, last_failure_at=now, last_lockout_at=now,
+            failures=0, level=level, locked_until=until, last_failure_at=now,
             notice_at=notice_at))
         append_in_transaction(conn, "policy.login_locked",
                               {"principal": state.principal, "failures": failures, "level": level,
