@@ -175,9 +175,33 @@ class PolicySettings:
     code_digits: int = setting(6, "Digits in an SMS code.")
     code_ttl_s: int = setting(300, "An out-of-band code expires this many seconds after it was issued.")
     code_max_attempts: int = setting(
-        5, "Wrong codes allowed per confirmation; one more and the action is refused and the account flagged."
+        5,
+        "Wrong codes allowed per request, and per principal within policy.code_window_s whatever the call, "
+        "re-INVITE or request; the one that uses the last refuses the request and flags the account.",
+    )
+    code_window_s: int = setting(
+        3600, "The window (seconds) in which one principal's wrong codes count against policy.code_max_attempts."
+    )
+    code_daily_max: int = setting(
+        15, "Wrong codes one principal may key in any 24 hours, across all calls (then the account is flagged)."
     )
     totp_valid_window: int = setting(1, "TOTP steps (30 s each) accepted either side of now (RFC 6238 drift).")
+    login_max_failures: int = setting(
+        5, "Wrong PINs (or other secrets) for one account, across calls, before it is locked for a while."
+    )
+    login_lockout_s: list[int] = setting(
+        [60, 300, 900, 3600],
+        "How long each lockout in a row lasts, in seconds: the first, the second, ...; the last repeats. A "
+        "lockout is never for good: anyone who knows an account number could otherwise lock its owner out.",
+    )
+    login_lockout_forget_s: int = setting(
+        86400, "After this long with no wrong PIN and no lockout, an account's count and back-off start over."
+    )
+    lockout_notice_interval_s: int = setting(
+        3600,
+        "A lockout sends a text to the phone on file, but at most one per account in this many seconds (so an "
+        "attacker cannot use lockouts to spam the owner).",
+    )
     secret: str = setting(
         "",
         "Server secret for the HMACs binding codes to actions (at least 32 characters). Empty: generated once "

@@ -33,9 +33,9 @@ from voiceivr.db.models import (
     BankPayee,
     BankTransfer,
 )
+from voiceivr.policy.lockout import LockoutPolicy, describe_duration
 
 PIN_ITERATIONS = 100_000
-MAX_FAILED_LOGINS = 5
 OPENING_HOURS = "Monday to Friday, 8 AM to 8 PM, and Saturday, 9 AM to 1 PM"
 _OPEN = {0: (8, 20), 1: (8, 20), 2: (8, 20), 3: (8, 20), 4: (8, 20), 5: (9, 13)}  # weekday -> [open, close)
 
@@ -88,8 +88,10 @@ def opening_hours(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str,
 
 
 def login(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
-    """Account number + PIN. Five wrong PINs lock the customer out until a person unlocks them."""
+    """Account number + PIN. Wrong PINs lock the customer out for a while (``voiceivr.policy.lockout``: growing
+    back-off, a text to the phone on file), never for good; only a person sets ``locked``."""
     engine = _db(ctx)
+    lockout = LockoutPolicy.from_settings(ctx.policy)
     failure: str | None = None
     with _write(engine) as conn, conn.begin():
         row = conn.execute(
@@ -102,16 +104,20 @@ def login(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
             failure = "I couldn't verify those details."
         elif row["locked"]:
             failure = "This account is locked. Please speak to an agent."
-        elif not hmac.compare_digest(hash_pin(params["pin"], row["pin_salt"]), row["pin_hash"]):
-            failed = row["failed_logins"] + 1
-            conn.execute(
-                customers_t.update()
-                .where(customers_t.c.id == row["id"])
-                .values(failed_logins=failed, locked=failed >= MAX_FAILED_LOGINS)
-            )
-            failure = "I couldn't verify those details."
-        elif row["failed_logins"]:
-            conn.execute(customers_t.update().where(customers_t.c.id == row["id"]).values(failed_logins=0))
+        else:
+            # Locks the customer's lockout row before the PIN is compared: concurrent calls wait their turn.
+            state = lockout.begin(conn, row["id"], ctx.now, call_id=ctx.call_id)
+            if state.locked_for(ctx.now):
+                failure = ("This account is locked after too many wrong PINs. Please try again in "
+                           f"{describe_duration(state.locked_for(ctx.now))}.")
+            elif not hmac.compare_digest(hash_pin(params["pin"], row["pin_salt"]), row["pin_hash"]):
+                locked = lockout.failed(conn, state, ctx.now, call_id=ctx.call_id,
+                                        phone_on_file=row["phone_on_file"])
+                failure = "I couldn't verify those details." if locked is None else (
+                    "I couldn't verify those details, and that was too many tries: this account is locked for "
+                    f"the next {describe_duration(locked.seconds)}.")
+            else:
+                lockout.succeeded(conn, state)
     # Raised after the commit, so a wrong PIN is counted.
     if failure is not None or row is None:
         raise ActionError(failure or "I couldn't verify those details.")

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from sqlalchemy.engine import Engine
 
 from voiceivr.errors import VoiceivrError
+from voiceivr.settings import PolicySettings
 
 Risk = Literal["low", "high"]
 ParamType = Literal["money", "digits", "date", "bool", "str"]
@@ -73,6 +74,8 @@ class ActionContext:
     db: Engine | None
     now: dt.datetime
     idempotency_key: str = ""
+    # The policy an identifying action applies to wrong secrets (lockout limits); None: the defaults.
+    policy: PolicySettings | None = None
 
 
 ActionFn = Callable[[Mapping[str, Any], ActionContext], Mapping[str, Any]]

@@ -55,6 +55,7 @@ from voiceivr.actions.registry import ActionContext as DialplanContext
 from voiceivr.actions.registry import ActionError, ActionRegistry, UnknownAction
 from voiceivr.audit.chain import append_in_transaction, canonical_json
 from voiceivr.db.models import ActionRun
+from voiceivr.settings import PolicySettings
 
 log = logging.getLogger(__name__)
 
@@ -174,19 +175,21 @@ class RunnerRegistry:
 
     @classmethod
     def from_actions(cls, actions: ActionRegistry, engine: Engine | None,
-                     clock: Callable[[], dt.datetime] | None = None) -> RunnerRegistry:
+                     clock: Callable[[], dt.datetime] | None = None,
+                     policy: PolicySettings | None = None) -> RunnerRegistry:
         """The dialplan's actions (:mod:`voiceivr.actions.registry`) as runner actions.
 
         They open their own transactions, so to the runner they are *external*; the demo bank deduplicates on
         the idempotency key (a transfer's key is unique), so a run left unresolved by a crash is settled by
         calling it again with the same key. An :class:`~voiceivr.actions.registry.ActionError` is a refusal
-        the caller may hear; its message becomes the reason.
+        the caller may hear; its message becomes the reason. ``policy`` reaches the actions in their context
+        (the login's lockout limits); None: the defaults.
         """
         now = clock or _utcnow
         reg = cls()
         for action in actions:
             reg.register(ExternalAction(
-                action.name, _dialplan_call(action, engine, now), remote_dedupes=True,
+                action.name, _dialplan_call(action, engine, now, policy), remote_dedupes=True,
                 secret_params=frozenset(p.name for p in action.params if p.secret), risk=action.risk,
                 authenticates=action.authenticates, requires_login=action.requires_login,
                 check=action.check_params,
@@ -194,11 +197,12 @@ class RunnerRegistry:
         return reg
 
 
-def _dialplan_call(action: DialplanAction, engine: Engine | None, now: Callable[[], dt.datetime]) -> ExternalCall:
+def _dialplan_call(action: DialplanAction, engine: Engine | None, now: Callable[[], dt.datetime],
+                   policy: PolicySettings | None) -> ExternalCall:
     def call(params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
         try:
             return action.run(params, DialplanContext(call_id=ctx.call_id or "", principal=ctx.principal, db=engine,
-                                                      now=now(), idempotency_key=ctx.idempotency_key))
+                                                      now=now(), idempotency_key=ctx.idempotency_key, policy=policy))
         except ActionError as exc:
             raise ActionFailed(str(exc)) from None
 

@@ -108,7 +108,8 @@ class CallRuntime:
             if clock is not None:
                 kwargs["clock"] = clock
             services = SafePathServices.from_settings(
-                settings, db, RunnerRegistry.from_actions(registry, db, clock), BankDirectory(db), **kwargs
+                settings, db, RunnerRegistry.from_actions(registry, db, clock, settings.policy), BankDirectory(db),
+                **kwargs
             )
         return cls(
             settings,

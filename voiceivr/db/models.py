@@ -151,13 +151,14 @@ class PendingConfirmation(Base):
 
 
 class SmsOutbox(Base):
-    """Messages to send; one row per confirmation, so a retry never sends a second SMS."""
+    """Messages to send; one row per confirmation, so a retry never sends a second SMS. A notice (an account
+    locked after wrong PINs) has no confirmation."""
 
     __tablename__ = "sms_outbox"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    confirmation_id: Mapped[str] = mapped_column(
-        ForeignKey("pending_confirmations.id"), unique=True
+    confirmation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("pending_confirmations.id"), unique=True, nullable=True
     )
     to_number: Mapped[str] = mapped_column(String(32))
     body: Mapped[str] = mapped_column(Text)  # cleared once the provider accepted it
@@ -173,6 +174,7 @@ class SmsOutbox(Base):
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     in_doubt: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    purpose: Mapped[str] = mapped_column(String(16), default="code", server_default="code")  # code | lockout
 
 
 class ActionRun(Base):
@@ -213,6 +215,39 @@ class TotpUsedStep(Base):
     used_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 
+class CodeFailure(Base):
+    """One wrong out-of-band code that was compared (never the code itself). The limits count these rows per
+    principal (and per request), so a new call, a re-INVITE or a new request starts no count afresh; rows
+    older than a day are pruned as new ones come."""
+
+    __tablename__ = "code_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+Index("ix_code_failures_principal_at", CodeFailure.principal, CodeFailure.at)
+
+
+class LoginLockout(Base):
+    """Wrong secrets (PINs) keyed for one principal across calls, and its temporary lockout
+    (``voiceivr.policy.lockout``). The row is locked while a login is checked, so concurrent calls cannot
+    race past the count."""
+
+    __tablename__ = "login_lockouts"
+
+    principal: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # wrong since the last success or lockout
+    level: Mapped[int] = mapped_column(Integer, default=0)  # lockouts in a row: picks the next back-off
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # end of the last lockout
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    unlocked_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # its end was audited
+    notice_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # last text to the owner
+
+
 # --- the demo bank (voiceivr.actions.bank): real rows, so the demo dialplan does real things ---------------
 
 
@@ -225,8 +260,8 @@ class BankCustomer(Base):
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)  # base32, if enrolled
     pin_salt: Mapped[str] = mapped_column(String(32))
     pin_hash: Mapped[str] = mapped_column(String(64))  # PBKDF2-SHA256; the PIN itself is never stored
-    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
-    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)  # unused since 0006: see login_lockouts
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)  # by a person; wrong PINs lock only for a while
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)  # e.g. too many wrong codes
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
 

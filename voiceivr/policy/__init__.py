@@ -70,13 +70,13 @@ def make_gate(
         log.warning("no database: no audit trail, so no safe path; high-risk actions will be refused",
                     extra={"call_id": binding.call_id})
         return LowRiskOnlyGate(actions, None, binding)
+    settings = settings or load_settings()[0]
     if isinstance(actions, DialplanRegistry):
-        actions = RunnerRegistry.from_actions(actions, engine, clock)
+        actions = RunnerRegistry.from_actions(actions, engine, clock, settings.policy)
     if directory is None:
         from voiceivr.policy.directory import BankDirectory
 
         directory = BankDirectory(engine)
     from voiceivr.policy.services import SafePathServices
 
-    settings = settings or load_settings()[0]
     return SafePathServices.from_settings(settings, engine, actions, directory, clock=clock, sms=sms).gate(binding)

@@ -8,9 +8,15 @@ An SMS code is bound to the action by its stored MAC::
 Only ``code_mac`` and ``digest`` are stored, never the code (the outbox row that carries the text to the
 provider is emptied once sent). Verification recomputes the digest from the parameters the gate is about to
 run, so a code issued for 50 dollars to savings does not verify 500 dollars, or another payee, or another
-session. A code verifies once; it expires (``policy.code_ttl_s``); wrong tries are counted per
-confirmation, per session and per principal, and reaching ``policy.code_max_attempts`` locks the request
-and flags the account.
+session. A code verifies once; it expires (``policy.code_ttl_s``).
+
+Wrong codes are counted in ``code_failures``, per principal, never per dialog: a re-INVITE (a new session
+epoch), a new call or a new request starts no count afresh. A code is compared only while the request has had
+fewer than ``policy.code_max_attempts`` wrong ones, the principal fewer than that within
+``policy.code_window_s``, and fewer than ``policy.code_daily_max`` in 24 hours; the wrong code that uses the
+last try locks the request (the gate then flags the account). The count is taken under a per-principal lock
+(a PostgreSQL advisory lock; SQLite's write lock) *before* the code is compared and the failure is recorded in
+the same transaction, so concurrent calls cannot race past a limit.
 
 A TOTP code cannot carry the action (the app does not know it); it is bound by the server: it is checked
 against the pending confirmation of this request, in this session, and its (principal, time step) is stored
@@ -34,17 +40,24 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from voiceivr.audit.chain import append_in_transaction, canonical_json
-from voiceivr.db.models import PendingConfirmation, SmsOutbox, TotpUsedStep
+from voiceivr.db.models import CodeFailure, PendingConfirmation, SmsOutbox, TotpUsedStep
 
 confirmations: sa.Table = PendingConfirmation.__table__  # type: ignore[assignment]
+failures: sa.Table = CodeFailure.__table__  # type: ignore[assignment]
 outbox: sa.Table = SmsOutbox.__table__  # type: ignore[assignment]
 used_steps: sa.Table = TotpUsedStep.__table__  # type: ignore[assignment]
 
 TOTP_STEP_S = 30
 MAX_CHALLENGES_PER_REQUEST = 3
-# Wrong codes for one principal across all calls in a day before the account is flagged (stops an attacker
-# who calls again and again, a few tries each time).
-DAILY_WRONG_LIMIT_FACTOR = 3
+DAY = dt.timedelta(days=1)
+# The class half of the two-key advisory lock that serialises one principal's code checks on PostgreSQL (the
+# two-key space never meets the audit trail's one-key lock); the other half is a hash of the principal.
+PG_CODE_LOCK_CLASS = 0x636F6465  # "code"
+
+
+def principal_lock_key(principal: str) -> int:
+    """A signed 32-bit key for ``principal``. Two principals sharing one only wait for each other."""
+    return int.from_bytes(hashlib.sha256(principal.encode()).digest()[:4], "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -122,10 +135,13 @@ class CodeBook:
         max_attempts: int = 5,
         digits: int = 6,
         totp_window: int = 1,
+        window_s: int = 3600,
+        daily_max: int = 15,
     ) -> None:
         self.engine, self.secret, self.clock = engine, secret, clock
         self.ttl = dt.timedelta(seconds=ttl_s)
         self.max_attempts, self.digits, self.totp_window = max_attempts, digits, totp_window
+        self.window, self.daily_max = dt.timedelta(seconds=window_s), daily_max
         self._pg = engine.dialect.name == "postgresql"
 
     def _tx(self) -> Any:
@@ -199,17 +215,24 @@ class CodeBook:
 
     # ------------------------------------------------------------------------------------------ verifying
 
-    def _wrong_so_far(self, conn: Connection, principal: str, session_id: str, now: dt.datetime) -> tuple[int, int]:
-        in_session = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(confirmations.c.attempts), 0))
-            .where(confirmations.c.principal == principal, confirmations.c.session_id == session_id)
-        ).scalar_one()
-        in_day = conn.execute(
-            sa.select(sa.func.coalesce(sa.func.sum(confirmations.c.attempts), 0))
-            .where(confirmations.c.principal == principal,
-                   confirmations.c.created_at > now - dt.timedelta(days=1))
-        ).scalar_one()
-        return int(in_session), int(in_day)
+    def _tries_left(self, conn: Connection, principal: str, request_id: str, now: dt.datetime) -> int:
+        """Wrong codes this request may still have compared. Takes the principal's lock first: until this
+        transaction ends, no other check of the principal's codes counts or compares."""
+        if self._pg:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:c, :k)"),
+                         {"c": PG_CODE_LOCK_CLASS, "k": principal_lock_key(principal)})
+        conn.execute(failures.delete().where(failures.c.principal == principal, failures.c.at <= now - DAY))
+
+        def count(*where: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*where), 1), else_=0)), 0)
+
+        in_request, in_window, in_day = conn.execute(
+            sa.select(count(failures.c.request_id == request_id), count(failures.c.at > now - self.window),
+                      sa.func.count())
+            .where(failures.c.principal == principal, failures.c.at > now - DAY)
+        ).one()
+        return min(self.max_attempts - int(in_request), self.max_attempts - int(in_window),
+                   self.daily_max - int(in_day))
 
     def verify(
         self,
@@ -261,9 +284,10 @@ class CodeBook:
                 conn.execute(confirmations.update().where(confirmations.c.id == row.id).values(status="void"))
                 self._clear_outbox(conn, row.id)
                 return done(False, "action_changed")
-            in_session, in_day = self._wrong_so_far(conn, principal, bound.session_id, now)
-            if in_session >= self.max_attempts or in_day >= self.max_attempts * DAILY_WRONG_LIMIT_FACTOR:
+            tries_left = self._tries_left(conn, principal, request_id, now)
+            if tries_left <= 0:
                 conn.execute(confirmations.update().where(confirmations.c.id == row.id).values(status="locked"))
+                self._clear_outbox(conn, row.id)
                 return done(False, "locked", left=0, locked=True)
 
             if row.channel == "sms":
@@ -284,8 +308,10 @@ class CodeBook:
                              .values(status="verified", verified_at=now))
                 self._clear_outbox(conn, row.id)
                 return done(True, "verified")
+            conn.execute(failures.insert().values(principal=principal, request_id=request_id, call_id=call_id,
+                                                  at=now))
             wrong = row.attempts + 1
-            left = max(0, min(self.max_attempts - in_session - 1, self.max_attempts - wrong))
+            left = max(0, tries_left - 1)
             locked = left == 0
             conn.execute(confirmations.update().where(confirmations.c.id == row.id)
                          .values(attempts=wrong, status="locked" if locked else "pending"))

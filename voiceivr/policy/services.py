@@ -13,6 +13,7 @@ from voiceivr.audit.chain import AuditTrail
 from voiceivr.policy.codes import CodeBook
 from voiceivr.policy.directory import Directory
 from voiceivr.policy.gate import SessionBinding
+from voiceivr.policy.lockout import LockoutRules
 from voiceivr.policy.rules import Policy
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.secret import server_secret
@@ -52,6 +53,7 @@ class SafePathServices:
         """``sms``: pass a sender to override the one built from settings (None and no Twilio settings:
         SMS is not offered; TOTP still is)."""
         ps = settings.policy
+        LockoutRules.from_settings(ps)  # a bad back-off is a start-up error, not one in a caller's login
         clock = clock or _utcnow
         secret = server_secret(settings)
         runner = registry if isinstance(registry, ActionRunner) else ActionRunner(
@@ -60,7 +62,8 @@ class SafePathServices:
             sms = SmsSender(engine, twilio_client(ps), ps.sms_from, max_attempts=ps.sms_max_attempts,
                             backoff_s=ps.sms_backoff_s, clock=clock)
         codebook = CodeBook(engine, secret, clock=clock, ttl_s=ps.code_ttl_s, max_attempts=ps.code_max_attempts,
-                            digits=ps.code_digits, totp_window=ps.totp_valid_window)
+                            digits=ps.code_digits, totp_window=ps.totp_valid_window,
+                            window_s=ps.code_window_s, daily_max=ps.code_daily_max)
         return cls(Policy.from_settings(ps), runner, codebook, directory, AuditTrail(engine), sms, clock)
 
     def start(self, *, sms_thread: bool = True) -> RecoveryReport:

@@ -11,6 +11,9 @@ reference (a short non-secret tag printed in every message); if it is there, the
 is resent. The remaining window: a provider that accepts a request only after our lookup found nothing
 (the lookup waits one backoff first, which makes that rare; it cannot make it impossible).
 
+The same outbox carries notices that are not codes (``purpose`` lockout: an account locked after wrong PINs,
+``voiceivr.policy.lockout``); they have no confirmation and are delivered the same way.
+
 Outcomes: 2xx sent; 429 retried later (not in doubt: nothing was sent); other 4xx failed for good (bad
 number, bad credentials); after ``policy.sms_max_attempts`` attempts, failed. The code text is erased from
 the row as soon as it is sent or failed.
@@ -216,16 +219,17 @@ class SmsSender:
 
     def _fail(self, row: Any, report: DrainReport, error: str, attempts: int) -> None:
         self._finish(row.id, status="failed", attempts=attempts, body="", last_error=error[:500], claimed_until=None)
-        self.audit.append("sms.failed", {"confirmation_id": row.confirmation_id, "attempts": attempts,
-                                         "error": error[:200]}, actor="sms")
+        self.audit.append("sms.failed", {"confirmation_id": row.confirmation_id, "purpose": row.purpose,
+                                         "attempts": attempts, "error": error[:200]}, actor="sms")
         report.failed += 1
         log.warning("sms send failed for good", extra={"outbox_id": row.id, "attempts": attempts})
 
     def _sent(self, row: Any, report: DrainReport, sid: str, attempts: int, *, reconciled: bool) -> None:
         self._finish(row.id, status="sent", attempts=attempts, body="", provider_sid=sid, in_doubt=False,
                      sent_at=self.clock(), claimed_until=None, last_error=None)
-        self.audit.append("sms.sent", {"confirmation_id": row.confirmation_id, "provider_sid": sid,
-                                       "attempts": attempts, "found_after_doubt": reconciled}, actor="sms")
+        self.audit.append("sms.sent", {"confirmation_id": row.confirmation_id, "purpose": row.purpose,
+                                       "provider_sid": sid, "attempts": attempts, "found_after_doubt": reconciled},
+                          actor="sms")
         if reconciled:
             report.reconciled += 1
         else:
