@@ -22,7 +22,7 @@ def test_catalogue_covers_what_the_issue_names() -> None:
                    "spoofed-caller-id", "injection-in-payee-name", "injection-in-address",
                    "yes-barged-in-during-read-back", "brute-force-codes", "media-moved-by-reinvite",
                    "transfer-with-sms-code", "transfer-with-totp", "change-address", "block-card",
-                   "balance-after-login"):
+                   "balance-after-login", "secret-at-rest"):
         assert needed in cat
     assert sum(s.kind == "attack" for s in cat.values()) >= 15
     # Only what is not a conversation may skip the call: an engine bug, an integration's CRM note.
@@ -41,7 +41,8 @@ def test_all_attacks_blocked_and_legit_flows_pass(db_url: str) -> None:
             assert r.call_seconds > 5 and r.steps and all(s.as_expected for s in r.steps), r.name
         if r.kind == "attack":
             assert r.refusals > 0 and all(e.endswith(":ok") for e in r.evidence), r.name
-            assert r.high_executions <= (1 if r.name == "totp-replay" else 0), r.name
+            # totp-replay's first transfer is the victim's own; secret-at-rest completes its transfer
+            assert r.high_executions <= (1 if r.name in ("totp-replay", "secret-at-rest") else 0), r.name
     by_name = {r.name: r for r in card.results}
     assert by_name["transfer-with-totp"].sms_sent == 0 and by_name["provider-hiccups"].sms_sent == 1
 

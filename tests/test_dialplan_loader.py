@@ -31,6 +31,7 @@ EXPECTED = {
     "readback_missing_param.yaml": (24, 19, "readback does not say {to}"),
     "lower_risk.yaml": (21, 13, "can raise an action's risk but never lower it"),
     "secret_spoken.yaml": (12, 25, "speaks {pin}, a secret slot"),
+    "secret_param_open_slot.yaml": (11, 47, "parameter pin of login is secret, so slot pin must be marked secret"),
     "unknown_key.yaml": (6, 5, "unknown key 'gotoo' in node a"),
     "loop_without_input.yaml": (4, 3, "nodes a -> b -> a loop without ever waiting"),
     "duplicate_key.yaml": (7, 3, "duplicate key 'a'"),

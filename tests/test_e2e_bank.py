@@ -9,16 +9,22 @@ code. Timings are read off the audio at the caller.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import sqlite3
 import subprocess
+import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests import siptools
+from voiceivr.policy.secret_at_rest import found
 from voiceivr.policy.twilio_fake import FakeTwilio
 
 PHRASES = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases"
@@ -64,6 +70,18 @@ def db_rows(ivr: siptools.Served, sql: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
+def recording(ivr: siptools.Served, call_id: str, timeout: float = 10.0) -> tuple[dict[str, Any], np.ndarray]:
+    """The call's recording JSON and the caller channel of its WAV (the JSON is written just after the call)."""
+    deadline = time.monotonic() + timeout
+    while not (found_json := list((ivr.var / "recordings").glob(f"*/{call_id}.json"))):
+        assert time.monotonic() < deadline, f"no recording of {call_id}"
+        time.sleep(0.2)
+    doc = json.loads(found_json[0].read_text())
+    with wave.open(str(found_json[0].with_name(doc["wav"])), "rb") as w:
+        caller = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
+    return doc, caller
+
+
 def test_bank_demo_by_phone(bank: tuple[siptools.Served, FakeTwilio], tmp_path: Path) -> None:
     ivr, sms = bank
     api = {"base_url": sms.base_url, "sid": sms.account_sid, "token": sms.auth_token, "to": ALICE_PHONE}
@@ -103,6 +121,16 @@ def test_bank_demo_by_phone(bank: tuple[siptools.Served, FakeTwilio], tmp_path: 
     assert json.loads(runs["transfer_funds"][1] or "{}").get("reference"), runs
     assert len(sms.messages) >= 1 and sms.messages[-1].to == ALICE_PHONE
 
+    # What the call left behind holds neither the PIN nor the code it keyed (docs/recordings.md).
+    code = re.search(r"code (\d+)", sms.messages[-1].body).group(1)  # type: ignore[union-attr]
+    doc, _ = recording(ivr, call_id)
+    turns = db_rows(ivr, f"select input_kind, transcript from turns where call_id = '{call_id}' order by idx")
+    assert ("dtmf", "10000001") in turns and turns.count(("dtmf", "[secret]")) == 2, turns
+    masked = [e for e in doc["events"] if e["type"] == "dtmf" and e.get("secret")]
+    assert len(masked) == 4 + len(code) and not any("digit" in e for e in masked), doc["events"]
+    for secret in ("1234", code):
+        assert not found(secret, doc) and not found(secret, [list(t) for t in turns]), secret
+
     # What the caller heard, turn by turn: an answer after each thing said, in well under a second.
     v2v = [t["voice_to_voice_s"] for t in report["turns"] if "voice_to_voice_s" in t]
     assert len(v2v) >= 3, report["turns"]
@@ -122,4 +150,33 @@ def test_caller_talks_over_a_long_prompt_and_the_agent_stops(bank: tuple[siptool
     barge = [t for t in report["turns"] if "barge_in_stop_s" in t]
     assert barge, report
     assert barge[0]["barge_in_stop_s"] <= 0.150, report["turns"]
+    assert ivr.alive()
+
+
+def test_a_pin_said_aloud_is_not_recorded(bank: tuple[siptools.Served, FakeTwilio]) -> None:
+    """The caller says the PIN ("one two three four"): it logs them in, but the recording's caller channel is silence
+    from the question for the PIN until the answer was taken, with no time lost, and the turn says [secret]."""
+    ivr, _ = bank
+    report = place(ivr, [
+        ["wait", 20], ["play", phrase("check_balance")], ["wait", 10],
+        ["dtmf", "10000001#"], ["wait", 10],            # -> PIN?
+        ["play", phrase("digits")], ["wait", 10],        # "one two three four" -> which account?
+        ["play", phrase("goodbye")], ["wait", 10],
+    ], duration=1.0)
+    assert report["answered"] and not report["error"], report
+    call_id, started = db_rows(ivr, "select id, started_at from calls order by started_at desc limit 1")[0]
+    runs = db_rows(ivr, f"select action_type, status from action_runs where call_id = '{call_id}'")
+    assert ("login", "succeeded") in runs, runs
+    turns = db_rows(ivr, f"select input_kind, transcript, started_at from turns where call_id = '{call_id}' "
+                         "order by idx")
+    said = [t for t in turns if t[:2] == ("speech", "[secret]")]
+    assert len(said) == 1, turns
+    doc, caller = recording(ivr, call_id)
+    spans = doc["secret_spans"]
+    assert len(spans) == 1 and all(not np.any(caller[int(a * 8000):int(b * 8000)]) for a, b in spans), spans
+    # The session's clock and the recording's both count the call's media frames: the answer is inside the pause.
+    at = (dt.datetime.fromisoformat(said[0][2]) - dt.datetime.fromisoformat(started)).total_seconds()
+    assert spans[0][0] < at < spans[0][1], (at, spans)
+    assert np.abs(caller[: int(spans[0][0] * 8000)]).max() > 1000  # "check my balance" before it is kept
+    assert abs(len(caller) / 8000 - doc["duration_s"]) < 0.05
     assert ivr.alive()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voiceivr.call.secrecy import SecretInput
 from voiceivr.telephony.recording import FORMAT, CallRecording, FrameGaps, RecordingWriter
 
 
@@ -49,3 +50,39 @@ def test_recording_is_stereo_caller_left_agent_right(tmp_path: Path) -> None:
     assert (pcm[:, 0] == 1000).all()
     assert (pcm[: 45 * 160, 1] == -2000).all() and (pcm[45 * 160:, 1] == 0).all()
     assert oct(rec.wav_path.stat().st_mode & 0o777) == "0o600"
+
+
+def test_secret_input_pauses_the_recording_without_losing_time(tmp_path: Path) -> None:
+    """While the call's secret input is active the caller channel is recorded as silence, frame for frame, and a key
+    press without its digit. A key the session took as secret after the SIP thread had written it down (typed
+    ahead of the question) and a key no session ever saw lose their digit too; # stays readable."""
+    secret = SecretInput()
+    rec = CallRecording(tmp_path, "call-2", 8000, {}, secret=secret)
+    voice = np.full(160, 1000, dtype="<i2").tobytes()
+    verdicts = [True, True, True, False, False]  # what the session decided as each key reached it, in order
+    for i in range(100):
+        secret.active = 40 <= i < 70
+        if i == 35:
+            rec.dtmf("7", "rfc4733")  # keyed ahead: the session has not started listening for the PIN yet
+        if i in (45, 50, 55):
+            rec.dtmf("2" if i < 55 else "#", "rfc4733")
+        if i == 80:
+            rec.dtmf("5", "rfc4733")  # a menu choice after the PIN, kept
+        if i == 90:
+            rec.dtmf("9", "sip-info", delivered=False)  # never reached a session: nothing says it was not secret
+        rec.caller_frame(voice)
+        rec.agent_frame(bytes(320))
+    for verdict in verdicts:
+        secret.key_handled(verdict)
+    rec.finish()
+    rec.flush(final=True)
+    doc = json.loads(rec.json_path.read_text())
+    keys = [(e["t"], e.get("digit"), e.get("secret", False)) for e in doc["events"] if e["type"] == "dtmf"]
+    assert keys == [(0.7, None, True), (0.9, None, True), (1.0, None, True), (1.1, "#", False), (1.6, "5", False),
+                    (1.8, None, True)]
+    assert doc["secret_spans"] == [[0.8, 1.4]] and doc["duration_s"] == 2.0
+    with wave.open(str(rec.wav_path), "rb") as w:
+        caller = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)[:, 0]
+    assert len(caller) == 100 * 160  # the pause costs no time: a replay stays aligned
+    assert (caller[40 * 160:70 * 160] == 0).all()
+    assert (caller[:40 * 160] == 1000).all() and (caller[70 * 160:] == 1000).all()

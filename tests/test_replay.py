@@ -14,8 +14,16 @@ import pytest
 from click.testing import CliRunner
 
 from voiceivr.audio.wav import read_wav, write_wav
+from voiceivr.call import caller_script as cs
+from voiceivr.call.driver import drive
+from voiceivr.call.media import MediaChannel
+from voiceivr.call.runtime import CallRuntime
 from voiceivr.cli import cli
-from voiceivr.replay import ReplayInputError, load_call
+from voiceivr.policy.gate import SessionBinding
+from voiceivr.policy.secret_at_rest import found
+from voiceivr.replay import ReplayInputError, load_call, scratch_database
+from voiceivr.settings import load_settings
+from voiceivr.telephony.recording import CallRecording
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CALL = FIXTURES / "calls" / "bank_call.json"
@@ -133,3 +141,91 @@ def test_replay_prints_a_timeline_and_latency_table(env: dict[str, str]) -> None
 def test_replay_errors_are_one_line(env: dict[str, str], tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["replay", str(tmp_path / "nope.wav")], env=env)
     assert result.exit_code == 1 and "voiceivr: error:" in result.output and "Traceback" not in result.output
+
+
+# ------------------------------------------------------------------------------------- secret inputs
+
+
+@pytest.fixture(scope="module")
+def masked_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bank call recorded as the SIP edge records it, through the real pipeline: the PIN is said ("one two three
+    four"), a wrong code is keyed (987654#). Its recording pauses for both."""
+    def phrase(intent: str) -> np.ndarray:
+        return read_wav(PHRASES / f"{intent}__espeak-us__tel.wav").mono()
+
+    tmp = tmp_path_factory.mktemp("masked")
+    settings, _ = load_settings(environ={}, config_file=tmp / "absent.toml")
+    settings.paths.var_dir = tmp
+    db = scratch_database(tmp / "call.sqlite3")
+    runtime = CallRuntime.build(settings, db=db, dialplan_file=Path(__file__).parents[1] / "dialplans" / "bank.yaml",
+                                stt_workers=0, store_calls=False)
+    caller = cs.ScriptedCaller([
+        cs.WaitForAgent(silence_s=0.1, timeout_s=8.0), cs.WaitForAgent(), cs.Say(phrase("check_balance")),
+        cs.WaitForAgent(), cs.Keys("10000001#"), cs.WaitForAgent(), cs.Say(phrase("digits")),  # the PIN, said
+        cs.WaitForAgent(), cs.Keys("1"), cs.WaitForAgent(), cs.Say(phrase("transfer")),
+        cs.WaitForAgent(), cs.Keys("5000#"), cs.WaitForAgent(), cs.Say(phrase("accounts")),
+        cs.WaitForAgent(), cs.Say(phrase("yes")), cs.WaitForAgent(), cs.Keys("987654#"),
+        cs.WaitForAgent(), cs.HangUp(),
+    ])
+    media = MediaChannel(8000)
+    recording = CallRecording(tmp / "recordings", "masked", 8000, {"call_id": "masked"}, secret=media.secret)
+    try:
+        session, _, _ = runtime.new_session("masked", media, SessionBinding("masked"))
+        drive(session, caller, tail_s=2.0, max_s=120.0, line_codec="pcmu", recorder=recording)
+    finally:
+        runtime.close()
+        db.dispose()
+    recording.finish(hangup={"by": "caller"})
+    recording.flush(final=True)
+    return recording.json_path
+
+
+def _replay(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["replay", *args], env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.mark.slow
+def test_a_masked_recording_replays_without_its_secrets_and_says_so(env: dict[str, str], masked_call: Path) -> None:
+    doc = json.loads(masked_call.read_text())
+    assert len(doc["secret_spans"]) == 2 and sum(1 for e in doc["events"] if e.get("secret")) == 6
+    assert not found("1234", doc) and not found("987654", doc)
+
+    code, text, err = _replay(env, str(masked_call))
+    assert code == 0, err
+    assert ("note: 2 secret inputs were masked in this recording (spoken at " in text
+            and "; 6 keys at " in text and "Supply them with --secret VALUE" in text)
+    code, out, err = _replay(env, str(masked_call), "--json")
+    assert code == 0 and "2 secret inputs were masked" in err
+    replayed = json.loads(out)
+    assert [m["spoken"] for m in replayed["secret_inputs"]["masked"]] == [True, False]
+    logins = [e["detail"] for e in _of(replayed, "Note") if e["kind"] == "action_result" and e["detail"]["action"]
+              == "login"]
+    assert logins and not logins[0]["ok"]  # without the PIN the replayed call cannot log in
+    for output in (text, replayed):
+        assert not found("1234", output) and not found("987654", output)  # digits, spoken words or keys
+
+
+@pytest.mark.slow
+def test_the_operators_values_reproduce_the_call(env: dict[str, str], masked_call: Path) -> None:
+    code, out, err = _replay(env, str(masked_call), "--json", "--secret", "1234", "--secret", "987654")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["secret_inputs"]["supplied"] == 2 and "replayed with the values given by --secret" in err
+    actions = [(e["detail"]["action"], e["detail"]["ok"]) for e in _of(doc, "Note") if e["kind"] == "action_result"]
+    assert actions == [("login", True), ("get_balance", True)]
+    verify = [e["detail"] for e in _of(doc, "Note") if e["kind"] == "gate" and e["detail"]["call"] == "verify_code"]
+    assert [v["reason"] for v in verify] == ["wrong_code"]  # as on the call
+    assert not found("1234", doc) and not found("987654", doc)  # the replayed session masks them again
+    # The same values from the environment, kept out of the process list.
+    code, out, _ = _replay({**env, "VOICEIVR_REPLAY_SECRETS": "1234 987654"}, str(masked_call), "--json")
+    assert code == 0 and json.loads(out)["secret_inputs"]["supplied"] == 2
+
+
+def test_secret_values_that_do_not_fit_are_one_line_errors(env: dict[str, str], masked_call: Path) -> None:
+    for args, piece in ((["--secret", "12x4"], "--secret value 1 is not a run of keys"),
+                        (["--secret", "1234", "--secret", "98765"], "secret input 2 was 6 key presses"),
+                        (["--secret", "1", "--secret", "987654", "--secret", "9"], "more --secret values")):
+        code, _, err = _replay(env, str(masked_call), *args)
+        assert code == 2 and piece in err and "Traceback" not in err, err
+        assert "12x4" not in err and "98765" not in err  # a value is never echoed

@@ -29,6 +29,7 @@ from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession, CallWorker
+from voiceivr.call.store import turns_from_timeline
 from voiceivr.settings import CallSettings
 
 WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}
@@ -395,6 +396,62 @@ def test_dtmf_mixed_with_speech() -> None:
     inputs = [e for e in brain.seen if isinstance(e, b.Utterance | b.Digits)]
     assert [type(e).__name__ for e in inputs] == ["Utterance", "Digits"]
     assert inputs[0].text == "yes" and inputs[1].digits == "4321"  # type: ignore[union-attr]
+
+
+class FlagSpy:
+    """A recorder that notes, frame by frame, whether the session said the caller is giving a secret."""
+
+    def __init__(self, media: MediaChannel) -> None:
+        self.media = media
+        self.active: list[bool] = []
+
+    def caller_frame(self, pcm: bytes) -> None:
+        self.active.append(self.media.secret.active)
+
+    def agent_frame(self, pcm: bytes) -> None:
+        pass
+
+    def dtmf(self, digit: str, method: str, delivered: bool = True) -> None:
+        pass
+
+    def during(self, start_s: float, end_s: float) -> set[bool]:
+        return set(self.active[int(start_s * 50):int(end_s * 50)])
+
+
+def test_secret_input_leaves_no_digits_or_words_on_the_timeline() -> None:
+    """A PIN keyed and a code said while the brain listens for a secret: the brain gets both, but the timeline
+    (and the turn rows made from it) keep neither, and the recorder is told for as long as the secret input lasts."""
+    pin = b.Listen(digits=b.DigitSpec(max_digits=4, terminator="#"), secret=True)
+    code = b.Listen(grammar=["check my balance"], secret=True)  # tone 900 stands for the code, read out
+    brain = ScriptedBrain(
+        greeting=[say("your pin please", pid=1), pin],
+        replies=[[say("and now the code", pid=2), code], [say("thank you", pid=3), b.Listen(grammar=["yes"])],
+                 [say("bye", pid=4)]],
+    )
+    session, *_ = make_session(brain)
+    keys_at = prompt_seconds("your pin please") + 0.5
+    speak = keys_at + 0.75 + prompt_seconds("and now the code") + 0.5
+    yes = speak + 1.0 + 0.8 + prompt_seconds("thank you") + 0.5
+    audio = caller_audio([(speak, speak + 1.0, 900), (yes, yes + 0.5, 700)], total_s=yes + 2.0)
+    spy = FlagSpy(session.media)
+    keys = [(keys_at + 0.15 * i, d) for i, d in enumerate("1234#")]
+    drive(session, audio, control=[(t, ev.DtmfDigit(0, digit=d)) for t, d in keys], recorder=spy)
+
+    assert [d.digits for d in brain.inputs(b.Digits)] == ["1234"]  # the conversation still gets them
+    assert [u.text for u in brain.inputs(b.Utterance)] == ["check my balance", "yes"]  # type: ignore[attr-defined]
+    keyed = events(session, ev.DtmfDigit)
+    assert [(k.digit, k.secret) for k in keyed] == [("", True)] * 4 + [("#", False)]  # the # only ends the entry
+    assert [(d.digits, d.secret) for d in events(session, ev.DigitsCollected)] == [("", True)]
+    finals = events(session, ev.TranscriptFinal)
+    assert [(f.text, f.secret) for f in finals] == [("", True), ("yes", False)]
+    assert not [p for p in events(session, ev.TranscriptPartial) if "balance" in p.text]
+    assert [t.transcript for t in turns_from_timeline(session.timeline)] == ["[secret]", "[secret]", "yes"]
+    text = repr([e.to_dict() for e in session.timeline])
+    assert "balance" not in text and all(f"'digit': '{d}'" not in text for d in "1234")
+    # From the question for the PIN until the code has been taken; not while the caller says yes.
+    assert spy.during(0.1, keys_at + 0.6) == {True}
+    assert spy.during(speak, speak + 1.0) == {True}
+    assert spy.during(yes, yes + 0.5) == {False} and not session.media.secret.active
 
 
 def test_no_input_reprompts_then_sleeps_then_hangs_up_politely() -> None:

@@ -13,6 +13,10 @@ version in the configured database, else ``dialplans/<live_name>.yaml``.
 
 Figures in the output that are wall-clock measurements (stage latencies other than e2e, engine-seconds,
 replay speed) are grouped under ``wall`` in ``--json``; everything else is deterministic.
+
+A recording holds no PIN or one-time code (its key presses are masked and its audio silenced while the caller gave
+one): the replay says how many such inputs it lacks and runs without them, or with the operator's values given by
+``--secret`` (:mod:`voiceivr.replay_secrets`). The replayed session masks them again in everything it prints.
 """
 
 from __future__ import annotations
@@ -39,9 +43,11 @@ from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.runtime import CallRuntime
+from voiceivr.call.secrecy import MASK
 from voiceivr.call.session import CallSession
 from voiceivr.errors import VoiceivrError
 from voiceivr.policy.gate import SessionBinding
+from voiceivr.replay_secrets import MaskedInput, masked_inputs, note, supply
 
 RECORDING_FORMAT = "voiceivr-recording/1"
 
@@ -58,6 +64,7 @@ class RecordedCall:
     control: list[tuple[float, ev.SystemEvent]] = field(default_factory=list)
     sip: dict[str, Any] = field(default_factory=dict)
     agent: Pcm | None = None  # what the live agent said, if this is a SIP recording
+    masked: list[MaskedInput] = field(default_factory=list)  # secret inputs the recording does not hold
 
     @property
     def duration(self) -> float:
@@ -115,7 +122,14 @@ def load_call(path: Path, rate: int = 8000) -> RecordedCall:
         caller = resample(caller, audio.rate, rate)
         agent = resample(agent, audio.rate, rate) if agent is not None else None
     return RecordedCall(path, caller.astype(np.int16), rate, _control_events(doc) if doc else [],
-                        dict(doc.get("sip", {})) if doc else {}, agent)
+                        dict(doc.get("sip", {})) if doc else {}, agent, _masked(path, doc) if doc else [])
+
+
+def _masked(path: Path, doc: dict[str, Any]) -> list[MaskedInput]:
+    try:
+        return masked_inputs(doc)
+    except ValueError as exc:
+        raise ReplayInputError(f"{path}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------- running
@@ -128,6 +142,11 @@ class ReplayResult:
     drive: DriveResult
     wall_s: float
     dialplan: str
+    secrets_supplied: int = 0  # masked inputs put back from --secret values
+
+    @property
+    def secret_note(self) -> str:
+        return note(self.call.masked, self.secrets_supplied)
 
     @property
     def speed(self) -> float:
@@ -145,6 +164,8 @@ class ReplayResult:
             "audio_s": round(self.drive.seconds, 2),
             "outcome": summary["outcome"],
             "resolved_tasks": summary["resolved_tasks"],
+            "secret_inputs": {"masked": [m.to_json() for m in self.call.masked], "supplied": self.secrets_supplied,
+                              "note": self.secret_note},
             "timeline": self.timeline(),
             "e2e_ms": latency.get("e2e", {}),
             "wall": {
@@ -176,7 +197,12 @@ def run_replay(
     echo: EchoPath | None = None,
     realtime: bool = False,
     tail_s: float = 3.0,
+    secrets: list[str] | None = None,
 ) -> ReplayResult:
+    """``secrets``: values for the recording's masked inputs, in order (ValueError if they do not fit)."""
+    given, supplied = supply(call.masked, secrets or [], call.agent, call.rate)
+    if given:
+        call = dataclasses.replace(call, control=sorted([*call.control, *given], key=lambda pair: pair[0]))
     call_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"replay:{call.source.resolve()}"))
     sip = call.sip
     remote = sip.get("remote_media") or {}
@@ -197,7 +223,7 @@ def run_replay(
     wall = time.perf_counter() - t0
     if runtime.store is not None:
         runtime.store.call_ended(call_id, session.timeline, session.summary(), started)
-    return ReplayResult(call, session, result, wall, choice.label)
+    return ReplayResult(call, session, result, wall, choice.label, supplied)
 
 
 def _drive_realtime(session: CallSession, call: RecordedCall, echo: EchoPath | None, tail_s: float) -> DriveResult:
@@ -239,9 +265,10 @@ def _line(e: ev.Event) -> str | None:
     if isinstance(e, ev.TranscriptFinal):
         if e.ignored:
             return f"{t}  caller    (ignored: {e.ignored})"
-        return f"{t}  caller    said {e.text!r} ({e.speech_start:.2f}-{e.speech_end:.2f}s, conf {e.confidence:.2f})"
+        said = MASK if e.secret else repr(e.text)
+        return f"{t}  caller    said {said} ({e.speech_start:.2f}-{e.speech_end:.2f}s, conf {e.confidence:.2f})"
     if isinstance(e, ev.DigitsCollected):
-        return f"{t}  caller    keyed {e.digits!r} ({e.reason})"
+        return f"{t}  caller    keyed {MASK if e.secret else repr(e.digits)} ({e.reason})"
     if isinstance(e, ev.IntentRecognized):
         return f"{t}  intent    {e.intent or '(unsure)'} tier {e.tier} conf {e.confidence:.2f}"
     if isinstance(e, ev.NoInput):
@@ -266,7 +293,9 @@ def _line(e: ev.Event) -> str | None:
 
 def print_report(result: ReplayResult, out: TextIO | None = None) -> None:
     echo = click.echo
-    echo(f"replay of {result.call.source} ({result.drive.seconds:.1f} s of audio) with {result.dialplan}")
+    echo(f"replay of {result.call.source} ({result.drive.seconds:.1f} s of audio) with {result.dialplan}", file=out)
+    if result.secret_note:
+        echo(f"note: {result.secret_note}", file=out)
     for e in result.session.timeline:
         line = _line(e)
         if line:
@@ -294,12 +323,19 @@ def print_report(result: ReplayResult, out: TextIO | None = None) -> None:
               help="Also feed the agent's audio back into the caller channel at this gain (e.g. -12).")
 @click.option("--keep-db", type=click.Path(dir_okay=False, path_type=Path),
               help="Run actions in this SQLite file (kept) instead of a throw-away one.")
+@click.option("--secret", "secrets", multiple=True, metavar="VALUE", envvar="VOICEIVR_REPLAY_SECRETS",
+              help="The keys of a secret input the recording masks (a PIN, a code), once per input in order; "
+                   "spoken ones are keyed. Or VOICEIVR_REPLAY_SECRETS=\"1234 000000\", kept out of the process list.")
 @pass_app
 def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json: bool, out_agent: Path | None,
-           realtime: bool, echo_db: float | None, keep_db: Path | None) -> None:
+           realtime: bool, echo_db: float | None, keep_db: Path | None, secrets: tuple[str, ...]) -> None:
     """Run a recorded call (caller WAV or SIP-edge recording) through the whole pipeline."""
     settings = app.settings
     call = load_call(call_file)
+    try:
+        supply(call.masked, list(secrets), call.agent, call.rate)  # before the engines load: a misfit stops here
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--secret") from None
     if dialplan_file is None:
         dialplan_file = _live_dialplan_file(app) or settings.dialplan.dir / f"{settings.dialplan.live_name}.yaml"
     with tempfile.TemporaryDirectory(prefix="voiceivr-replay-") as tmp:
@@ -312,13 +348,15 @@ def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json
                                     store_calls=keep_db is not None, stats=StageStats())
         try:
             result = run_replay(runtime, call, echo=EchoPath(gain_db=echo_db) if echo_db is not None else None,
-                                realtime=realtime)
+                                realtime=realtime, secrets=list(secrets))
         finally:
             runtime.close()
             db.dispose()
     if out_agent is not None:
         write_wav(out_agent, result.drive.agent, call.rate)
     if as_json:
+        if result.secret_note:
+            click.echo(f"note: {result.secret_note}", err=True)
         click.echo(json.dumps(result.to_json(), indent=1, sort_keys=True, default=str))
     else:
         print_report(result)

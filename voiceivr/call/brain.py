@@ -100,6 +100,9 @@ class Listen:
     digits: DigitSpec = DigitSpec()
     no_input_timeout_s: float = 6.0
     node: str = ""
+    # The answer is a secret (a PIN, a one-time code): the session keeps no digits or words of it and the
+    # recording pauses (voiceivr.call.secrecy).
+    secret: bool = False
 
 
 @dataclass(frozen=True)

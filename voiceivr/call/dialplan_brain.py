@@ -261,4 +261,4 @@ class DialplanBrain:
         return b.Listen(grammar=tuple(listen.grammar) or None, sequence=listen.sequence, repeat=listen.repeat,
                         builtin=listen.builtin,
                         digits=digits,
-                        no_input_timeout_s=listen.no_input_timeout_s, node=listen.expect)
+                        no_input_timeout_s=listen.no_input_timeout_s, node=listen.expect, secret=listen.secret)

@@ -6,7 +6,8 @@ it. Nothing depends on wall time, so two runs of the same input give the same ti
 
 An optional :class:`EchoPath` feeds a copy of the agent's audio back into the caller channel (attenuated,
 delayed, lightly filtered, under noise), the way line hybrids and speakerphones do, to test that the
-session does not interrupt itself.
+session does not interrupt itself. An optional :class:`Recorder` (a
+:class:`~voiceivr.telephony.recording.CallRecording`) is fed what the SIP edge would feed it, in the same order.
 """
 
 from __future__ import annotations
@@ -52,6 +53,16 @@ def g711_round_trip(pcm: Pcm, codec: str) -> Pcm:
     raise ValueError(f"line codec must be pcmu or pcma, not {codec!r}")
 
 
+class Recorder(Protocol):
+    """What the SIP edge feeds a call's recording: each caller and agent frame, each key press as it arrives."""
+
+    def caller_frame(self, pcm: bytes) -> None: ...
+
+    def agent_frame(self, pcm: bytes) -> None: ...
+
+    def dtmf(self, digit: str, method: str, delivered: bool = True) -> None: ...
+
+
 class Caller(Protocol):
     """A caller that reacts to the call, asked once per tick (:class:`ScriptedCaller` listens to the agent's
     audio; the abuse simulation's :class:`~voiceivr.call.simcaller.SimCaller` reads the session's timeline)."""
@@ -77,6 +88,7 @@ def drive(
     tail_s: float = 4.0,
     max_s: float | None = None,
     line_codec: str | None = None,
+    recorder: Recorder | None = None,
 ) -> DriveResult:
     """Run ``session`` over ``caller`` until it ends or the caller is done.
 
@@ -85,7 +97,8 @@ def drive(
     call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
     their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
     ``line_codec="pcmu"``/``"pcma"``: the caller's audio crosses G.711 on its way in, as on a phone line (a
-    recording then holds exactly what the session heard).
+    recording then holds exactly what the session heard). ``recorder`` gets the call as the SIP edge would
+    record it.
     """
     rate = session.rate
     n = samples_per_frame(rate)
@@ -118,18 +131,21 @@ def drive(
         while pending and pending[0][0] <= t:
             event = pending.pop(0)[1]
             posted.append((t, event))
-            session.post(event)
+            _post(session, event, recorder)
         if script is not None and (script.done or script.hung_up):
             if script.hung_up or tail_left <= 0:
                 break
             tail_left -= 1
-        sent = np.frombuffer(media.next_outgoing(), dtype="<i2").astype(np.int16)
+        sent_pcm = media.next_outgoing()
+        if recorder is not None:
+            recorder.agent_frame(sent_pcm)
+        sent = np.frombuffer(sent_pcm, dtype="<i2").astype(np.int16)
         agent_out.append(sent)
         if script is not None:
             frame, keys = script.frame(tick, sent)
             for key in keys:
                 posted.append((t, key))
-                session.post(key)
+                _post(session, key, recorder)
         else:
             assert isinstance(caller, np.ndarray)
             start = tick * n
@@ -145,7 +161,10 @@ def drive(
         if line_codec is not None:
             frame = g711_round_trip(frame, line_codec)
         caller_out.append(frame)
-        media.deliver(frame.astype("<i2").tobytes())
+        pcm = frame.astype("<i2").tobytes()
+        media.deliver(pcm)
+        if recorder is not None:
+            recorder.caller_frame(pcm)
         inbound = media.read(timeout=0)
         if inbound is not None:
             session.process(inbound)
@@ -159,3 +178,10 @@ def drive(
         rate=rate,
         control=posted,
     )
+
+
+def _post(session: CallSession, event: ev.SystemEvent, recorder: Recorder | None) -> None:
+    """As the SIP edge does: a key press is recorded, then passed to the session."""
+    if recorder is not None and isinstance(event, ev.DtmfDigit):
+        recorder.dtmf(event.digit, "rfc4733")
+    session.post(event)

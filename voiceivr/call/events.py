@@ -12,7 +12,8 @@ not an answer to it.
 
 Every event knows how to describe itself for the call's timeline (:meth:`Event.to_dict`); times are on the
 call clock, in seconds. Text and digits appear in timelines (which are for operators and the audit trail)
-but never in log messages.
+but never in log messages. What the caller gave while a secret was asked for (a PIN, a one-time code) appears
+in neither: those events carry ``secret=True`` and no digits or words (:mod:`voiceivr.call.secrecy`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class CodeRequest(Prompt):
 class DtmfDigit(SystemEvent):
     digit: str = ""
     method: str = "rfc4733"  # rfc4733 | info | inband | replay
+    secret: bool = False  # keyed during secret input: the digit is not kept
 
 
 @dataclass(frozen=True)
@@ -148,12 +150,14 @@ class TranscriptFinal(SystemEvent):
     speech_start: float = 0.0
     speech_end: float = 0.0
     ignored: str = ""  # why it was not used as an answer (e.g. "during uninterruptible prompt")
+    secret: bool = False  # said during secret input: the words are not kept
 
 
 @dataclass(frozen=True)
 class DigitsCollected(SystemEvent):
     digits: str = ""
     reason: str = ""  # terminator | max_length | timeout
+    secret: bool = False  # keyed during secret input: the digits are not kept
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,7 @@ class PromptCut(SystemEvent):
 @dataclass(frozen=True)
 class Backchannel(SystemEvent):
     text: str = ""
+    secret: bool = False  # during secret input: the words are not kept
 
 
 @dataclass(frozen=True)

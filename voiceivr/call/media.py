@@ -8,7 +8,8 @@ and never block: the media side must stay cheap because one clock thread serves 
 The call worker reads caller frames with :meth:`read` and queues agent audio with :meth:`play`, tagging each
 frame with the prompt it belongs to and how far into the prompt it ends. :meth:`clear` (barge-in) drops
 everything queued at once; :attr:`played` says how far the caller actually heard, frame by frame, so a cut
-prompt is recorded exactly as heard.
+prompt is recorded exactly as heard. :attr:`MediaChannel.secret` tells whoever records the call that the caller
+is giving a secret (:mod:`voiceivr.call.secrecy`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import threading
 from dataclasses import dataclass
 
 from voiceivr.audio.frames import bytes_per_frame
+from voiceivr.call.secrecy import SecretInput
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,7 @@ class MediaChannel:
         self.played_seq = 0  # out_seq of the tick that sent ``played``
         self.closed = False
         self._last_sent: bytes | None = None
+        self.secret = SecretInput()  # set by the call's worker, read by the recorder
 
     # ---------------------------------------------------------------------------- media side (hot path)
 

@@ -18,6 +18,8 @@ What the session guarantees (each has a test in tests/test_session.py):
 * Uninterruptible prompts (read-backs, disclosures, code requests) play to the end; speech or keys that
   start during them are not answers to them.
 * Our own echo on the caller channel does not barge in; real speech over it does.
+* Secret input (a PIN, a one-time code: the brain's ``Listen(secret=True)``) leaves no digits or words on the
+  timeline, and the call's recorder is told to pause (:mod:`voiceivr.call.secrecy`).
 * The recogniser is fed only while the VAD hears speech; long silence puts the call to sleep (VAD only),
   then ends it politely.
 """
@@ -44,6 +46,7 @@ from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
+from voiceivr.call.secrecy import hides
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsChunk, TtsEngine, VadEngine, WordMark
@@ -104,6 +107,7 @@ class _Turn:
     fed_until: float = float("-inf")  # end of the last frame given to the recogniser
     quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
+    secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
 
 
 class CallSession:
@@ -152,6 +156,7 @@ class CallSession:
         self._turn: _Turn | None = None
         self._digits = ""
         self._digits_started: float | None = None
+        self._digits_secret = False  # the entry in progress began during secret input
         self._last_digit_at = 0.0
         self._swallow_terminator_until = -1.0
         self._swallow_terminator = ""
@@ -323,7 +328,8 @@ class CallSession:
                                during_prompt=playing.prompt_id)
             return
         stt = self._open_stt()
-        turn = _Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None)
+        turn = _Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None,
+                     secret=self._listen.secret)
         self._turn = turn
         for f in self._preroll:
             if f.end > onset - self.s.preroll_ms / 1000:
@@ -398,7 +404,8 @@ class CallSession:
         self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
         if result is not None and result.text and result.text != turn.partial:
             turn.partial = result.text
-            self._emit(ev.TranscriptPartial(self._now, text=result.text))
+            if not (turn.secret or self._listen.secret):  # a partial is nothing but its words
+                self._emit(ev.TranscriptPartial(self._now, text=result.text))
 
     def _quiet_long_enough(self, turn: _Turn) -> bool:
         """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?
@@ -418,6 +425,7 @@ class CallSession:
 
     def _listen_for(self, listen: b.Listen) -> None:
         self._listen = listen
+        self._sync_secret()
         whole = listen.grammar and not listen.repeat and not listen.builtin  # runs go on after pauses
         self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in listen.grammar or ()) if whole \
             else frozenset()
@@ -444,26 +452,30 @@ class CallSession:
         self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
         self.latency.record("capture", (self._now + FRAME_S - speech_end) * 1000 + decode_ms)
         text = result.text.strip()
+        secret = turn.secret or self._listen.secret
         if turn.barge_pending and self.s.backchannel == "ignore" and self._is_backchannel(text):
-            self._emit(ev.Backchannel(self._now, text=text))
+            self._emit(ev.Backchannel(self._now, text="" if secret else text, secret=secret))
             self._release_hold()
             return
         if turn.barge_pending:
             turn.barge_pending = False
             if self._playing is not None and self._playing.prompt.interruptible:
                 self._barge_in(turn.onset)
-        final = ev.TranscriptFinal(self._now, text=text, confidence=result.confidence,
-                                   speech_start=turn.onset, speech_end=speech_end)
+        final = ev.TranscriptFinal(self._now, text="" if secret else text, confidence=result.confidence,
+                                   speech_start=turn.onset, speech_end=speech_end, secret=secret)
         self._emit(final)
         self._no_input_count = 0
         self._awaiting_response_since = speech_end
         utterance = b.Utterance(text, result.confidence, turn.onset, speech_end, turn.audio.hexdigest())
         self._handle_outputs(self._brain_call(utterance))
+        self._sync_secret()
 
     # -------------------------------------------------------------------------------------------- DTMF
 
     def _on_digit(self, digit: str, method: str) -> None:
-        self._emit(ev.DtmfDigit(self._now, digit=digit, method=method))
+        masked = hides(digit) and self._secret_input()
+        self.media.secret.key_handled(masked)  # the recorder strips a typed-ahead digit it wrote down in clear
+        self._emit(ev.DtmfDigit(self._now, digit="" if masked else digit, method=method, secret=masked))
         if digit == self._swallow_terminator and self._now <= self._swallow_terminator_until and not self._digits:
             # The caller pressed # after an entry that was already complete (max length): that is how people
             # finish keying, not a new input, and it must not cut the prompt that answers the entry.
@@ -490,6 +502,7 @@ class CallSession:
             return
         if not self._digits:
             self._digits_started = self._now
+            self._digits_secret = self._listen.secret
         self._digits += digit
         self._last_digit_at = self._now
         if len(self._digits) >= spec.max_digits:
@@ -500,12 +513,22 @@ class CallSession:
 
     def _digits_done(self, digits: str, reason: str) -> None:
         started = self._digits_started if self._digits_started is not None else self._now
+        secret = self._digits_secret or self._listen.secret
         self._digits = ""
         self._digits_started = None
-        self._emit(ev.DigitsCollected(self._now, digits=digits, reason=reason))
+        self._digits_secret = False
+        self._emit(ev.DigitsCollected(self._now, digits="" if secret else digits, reason=reason, secret=secret))
         self._no_input_count = 0
         self._awaiting_response_since = self._now
         self._handle_outputs(self._brain_call(b.Digits(digits, reason, started, self._now)))
+        self._sync_secret()
+
+    def _secret_input(self) -> bool:
+        """Is the caller giving a secret: asked for one, or in the middle of an entry or turn begun as one?"""
+        return self._listen.secret or self._digits_secret or (self._turn is not None and self._turn.secret)
+
+    def _sync_secret(self) -> None:
+        self.media.secret.active = self._secret_input()
 
     # ------------------------------------------------------------------------------------------ timers
 
@@ -736,6 +759,9 @@ class CallSession:
                     b.EndCall("internal error", outcome="error")]
 
     def _handle_outputs(self, outputs: list[b.BrainOutput]) -> None:
+        if any(isinstance(out, b.Listen) and out.secret for out in outputs):
+            # Before the prompt asking for it starts synthesising: a caller who keys ahead is already inside.
+            self.media.secret.active = True
         said = False
         for out in outputs:
             if isinstance(out, b.Say):

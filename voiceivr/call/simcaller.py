@@ -68,6 +68,7 @@ class Say:
     cue: Cue = TURN
     expect: str = ""
     seconds: float | None = None  # how long it takes to say (default: from the word count)
+    secret: bool = False  # a PIN or a code read out: the caller's log does not repeat it
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ class SimCaller:
             word = self.lexicon.word(text, act.confidence)
             seconds = act.seconds or max(0.4, self.seconds_per_word * len(text.split()))
             self._audio = tone(word.freq, seconds, self.session.rate)
-            entry.detail = text
+            entry.detail = "[secret]" if act.secret else text
             return []
         if isinstance(act, Keys):
             digits = act.digits() if callable(act.digits) else act.digits

@@ -3,7 +3,8 @@
 A ``calls`` row is written when the call starts (so a call whose process died still shows up, without an
 end) and completed when it ends, with the outcome, the tasks it resolved, its engine-seconds and a
 ``stats_json`` summary: per-stage latencies, barge-ins and budget breaches. ``turns`` rows, one per caller
-input, are derived from the timeline at the end. ``voiceivr stats`` and the benchmarks read these.
+input, are derived from the timeline at the end. ``voiceivr stats`` and the benchmarks read these. A secret input
+(a PIN, a one-time code) is a turn like any other, with ``[secret]`` for its transcript: the timeline never had it.
 
 All writes happen on the call's worker thread, never on the media thread; a database error is logged
 with the call id and does not end the call.
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from voiceivr.call import events as ev
+from voiceivr.call.secrecy import MASK
 from voiceivr.db.models import Call, Turn
 
 log = logging.getLogger(__name__)
@@ -51,9 +53,10 @@ def turns_from_timeline(timeline: list[ev.Event]) -> list[TurnRecord]:
         if isinstance(e, ev.PromptCut):
             pending_cut = e
         elif isinstance(e, ev.TranscriptFinal) and not e.ignored:
-            new = TurnRecord(len(turns), e.speech_start, "speech", e.text, confidence=e.confidence)
+            new = TurnRecord(len(turns), e.speech_start, "speech", MASK if e.secret else e.text,
+                             confidence=e.confidence)
         elif isinstance(e, ev.DigitsCollected):
-            new = TurnRecord(len(turns), e.t, "dtmf", e.digits)
+            new = TurnRecord(len(turns), e.t, "dtmf", MASK if e.secret else e.digits)
         elif isinstance(e, ev.NoInput):
             new = TurnRecord(len(turns), e.t, "none", None)
         elif isinstance(e, ev.IntentRecognized) and turns:

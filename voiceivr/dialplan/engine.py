@@ -155,6 +155,7 @@ class Listen:
     sequence: tuple[str, ...] = ()
     repeat: tuple[int, int] | None = None
     builtin: str | None = None  # or an utterance of a built-in grammar: "money"
+    secret: bool = False  # a PIN or a one-time code: nothing may keep what the caller gives (call/secrecy.py)
 
 
 @dataclass(frozen=True)
@@ -320,13 +321,14 @@ class Conversation:
             self._seen_ids.add(u.id)
         self._last_input = key
         self._last_input_end = u.ended_at
-        secret = self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].secret
-        heard = "[secret]" if secret or self.phase == "code" else u.text
+        secret = self._secret_input()
+        heard = "[secret]" if secret else u.text
         self.history.append(HistoryEntry("caller", heard, u.started_at))
         self._event("input", kind=u.kind, text=heard, confidence=round(u.confidence, 3), started_at=u.started_at,
                     ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}))
-        # A spoken PIN is evidence of the login, but its words must not reach the audit trail in clear.
-        self._last_evidence = Evidence(kind=u.kind, text="[secret]" if secret else u.text, confidence=u.confidence,
+        # A spoken PIN or code is evidence (of the login, of a pleading over the code prompt), but its words
+        # must not reach the audit trail in clear.
+        self._last_evidence = Evidence(kind=u.kind, text=heard, confidence=u.confidence,
                                        started_at=u.started_at, ended_at=u.ended_at, audio_sha256=u.audio_sha256,
                                        flagged=u.flagged)
         self._input_flags = tuple(u.flagged)
@@ -346,14 +348,17 @@ class Conversation:
         self._last_input_end = at
         self._last_input = None
         digits = digits.strip()
-        shown = "[secret]" if self.phase == "code" or (self.slot and self.plan.slots[self.slot].secret) else digits
+        shown = "[secret]" if self._secret_input() else digits
         self.history.append(HistoryEntry("caller", f"[keyed {shown}]", at))
         self._event("input", kind="dtmf", text=shown)
-        secret = self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].secret
-        self._last_evidence = Evidence(kind="dtmf", text="[secret]" if secret else digits, confidence=1.0,
-                                       started_at=at, ended_at=at)
+        self._last_evidence = Evidence(kind="dtmf", text=shown, confidence=1.0, started_at=at, ended_at=at)
         self._on_dtmf(digits)
         return self._finish()
+
+    def _secret_input(self) -> bool:
+        """Is the caller answering with a secret: a slot marked secret, or the one-time code?"""
+        return self.phase == "code" or (self.phase == "slot" and self.slot is not None
+                                        and self.plan.slots[self.slot].secret)
 
     def no_input(self, at: float) -> Step:
         self._begin(at)
@@ -1409,7 +1414,8 @@ class Conversation:
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
         if grammar or sequence or builtin:
             grammar = _dedup([*grammar, *globals_])
-        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s, sequence, repeat, builtin)
+        self._listen = Listen(f"slot:{spec.name}", grammar, dtmf, fb.timeout_s, sequence, repeat, builtin,
+                              secret=spec.secret)
 
     def _choice_phrases(self, spec: SlotSpec) -> tuple[str, ...]:
         """What a caller says for a choice: an option, an option after one of its cues ("to savings"), and, for
@@ -1444,7 +1450,7 @@ class Conversation:
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
         self._listen = Listen("code", _dedup(globals_),
                               DtmfSpec(self.options.code_max_digits, "#", fb.inter_digit_timeout_s), fb.timeout_s * 2,
-                              DIGIT_WORDS, (self.options.code_min_digits, self.options.code_max_digits))
+                              DIGIT_WORDS, (self.options.code_min_digits, self.options.code_max_digits), secret=True)
 
     def _listen_simple(self, expect: str, grammar: Sequence[str], max_digits: int) -> None:
         fb = self._fallback()

@@ -10,7 +10,8 @@ first. What is checked:
 - duplicate DTMF keys (on a node, against the global keys, among a slot's options);
 - safety: a ``high`` action without a read-back confirmation, a read-back that does not say every
   parameter, an attempt to lower an action's risk, an action that needs a login on a node that does not
-  require one, a secret slot (a PIN) spoken in a prompt;
+  require one, a secret slot (a PIN) spoken in a prompt, a secret action parameter filled by a slot not marked
+  ``secret: true``;
 - prompts using variables that are not defined on every path to them.
 """
 
@@ -706,6 +707,11 @@ class _Builder:
                     if stype not in SLOT_TYPES_FOR_PARAM[p.type]:
                         self.err(praw.value_mark(pname), f"{w}.params.{pname}: parameter {pname} is {p.type}, "
                                                          f"slot {ref} is {stype}")
+                    if p.secret and not slots[ref].secret:
+                        # What fills a secret parameter (a PIN) is a secret while the caller gives it: the slot
+                        # must say so, or the call would keep and record it like any other answer.
+                        self.err(praw.value_mark(pname), f"{w}.params.{pname}: parameter {pname} of {name} is "
+                                                         f"secret, so slot {ref} must be marked secret: true")
                     params[pname] = ParamValue(ref=ref)
                 else:
                     if "{" in text:

@@ -85,7 +85,9 @@ def dialplan_schema() -> dict[str, Any]:
             "options": {"type": "object", "additionalProperties": option},
             "cues": _PHRASES,
             "default": {"type": "string"},
-            "secret": {"type": "boolean", "description": "never spoken or logged (a PIN)"},
+            "secret": {"type": "boolean", "description": "a PIN: never spoken, and what the caller gives for it is "
+                                                         "kept nowhere (turns, timeline, logs, recordings); required "
+                                                         "on every slot that fills a secret action parameter"},
             "prefer": {"enum": ["future", "past"]},
         },
     }

@@ -21,6 +21,10 @@ Scoring, per scenario, from the database (not from what the caller or the engine
   code; ``!policy.confirm``: no confirmation was ever accepted) and at least one refusal;
 * a **legitimate** flow passes when exactly the expected actions succeeded, with their effect in the bank's
   tables, and the caller's script stayed in step with what the engine asked.
+
+The ``secret-at-rest`` attack also gets through if any PIN or code of its call is found in what the call left
+behind: turn rows, timeline, recording (JSON and WAV), logs, audit trail, action runs
+(:mod:`voiceivr.policy.secret_at_rest`).
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ from voiceivr.dialplan.router import IntentRouter, make_router
 from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
+from voiceivr.policy.secret_at_rest import AtRest, spoken
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
 from voiceivr.policy.twilio_fake import FakeTwilio
@@ -83,6 +88,7 @@ BANK_PLAN = Path(__file__).resolve().parents[2] / "dialplans" / "bank.yaml"
 
 # The demo bank's customers (voiceivr.actions.bank.DEMO_CUSTOMERS).
 ALICE, ALICE_ACCOUNT, ALICE_PIN, ALICE_PHONE = "c-1001", "10000001", "1234", "+15555550101"
+WRONG_CODE = "918273"
 BOB, BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "c-1002", "20000001", "4321", "+15555550102"
 PHONES = {ALICE: ALICE_PHONE, BOB: BOB_PHONE}
 MEDIA = MediaAddress("203.0.113.5", 40000)
@@ -225,6 +231,7 @@ class Scenario:
     expect_actions: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # legit: (action, params subset)
     expect_audit: tuple[str, ...] = ()  # "kind", "kind:reason" (reason/reasons/status), "!kind" (absent)
     expect_sms: int | None = None
+    at_rest: Callable[[Ctx], dict[str, str]] | None = None  # after the call: secrets (name -> digits) to look for
 
     @property
     def via(self) -> str:
@@ -431,6 +438,20 @@ def catalogue() -> list[Scenario]:
                        Keys(c.sms(ALICE), expect="code"), HangUp(after(3.0))],
             expect_audit=("policy.code:expired",)),
         Scenario(
+            "secret-at-rest", "attack",
+            "Someone who can read what a call leaves behind (turn rows, timeline, recording JSON and WAV, logs, audit "
+            "trail, action runs) looks for the secrets of a call that said its PIN, mistyped a code and read the "
+            "right one out.",
+            lambda c: [Say("transfer fifty dollars to savings", expect="menu"),
+                       Keys(ALICE_ACCOUNT + "#", expect="slot:account_number"),
+                       Say(spoken(ALICE_PIN), expect="slot:pin", secret=True), Say("yes", expect="confirm"),
+                       Say("text", expect="channel"), Keys(WRONG_CODE + "#", expect="code"),
+                       Say(lambda: spoken(c.sms(ALICE, keep="code")().rstrip("#")), expect="code", secret=True),
+                       *_done()],
+            expect_high=1, expect_audit=("policy.code:wrong_code",),
+            at_rest=lambda c: {"the PIN": ALICE_PIN, "the mistyped code": WRONG_CODE,
+                               "the code": c.captured.get("code", "")}),
+        Scenario(
             "totp-replay", "attack",
             "An authenticator code, overheard, is replayed for a second transfer within its 30 seconds.",
             lambda c: [Say("transfer ten dollars to savings", expect="menu"), *login(), Say("yes", expect="confirm"),
@@ -557,9 +578,10 @@ def engine_state(conv: Conversation) -> str:
     return f"slot:{conv.slot}" if conv.phase == "slot" else conv.phase
 
 
-def place_call(w: World, acts: Sequence[Act], caller_id: str = "") -> tuple[str, list[StepLog], float]:
+def place_call(w: World, acts: Sequence[Act], caller_id: str = "",
+               at_rest: AtRest | None = None) -> tuple[str, list[StepLog], float]:
     """One call to the bank through the session, the dialplan engine and the gate. Returns the call id, the
-    caller's log and the call's length (virtual seconds)."""
+    caller's log and the call's length (virtual seconds). ``at_rest`` keeps what the call leaves behind."""
     call_id = str(uuid.uuid4())
     info = CallInfo(call_id=call_id, sip_call_id=f"{call_id}@sim", local_tag="lt", remote_tag="rt",
                     from_uri=f"sip:{caller_id or 'anonymous'}@sim.invalid", asserted_identity=caller_id or None,
@@ -571,7 +593,11 @@ def place_call(w: World, acts: Sequence[Act], caller_id: str = "") -> tuple[str,
     session = CallSession(call_id=call_id, media=MediaChannel(8000), brain=brain, vad=EnergyVad(),
                           stt=LexiconStt(lexicon), tts=tts, settings=CallSettings())
     caller = SimCaller(session, acts, lexicon, tts, engine_state=lambda: engine_state(conv))
-    result = drive(session, caller, tail_s=3.0, max_s=900.0)
+    if at_rest is None:
+        result = drive(session, caller, tail_s=3.0, max_s=900.0)
+    else:
+        with at_rest.call(call_id, session, w.engine) as recorder:
+            result = drive(session, caller, tail_s=3.0, max_s=900.0, recorder=recorder)
     steps = [StepLog(a.act, a.at, a.expected, a.engine, a.detail) for a in caller.log]
     return call_id, steps, result.seconds
 
@@ -609,11 +635,20 @@ def run_scenario(w: World, sc: Scenario) -> ScenarioResult:
         sms_before = len(w.fake.messages)
     seconds = 0.0
     steps: list[StepLog] = []
+    leaks: list[str] = []
     if sc.gate_script is not None:
         call_id = _gate_call(w, sc.gate_script)
     else:
         assert sc.script is not None
-        call_id, steps, seconds = place_call(w, sc.script(ctx), sc.caller_id)
+        at_rest = AtRest() if sc.at_rest is not None else None
+        try:
+            call_id, steps, seconds = place_call(w, sc.script(ctx), sc.caller_id, at_rest)
+            if at_rest is not None and sc.at_rest is not None:
+                read_out = [s.at for s in steps if s.step == "Say" and s.detail == "[secret]"]
+                leaks = at_rest.leaks(w.engine, sc.at_rest(ctx), read_out)
+        finally:
+            if at_rest is not None:
+                at_rest.close()
     w.sender.drain_until_settled(timeout_s=15)
 
     runs = ActionRun.__table__
@@ -637,9 +672,9 @@ def run_scenario(w: World, sc: Scenario) -> ScenarioResult:
     off_script = [f"{s.step}@{s.at}s expected {s.expected}, engine {s.engine}" for s in steps if not s.as_expected]
     sms = len(w.fake.messages) - sms_before
     if sc.kind == "attack":
-        got_through = high_ok > sc.expect_high
+        got_through = high_ok > sc.expect_high or bool(leaks)
         passed = not got_through and refusals > 0 and not missing
-        verdict = "GOT THROUGH" if got_through else "blocked"
+        verdict = "GOT THROUGH" + (f": {', '.join(leaks)}" if leaks else "") if got_through else "blocked"
         if missing:
             verdict += f", EVIDENCE MISSING: {', '.join(missing)}"
         elif not refusals:

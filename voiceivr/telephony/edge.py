@@ -621,7 +621,8 @@ class SipEdge:
         channel = MediaChannel(rate=self.rate)
         recording = None
         if self.config.recordings_dir is not None and self.writer is not None:
-            recording = CallRecording(self.config.recordings_dir, key, self.rate, _info_dict(info))
+            recording = CallRecording(self.config.recordings_dir, key, self.rate, _info_dict(info),
+                                      secret=channel.secret)
             recording.update_sip(direction=direction)
             self.writer.add(recording)
         slot = CallSlot(key=key, direction=direction, handler=handler, channel=channel,
@@ -767,7 +768,9 @@ class SipEdge:
         if slot is None:
             return
         how = _DTMF_METHODS.get(method, str(method))
-        self._record(slot, "dtmf", digit=digit, method=how)
+        if slot.recording is not None:
+            # Written without its digit if the caller is giving a secret (voiceivr.call.secrecy).
+            slot.recording.dtmf(digit, how, delivered=slot.events is not None)
         self._notify(slot, "on_dtmf", digit, how)
 
     def _notify(self, slot: CallSlot, method: str, *args: Any) -> None:

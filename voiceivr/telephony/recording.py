@@ -6,6 +6,11 @@ process, no pjsua2 object ever touches it) interleaves the two channels and appe
 few hundred milliseconds; Python's ``wave`` module rewrites the header after each append, so a worker that
 dies mid-call still leaves a readable file. The JSON is written when the call ends. docs/recordings.md
 describes both files for readers such as ``voiceivr replay``.
+
+While the caller gives a secret (a PIN, a one-time code: the call's
+:class:`~voiceivr.call.secrecy.SecretInput` is active) the recording pauses, PCI-style, without losing time: the
+caller channel gets silence frame for frame, key presses are written without their digit, and the JSON lists
+the paused spans (``secret_spans``) so a replay knows what it cannot hear.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, bytes_per_frame
+from voiceivr.call.secrecy import SecretInput, hides
 
 FORMAT = "voiceivr-recording/1"
 log = logging.getLogger(__name__)
@@ -90,7 +96,8 @@ class FrameGaps:
 class CallRecording:
     """One call's recording. Frame methods are called from the media clock; the rest from anywhere."""
 
-    def __init__(self, directory: Path, call_id: str, rate: int, sip: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, call_id: str, rate: int, sip: dict[str, Any],
+                 secret: SecretInput | None = None) -> None:
         day = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d")
         self.directory = directory / day
         self.call_id = call_id
@@ -106,6 +113,11 @@ class CallRecording:
         self.caller_frames = 0  # frames heard so far: the recording's clock
         self._events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._secret = secret  # the call's secret-input state (None: nothing is ever secret)
+        self._silence = bytes(self.frame_bytes)
+        self._spans: list[list[int]] = []  # [first frame, frame after the last] of each pause; -1: still open
+        self._keys = 0  # key presses the call session was given so far
+        self._clear_keys: list[tuple[int, dict[str, Any]]] = []  # (index, event) of digits written in clear
         self._wav: wave.Wave_write | None = None
         self._written = 0
         self.finished = False
@@ -115,6 +127,13 @@ class CallRecording:
     # ------------------------------------------------------------------------------------ media clock
 
     def caller_frame(self, pcm: bytes) -> None:
+        secret = self._secret is not None and self._secret.active
+        if secret:
+            if not self._spans or self._spans[-1][1] >= 0:
+                self._spans.append([self.caller_frames, -1])
+            pcm = self._silence
+        elif self._spans and self._spans[-1][1] < 0:
+            self._spans[-1][1] = self.caller_frames
         self._caller.append(pcm)
         self.caller_frames += 1
 
@@ -127,11 +146,24 @@ class CallRecording:
         """Seconds of audio recorded so far: where an event falls on the WAV's timeline."""
         return self.caller_frames * FRAME_MS / 1000.0
 
-    def event(self, kind: str, **fields: Any) -> None:
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         record = {"t": round(self.position(), 3), "wall": round(time.time() - self.started_wall, 3), "type": kind}
         record.update(fields)
         with self._lock:
             self._events.append(record)
+        return record
+
+    def dtmf(self, digit: str, method: str, delivered: bool = True) -> None:
+        """A key press arrived (SIP thread). ``delivered``: it was passed on to the call session, which then
+        says whether it took it as secret. During secret input, and for keys no session ever saw, the digit is
+        not written."""
+        secret = hides(digit) and (not delivered or (self._secret is not None and self._secret.active))
+        record = self.event("dtmf", method=method, secret=True) if secret else \
+            self.event("dtmf", digit=digit, method=method)
+        if delivered:
+            if not secret and hides(digit):
+                self._clear_keys.append((self._keys, record))
+            self._keys += 1
 
     def update_sip(self, **fields: Any) -> None:
         with self._lock:
@@ -177,8 +209,26 @@ class CallRecording:
             self._write_json()
             self.closed = True
 
+    def _mask_late_keys(self) -> None:
+        """Keys the session took as secret after the SIP thread had written them down (typed ahead of the
+        question, while the session was still busy with the previous answer) lose their digit now."""
+        if self._secret is None:
+            return
+        for index, record in self._clear_keys:
+            if self._secret.key_was_secret(index):
+                del record["digit"]
+                record["secret"] = True
+        self._clear_keys = []
+
+    def secret_spans(self) -> list[list[float]]:
+        """The paused spans, in seconds on the WAV's timeline (a span still open ends where the audio does)."""
+        end = self.caller_frames
+        return [[round(a * FRAME_MS / 1000.0, 3), round((b if b >= 0 else end) * FRAME_MS / 1000.0, 3)]
+                for a, b in list(self._spans)]
+
     def _write_json(self) -> None:
         with self._lock:
+            self._mask_late_keys()
             doc = {
                 "format": FORMAT,
                 "call_id": self.call_id,
@@ -189,6 +239,7 @@ class CallRecording:
                 "duration_s": round(self._written * FRAME_MS / 1000.0, 3),
                 "sip": self.sip,
                 "events": list(self._events),
+                "secret_spans": self.secret_spans(),
                 **self.summary,
             }
         tmp = self.json_path.with_suffix(".json.tmp")
