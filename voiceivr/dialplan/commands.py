@@ -32,15 +32,16 @@ def schema() -> None:
 def validate(files: tuple[Path, ...]) -> None:
     """Check dialplans; print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
     from voiceivr.actions.registry import builtin_registry
-    from voiceivr.dialplan.loader import Problem, check_text
+    from voiceivr.dialplan.loader import DialplanInvalid, check_text, read_source
 
     registry = builtin_registry()
     bad = 0
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            click.echo(str(Problem(str(f), 1, 1, f"cannot read: {getattr(exc, 'strerror', None) or exc}")))
+            text = read_source(f)
+        except DialplanInvalid as exc:
+            for p in exc.problems:
+                click.echo(str(p))
             bad += 1
             continue
         plan, problems = check_text(text, str(f), registry)
@@ -149,16 +150,12 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, t
 def publish(app: AppContext, file: Path, published_by: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
     from voiceivr.actions.registry import builtin_registry
-    from voiceivr.dialplan.loader import DialplanInvalid
+    from voiceivr.dialplan.loader import DialplanInvalid, read_source
     from voiceivr.dialplan.store import publish as do_publish
 
     engine = app.ready_engine()
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VoiceivrError(f"{file}: cannot read: {exc.strerror}") from None
-    try:
-        res = do_publish(engine, text, str(file), builtin_registry(), published_by)
+        res = do_publish(engine, read_source(file), str(file), builtin_registry(), published_by)
     except DialplanInvalid as exc:
         for p in exc.problems:
             click.echo(str(p), err=True)
