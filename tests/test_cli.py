@@ -105,3 +105,32 @@ def test_bad_config_file_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["config", "show"])
     assert "not valid TOML" in _one_clear_error(result)
     assert result.exit_code == 2
+
+
+def test_config_show_masks_a_password_given_in_the_url_query(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["config", "show"],
+                           env={"VOICEIVR_DATABASE_URL": "postgresql+psycopg://u@h/db?sslmode=disable&password=s3cret"})
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "postgresql+psycopg://u@h/db?sslmode=disable&password=***" in result.output
+
+
+def test_an_error_carrying_the_url_masks_a_query_password(runner: CliRunner) -> None:
+    # Nothing listens on port 1. In upper case libpq refuses the option itself (it was a traceback).
+    for url in ("postgresql+psycopg://app@127.0.0.1:1/voiceivr?sslmode=disable&password=s3cret",
+                "postgresql+psycopg://app@127.0.0.1:1/voiceivr?PASSWORD=s3cret"):
+        for args in (["audit", "verify"], ["db", "upgrade"]):
+            result = runner.invoke(cli, args, env={"VOICEIVR_DATABASE_URL": url})
+            assert "cannot use database" in _one_clear_error(result)
+            assert "s3cret" not in result.output and "password=***" in result.output.lower()
+
+
+def test_config_show_docs_gives_each_range_and_a_bad_value_is_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["config", "show", "--docs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("policy.code_digits "))
+    assert "# valid: 6 to 10" in lines[at + 2]
+    result = runner.invoke(cli, ["config", "show"], env={"VOICEIVR_POLICY_TOTP_VALID_WINDOW": "240"})
+    assert "policy.totp_valid_window = 240 is out of range: it must be 0 to 2" in _one_clear_error(result)
+    assert result.exit_code == 2
