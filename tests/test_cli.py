@@ -134,3 +134,15 @@ def test_config_show_docs_gives_each_range_and_a_bad_value_is_one_line(runner: C
     result = runner.invoke(cli, ["config", "show"], env={"VOICEIVR_POLICY_TOTP_VALID_WINDOW": "240"})
     assert "policy.totp_valid_window = 240 is out of range: it must be 0 to 2" in _one_clear_error(result)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["call", "sip:ivr@127.0.0.1:9", "--duration", "nan"], "Invalid value for '--duration': 'nan' is not a number"),
+    (["call", "sip:ivr@127.0.0.1:9", "--pause", "-1"], "Invalid value for '--pause': '-1' is not a number from 0"),
+    (["call", "sip:ivr@127.0.0.1:9", "--wait-prompt", "inf"], "Invalid value for '--wait-prompt': 'inf'"),
+    (["replay", "x.wav", "--echo", "nan"], "Invalid value for '--echo': 'nan' is not a number from -90 to 20 dB"),
+])
+def test_numbers_click_lets_through_are_usage_errors(runner: CliRunner, args: list[str], words: str) -> None:
+    # click's float type takes nan and inf: a call that listened "nan seconds", an echo at nan dB.
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2 and words in result.output, result.output

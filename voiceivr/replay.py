@@ -40,6 +40,7 @@ from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.runtime import CallRuntime
 from voiceivr.call.session import CallSession
+from voiceivr.clitypes import Finite
 from voiceivr.errors import VoiceivrError
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.replay_input import (
@@ -270,7 +271,7 @@ def print_report(result: ReplayResult, out: TextIO | None = None) -> None:
 @click.option("--out-agent", type=click.Path(dir_okay=False, path_type=Path),
               help="Write what the agent said, as the caller heard it, to this WAV file.")
 @click.option("--realtime", is_flag=True, help="Pace the replay at real time instead of as fast as possible.")
-@click.option("--echo", "echo_db", type=float, default=None, metavar="DB",
+@click.option("--echo", "echo_db", type=Finite(-90, 20, "dB"), default=None, metavar="DB",
               help="Also feed the agent's audio back into the caller channel at this gain (e.g. -12).")
 @click.option("--keep-db", type=click.Path(dir_okay=False, path_type=Path),
               help="Run actions in this SQLite file (kept) instead of a throw-away one.")
