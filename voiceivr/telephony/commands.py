@@ -106,11 +106,13 @@ class StepsInOrder(click.Command):
               "once it has been talking this many seconds (repeatable).")
 @click.option("--dtmf-method", type=click.Choice(["rfc4733", "sip-info"]), default="rfc4733", show_default=True)
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write what was heard to this WAV.")
-@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (needs --stt).")
+@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (with --stt, else speech.stt_engine).")
 @click.option("--tts", "tts_spec", envvar="VOICEIVR_CALL_TTS", default="",
-              help="TTS engine for --say: package.module:factory (called with the settings).")
+              help="TTS engine for --say: a name (espeak-ng, piper, coqui; default: speech.tts_engine) or "
+                   "package.module:factory (called with the settings).")
 @click.option("--stt", "stt_spec", envvar="VOICEIVR_CALL_STT", default="",
-              help="STT engine for --transcribe: package.module:factory (called with the settings).")
+              help="STT engine for --transcribe: a name (pocketsphinx, vosk; default: speech.stt_engine) or "
+                   "package.module:factory (called with the settings).")
 @click.option("--duration", type=SECONDS, default=10.0, show_default=True, help="After the steps, listen until this "
               "many seconds after answer (unless the far end hangs up first).")
 @click.option("--bind", help="Local address for the caller's SIP and RTP (default: 127.0.0.1 for a loopback "
