@@ -105,3 +105,44 @@ def test_bad_config_file_is_one_line(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["config", "show"])
     assert "not valid TOML" in _one_clear_error(result)
     assert result.exit_code == 2
+
+
+def test_config_show_masks_a_password_given_in_the_url_query(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["config", "show"],
+                           env={"VOICEIVR_DATABASE_URL": "postgresql+psycopg://u@h/db?sslmode=disable&password=s3cret"})
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    assert "postgresql+psycopg://u@h/db?sslmode=disable&password=***" in result.output
+
+
+def test_an_error_carrying_the_url_masks_a_query_password(runner: CliRunner) -> None:
+    # Nothing listens on port 1. In upper case libpq refuses the option itself (it was a traceback).
+    for url in ("postgresql+psycopg://app@127.0.0.1:1/voiceivr?sslmode=disable&password=s3cret",
+                "postgresql+psycopg://app@127.0.0.1:1/voiceivr?PASSWORD=s3cret"):
+        for args in (["audit", "verify"], ["db", "upgrade"]):
+            result = runner.invoke(cli, args, env={"VOICEIVR_DATABASE_URL": url})
+            assert "cannot use database" in _one_clear_error(result)
+            assert "s3cret" not in result.output and "password=***" in result.output.lower()
+
+
+def test_config_show_docs_gives_each_range_and_a_bad_value_is_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["config", "show", "--docs"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("policy.code_digits "))
+    assert "# valid: 6 to 10" in lines[at + 2]
+    result = runner.invoke(cli, ["config", "show"], env={"VOICEIVR_POLICY_TOTP_VALID_WINDOW": "240"})
+    assert "policy.totp_valid_window = 240 is out of range: it must be 0 to 2" in _one_clear_error(result)
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["call", "sip:ivr@127.0.0.1:9", "--duration", "nan"], "Invalid value for '--duration': 'nan' is not a number"),
+    (["call", "sip:ivr@127.0.0.1:9", "--pause", "-1"], "Invalid value for '--pause': '-1' is not a number from 0"),
+    (["call", "sip:ivr@127.0.0.1:9", "--wait-prompt", "inf"], "Invalid value for '--wait-prompt': 'inf'"),
+    (["replay", "x.wav", "--echo", "nan"], "Invalid value for '--echo': 'nan' is not a number from -90 to 20 dB"),
+])
+def test_numbers_click_lets_through_are_usage_errors(runner: CliRunner, args: list[str], words: str) -> None:
+    # click's float type takes nan and inf: a call that listened "nan seconds", an echo at nan dB.
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2 and words in result.output, result.output

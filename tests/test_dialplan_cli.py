@@ -66,3 +66,22 @@ def test_publish_list_show_and_simulate(runner: CliRunner) -> None:
     assert "We're open Monday to Friday" in text.output and "call hangup" in text.output
     usage = runner.invoke(cli, ["dialplan", "simulate", str(ROOT / "dialplans" / "hello.yaml"), "--shout", "x"])
     assert usage.exit_code == 2
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--today", "2026-13-45"], "Invalid value for '--today': '2026-13-45' does not match the format '%Y-%m-%d'"),
+    (["--tiers", "x"], "Invalid value for '--tiers': 'x' is not a list of router tiers"),
+    (["--tiers", "0,9"], "Invalid value for '--tiers': '0,9' is not a list of router tiers"),
+    (["--tiers", ","], "Invalid value for '--tiers': ',' is not a list of router tiers"),
+    (["--dtmf", "12a"], "--dtmf '12a': keys are 0-9, * and #"),
+    (["--dtmf="], "--dtmf '': keys are 0-9, * and #"),
+])
+def test_simulate_refuses_bad_option_values_in_one_line(runner: CliRunner, args: list[str], words: str) -> None:
+    # --today and --tiers were parsed inside the command: ValueError tracebacks; a --dtmf of letters was
+    # silently keyed into the call.
+    result = runner.invoke(cli, ["dialplan", "simulate", str(ROOT / "dialplans" / "hello.yaml"), *args,
+                                 "--say", "when are you open"])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and words in errors[0], result.output

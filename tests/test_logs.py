@@ -30,3 +30,15 @@ def test_digits_and_sensitive_fields_are_redacted(capsys: pytest.CaptureFixture[
     obj = json.loads(out)
     assert obj["transcript"] == "[redacted]" and obj["pin"] == "[redacted]"
     assert obj["msg"].endswith("then 12")  # short numbers (a menu choice) are fine
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_url_passwords_are_masked_in_messages_arguments_and_fields(capsys: pytest.CaptureFixture[str],
+                                                                   as_json: bool) -> None:
+    logs.configure("DEBUG", as_json)
+    log = logging.getLogger("voiceivr.test")
+    log.warning("database postgresql://app:s3cret@db/v unreachable")
+    log.warning("database %s unreachable", "postgresql://app@db/v?password=s3cret")
+    log.warning("database unreachable", extra={"url": "postgresql://app@db/v?sslmode=require&Password=s3cret"})
+    out = capsys.readouterr().err
+    assert out.count("***") == 3 and "s3cret" not in out, out

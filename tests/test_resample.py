@@ -75,3 +75,28 @@ def test_frames_in_give_frames_out() -> None:
 def test_bad_rates_are_refused() -> None:
     with pytest.raises(ValueError, match="positive"):
         StreamResampler(0, 8000)
+
+
+@pytest.mark.parametrize("rate_in", [44_101, 191_999, 4_001])
+def test_an_odd_rate_is_converted_through_a_near_ratio_in_little_memory(rate_in: int) -> None:
+    # The exact ratio of these to 8 kHz has a term of 4,001 to 191,999; a filter that long took up to 1 GB and
+    # 5 s to design. The near ratio keeps a 1 kHz tone at 1 kHz (within a few parts per million) and its level.
+    import tracemalloc
+
+    from voiceivr.audio import resample as module
+
+    module._design.cache_clear()
+    x = tone(1000.0, rate_in, seconds=1.0)
+    tracemalloc.start()
+    try:
+        y = resample(x, rate_in, 8000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 1024 * 1024, f"{peak / 1e6:.0f} MB"
+    up, down = module._ratio(rate_in, 8000)
+    assert max(up, down) <= module.MAX_RATIO_TERM and abs(up / down - 8000 / rate_in) < 1e-4 * 8000 / rate_in
+    assert abs(len(y) - 8000) <= 1
+    spectrum = np.abs(np.fft.rfft(y.astype(np.float64) * np.hanning(len(y))))
+    assert abs(np.argmax(spectrum) * 8000 / len(y) - 1000.0) < 2.0
+    assert abs(level_db(y) - level_db(x)) < 0.5

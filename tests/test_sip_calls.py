@@ -222,6 +222,32 @@ def test_caller_says_text_and_transcribes_what_it_heard(ivr: siptools.Served) ->
     assert log["loud_frames"] >= 20  # the synthesised words reached the IVR
 
 
+@pytest.fixture(scope="module")
+def speaking_ivr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[siptools.Served]:
+    """An IVR whose greeting is a spoken phrase (espeak-ng on a telephone line) instead of a tone."""
+    from voiceivr.audio.wav import read_wav, write_wav
+
+    tmp = tmp_path_factory.mktemp("speaking")
+    phrase = Path(__file__).parent / "fixtures" / "audio" / "phrases" / "check_balance__espeak-us__tel.wav"
+    write_wav(tmp / "prompt.wav", read_wav(phrase).mono(), 8000)  # PCM: the test handler reads it with `wave`
+    with siptools.serve(tmp, VIVR_TEST_PROMPT=str(tmp / "prompt.wav")) as served:
+        yield served
+
+
+@pytest.mark.parametrize("stt", [[], ["--stt", "voiceivr.speech.stt.pocketsphinx_stt:PocketsphinxEngine"]],
+                         ids=["configured-engine", "engine-class"])
+def test_caller_transcribes_with_the_real_recognizer(speaking_ivr: siptools.Served, stt: list[str]) -> None:
+    # Without --stt the engine speech.stt_engine names listens; an engine's class, the natural guess for --stt,
+    # means that engine (it was a TypeError traceback: the class was called with the settings as its model).
+    result = siptools.voiceivr_call([f"sip:ivr@127.0.0.1:{speaking_ivr.port}", "--wait-prompt", "5", "--duration",
+                                     "4", "--transcribe", *stt, "--json"], speaking_ivr.env, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout)
+    assert report["answered"] and report["agent_audio"]
+    # Free speech (no grammar) on a synthetic voice gives other words than were said, but words.
+    assert isinstance(report["transcript"], str) and report["transcript"].split(), report["transcript"]
+
+
 def test_caller_with_a_broken_engine_says_what_is_wrong(ivr: siptools.Served) -> None:
     # Without --tts the engine the settings name speaks; a factory that does not exist is one clear line.
     result = siptools.voiceivr_call([f"sip:ivr@127.0.0.1:{ivr.port}", "--say", "hello", "--tts",

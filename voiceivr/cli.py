@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 import click
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voiceivr import __version__, logs
 from voiceivr.app import AppContext, pass_app
@@ -33,7 +33,11 @@ class VoiceivrGroup(click.Group):
         except VoiceivrError as exc:
             report_error(str(exc), exc.hint)
             sys.exit(exc.exit_code)
-        except OperationalError as exc:
+        except DBAPIError as exc:
+            # Trouble connecting, or a connection option the driver refuses (?PASSWORD=, a typo): no statement
+            # was running. A failing statement is a bug in voiceivr and keeps its traceback.
+            if not isinstance(exc, OperationalError) and exc.statement is not None:
+                raise
             from voiceivr.db.engine import describe_operational_error
 
             app = ctx.find_object(AppContext)
@@ -85,6 +89,8 @@ def config_show(app: AppContext, docs: bool) -> None:
         click.echo(f"{item.name:<{width}} = {item.shown_value():<40} ({item.source})")
         if docs and item.doc:
             click.echo(f"{'':<{width}}   # {item.doc}")
+        if docs and item.bounds is not None:
+            click.echo(f"{'':<{width}}   # valid: {item.bounds.describe()}")
 
 
 def _register() -> None:

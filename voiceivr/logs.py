@@ -2,7 +2,7 @@
 
 Fields go in ``extra={...}``. Transcripts, digits, OTPs and account numbers never go into log records: they
 belong in the audit trail. :class:`RedactingFilter` is a second line of defence: it masks runs of four or
-more digits in messages and refuses known-sensitive field names.
+more digits in messages, the passwords of URLs, and refuses known-sensitive field names.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import logging
 import re
 import sys
 from typing import Any
+
+from voiceivr.settings import redact_urls
 
 SENSITIVE_FIELDS = frozenset({"transcript", "digits", "otp", "code", "pin", "account", "account_number", "text"})
 _STANDARD = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
@@ -25,10 +27,14 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = _DIGIT_RUN.sub(lambda m: "#" * 4 if sum(c.isdigit() for c in m.group()) >= 4 else m.group(),
-                                    str(record.msg))
-        for key in list(vars(record)):
+                                    redact_urls(str(record.msg)))
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_urls(a) if isinstance(a, str) else a for a in record.args)
+        for key, value in list(vars(record).items()):
             if key in SENSITIVE_FIELDS:
                 setattr(record, key, "[redacted]")
+            elif key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact_urls(value))  # a database URL's password, in the user part or ?password=
         return True
 
 

@@ -45,15 +45,18 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.runtime import CallRuntime
 from voiceivr.call.secrecy import MASK
 from voiceivr.call.session import CallSession
+from voiceivr.clitypes import Finite
 from voiceivr.errors import VoiceivrError
 from voiceivr.policy.gate import SessionBinding
+from voiceivr.replay_input import (
+    RECORDING_FORMAT,
+    ReplayInputError,
+    control_events,
+    read_recording,
+    sip_facts,
+    wav_beside,
+)
 from voiceivr.replay_secrets import MaskedInput, masked_inputs, note, supply
-
-RECORDING_FORMAT = "voiceivr-recording/1"
-
-
-class ReplayInputError(VoiceivrError):
-    """The file given to replay is not a call recording or caller WAV we can read."""
 
 
 @dataclass
@@ -71,20 +74,6 @@ class RecordedCall:
         return len(self.caller) / self.rate
 
 
-def _control_events(doc: dict[str, Any]) -> list[tuple[float, ev.SystemEvent]]:
-    out: list[tuple[float, ev.SystemEvent]] = []
-    for e in doc.get("events", []):
-        kind, t = e.get("type"), float(e.get("t", 0.0))
-        if kind == "dtmf" and str(e.get("digit", "")):
-            out.append((t, ev.DtmfDigit(t, digit=str(e["digit"]), method="replay")))
-        elif kind == "media_moved":
-            remote = e.get("remote") or {}
-            out.append((t, ev.MediaMoved(t, address=f"{remote.get('host', '')}:{remote.get('port', '')}")))
-        elif kind == "dialog_replaced":
-            out.append((t, ev.DialogReplaced(t, reason="replaces")))
-    return out
-
-
 def load_call(path: Path, rate: int = 8000) -> RecordedCall:
     """A caller WAV or a SIP-edge recording (its .json or its .wav)."""
     path = Path(path)
@@ -93,22 +82,14 @@ def load_call(path: Path, rate: int = 8000) -> RecordedCall:
     doc: dict[str, Any] | None = None
     wav_path = path
     if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ReplayInputError(f"{path}: not a readable recording ({exc})") from None
-        if not isinstance(doc, dict) or doc.get("format") != RECORDING_FORMAT:
+        doc = read_recording(path)
+        if doc is None:
             raise ReplayInputError(f"{path}: not a voiceivr recording (format {RECORDING_FORMAT} expected)")
-        wav_path = path.with_name(str(doc.get("wav") or path.with_suffix(".wav").name))
+        wav_path = wav_beside(doc, path)
     else:
         sidecar = path.with_suffix(".json")
         if sidecar.exists():
-            try:
-                candidate = json.loads(sidecar.read_text(encoding="utf-8"))
-                if isinstance(candidate, dict) and candidate.get("format") == RECORDING_FORMAT:
-                    doc = candidate
-            except ValueError:
-                doc = None
+            doc = read_recording(sidecar, beside_wav=True)
     audio = read_wav(wav_path)
     agent = None
     if audio.channels == 1:
@@ -121,8 +102,8 @@ def load_call(path: Path, rate: int = 8000) -> RecordedCall:
     if audio.rate != rate:
         caller = resample(caller, audio.rate, rate)
         agent = resample(agent, audio.rate, rate) if agent is not None else None
-    return RecordedCall(path, caller.astype(np.int16), rate, _control_events(doc) if doc else [],
-                        dict(doc.get("sip", {})) if doc else {}, agent, _masked(path, doc) if doc else [])
+    return RecordedCall(path, caller.astype(np.int16), rate, control_events(doc) if doc else [],
+                        sip_facts(doc) if doc else {}, agent, _masked(path, doc) if doc else [])
 
 
 def _masked(path: Path, doc: dict[str, Any]) -> list[MaskedInput]:
@@ -319,7 +300,7 @@ def print_report(result: ReplayResult, out: TextIO | None = None) -> None:
 @click.option("--out-agent", type=click.Path(dir_okay=False, path_type=Path),
               help="Write what the agent said, as the caller heard it, to this WAV file.")
 @click.option("--realtime", is_flag=True, help="Pace the replay at real time instead of as fast as possible.")
-@click.option("--echo", "echo_db", type=float, default=None, metavar="DB",
+@click.option("--echo", "echo_db", type=Finite(-90, 20, "dB"), default=None, metavar="DB",
               help="Also feed the agent's audio back into the caller channel at this gain (e.g. -12).")
 @click.option("--keep-db", type=click.Path(dir_okay=False, path_type=Path),
               help="Run actions in this SQLite file (kept) instead of a throw-away one.")

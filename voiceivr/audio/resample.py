@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+from fractions import Fraction
 
 import numpy as np
 import numpy.typing as npt
@@ -47,18 +48,35 @@ def _design(up: int, down: int) -> tuple[npt.NDArray[np.float64], int, int]:
     return phases, taps_per_phase, half // down
 
 
+# The filter grows with the larger term of the reduced ratio: the rates voiceivr meets reduce to small ones
+# (44.1 kHz -> 8 kHz is 80/441), but an odd rate does not (44,101 Hz -> 8 kHz is 8000/44101: 270 MB and
+# 0.4 s to design; a prime near 192 kHz, 1 GB and 5 s). Past this term the closest ratio with terms no
+# larger is used instead: 44,101 Hz is then converted a few parts per million off, far less than two
+# sound cards' clocks differ, and inaudible.
+MAX_RATIO_TERM = 4000
+
+
 def _ratio(rate_in: int, rate_out: int) -> tuple[int, int]:
     if rate_in <= 0 or rate_out <= 0:
         raise ValueError(f"sample rates must be positive, got {rate_in} -> {rate_out}")
     g = math.gcd(rate_in, rate_out)
-    return rate_out // g, rate_in // g
+    up, down = rate_out // g, rate_in // g
+    if max(up, down) <= MAX_RATIO_TERM:
+        return up, down
+    exact = Fraction(rate_out, rate_in)
+    # limit_denominator bounds `down`; going up, bound `up` the same way through the inverse ratio.
+    near = exact.limit_denominator(MAX_RATIO_TERM) if exact < 1 else 1 / (1 / exact).limit_denominator(MAX_RATIO_TERM)
+    if near.numerator == 0 or max(near.numerator, near.denominator) > MAX_RATIO_TERM:
+        raise ValueError(f"cannot convert {rate_in} Hz to {rate_out} Hz: the rates are too far apart")
+    return near.numerator, near.denominator
 
 
 class StreamResampler:
     """Converts a stream chunk by chunk; ``process`` returns ``ceil`` of the exact ratio's output on average.
 
     After N input samples in total, exactly ``ceil(N * rate_out / rate_in)`` output samples have been
-    returned, so 20 ms in gives 20 ms out whenever the rates divide evenly (8 k -> 16 k: 160 -> 320).
+    returned, so 20 ms in gives 20 ms out whenever the rates divide evenly (8 k -> 16 k: 160 -> 320). (For an
+    odd rate whose ratio is approximated, see MAX_RATIO_TERM, ``up / down`` stands for ``rate_out / rate_in``.)
     """
 
     def __init__(self, rate_in: int, rate_out: int) -> None:

@@ -24,6 +24,15 @@ from voiceivr.errors import VoiceivrError
 
 Encoding = Literal["pcm16", "mulaw", "alaw"]
 
+# What a WAV file may say about itself before it is refused. The header is untrusted: a 44-byte file once
+# declared 4,294,967,291 Hz, and resampling from that asked numpy for 1.56 TiB. Telephone audio is 8 kHz,
+# studio audio at most 192 kHz; nothing voiceivr reads (a call recording, a prompt, a caller's WAV) lasts
+# hours, and the biggest file it writes, a 2-hour stereo call at 8 kHz, is 230 MB.
+MIN_RATE = 4000
+MAX_RATE = 192_000
+MAX_DURATION_S = 2 * 3600
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
 WAVE_FORMAT_PCM = 0x0001
 WAVE_FORMAT_IEEE_FLOAT = 0x0003
 WAVE_FORMAT_ALAW = 0x0006
@@ -72,12 +81,21 @@ def read_wav(source: str | Path | bytes) -> WavAudio:
     name = "<bytes>"
     if isinstance(source, bytes):
         data = source
+        size = len(data)
     else:
         name = str(source)
         try:
-            data = Path(source).read_bytes()
+            with Path(source).open("rb") as f:
+                # Refused unread when the size is known; a pipe says 0, and then no more than the limit is read.
+                size = os.fstat(f.fileno()).st_size
+                data = f.read(MAX_FILE_BYTES + 1) if size <= MAX_FILE_BYTES else b""
         except OSError as exc:
             raise WavError(f"{name}: cannot read: {exc.strerror}") from None
+        size = max(size, len(data))
+    if size > MAX_FILE_BYTES:
+        mb = 1024 * 1024
+        raise WavError(f"{name}: WAV file is {size / mb:.0f} MB; voiceivr reads at most {MAX_FILE_BYTES // mb} MB "
+                       f"({MAX_DURATION_S // 3600} hours of audio)")
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         raise WavError(f"{name}: not a WAV file (no RIFF/WAVE header)")
     if data[:4] == b"RIFX":
@@ -88,7 +106,9 @@ def read_wav(source: str | Path | bytes) -> WavAudio:
     while pos + 8 <= len(data):
         chunk_id = data[pos : pos + 4]
         (size,) = struct.unpack_from("<I", data, pos + 4)
-        body = data[pos + 8 : pos + 8 + size]  # a streamed file may claim more than it holds: take what is there
+        # A streamed file may claim more than it holds (0xFFFFFFFF): take what is there. The slice never holds
+        # more than the file, so a claim of 4 GB in a 44-byte file costs nothing.
+        body = data[pos + 8 : pos + 8 + size]
         if chunk_id == b"fmt ":
             fmt = body
         elif chunk_id == b"data":
@@ -107,8 +127,9 @@ def read_wav(source: str | Path | bytes) -> WavAudio:
         (tag,) = struct.unpack_from("<H", fmt, 24)  # the sub-format GUID starts with the format tag
     if channels < 1:
         raise WavError(f"{name}: WAV file says it has {channels} channels")
-    if rate <= 0:
-        raise WavError(f"{name}: WAV file says its sample rate is {rate}")
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise WavError(f"{name}: WAV file says its sample rate is {rate} Hz; {MIN_RATE}-{MAX_RATE} Hz is "
+                       "supported")
     if tag not in _FORMAT_NAMES:
         raise WavError(f"{name}: WAV format tag 0x{tag:04x} is not supported (PCM, float, mu-law, A-law are)")
     width = bits // 8
@@ -117,6 +138,10 @@ def read_wav(source: str | Path | bytes) -> WavAudio:
     if block_align and block_align != width * channels:
         raise WavError(f"{name}: block align {block_align} does not match {channels} x {bits}-bit samples")
     usable = len(payload) - len(payload) % (width * channels)
+    seconds = usable // (width * channels) / rate
+    if seconds > MAX_DURATION_S:
+        raise WavError(f"{name}: WAV file holds {seconds / 3600:.1f} hours of audio; voiceivr reads at most "
+                       f"{MAX_DURATION_S // 3600} hours")
     raw = payload[:usable]
     samples = _decode(raw, tag, bits, name)
     pcm = samples.reshape(-1, channels) if channels > 1 else samples

@@ -14,11 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voiceivr.errors import ConfigError, DatabaseUnavailable
-from voiceivr.settings import Settings, mask_secret
+from voiceivr.settings import Settings, mask_secret, redact_urls
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000  # many call workers may append to the audit trail at once
 
@@ -88,13 +88,15 @@ def engine_from_settings(settings: Settings) -> Engine:
     )
 
 
-def describe_operational_error(url: str, exc: OperationalError) -> DatabaseUnavailable:
+def describe_operational_error(url: str, exc: DBAPIError) -> DatabaseUnavailable:
     """One line an operator can act on, instead of a driver traceback."""
     text = str(exc.orig) if exc.orig is not None else str(exc)
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
-    first = re.sub(r"\s+", " ", first)
+    first = redact_urls(re.sub(r"\s+", " ", first))  # a driver may quote its connection string
     backend = make_url(url).get_backend_name()
-    if backend == "postgresql":
+    if not isinstance(exc, OperationalError):
+        hint = "check the options in the URL's query: the driver refused one (libpq names them in lower case)"
+    elif backend == "postgresql":
         hint = (
             "is PostgreSQL running and does the URL name the right host, port, user and database? "
             "(start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)"

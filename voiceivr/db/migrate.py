@@ -16,7 +16,7 @@ from alembic.util.exc import CommandError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
-from voiceivr.db.engine import describe_operational_error
+from voiceivr.db.engine import describe_operational_error, redacted
 from voiceivr.db.models import Base
 from voiceivr.errors import SchemaOutOfDate, VoiceivrError
 
@@ -101,7 +101,7 @@ def require_current(engine: Engine) -> None:
         return
     if current is None:
         raise SchemaOutOfDate(
-            f"database {engine.url.render_as_string(hide_password=True)} has no voiceivr schema",
+            f"database {redacted(engine.url.render_as_string(hide_password=False))} has no voiceivr schema",
             hint="run `voiceivr db upgrade`",
         )
     raise SchemaOutOfDate(

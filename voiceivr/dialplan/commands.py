@@ -32,15 +32,16 @@ def schema() -> None:
 def validate(files: tuple[Path, ...]) -> None:
     """Check dialplans; print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
     from voiceivr.actions.registry import builtin_registry
-    from voiceivr.dialplan.loader import Problem, check_text
+    from voiceivr.dialplan.loader import DialplanInvalid, check_text, read_source
 
     registry = builtin_registry()
     bad = 0
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            click.echo(str(Problem(str(f), 1, 1, f"cannot read: {getattr(exc, 'strerror', None) or exc}")))
+            text = read_source(f)
+        except DialplanInvalid as exc:
+            for p in exc.problems:
+                click.echo(str(p))
             bad += 1
             continue
         plan, problems = check_text(text, str(f), registry)
@@ -55,6 +56,24 @@ def validate(files: tuple[Path, ...]) -> None:
         raise SystemExit(1)
 
 
+class TierList(click.ParamType):
+    """``--tiers 0,1``: router tiers, each 0-3 (the dialplan.tiers setting's range), at least one."""
+
+    name = "TIERS"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        parts = [p.strip() for p in str(value).split(",")]
+        if not all(p.isdigit() and int(p) <= 3 for p in parts):
+            self.fail(f"{value!r} is not a list of router tiers: give numbers 0-3 separated by commas, e.g. 0,1",
+                      param, ctx)
+        return [int(p) for p in parts]
+
+
+DTMF_KEYS = frozenset("0123456789*#")
+
+
 def _parse_steps(args: list[str]) -> list[SimInput]:
     steps: list[SimInput] = []
     i = 0
@@ -63,11 +82,11 @@ def _parse_steps(args: list[str]) -> list[SimInput]:
         if a in ("--say", "--dtmf"):
             if i + 1 >= len(args):
                 raise click.UsageError(f"{a} needs a value")
-            steps.append(SimInput("say" if a == "--say" else "dtmf", args[i + 1]))
+            steps.append(_step("say" if a == "--say" else "dtmf", args[i + 1]))
             i += 2
         elif a.startswith("--say=") or a.startswith("--dtmf="):
             k, v = a[2:].split("=", 1)
-            steps.append(SimInput(k, v))  # type: ignore[arg-type]
+            steps.append(_step(k, v))
             i += 1
         elif a == "--no-input":
             steps.append(SimInput("no_input"))
@@ -80,13 +99,21 @@ def _parse_steps(args: list[str]) -> list[SimInput]:
     return steps
 
 
+def _step(kind: str, value: str) -> SimInput:
+    if kind == "dtmf" and (not value or not set(value) <= DTMF_KEYS):
+        raise click.UsageError(f"--dtmf {value!r}: keys are 0-9, * and #")
+    return SimInput("say" if kind == "say" else "dtmf", value)
+
+
 @dialplan.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the whole trace as JSON.")
-@click.option("--tiers", default=None, help="Router tiers, e.g. 0,1 (default: the dialplan.tiers setting).")
-@click.option("--today", default=None, help="The date the caller lives in (YYYY-MM-DD), for date slots.")
+@click.option("--tiers", type=TierList(), default=None,
+              help="Router tiers, e.g. 0,1 (default: the dialplan.tiers setting).")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The date the caller lives in (YYYY-MM-DD), for date slots.")
 @click.pass_context
-def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, today: str | None) -> None:
+def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | None, today: dt.datetime | None) -> None:
     """Run a text conversation through the engine, in order:
 
     voiceivr dialplan simulate FILE --say "what's my balance" --dtmf 10000001 --dtmf 1234 --say savings
@@ -107,7 +134,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, t
     registry = builtin_registry()
     plan = load_file(file, registry)
     s = app.settings.dialplan
-    tier_list = [int(t) for t in tiers.split(",")] if tiers else list(s.tiers)
+    tier_list = tiers or list(s.tiers)
     router = make_router(plan, tier_list, embedding_model=s.embedding_model, embedding_threads=s.embedding_threads,
                          llm_url=s.llm_url, llm_model=s.llm_model, llm_api_key=s.llm_api_key,
                          llm_timeout_s=s.llm_timeout_s)
@@ -119,7 +146,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, t
         note = f"note: no database ({exc}); actions that need one will fail"
     call_id = str(uuid.uuid4())
     gate = gate_for(registry, db, SessionBinding(call_id=call_id), settings=app.settings)
-    day = dt.date.fromisoformat(today) if today else None
+    day = today.date() if today else None
     result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=day, registry=registry)
     from voiceivr.dialplan.gates import NO_SAFE_PATH, LowRiskOnlyGate
 
@@ -149,16 +176,12 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: str | None, t
 def publish(app: AppContext, file: Path, published_by: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
     from voiceivr.actions.registry import builtin_registry
-    from voiceivr.dialplan.loader import DialplanInvalid
+    from voiceivr.dialplan.loader import DialplanInvalid, read_source
     from voiceivr.dialplan.store import publish as do_publish
 
     engine = app.ready_engine()
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise VoiceivrError(f"{file}: cannot read: {exc.strerror}") from None
-    try:
-        res = do_publish(engine, text, str(file), builtin_registry(), published_by)
+        res = do_publish(engine, read_source(file), str(file), builtin_registry(), published_by)
     except DialplanInvalid as exc:
         for p in exc.problems:
             click.echo(str(p), err=True)

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,15 +82,26 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def load_file(path: str | Path, registry: ActionRegistry) -> Dialplan:
+def read_source(path: str | Path) -> str:
+    """A dialplan file's text; a file over :data:`yamlpos.MAX_BYTES` is refused before it is read."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            data = f.read(yamlpos.MAX_BYTES + 1)  # no more, whatever stat said (a pipe, a growing file)
     except OSError as exc:
         raise DialplanInvalid([Problem(str(p), 1, 1, f"cannot read: {exc.strerror}")]) from None
+    if len(data) > yamlpos.MAX_BYTES:
+        raise DialplanInvalid([Problem(str(p), 1, 1, f"{max(size, len(data)):,} bytes; a dialplan may be at most "
+                                                     f"{yamlpos.MAX_BYTES:,} (check this is the right file)")])
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise DialplanInvalid([Problem(str(p), 1, 1, "not UTF-8 text")]) from None
-    return load_text(text, str(p), registry)
+
+
+def load_file(path: str | Path, registry: ActionRegistry) -> Dialplan:
+    return load_text(read_source(path), str(path), registry)
 
 
 def load_text(text: str, filename: str, registry: ActionRegistry) -> Dialplan:
@@ -835,21 +847,27 @@ class _Builder:
         for nid, i in infos.items():
             outs = [i.node.goto] + ([i.node.action.on_success, i.node.action.on_failure] if i.node.action else [])
             auto[nid] = [t for t in outs if t is not None and t in infos and not waits[nid]]
+        # A depth-first walk with its own stack: a recursive one hit Python's recursion limit on a chain of
+        # ~1,000 nodes. state: 1 = on the path being walked, 2 = done.
         state: dict[str, int] = {}
-
-        def visit(n: str, path: list[str]) -> None:
-            state[n] = 1
-            for t in auto[n]:
-                if state.get(t) == 1:
-                    cycle = [*path[path.index(t):], t] if t in path else [n, t]
+        for root in infos:
+            if root in state:
+                continue
+            state[root] = 1
+            path: list[str] = [root]
+            pending: list[Iterator[str]] = [iter(auto[root])]
+            while path:
+                t = next(pending[-1], None)
+                if t is None:
+                    state[path.pop()] = 2
+                    pending.pop()
+                elif state.get(t) == 1:
+                    cycle = [*path[path.index(t):], t]
                     self.err(infos[t].mark, f"nodes {' -> '.join(cycle)} loop without ever waiting for the caller")
                 elif t not in state:
-                    visit(t, [*path, t])
-            state[n] = 2
-
-        for nid in infos:
-            if nid not in state:
-                visit(nid, [nid])
+                    state[t] = 1
+                    path.append(t)
+                    pending.append(iter(auto[t]))
 
     def check_dtmf(self, infos: Mapping[str, _NodeInfo], globals_: Mapping[str, GlobalIntent], doc: MDict) -> None:
         global_keys: dict[str, str] = {}

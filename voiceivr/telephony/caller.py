@@ -495,19 +495,16 @@ def format_report(report: CallerReport) -> str:
 
 
 # --------------------------------------------------------------------------- speech (engines in voiceivr/speech)
-# ``--say`` and ``--transcribe`` use the engine interfaces of voiceivr/speech/base.py. Which engine is named
-# like the call handler: ``--tts`` / ``--stt`` (or VOICEIVR_CALL_TTS / VOICEIVR_CALL_STT) give a
-# ``package.module:factory`` called with the settings.
+# ``--say`` and ``--transcribe`` use the engine interfaces of voiceivr/speech/base.py. ``--tts`` / ``--stt`` (or
+# VOICEIVR_CALL_TTS / VOICEIVR_CALL_STT) name an engine as speech.tts_engine / speech.stt_engine do
+# (espeak-ng, pocketsphinx, ...), or give a ``package.module:factory`` called with the settings; without them
+# the engines the settings name speak and listen.
 
 
 def _engine(spec: str, option: str, settings: Settings) -> Any:
-    from voiceivr.telephony.worker import load_factory
+    from voiceivr.telephony.speech_option import build_engine
 
-    if not spec:  # the engines the settings name (speech.tts_engine / speech.stt_engine)
-        from voiceivr.speech.registry import build_stt, build_tts
-
-        return build_tts(settings) if option == "--tts" else build_stt(settings, workers=0)
-    return load_factory(spec, option, settings)
+    return build_engine(spec, "tts" if option == "--tts" else "stt", settings)
 
 
 def synthesize(settings: Settings, text: str, rate: int, tts_spec: str) -> np.ndarray[Any, np.dtype[np.int16]]:

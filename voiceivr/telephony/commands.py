@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from voiceivr.app import AppContext, pass_app
+from voiceivr.clitypes import Finite
 from voiceivr.errors import VoiceivrError
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def serve_worker(app: AppContext, host: str, port: int, media_host: str | None, 
                         contact=contact))
 
 
+SECONDS = Finite(0, 3600, "seconds")
 STEP_OPTIONS = {"--wait-prompt": "wait", "--say": "say", "--play": "play", "--dtmf": "dtmf", "--pause": "pause",
                 "--barge-in": "barge"}
 
@@ -92,24 +94,26 @@ class StepsInOrder(click.Command):
 
 @click.command("call", cls=StepsInOrder)
 @click.argument("uri")
-@click.option("--wait-prompt", "wait", type=float, multiple=True,
+@click.option("--wait-prompt", "wait", type=SECONDS, multiple=True,
               help="Wait up to this many seconds for the agent to speak and fall silent (repeatable).")
 @click.option("--say", "say", multiple=True, help="Text to speak through the TTS engine (repeatable).")
 @click.option("--play", "play", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="WAV file to send (repeatable).")
 @click.option("--dtmf", multiple=True, help="Digits to key (repeatable); ',' pauses 0.5 s, 'w' waits for the next "
               "prompt to end.")
-@click.option("--pause", type=float, multiple=True, help="Stay quiet this many seconds (repeatable).")
-@click.option("--barge-in", "barge", type=float, multiple=True, help="The next --say/--play talks over the agent "
+@click.option("--pause", type=SECONDS, multiple=True, help="Stay quiet this many seconds (repeatable).")
+@click.option("--barge-in", "barge", type=SECONDS, multiple=True, help="The next --say/--play talks over the agent "
               "once it has been talking this many seconds (repeatable).")
 @click.option("--dtmf-method", type=click.Choice(["rfc4733", "sip-info"]), default="rfc4733", show_default=True)
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), help="Write what was heard to this WAV.")
-@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (needs --stt).")
+@click.option("--transcribe", is_flag=True, help="Transcribe what was heard (with --stt, else speech.stt_engine).")
 @click.option("--tts", "tts_spec", envvar="VOICEIVR_CALL_TTS", default="",
-              help="TTS engine for --say: package.module:factory (called with the settings).")
+              help="TTS engine for --say: a name (espeak-ng, piper, coqui; default: speech.tts_engine) or "
+                   "package.module:factory (called with the settings).")
 @click.option("--stt", "stt_spec", envvar="VOICEIVR_CALL_STT", default="",
-              help="STT engine for --transcribe: package.module:factory (called with the settings).")
-@click.option("--duration", type=float, default=10.0, show_default=True, help="After the steps, listen until this "
+              help="STT engine for --transcribe: a name (pocketsphinx, vosk; default: speech.stt_engine) or "
+                   "package.module:factory (called with the settings).")
+@click.option("--duration", type=SECONDS, default=10.0, show_default=True, help="After the steps, listen until this "
               "many seconds after answer (unless the far end hangs up first).")
 @click.option("--bind", help="Local address for the caller's SIP and RTP (default: 127.0.0.1 for a loopback "
               "target, else all).")

@@ -1,0 +1,55 @@
+"""`voiceivr call --tts/--stt`: engine names as the settings use them, an engine's class, and clear errors
+for the rest (voiceivr/telephony/speech_option.py), with the real engines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from voiceivr.cli import cli
+from voiceivr.errors import VoiceivrError
+from voiceivr.settings import Settings
+from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
+from voiceivr.telephony.caller import synthesize, transcriber
+
+
+@pytest.mark.parametrize("spec", ["", "pocketsphinx", "voiceivr.speech.stt.pocketsphinx_stt:PocketsphinxEngine"])
+def test_stt_by_default_by_name_or_by_its_class(spec: str) -> None:
+    engine = transcriber(Settings(), spec)
+    assert isinstance(engine, PocketsphinxEngine)
+    assert engine.stream(8000).finish().text == ""  # a working recognizer: nothing fed, nothing heard
+
+
+def test_tts_by_name() -> None:
+    assert len(synthesize(Settings(), "yes", 8000, "espeak-ng")) > 800  # a tenth of a second or more of speech
+
+
+def _needs_a_path(path: Any) -> Any:
+    """One argument, as a factory has, but a path: the settings are not one."""
+    return Path(path).stat()
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("sphinx", "--stt sphinx: no such engine; known: pocketsphinx, vosk"),
+    ("voiceivr.speech.stt.pocketsphinx_stt:_Decoder", "_Decoder does not take the settings alone"),
+    ("tests.test_speech_option:_needs_a_path", "called with the settings it failed"),
+    ("voiceivr.nowhere:stt", "--stt = 'voiceivr.nowhere:stt': cannot import voiceivr.nowhere"),
+])
+def test_what_is_not_an_engine_is_one_clear_error(spec: str, words: str) -> None:
+    with pytest.raises(VoiceivrError) as caught:
+        transcriber(Settings(), spec)
+    assert words in str(caught.value)
+
+
+def test_the_call_command_says_so_before_dialling(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    # Port 9 on loopback: nothing is dialled, the engine is refused first.
+    result = CliRunner().invoke(cli, ["call", "sip:ivr@127.0.0.1:9", "--transcribe", "--stt",
+                                      "voiceivr.speech.stt.pocketsphinx_stt:_Decoder"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert ("voiceivr: error: --stt voiceivr.speech.stt.pocketsphinx_stt:_Decoder: _Decoder does not take"
+            in result.output)
+    assert "voiceivr: hint: name the engine instead (--stt pocketsphinx" in result.output
