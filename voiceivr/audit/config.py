@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import secrets
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -87,6 +88,17 @@ class AuditConfig:
         return CheckpointSink(self.checkpoint_file, self.syslog) if self.checkpoint_file is not None else None
 
 
+def scratch_config(var_dir: Path, *, own_key: bool = True, every_rows: int = 100, every_s: float = 30.0
+                   ) -> AuditConfig:
+    """For a scratch database (a replay, a simulation): checkpoints into ``var_dir``, never the configured file;
+    ``own_key``: a random key of its own (nothing will verify this trail later with the real key), else this
+    process's key (someone will inspect the database with `voiceivr audit`)."""
+    keyring = (Keyring.from_secrets([secrets.token_urlsafe(48)], "scratch") if own_key
+               else AuditConfig.from_settings(load_settings()[0]).keys(create=True))
+    return AuditConfig(keyring=keyring, checkpoint_file=Path(var_dir) / CHECKPOINT_FILE, every_rows=every_rows,
+                       every_s=every_s)
+
+
 @dataclass
 class Binding:
     config: AuditConfig
@@ -140,15 +152,29 @@ def binding_for(engine: Engine) -> Binding:
     return binding
 
 
+def release(engine: Engine) -> None:
+    """Before a scratch database goes away: checkpoint what is pending, then forget the engine's binding (so the
+    exit-time flush does not reach for a database that no longer exists)."""
+    with _bindings_lock:
+        binding = _bindings.pop(root_engine(engine), None)
+    if binding is not None and binding.checkpointer is not None:
+        _live_checkpointers.discard(binding.checkpointer)
+        _flush_logged(binding.checkpointer)
+
+
+def _flush_logged(checkpointer: Checkpointer) -> None:
+    try:
+        checkpointer.flush()
+    except Exception as exc:  # report, and carry on: a stop must not fail for a checkpoint
+        log.error("could not write the final audit checkpoint",
+                  extra={"error": f"{type(exc).__name__}: {exc}"[:300], "path": str(checkpointer.sink.path)})
+
+
 def flush_all() -> None:
     """Checkpoint what this process appended since its last checkpoint (at exit, so a clean stop leaves no
     unsigned tail)."""
-    for cp in list(_live_checkpointers):
-        try:
-            cp.flush()
-        except Exception as exc:  # at exit: report, and carry on with the others
-            log.error("could not write the final audit checkpoint",
-                      extra={"error": f"{type(exc).__name__}: {exc}"[:300], "path": str(cp.sink.path)})
+    for checkpointer in list(_live_checkpointers):
+        _flush_logged(checkpointer)
 
 
 atexit.register(flush_all)
