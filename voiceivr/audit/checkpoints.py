@@ -287,7 +287,16 @@ class Checkpointer:
     ``every_rows`` rows). The thread also wakes every ``every_s`` seconds while rows are waiting, and stops when
     none are (the next append starts it again). ``read_head`` returns the committed head after checking its
     link, so a forged head is never signed.
+
+    An append notes its row before its transaction commits, so the head the thread reads may not include it
+    yet: after a wake-up for row ``k * every_rows`` the thread looks again every ``RETRY_S`` until that row is
+    committed (at most ``MAX_RETRIES`` times: a rolled-back row never will be, and the next append reuses its
+    sequence number). Rows noted but never seen committed through ``MAX_STALE`` periods are given up on.
     """
+
+    RETRY_S = 0.02
+    MAX_RETRIES = 50
+    MAX_STALE = 3
 
     def __init__(self, sink: CheckpointSink, key: Callable[[], AuditKey], read_head: HeadReader,
                  every_rows: int, every_s: float) -> None:
@@ -301,60 +310,85 @@ class Checkpointer:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
-        self._noted = 0  # highest sequence number this process appended
+        # Counted in appends, not sequence numbers: a rolled-back row's number is taken by the next append.
+        self._appended = 0  # appends this process noted
+        self._settled = 0  # ...of which a checkpoint covers (or that were given up on as rolled back)
+        self._highest = 0  # highest sequence number this process appended
         self._covered = 0  # highest sequence number this process has checkpointed
+        self._target = 0  # a multiple of every_rows this process appended, not yet covered (0: none)
         self.last: SignedCheckpoint | None = None
         self.errors = 0
 
     @property
     def pending(self) -> bool:
-        return self._noted > self._covered
+        return self._appended > self._settled
 
     def noted(self, seq: int) -> None:
+        due = bool(self.every_rows) and seq % self.every_rows == 0
         with self._lock:
-            self._noted = max(self._noted, seq)
+            self._appended += 1
+            self._highest = max(self._highest, seq)
+            if due:
+                self._target = max(self._target, seq)
             if self._thread is None or self._pid != os.getpid():  # none yet, or inherited through fork
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="audit-checkpoints", daemon=True)
                 self._thread.start()
-        if self.every_rows and seq % self.every_rows == 0:
+        if due:
             self._wake.set()
 
     def _run(self) -> None:
+        retries = stale = 0
         while True:
-            self._wake.wait(self.every_s if self.every_s > 0 else None)
+            with self._lock:
+                if self._target and retries >= self.MAX_RETRIES:
+                    self._target, retries = 0, 0  # that row was rolled back (or is stuck): stop chasing it
+                chasing = bool(self._target)
+            timeout = self.RETRY_S if chasing and retries else (self.every_s if self.every_s > 0 else None)
+            woken = self._wake.wait(timeout)
             self._wake.clear()
             with self._lock:
                 if not self.pending:
                     self._thread = None
                     return
-            self._write_logged()
+                goal = self._target  # a wake-up may have just set it
+            written = self._write_logged(goal)
+            with self._lock:
+                chasing = bool(self._target)
+            retries = retries + 1 if chasing else 0
+            stale = 0 if written or chasing or woken else stale + 1
+            if stale >= self.MAX_STALE:  # appends noted but never seen committed: rolled back
+                with self._lock:
+                    self._settled = self._appended
+                stale = 0
 
-    def _write_logged(self) -> None:
+    def _write_logged(self, goal: int) -> bool:
         try:
-            self.flush()
+            return self.flush(goal) is not None
         except Exception as exc:  # the thread must outlive a database or disk hiccup
             self.errors += 1
             log.error("could not write an audit checkpoint",
                       extra={"error": f"{type(exc).__name__}: {exc}"[:300], "path": str(self.sink.path)})
+            return False
 
-    def flush(self) -> SignedCheckpoint | None:
-        """Checkpoint the committed head now if this process appended rows since its last checkpoint."""
+    def flush(self, goal: int = 0) -> SignedCheckpoint | None:
+        """Checkpoint the committed head now if this process appended since its last checkpoint and the head
+        moved past that checkpoint (and reached ``goal``). Returns the checkpoint written, if any."""
         with self._write_lock:
             with self._lock:
                 if not self.pending:
                     return None
-                noted = self._noted
+                appended, highest = self._appended, self._highest
             head = self._read_head()
-            if head is None or head[0] <= self._covered:
-                # nothing new is committed: the rows were rolled back (or are still in an open transaction,
-                # which the next append or the next period covers)
-                with self._lock:
-                    self._covered = max(self._covered, noted)
-                return None
+            if head is None or head[0] <= self._covered or head[0] < goal:
+                return None  # nothing new committed yet
             cp = self.write(head)
             with self._lock:
                 self._covered = max(self._covered, head[0])
+                if head[0] >= highest:  # every row this process had appended is under it
+                    self._settled = max(self._settled, appended)
+                if self._target and self._target <= self._covered:
+                    self._target = 0
             return cp
 
     def write(self, head: tuple[int, str]) -> SignedCheckpoint:
@@ -363,4 +397,3 @@ class Checkpointer:
         self.last = cp
         log.debug("audit checkpoint written", extra={"audit_seq": cp.seq, "path": str(self.sink.path)})
         return cp
-
