@@ -42,7 +42,7 @@ PAYLOAD = {
 }
 
 
-def _bind(engine: sa.Engine, tmp: Path, every_rows: int, every_s: float) -> str:
+def _bind(engine: sa.Engine, sink: Path, every_rows: int, every_s: float) -> str:
     """The keyed chain (when this code has it): a scratch key and checkpoint file, as a worker is configured."""
     try:
         from voiceivr.audit.config import AuditConfig, bind
@@ -50,7 +50,7 @@ def _bind(engine: sa.Engine, tmp: Path, every_rows: int, every_s: float) -> str:
     except ImportError:
         return "plain SHA-256 chain"
     keyring = Keyring.from_secrets(["bench-audit-key-" + "k" * 40])
-    bind(engine, AuditConfig(keyring=keyring, checkpoint_file=tmp / "checkpoints.jsonl", every_rows=every_rows,
+    bind(engine, AuditConfig(keyring=keyring, checkpoint_file=sink, every_rows=every_rows,
                              every_s=every_s))
     return f"keyed chain, checkpoints every {every_rows} rows / {every_s:g} s"
 
@@ -58,7 +58,7 @@ def _bind(engine: sa.Engine, tmp: Path, every_rows: int, every_s: float) -> str:
 def run(url: str, rows: int, tmp: Path, every_rows: int, every_s: float) -> tuple[str, list[float]]:
     engine = make_engine(url)
     migrate.upgrade(engine)
-    label = _bind(engine, tmp, every_rows, every_s)
+    label = _bind(engine, tmp / f"checkpoints-{engine.dialect.name}.jsonl", every_rows, every_s)  # one per trail
     trail = AuditTrail(engine)
     for i in range(20):  # warm the pool, the statement cache and the key
         trail.append("bench.warmup", {"i": i})

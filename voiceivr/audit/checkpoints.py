@@ -51,9 +51,6 @@ class Checkpoint:
     hash: str
     source: str = ""
 
-    def to_json(self) -> str:
-        return canonical_json({"seq": self.seq, "hash": self.hash}) + "\n"
-
 
 @dataclass(frozen=True)
 class SignedCheckpoint:

@@ -4,7 +4,7 @@ Appends happen deep inside transactions (``append_in_transaction(conn, ...)``), 
 audit configuration is attached to the engine: the wiring that makes a production engine from settings binds
 it (:func:`bind`; ``AppContext`` for the CLI, the call handler for workers), and a scratch engine (replay, the
 abuse simulation) binds its own so it never writes into the real checkpoint file. An engine nobody bound uses
-this process's settings (``load_settings()``) for its keys and checkpoint file, without automatic checkpoints.
+this process's keys (``load_settings()``) and no checkpoint file at all.
 """
 
 from __future__ import annotations
@@ -135,7 +135,8 @@ def bind(engine: Engine, config: AuditConfig | Settings) -> Binding:
         old = _bindings.get(root_engine(engine))
         _bindings[root_engine(engine)] = binding
     if old is not None and old.checkpointer is not None:
-        old.checkpointer.flush()
+        _live_checkpointers.discard(old.checkpointer)
+        _flush_logged(old.checkpointer)
     return binding
 
 
@@ -147,7 +148,11 @@ def binding_for(engine: Engine) -> Binding:
     with _bindings_lock:
         binding = _bindings.get(root)
         if binding is None:
-            binding = Binding(AuditConfig.from_settings(load_settings()[0], automatic=False))
+            # this process's keys; no checkpoint file, neither written nor read: an engine made outside the
+            # wiring (a test, a tool on a scratch database) must not meet the checkpoints of the real trail
+            config = AuditConfig.from_settings(load_settings()[0], automatic=False)
+            config.checkpoint_file = None
+            binding = Binding(config)
             _bindings[root] = binding
     return binding
 

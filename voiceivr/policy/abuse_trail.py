@@ -107,10 +107,18 @@ def _run(w: World, sc: Scenario, attack: Callable[[World, Path], tuple[int, list
                 f"checkpoints:{'ok' if checkpoints else 'MISSING'}", *evidence,
                 f"verify:named-seq-{expected}:{'ok' if detected else 'MISSING'}"]
     passed = detected and all(e.endswith(":ok") for e in evidence)
-    verdict = (f"detected: {report.summary()}" if detected
+    verdict = (f"detected: verify names seq {named}, {_gist(report.reason)}" if detected
                else f"UNDETECTED: {report.summary()} (expected the report to name seq {expected})")
     return ScenarioResult(sc.name, sc.kind, sc.via, sc.description, call_id, passed, verdict, 0, rows,
                           refusals + (0 if report.ok else 1), sms, evidence, steps, round(seconds, 1))
+
+
+def _gist(reason: str) -> str:
+    """The scorecard's one line: what verify said, without file names."""
+    for gist in ("forged or altered", "rows were removed from the tail", "the trail was rewritten"):
+        if gist in reason:
+            return gist
+    return reason[:60]
 
 
 def _forged_append(v: World, db: Path) -> tuple[int, list[str], int]:
