@@ -194,6 +194,17 @@ def test_a_forged_head_is_never_signed(db_url: str, tmp_path: Path, caplog: pyte
     engine.dispose()
 
 
+def test_an_unwritable_checkpoint_file_is_one_clear_error(sqlite_url: str, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    env = {"VOICEIVR_DATABASE_URL": sqlite_url,
+           "VOICEIVR_AUDIT_CHECKPOINT_FILE": str(tmp_path / "a-file" / "checkpoints.jsonl")}
+    runner = CliRunner()
+    assert runner.invoke(cli, ["db", "upgrade"], env=env).exit_code == 0
+    result = runner.invoke(cli, ["audit", "checkpoint"], env=env)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "cannot append the audit checkpoint" in result.output and "audit.checkpoint_file" in result.output
+
+
 # ------------------------------------------------------------------------------------------------ syslog
 
 

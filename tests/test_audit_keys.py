@@ -151,6 +151,17 @@ def test_rotation_keeps_old_rows_verifiable(migrated_engine: sa.Engine, tmp_path
     assert not report.ok and report.first_bad_seq == 4 and "not in the keyring" in report.reason
 
 
+def test_a_new_key_listed_first_is_known_but_not_used(migrated_engine: sa.Engine) -> None:
+    """Phase 1 of a rotation across nodes (docs/deploy.md): the new key goes first, so every node knows it
+    before any node uses it."""
+    bind(migrated_engine, AuditConfig(keyring=Keyring.from_secrets([KEY_B, KEY_A])))
+    trail = AuditTrail(migrated_engine)
+    assert trail.append("phase.one", {}).key_id == key_id_of(KEY_A.encode())
+    bind(migrated_engine, AuditConfig(keyring=Keyring.from_secrets([KEY_A, KEY_B])))  # phase 2
+    assert trail.append("phase.two", {}).key_id == key_id_of(KEY_B.encode())
+    assert trail.verify().ok
+
+
 def test_binding_follows_option_engines(migrated_engine: sa.Engine) -> None:
     bind(migrated_engine, AuditConfig(keyring=Keyring.from_secrets([KEY_B])))
     record = AuditTrail(migrated_engine.execution_options(logging_token="x")).append("login", {})

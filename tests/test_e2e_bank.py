@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
             "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
             "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,
             "VOICEIVR_POLICY_SMS_FROM": "+15550100000",
+            "VOICEIVR_AUDIT_CHECKPOINT_EVERY_S": "1",  # the worker signs the call's rows within a second
         }
         env = siptools.base_env(tmp, **env_extra)
         for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
@@ -102,6 +104,15 @@ def test_bank_demo_by_phone(bank: tuple[siptools.Served, FakeTwilio], tmp_path: 
     assert runs.get("transfer_funds", ("",))[0] == "succeeded", runs
     assert json.loads(runs["transfer_funds"][1] or "{}").get("reference"), runs
     assert len(sms.messages) >= 1 and sms.messages[-1].to == ALICE_PHONE
+
+    # The worker keyed the call's audit rows and checkpointed them on its own, outside the database.
+    checkpoints = ivr.var / "audit-checkpoints.jsonl"
+    deadline = time.monotonic() + 10
+    while not checkpoints.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = subprocess.run([siptools.PY, "-m", "voiceivr", "audit", "verify"], env=ivr.env, cwd=siptools.ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "intact" in done.stdout and "checkpoint(s)" in done.stdout, done.stderr
 
     # What the caller heard, turn by turn: an answer after each thing said, in well under a second.
     v2v = [t["voice_to_voice_s"] for t in report["turns"] if "voice_to_voice_s" in t]

@@ -261,7 +261,12 @@ class CheckpointSink:
 
     def write(self, cp: SignedCheckpoint) -> None:
         line = cp.line()
-        append_line(self.path, line)
+        try:
+            append_line(self.path, line)
+        except OSError as exc:
+            raise VoiceivrError(f"{self.path}: cannot append the audit checkpoint: {exc.strerror or exc}",
+                                hint="audit.checkpoint_file must name a file in a directory this user may "
+                                "write") from None
         if self.syslog:
             try:
                 send_syslog(parse_syslog_address(self.syslog), line)

@@ -55,9 +55,8 @@ def checkpoint(app: AppContext, output: Path | None) -> None:
     trail = AuditTrail(app.ready_engine())
     cp = trail.checkpoint(also_to=output)
     click.echo(f"seq {cp.seq} hash {cp.head}")
-    click.echo(f"signed with key {cp.key_id} at {cp.time}; written to {trail.config.checkpoint_file}")
-    if output:
-        click.echo(f"and to {output}")
+    places = [str(p) for p in (trail.config.checkpoint_file, output) if p is not None]
+    click.echo(f"signed with key {cp.key_id} at {cp.time}; written to {' and '.join(places) or 'nowhere'}")
 
 
 @audit.command()
