@@ -105,12 +105,13 @@ class Binding:
     checkpointer: Checkpointer | None = None
 
     def ensure_checkpointer(self, read_head: HeadReader) -> Checkpointer | None:
-        if self.checkpointer is None and self.config.automatic:
-            sink = self.config.sink()
-            assert sink is not None
-            self.checkpointer = Checkpointer(sink, lambda: self.config.keys(create=True).current, read_head,
-                                             self.config.every_rows, self.config.every_s)
-            _live_checkpointers.add(self.checkpointer)
+        with _bindings_lock:  # two threads' first appends must not make two checkpointers
+            if self.checkpointer is None and self.config.automatic:
+                sink = self.config.sink()
+                assert sink is not None
+                self.checkpointer = Checkpointer(sink, lambda: self.config.keys(create=True).current, read_head,
+                                                 self.config.every_rows, self.config.every_s)
+                _live_checkpointers.add(self.checkpointer)
         return self.checkpointer
 
 
