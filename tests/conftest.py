@@ -18,6 +18,20 @@ from sqlalchemy.engine import Engine, make_url
 from voiceivr.db.engine import make_engine
 
 PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
+
+# The audit chain is keyed with a secret the database never holds. One key for the whole run, set in the
+# environment so that subprocesses (the CLI, serve's workers, spawned writers) use the same one; tests of key
+# handling build their own configurations.
+TEST_AUDIT_KEY = "voiceivr-test-suite-audit-key-0123456789abcdef"
+os.environ.setdefault("VOICEIVR_AUDIT_KEY", TEST_AUDIT_KEY)
+
+
+@pytest.fixture(autouse=True)
+def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own checkpoint file: checkpoints of one test's database would fail the next one's verify
+    (as they should: a checkpoint file belongs to one trail)."""
+    path = tmp_path_factory.mktemp("audit") / "audit-checkpoints.jsonl"
+    monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
 REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
 
 

@@ -22,11 +22,13 @@ def test_catalogue_covers_what_the_issue_names() -> None:
                    "spoofed-caller-id", "injection-in-payee-name", "injection-in-address",
                    "yes-barged-in-during-read-back", "brute-force-codes", "media-moved-by-reinvite",
                    "transfer-with-sms-code", "transfer-with-totp", "change-address", "block-card",
-                   "balance-after-login", "secret-at-rest"):
+                   "balance-after-login", "secret-at-rest", "forged-append", "truncation"):
         assert needed in cat
     assert sum(s.kind == "attack" for s in cat.values()) >= 15
     # Only what is not a conversation may skip the call: an engine bug, an integration's CRM note.
     assert {s.name for s in cat.values() if s.via == "gate"} == {"skip-steps", "injection-via-crm-note"}
+    # ...and attacks on the stored trail, which happen after any call
+    assert {s.name for s in cat.values() if s.via == "db"} == {"forged-append", "truncation"}
 
 
 @pytest.mark.slow
@@ -92,3 +94,44 @@ def test_cli_json_and_exit_code() -> None:
     assert runner.invoke(cli, ["simulate", "abuse", "--only", "nope"]).exit_code == 2
     listed = runner.invoke(cli, ["simulate", "abuse", "--list"])
     assert "brute-force-codes" in listed.output
+
+
+def test_trail_attacks_detected_by_the_cli() -> None:
+    """Issue 13: rows appended without the key, and a cut tail, are both named by verify; exit 0."""
+    result = CliRunner().invoke(cli, ["simulate", "abuse", "--json", "--only", "forged-append", "--only",
+                                      "truncation"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] and data["attacks_blocked"] == 2 and data["audit_chain_intact"]
+    by_name = {s["name"]: s for s in data["scenarios"]}
+    forged, cut = by_name["forged-append"], by_name["truncation"]
+    assert forged["via"] == cut["via"] == "db"
+    assert "db:refused-unkeyed-row:ok" in forged["evidence"] and "forged or altered" in forged["verdict"]
+    assert "rows were removed from the tail" in cut["verdict"] and "checkpoints:ok" in cut["evidence"]
+    for sc in (forged, cut):  # each began with a real transfer call, whose trail verified before the attack
+        assert sc["call_seconds"] > 5 and sc["steps"] and all(st["as_expected"] for st in sc["steps"])
+        assert "verify-before:ok" in sc["evidence"] and sc["high_executions"] == 0 and sc["refusals"] > 0
+
+
+def test_scorecard_catches_a_chain_anyone_can_compute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control: back to the plain SHA-256 link (as before issue 13): forged-append must fail."""
+    from voiceivr.audit import chain, records
+
+    def sha256_link(key, *fields):  # type: ignore[no-untyped-def]
+        return records.compute_hash(*fields)
+
+    monkeypatch.setattr(chain, "compute_mac", sha256_link)
+    monkeypatch.setattr(records, "compute_mac", sha256_link)
+    card = abuse.simulate(only=["forged-append"])
+    (r,) = card.results
+    assert not r.passed and "UNDETECTED" in r.verdict and not card.ok
+
+
+def test_scorecard_catches_missing_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control: no automatic checkpoints (as before issue 13): the cut tail goes unseen."""
+    from voiceivr.audit.config import AuditConfig
+
+    monkeypatch.setattr(AuditConfig, "automatic", property(lambda self: False))
+    card = abuse.simulate(only=["truncation"])
+    (r,) = card.results
+    assert not r.passed and "UNDETECTED" in r.verdict and "checkpoints:MISSING" in r.evidence

@@ -45,6 +45,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
             "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
             "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,
             "VOICEIVR_POLICY_SMS_FROM": "+15550100000",
+            "VOICEIVR_AUDIT_CHECKPOINT_EVERY_S": "1",  # the worker signs the call's rows within a second
         }
         env = siptools.base_env(tmp, **env_extra)
         for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
@@ -130,6 +131,15 @@ def test_bank_demo_by_phone(bank: tuple[siptools.Served, FakeTwilio], tmp_path: 
     assert len(masked) == 4 + len(code) and not any("digit" in e for e in masked), doc["events"]
     for secret in ("1234", code):
         assert not found(secret, doc) and not found(secret, [list(t) for t in turns]), secret
+
+    # The worker keyed the call's audit rows and checkpointed them on its own, outside the database.
+    checkpoints = ivr.var / "audit-checkpoints.jsonl"
+    deadline = time.monotonic() + 10
+    while not checkpoints.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = subprocess.run([siptools.PY, "-m", "voiceivr", "audit", "verify"], env=ivr.env, cwd=siptools.ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "intact" in done.stdout and "checkpoint(s)" in done.stdout, done.stderr
 
     # What the caller heard, turn by turn: an answer after each thing said, in well under a second.
     v2v = [t["voice_to_voice_s"] for t in report["turns"] if "voice_to_voice_s" in t]

@@ -41,8 +41,8 @@ def test_models_and_migrations_agree(migrated_engine: sa.Engine) -> None:
 def _insert_row(conn: sa.Connection) -> None:
     conn.execute(
         sa.text(
-            "INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, prev_hash, hash) "
-            "VALUES (1, :t, NULL, 'k', 'system', '{}', :p, :h)"
+            "INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, prev_hash, hash, key_id) "
+            "VALUES (1, :t, NULL, 'k', 'system', '{}', :p, :h, 'k000000000000')"
         ),
         {"t": "2026-01-01 00:00:00+00:00", "p": "0" * 64, "h": "1" * 64},
     )
@@ -59,6 +59,17 @@ def test_database_refuses_changes_to_audit_rows(migrated_engine: sa.Engine, stat
         conn.execute(sa.text(statement))
     with migrated_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT kind FROM audit_events")).scalar_one() == "k"
+
+
+@pytest.mark.parametrize("key_id", ["''", None])
+def test_database_refuses_new_rows_without_a_key_id(migrated_engine: sa.Engine, key_id: str | None) -> None:
+    """Since 0005 only keyed rows may be appended: a row with the plain SHA-256 link of old (an empty key id,
+    or the column left out) is refused by the database, whoever inserts it."""
+    columns = "seq, created_at, call_id, kind, actor, payload, prev_hash, hash" + (", key_id" if key_id else "")
+    values = "1, :t, NULL, 'k', 'system', '{}', :p, :h" + (f", {key_id}" if key_id else "")
+    with pytest.raises(DBAPIError, match="need a key id"), migrated_engine.begin() as conn:
+        conn.execute(sa.text(f"INSERT INTO audit_events ({columns}) VALUES ({values})"),
+                     {"t": "2026-01-01 00:00:00+00:00", "p": "0" * 64, "h": "1" * 64})
 
 
 @pytest.mark.postgres

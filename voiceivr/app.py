@@ -26,9 +26,11 @@ class AppContext:
 
     def engine(self) -> Engine:
         if self._engine is None:
+            from voiceivr.audit.config import bind
             from voiceivr.db.engine import engine_from_settings
 
             self._engine = engine_from_settings(self.settings)
+            bind(self._engine, self.settings)  # this process's audit keys and checkpoint file
         return self._engine
 
     def ready_engine(self) -> Engine:

@@ -159,13 +159,17 @@ class ReplayResult:
         }
 
 
-def scratch_database(path: Path) -> Any:
-    """A fresh SQLite database with the schema and the demo bank, for actions that must not touch real data."""
+def scratch_database(path: Path, *, own_key: bool = True) -> Any:
+    """A fresh SQLite database with the schema and the demo bank, for actions that must not touch real data.
+    Its audit trail is keyed with a key of its own (``own_key``) or, when it is kept for inspection, with this
+    process's audit key; it writes no checkpoints."""
     from voiceivr.actions.bank import seed
+    from voiceivr.audit.config import bind, scratch_config
     from voiceivr.db import migrate
     from voiceivr.db.engine import make_engine
 
     engine = make_engine(f"sqlite:///{path}")
+    bind(engine, scratch_config(path.parent, own_key=own_key, every_rows=0, every_s=0))
     migrate.upgrade(engine)
     seed(engine)
     return engine
@@ -324,7 +328,7 @@ def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json
         # replay is repeatable only if it synthesises the same prompts in the same order every time.
         settings = dataclasses.replace(
             settings, speech=dataclasses.replace(settings.speech, prompt_cache_dir=str(Path(tmp) / "prompts")))
-        db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3")
+        db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3", own_key=keep_db is None)
         runtime = CallRuntime.build(settings, db=db, dialplan_file=dialplan_file, stt_workers=0,
                                     store_calls=keep_db is not None, stats=StageStats())
         try:

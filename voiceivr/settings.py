@@ -74,6 +74,32 @@ class AuditSettings:
         "PostgreSQL role the application connects as; `voiceivr db create-app-role` creates it with "
         "INSERT/SELECT only on audit_events.",
     )
+    key: str = setting(
+        "",
+        "Keys of the audit chain's HMAC, comma-separated, oldest first, each at least 32 characters; the last "
+        "one MACs new rows, earlier ones only verify older rows. Every node sharing the database needs the same "
+        "keys; the database never holds them. Empty: read audit.key_file.",
+        secret=True,
+    )
+    key_file: str = setting(
+        "",
+        "File of audit chain keys, one per line, oldest first (the last is current). Empty: <var_dir>/audit-key, "
+        "generated (mode 0600) on the first append if missing -- fine for one node only.",
+    )
+    checkpoint_file: str = setting(
+        "",
+        "Append-only file of signed checkpoints (one JSON line each), somewhere the database's owner cannot "
+        "write; `audit verify` checks the trail against it. Empty: <var_dir>/audit-checkpoints.jsonl.",
+    )
+    checkpoint_every_rows: int = setting(
+        100, "Write a signed checkpoint each time the trail reaches a multiple of this many rows (0: never by count)."
+    )
+    checkpoint_every_s: float = setting(
+        30.0, "...and at least this often (seconds) while a process appends rows (0: never by time)."
+    )
+    checkpoint_syslog: str = setting(
+        "", "Also send each checkpoint to syslog: /dev/log (a local socket) or host:port (UDP). Empty: off."
+    )
 
 
 @dataclass

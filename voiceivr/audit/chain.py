@@ -1,10 +1,11 @@
-"""The tamper-evident audit trail: append-only rows, each hash-chained to the one before.
+"""The tamper-evident audit trail: append-only rows, each chained to the one before by a keyed MAC.
 
-Every row stores the previous row's hash and its own SHA-256 over a canonical encoding of all its fields
-(sequence number, time, call, kind, actor, payload, previous hash). Any change to a stored row — an edited
-field, a deleted, inserted or reordered row — breaks the chain at that row, and :func:`verify_rows` names
-the first bad sequence number. A checkpoint (sequence and hash of the head, kept somewhere else) also
-catches a truncated or rewritten tail, which a chain alone cannot.
+Every row stores the previous row's link and its own: an HMAC-SHA256, under a key the database never holds
+(:mod:`voiceivr.audit.keys`), of all its fields (:mod:`voiceivr.audit.records`). Any change to a stored row --
+an edited field, a deleted, inserted or reordered row -- breaks the chain at that row, and so does a row
+appended by someone who may INSERT but has no key; :func:`verify_rows` names the first bad sequence number.
+Signed checkpoints kept outside the database (:mod:`voiceivr.audit.checkpoints`), written automatically as
+rows are appended, also catch a cut or rewritten tail, which a chain alone cannot.
 
 Appends from many processes form one chain: the writer takes a lock (a PostgreSQL advisory lock, SQLite's
 write lock) before it reads the head, so there are no forks and no gaps.
@@ -15,12 +16,11 @@ messages; this module logs only sequence numbers and kinds.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import hashlib
-import json
 import logging
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,73 +28,42 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from voiceivr.audit.checkpoints import (
+    Checkpoint,
+    CheckpointLines,
+    SignedCheckpoint,
+    append_line,
+    keyring_public_keys,
+    read_checkpoints,
+)
+from voiceivr.audit.config import AuditConfig, Binding, binding_for, root_engine
+from voiceivr.audit.records import (
+    GENESIS_HASH,
+    LEGACY_KEY_ID,
+    AuditRecord,
+    canonical_json,
+    canonical_time,
+    compute_hash,
+    compute_mac,
+    recompute,
+)
+from voiceivr.audit.verify import VerifyReport, verify_rows
 from voiceivr.db.engine import describe_operational_error
 from voiceivr.db.models import AuditEvent
 from voiceivr.errors import VoiceivrError
 
+__all__ = [
+    "GENESIS_HASH", "AuditRecord", "AuditTrail", "Checkpoint", "VerifyReport", "append_in_transaction",
+    "canonical_json", "canonical_time", "compute_hash", "compute_mac", "verify_rows",
+]
+
 log = logging.getLogger(__name__)
 
-GENESIS_HASH = "0" * 64
 # Any fixed 64-bit number: the key of the PostgreSQL advisory lock that serialises appends.
 PG_ADVISORY_LOCK_KEY = 0x766F_6963_6569_7672 & 0x7FFF_FFFF_FFFF_FFFF  # "voiceivr"
+SEAL_KIND = "audit.keyed"
 
 audit_table: sa.Table = AuditEvent.__table__  # type: ignore[assignment]
-
-
-def canonical_json(value: Any) -> str:
-    """One spelling for one value: sorted keys, no spaces, UTF-8 kept, no NaN."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def canonical_time(ts: dt.datetime) -> str:
-    """UTC, microseconds, 'Z': databases hand back naive or aware times; both hash alike."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=dt.UTC)
-    return ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    seq: int
-    created_at: dt.datetime
-    call_id: str | None
-    kind: str
-    actor: str
-    payload: str  # canonical JSON text, byte-exact as stored
-    prev_hash: str
-    hash: str
-
-    def payload_obj(self) -> Any:
-        return json.loads(self.payload)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "created_at": canonical_time(self.created_at),
-            "call_id": self.call_id,
-            "kind": self.kind,
-            "actor": self.actor,
-            "payload": self.payload_obj(),
-            "prev_hash": self.prev_hash,
-            "hash": self.hash,
-        }
-
-
-def compute_hash(
-    seq: int, created_at: dt.datetime, call_id: str | None, kind: str, actor: str, payload: str, prev_hash: str
-) -> str:
-    envelope = canonical_json(
-        {
-            "seq": seq,
-            "created_at": canonical_time(created_at),
-            "call_id": call_id,
-            "kind": kind,
-            "actor": actor,
-            "payload": payload,
-            "prev_hash": prev_hash,
-        }
-    )
-    return hashlib.sha256(envelope.encode("utf-8")).hexdigest()
 
 
 def _row_to_record(row: Any) -> AuditRecord:
@@ -111,21 +80,54 @@ def _row_to_record(row: Any) -> AuditRecord:
         payload=m["payload"],
         prev_hash=m["prev_hash"],
         hash=m["hash"],
+        key_id=m["key_id"],
     )
 
 
 # ---------------------------------------------------------------------------------------------- appending
 
 
-def _lock_and_read_head(conn: Connection) -> tuple[int, str]:
+class HeadNotAuthentic(VoiceivrError):
+    """The newest row's link does not verify: it is never signed into a checkpoint."""
+
+
+def _lock_and_read_head(conn: Connection) -> tuple[int, str, str]:
     if conn.dialect.name == "postgresql":
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": PG_ADVISORY_LOCK_KEY})
     row = conn.execute(
-        sa.select(audit_table.c.seq, audit_table.c.hash).order_by(audit_table.c.seq.desc()).limit(1)
+        sa.select(audit_table.c.seq, audit_table.c.hash, audit_table.c.key_id)
+        .order_by(audit_table.c.seq.desc())
+        .limit(1)
     ).first()
     if row is None:
-        return 0, GENESIS_HASH
-    return int(row.seq), str(row.hash)
+        return 0, GENESIS_HASH, LEGACY_KEY_ID
+    return int(row.seq), str(row.hash), str(row.key_id)
+
+
+def _read_verified_head(engine_ref: weakref.ref[Engine], config: AuditConfig) -> tuple[int, str] | None:
+    """The committed head, for a checkpoint: read back from the database, its link checked first."""
+    engine = engine_ref()
+    if engine is None:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(audit_table).order_by(audit_table.c.seq.desc()).limit(1)).first()
+    if row is None:
+        return None
+    record = _row_to_record(row)
+    key = None if record.legacy else config.keys().get(record.key_id)
+    if (key is None and not record.legacy) or recompute(record, key) != record.hash:
+        raise HeadNotAuthentic(f"the newest audit row (seq {record.seq}) fails its MAC, so it is not signed",
+                               hint="run `voiceivr audit verify` to find the first forged or altered row")
+    return record.seq, record.hash
+
+
+def _binding(engine: Engine) -> Binding:
+    binding = binding_for(engine)
+    if binding.checkpointer is None and binding.config.automatic:
+        # a weak reference: the binding lives as long as the engine, and must not keep it alive
+        ref = weakref.ref(root_engine(engine))
+        binding.ensure_checkpointer(lambda: _read_verified_head(ref, binding.config))
+    return binding
 
 
 def append_in_transaction(
@@ -144,11 +146,13 @@ def append_in_transaction(
     """
     if not kind or len(kind) > 64:
         raise ValueError("audit kind must be 1-64 characters")
-    head_seq, head_hash = _lock_and_read_head(conn)
+    binding = _binding(conn.engine)
+    key = binding.config.keys(create=True).current  # before the lock: a first use may read or make the key file
+    head_seq, head_hash, _ = _lock_and_read_head(conn)
     created_at = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     payload_text = canonical_json(dict(payload))
     seq = head_seq + 1
-    digest = compute_hash(seq, created_at, call_id, kind, actor, payload_text, head_hash)
+    digest = compute_mac(key, seq, created_at, call_id, kind, actor, payload_text, head_hash)
     conn.execute(
         audit_table.insert().values(
             seq=seq,
@@ -159,17 +163,34 @@ def append_in_transaction(
             payload=payload_text,
             prev_hash=head_hash,
             hash=digest,
+            key_id=key.key_id,
         )
     )
-    return AuditRecord(seq, created_at, call_id, kind, actor, payload_text, head_hash, digest)
+    if binding.checkpointer is not None:
+        binding.checkpointer.noted(seq)
+    return AuditRecord(seq, created_at, call_id, kind, actor, payload_text, head_hash, digest, key.key_id)
+
+
+def seal_legacy_rows(engine: Engine) -> AuditRecord | None:
+    """After the upgrade to the keyed chain: if the newest row is a legacy (plain SHA-256) row, append a keyed
+    row whose MAC covers it, so the legacy rows are vouched for before anyone else can append to them."""
+    with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
+        head_seq, head_hash, head_key = _lock_and_read_head(conn)
+        if head_seq == 0 or head_key != LEGACY_KEY_ID:
+            return None
+        return append_in_transaction(conn, SEAL_KIND, {"legacy_rows": head_seq, "legacy_head": head_hash})
 
 
 class AuditTrail:
-    """Appends and reads the trail of one database."""
+    """Appends and reads the trail of one database, with the keys and checkpoints bound to its engine."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._url = engine.url.render_as_string(hide_password=False)
+
+    @property
+    def config(self) -> AuditConfig:
+        return binding_for(self.engine).config
 
     def append(
         self,
@@ -222,99 +243,55 @@ class AuditTrail:
             return Checkpoint(seq=0, hash=GENESIS_HASH)
         return Checkpoint(seq=int(row.seq), hash=str(row.hash))
 
-    def verify(self, checkpoint: Checkpoint | None = None) -> VerifyReport:
-        return verify_rows(self.rows(), checkpoint=checkpoint)
+    # ------------------------------------------------------------------------------------------ checkpoints
 
+    def checkpoint(self, *, also_to: Path | None = None) -> SignedCheckpoint:
+        """Sign the committed head now and write it to the checkpoint file (and ``also_to``)."""
+        config = self.config
+        head = _read_verified_head(weakref.ref(self.engine), config) or (0, GENESIS_HASH)
+        cp = SignedCheckpoint.sign(config.keys(create=True).current, head[0], head[1])
+        sink = config.sink()
+        if sink is not None:
+            sink.write(cp)
+        if also_to is not None:
+            append_line(also_to, cp.line())
+        return cp
 
-# -------------------------------------------------------------------------------------------- checkpoints
+    def flush_checkpoints(self) -> SignedCheckpoint | None:
+        """Checkpoint what this process appended since its last automatic checkpoint (before a clean stop)."""
+        checkpointer = binding_for(self.engine).checkpointer
+        return checkpointer.flush() if checkpointer is not None else None
 
+    def checkpoint_lines(self, path: Path | None = None, *, allow_unsigned: bool = False) -> CheckpointLines:
+        """The checkpoints in ``path`` (default: the configured checkpoint file), signatures checked."""
+        config = self.config
+        path = path or config.checkpoint_file
+        if path is None:
+            return CheckpointLines([], [])
+        return read_checkpoints(path, keyring_public_keys(config.keys()), allow_unsigned=allow_unsigned)
 
-@dataclass(frozen=True)
-class Checkpoint:
-    seq: int
-    hash: str
+    # ----------------------------------------------------------------------------------------- verification
 
-    def to_json(self) -> str:
-        return canonical_json({"seq": self.seq, "hash": self.hash}) + "\n"
-
-    def save(self, path: Path) -> None:
-        path.write_text(self.to_json(), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: Path) -> Checkpoint:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            seq, digest = int(data["seq"]), str(data["hash"])
-        except OSError as exc:
-            raise VoiceivrError(f"{path}: cannot read checkpoint: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError):
-            raise VoiceivrError(
-                f"{path}: not a checkpoint file",
-                hint='expected {"seq": N, "hash": "..."} as written by `voiceivr audit checkpoint -o FILE`',
-            ) from None
-        if seq < 0 or len(digest) != 64:
-            raise VoiceivrError(f"{path}: checkpoint has an impossible sequence number or hash")
-        return cls(seq=seq, hash=digest)
-
-
-# ------------------------------------------------------------------------------------------- verification
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    ok: bool
-    rows: int
-    head: Checkpoint
-    first_bad_seq: int | None = None
-    reason: str = ""
-
-    def summary(self) -> str:
-        if self.ok:
-            return f"audit trail intact: {self.rows} rows, head seq {self.head.seq} hash {self.head.hash}"
-        return f"audit trail BROKEN at seq {self.first_bad_seq}: {self.reason}"
-
-
-def verify_rows(rows: Iterable[AuditRecord], checkpoint: Checkpoint | None = None) -> VerifyReport:
-    """Walk the chain from the first row; stop at the first row that does not fit.
-
-    Sequence numbers must run 1, 2, 3, ... without gaps; each row's ``prev_hash`` must equal the hash of the
-    row before; each row's hash must equal the hash of its own fields. With a checkpoint, the row at the
-    checkpoint's sequence number must exist and carry the checkpoint's hash.
-    """
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
-    checkpoint_seen = checkpoint is None or checkpoint.seq == 0
-
-    def broken(seq: int, reason: str) -> VerifyReport:
-        return VerifyReport(False, count, Checkpoint(expected_seq - 1, prev_hash), seq, reason)
-
-    for r in rows:
-        if r.seq != expected_seq:
-            if r.seq > expected_seq:
-                return broken(expected_seq, f"row {expected_seq} is missing (next row found is {r.seq})")
-            return broken(r.seq, f"row {r.seq} appears again or out of order after row {expected_seq - 1}")
-        if r.prev_hash != prev_hash:
-            return broken(r.seq, "its prev_hash does not match the hash of the row before")
-        try:
-            recomputed = compute_hash(r.seq, r.created_at, r.call_id, r.kind, r.actor, r.payload, r.prev_hash)
-        except (TypeError, ValueError, AttributeError) as exc:
-            return broken(r.seq, f"its fields cannot be encoded ({exc})")
-        if recomputed != r.hash:
-            return broken(r.seq, "its contents do not match its hash (the row was altered)")
-        if checkpoint is not None and r.seq == checkpoint.seq:
-            if r.hash != checkpoint.hash:
-                return broken(r.seq, "its hash differs from the checkpoint: the trail was rewritten")
-            checkpoint_seen = True
-        prev_hash = r.hash
-        expected_seq += 1
-        count += 1
-
-    if not checkpoint_seen:
-        assert checkpoint is not None
-        return broken(
-            expected_seq,
-            f"the trail ends at seq {expected_seq - 1} but the checkpoint names seq {checkpoint.seq}: "
-            "rows were removed from the tail",
-        )
-    return VerifyReport(True, count, Checkpoint(expected_seq - 1, prev_hash))
+    def verify(
+        self,
+        checkpoint: Checkpoint | Sequence[Checkpoint] | None = None,
+        *,
+        checkpoint_files: Sequence[Path] = (),
+        use_checkpoint_file: bool = True,
+    ) -> VerifyReport:
+        """Walk the whole trail with this engine's keys, and hold it against the configured checkpoint file,
+        ``checkpoint_files`` (which may also hold unsigned heads an operator kept) and ``checkpoint``."""
+        keyring = self.config.keys()  # verifying without the key is an error naming the setting
+        anchors: list[Checkpoint] = [checkpoint] if isinstance(checkpoint, Checkpoint) else list(checkpoint or ())
+        problems: list[str] = []
+        notes: list[str] = []
+        sink_path = self.config.checkpoint_file if use_checkpoint_file else None
+        for path, unsigned_ok in [*([(sink_path, False)] if sink_path else []),
+                                  *((p, True) for p in checkpoint_files)]:
+            lines = self.checkpoint_lines(path, allow_unsigned=unsigned_ok)
+            anchors += lines.anchors
+            problems += lines.problems
+            if path == sink_path and not lines.anchors and not lines.problems:
+                notes.append(f"no checkpoints in {path} yet: a cut tail would go unnoticed")
+        report = verify_rows(self.rows(), keyring, anchors, problems)
+        return dataclasses.replace(report, notes=tuple(notes)) if notes else report

@@ -55,11 +55,13 @@ class SessionHandler:
     def __init__(self, settings: Settings, runtime: CallRuntime | None = None) -> None:
         self.settings = settings
         if runtime is None:
+            from voiceivr.audit.config import bind
             from voiceivr.db.engine import engine_from_settings
             from voiceivr.db.migrate import require_current
 
             db = engine_from_settings(settings)
             require_current(db)
+            bind(db, settings)  # this node's audit keys, and its automatic checkpoints
             workers = max(1, settings.speech.stt_workers)
             runtime = CallRuntime.build(settings, db=db, stt_workers=workers)
         self.runtime = runtime
@@ -113,6 +115,10 @@ class SessionHandler:
         for call in calls:
             call.join(timeout=5)
         self.runtime.close()
+        if self.runtime.db is not None:
+            from voiceivr.audit.chain import AuditTrail
+
+            AuditTrail(self.runtime.db).flush_checkpoints()  # a clean stop leaves no unsigned tail
 
 
 def handler_factory(settings: Settings) -> Any:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from voiceivr.app import AppContext, pass_app
 from voiceivr.db import migrate
 from voiceivr.db.engine import check_connection, redacted
 from voiceivr.db.roles import create_app_role, refresh_grants_if_role_exists
+
+if TYPE_CHECKING:
+    from voiceivr.audit.records import AuditRecord
 
 
 @click.group()
@@ -25,6 +33,13 @@ def upgrade(app: AppContext, revision: str) -> None:
     before = migrate.current_revision(engine)
     migrate.upgrade(engine, revision)
     after = migrate.current_revision(engine)
+    made = _make_audit_key(engine)
+    if made is not None:
+        click.echo(f"generated the audit key {made} (one node; nodes sharing the database need the same key)")
+    sealed = _seal_legacy_audit_rows(engine)
+    if sealed is not None:
+        click.echo(f"audit trail: {sealed.seq - 1} legacy SHA-256 rows sealed by keyed row {sealed.seq} "
+                   f"(key {sealed.key_id})")
     if refresh_grants_if_role_exists(engine, app.settings.audit.app_role):
         click.echo(f"grants refreshed for role {app.settings.audit.app_role}")
     url = redacted(app.settings.database_url())
@@ -32,6 +47,28 @@ def upgrade(app: AppContext, revision: str) -> None:
         click.echo(f"{url}: already at {after}")
     else:
         click.echo(f"{url}: {before or 'empty'} -> {after}")
+
+
+def _make_audit_key(engine: Engine) -> Path | None:
+    """An unconfigured single node gets its audit key now rather than at its first append, so `audit verify`
+    works from the start and no worker races to make it."""
+    from voiceivr.audit.config import binding_for
+
+    config = binding_for(engine).config
+    if not config.generate_key or config.key_file is None or config.key_file.exists():
+        return None
+    config.keys(create=True)
+    return config.key_file
+
+
+def _seal_legacy_audit_rows(engine: Engine) -> AuditRecord | None:
+    """Right after the keyed chain arrives (0005), vouch for the rows written before it: a keyed row whose MAC
+    covers the last legacy link, before anyone else can append a legacy row that would then be vouched for."""
+    if "key_id" not in {c["name"] for c in sa.inspect(engine).get_columns("audit_events")}:
+        return None  # upgraded to a revision before 0005
+    from voiceivr.audit.chain import seal_legacy_rows
+
+    return seal_legacy_rows(engine)
 
 
 @db.command()

@@ -105,7 +105,7 @@ class Turn(Base):
 
 
 class AuditEvent(Base):
-    """One row of the hash-chained, append-only audit trail (see ``voiceivr.audit.chain``).
+    """One row of the keyed, hash-chained, append-only audit trail (see ``voiceivr.audit.chain``).
 
     The database refuses UPDATE, DELETE and TRUNCATE here (triggers); on PostgreSQL the application role
     may only INSERT and SELECT. ``payload`` is canonical JSON text, kept byte-exact so the hash can be
@@ -123,6 +123,9 @@ class AuditEvent(Base):
     payload: Mapped[str] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Which key made ``hash`` (an HMAC since revision 0005); "" only on legacy SHA-256 rows from before it, and
+    # the database refuses new rows without one.
+    key_id: Mapped[str] = mapped_column(String(16), server_default="")
 
 
 class PendingConfirmation(Base):

@@ -49,6 +49,7 @@ from voiceivr.actions import bank
 from voiceivr.actions.registry import ActionRegistry, builtin_registry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditRecord, AuditTrail
+from voiceivr.audit.config import bind, release, scratch_config
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate, binding_for
 from voiceivr.call.driver import drive
 from voiceivr.call.handler import CallInfo, MediaAddress
@@ -153,8 +154,12 @@ class World:
 
 
 @contextmanager
-def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2)) -> Iterator[World]:
+def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *, own_key: bool = True,
+          checkpoint_every_rows: int = 100) -> Iterator[World]:
+    """``own_key``: a scratch database keys its trail with a key of its own; a database someone will inspect
+    uses this process's audit key. Checkpoints go to ``var_dir``, never to the configured checkpoint file."""
     engine = make_engine(database_url)
+    bind(engine, scratch_config(var_dir, own_key=own_key, every_rows=checkpoint_every_rows))
     migrate.upgrade(engine)
     bank.seed(engine)
     registry = builtin_registry()
@@ -176,6 +181,7 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2)) ->
         try:
             yield World(engine, fake, sender, services, clock, registry, plan, router, tuple(tiers))
         finally:
+            release(engine)
             engine.dispose()
 
 
@@ -232,9 +238,13 @@ class Scenario:
     expect_audit: tuple[str, ...] = ()  # "kind", "kind:reason" (reason/reasons/status), "!kind" (absent)
     expect_sms: int | None = None
     at_rest: Callable[[Ctx], dict[str, str]] | None = None  # after the call: secrets (name -> digits) to look for
+    # not a call: an attack on the audit trail in a scratch bank of its own (voiceivr.policy.abuse_trail)
+    trail_attack: Callable[[World, Scenario], ScenarioResult] | None = None
 
     @property
     def via(self) -> str:
+        if self.trail_attack is not None:
+            return "db"
         return "gate" if self.gate_script is not None else "call"
 
 
@@ -536,7 +546,9 @@ def catalogue() -> list[Scenario]:
                             Keys(c.totp(ALICE), expect="code"), *_done()],
                  expect_high=1, expect_actions=(_transfer(5000, "savings"),)),
     ]
-    return attacks + legit
+    from voiceivr.policy.abuse_trail import scenarios as trail_scenarios
+
+    return attacks + trail_scenarios() + legit
 
 
 # --------------------------------------------------------------------------------------------- one call
@@ -627,6 +639,8 @@ def _is_refusal(r: AuditRecord) -> bool:
 
 
 def run_scenario(w: World, sc: Scenario) -> ScenarioResult:
+    if sc.trail_attack is not None:
+        return sc.trail_attack(w, sc)
     w.reset()
     ctx = Ctx(w)
     sms_before = len(w.fake.messages)
@@ -763,7 +777,7 @@ def simulate(database_url: str | None = None, only: list[str] | None = None,
     scenarios = [s for s in catalogue() if not only or s.name in only]
     with tempfile.TemporaryDirectory(prefix="voiceivr-abuse-") as tmp:
         url = database_url or f"sqlite:///{tmp}/abuse.sqlite3"
-        with world(url, Path(tmp), tiers) as w:
+        with world(url, Path(tmp), tiers, own_key=database_url is None) as w:
             results = [run_scenario(w, sc) for sc in scenarios]
             audit_ok = AuditTrail(w.engine).verify().ok
     shown = "scratch SQLite (removed)" if database_url is None else database_url.split("@")[-1]
