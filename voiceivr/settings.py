@@ -350,6 +350,25 @@ class CallSettings:
     idle_goodbye: str = setting(
         "It seems you have stepped away. Please call again any time. Goodbye.", "Said before an idle hang-up."
     )
+    no_progress_hangup_s: float = setting(
+        180.0,
+        "A call whose conversation has not moved on for this long says no_progress_goodbye and ends, whatever "
+        "keys or words keep arriving: input counts as progress only when the answer to it says something this call "
+        "has not said before (a repeat, a reprompt or a menu heard before does not). 0 = no limit.",
+    )
+    no_progress_goodbye: str = setting(
+        "We don't seem to be getting anywhere. Please call again any time. Goodbye.",
+        "Said before a no-progress hang-up.",
+    )
+    max_duration_s: float = setting(
+        1800.0,
+        "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
+        "0 = no limit. Behind Kamailio a call still up a minute later is torn down there with BYEs.",
+    )
+    max_duration_goodbye: str = setting(
+        "This call has reached its time limit. Please call again if you need more help. Goodbye.",
+        "Said before a max-duration hang-up.",
+    )
 
 
 @dataclass
