@@ -33,6 +33,7 @@ from typing import IO, Any
 from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import Settings
 from voiceivr.telephony import kamailio
+from voiceivr.telephony.admission import check_settings as check_admission
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -103,6 +104,9 @@ class Supervisor:
                 "sip.tls_port is set, but TLS is terminated by a worker and every worker would need that port",
                 hint="run one worker with TLS (sip.kamailio = no); Kamailio in front takes UDP/TCP only",
             )
+        # Bad admission settings are one line now, not a worker dying at start or a Kamailio file refused later.
+        check_admission(settings.sip)
+        kamailio.check_auth(settings.sip)
         if settings.sip.auth_user and not self.kamailio_bin:
             raise ConfigError(
                 "sip.auth_user is set, but digest authentication of INVITEs is done by Kamailio, which will not run "
