@@ -173,6 +173,7 @@ def test_max_duration_cuts_the_prompt_says_goodbye_and_hangs_up() -> None:
     # caller's speech over it answered nothing (the brain's last input is the hang-up, at 30 s).
     cut = [e for e in session.timeline if isinstance(e, ev.PromptCut)]
     assert cut and cut[-1].t == pytest.approx(30.0, abs=0.03)
+    assert 0 < cut[-1].words_heard < cut[-1].words_total and cut[-1].heard_text.startswith("answer")
     started = [e for e in session.timeline if isinstance(e, ev.PromptStarted)]
     assert started[-1].kind == "Disclosure" and started[-1].text == goodbye
     last = [e for e in brain.seen if not isinstance(e, b.PromptFinished)][-1]

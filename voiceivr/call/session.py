@@ -578,9 +578,10 @@ class CallSession:
             self.media.clear()
             mark, _ = self.media.played_position()
             played = mark.end_sample if mark is not None and mark.prompt_id == pb.prompt.prompt_id else 0
+            heard = [w for w in pb.words if w.end_sample <= played]
             self._emit(ev.PromptCut(self._now, prompt_id=pb.prompt.prompt_id, played_ms=int(played * 1000 / self.rate),
-                                    total_ms=int(pb.produced * 1000 / self.rate), words_heard=0,
-                                    words_total=len(pb.words), heard_text=""))
+                                    total_ms=int(pb.produced * 1000 / self.rate), words_heard=len(heard),
+                                    words_total=len(pb.words), heard_text=" ".join(w.word for w in heard)))
             self._playing = None
         for p in self._queued_prompts:
             self._emit(ev.Note(self._now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id}))
