@@ -204,13 +204,17 @@ def test_digest_authentication_without_kamailio_is_a_clear_error(tmp_path: Path)
 @NEEDS_KAMAILIO
 def test_kamailio_ends_a_call_its_worker_let_run_past_max_duration(tmp_path: Path) -> None:
     # The test handler never hangs up by itself (the call session's own limit is not there to say goodbye): a
-    # minute after call.max_duration_s Kamailio's dialog timeout sends a BYE to both sides.
-    with siptools.serve(tmp_path, workers=1, kamailio="yes", VOICEIVR_CALL_MAX_DURATION_S="1") as ivr:
+    # minute after call.max_duration_s Kamailio's dialog timeout sends the caller a BYE. Kamailio 5.6 sends the
+    # worker one too unless the caller's answer came back first (on loopback it often has: "terminating
+    # non-confirmed dialogs not supported"); then the worker ends its side when the caller's RTP stops.
+    with siptools.serve(tmp_path, workers=1, kamailio="yes", VOICEIVR_CALL_MAX_DURATION_S="1",
+                        VOICEIVR_SIP_RTP_TIMEOUT_S="5") as ivr:
         spec = {"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": [["wait_end", 90]], "timeout": 100}
         started = time.monotonic()
         (report,) = [r for r in siptools.peer(spec, ivr.env, timeout=120) if r.get("event") == "ended"]
         lasted = time.monotonic() - started
         assert report["answered"] and report["by"] == "far end", report
         assert 60 <= lasted <= 70, lasted
-        (worker_call,) = ivr.call_logs(1)
-        assert any(kind == "remote_hangup" for _, kind, _ in worker_call["events"]), worker_call  # the worker too
+        assert len(ivr.call_logs(1, timeout=15.0)) == 1, ivr.log()[-3000:]  # and the worker's side is over too
+        ended = re.findall(r"call ended by=(\w+) .*? reason=(.*?) status=", ivr.log())
+        assert ended and (ended[0][0] == "caller" or ended[0][1] == "rtp timeout"), ended  # not at shutdown

@@ -390,7 +390,7 @@ class CallSettings:
     max_duration_s: float = setting(
         1800.0,
         "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
-        "0 = no limit. Behind Kamailio a call still up a minute later is torn down there with BYEs.",
+        "0 = no limit. Behind Kamailio a call still up a minute later is ended there (a BYE to the caller).",
     )
     max_duration_goodbye: str = setting(
         "This call has reached its time limit. Please call again if you need more help. Goodbye.",
