@@ -175,6 +175,9 @@ class BankServer:
             "VOICEIVR_PATHS_VAR_DIR": str(self.tmp / "var"),
             "VOICEIVR_CONFIG": str(self.tmp / "none.toml"),
             "VOICEIVR_SIP_KAMAILIO": "yes" if kamailio else "no",
+            # every bench call comes from 127.0.0.1 (bench_load: 24 at once): no per-source limits
+            "VOICEIVR_SIP_SOURCE_MAX_CALLS": "0",
+            "VOICEIVR_SIP_SOURCE_MAX_INVITES": "0",
             "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": "AC00000000000000000000000000000000",
             "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": "fake-auth-token",
             "VOICEIVR_POLICY_TWILIO_BASE_URL": f"http://127.0.0.1:{self.sms_port}",

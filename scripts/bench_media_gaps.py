@@ -163,6 +163,8 @@ def run_scenario(name: str, seconds: float) -> dict[str, Any]:
         "VOICEIVR_SIP_HANDLER": "bench_media_gaps:HogHandler",
         "VOICEIVR_SIP_KAMAILIO": "no",
         "VOICEIVR_SIP_NAMESERVERS": "127.0.0.1",
+        "VOICEIVR_SIP_SOURCE_MAX_CALLS": "0",  # every bench call comes from 127.0.0.1
+        "VOICEIVR_SIP_SOURCE_MAX_INVITES": "0",
         "VOICEIVR_PATHS_VAR_DIR": str(tmp / "var"),
         "VOICEIVR_CONFIG": str(tmp / "none.toml"),
         "BENCH_HOG": kind, "BENCH_SLICE_MS": str(slice_ms), "BENCH_SECONDS": str(seconds),

@@ -3,13 +3,15 @@
     python tests/sip_multicall.py URI COUNT SECONDS [DTMF] [ROUNDS]
 
 Each call waits for the greeting, keys DTMF (if given), stays up SECONDS, then hangs up. With ROUNDS > 1
-the batch is repeated in the same process (pjsua2 reuses its call slots on both sides). Prints one JSON
+the batch is repeated in the same process (pjsua2 reuses its call slots on both sides). $VIVR_MULTICALL_HOST
+binds it to another loopback address (127.0.0.2...), so its calls come from another source. Prints one JSON
 object per line: the CallerReport of each call plus how many frames it heard and who hung up.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -22,7 +24,8 @@ def main() -> None:
     uri, count, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     dtmf = sys.argv[4] if len(sys.argv) > 4 else ""
     rounds = int(sys.argv[5]) if len(sys.argv) > 5 else 1
-    edge = SipEdge(EdgeConfig(sip=SipSettings(), host="127.0.0.1", port=0, max_calls=count, name="multi"), None)
+    host = os.environ.get("VIVR_MULTICALL_HOST", "127.0.0.1")  # another loopback address: another source
+    edge = SipEdge(EdgeConfig(sip=SipSettings(), host=host, port=0, max_calls=count, name="multi"), None)
     edge.start()
     try:
         for _ in range(rounds):

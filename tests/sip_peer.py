@@ -6,7 +6,8 @@
 
 Prints ``{"event": "answered", ...tags...}`` as soon as the call is up (so a test can build a Replaces
 header from it), then the final report as one JSON line. Steps: wait_prompt S, dtmf DIGITS METHOD, sleep S,
-reinvite, hangup, wait_end S (wait for the far end to hang up).
+reinvite, hangup, wait_end S (wait for the far end to hang up). Optional: "host" (bind address, e.g. 127.0.0.2),
+"auth" ([user, password] for a digest challenge).
 """
 
 from __future__ import annotations
@@ -72,8 +73,10 @@ def main() -> None:
     spec = json.loads(sys.argv[1])
     sip = dataclasses.replace(SipSettings(), srtp=spec.get("srtp", "off"),
                               srtp_require_tls=spec.get("srtp_require_tls", True))
-    edge = SipEdge(EdgeConfig(sip=sip, host="127.0.0.1", port=0, max_calls=2, name="peer",
-                              accept_refer=spec.get("accept_refer", False), tls_client=spec.get("tls", False)), None)
+    auth = spec.get("auth")  # [user, password]: answer a digest challenge (Kamailio with sip.auth_user)
+    edge = SipEdge(EdgeConfig(sip=sip, host=spec.get("host", "127.0.0.1"), port=0, max_calls=2, name="peer",
+                              accept_refer=spec.get("accept_refer", False), tls_client=spec.get("tls", False),
+                              credentials=(auth[0], auth[1]) if auth else None), None)
     edge.start()
     report = CallerReport(uri=spec["uri"])
     peer = Peer(spec.get("steps", []), report)

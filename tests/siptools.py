@@ -42,6 +42,10 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
         "VOICEIVR_CONFIG": str(tmp / "none.toml"),
         # Names in test messages (example.com...) must never reach a real resolver.
         "VOICEIVR_SIP_NAMESERVERS": "127.0.0.1",
+        # Every test caller dials from 127.0.0.1, many calls at once and many in a row: the per-source limits
+        # (tested in test_sip_admission.py) would refuse them.
+        "VOICEIVR_SIP_SOURCE_MAX_CALLS": "0",
+        "VOICEIVR_SIP_SOURCE_MAX_INVITES": "0",
     })
     (tmp / "none.toml").write_text("")
     env.update(extra)

@@ -45,6 +45,20 @@ ENGINE_SECONDS = Counter(
     registry=REGISTRY,
 )
 RESOLVED_TASKS = Counter("voiceivr_resolved_tasks_total", "Caller tasks completed.", registry=REGISTRY)
+CALLS_ENDED_BY_LIMIT = Counter(
+    "voiceivr_calls_ended_by_limit_total",
+    "Calls we ended because a limit ran out: idle (caller silence), no_progress, max_duration.",
+    ["limit"],
+    registry=REGISTRY,
+)
+SIP_REFUSED = Counter(
+    "voiceivr_sip_refused_total",
+    "New calls refused at admission, by reason: forbidden_source (403), auth_failed (407 after wrong credentials), "
+    "source_calls (486, too many calls from one source), source_rate (503, too many INVITEs from one source), "
+    "no_capacity (503, every worker full), flood (dropped by Kamailio's pike).",
+    ["reason"],
+    registry=REGISTRY,
+)
 
 
 def observe_stage(stage: str, ms: float, breached: bool) -> None:
@@ -63,6 +77,8 @@ def observe_call(summary: dict[str, Any], barge_in_decisions_s: list[float]) -> 
     for engine, seconds in summary.get("engine_seconds", {}).items():
         ENGINE_SECONDS.labels(engine).inc(seconds)
     RESOLVED_TASKS.inc(int(summary.get("resolved_tasks", 0)))
+    if summary.get("ended_by_limit"):
+        CALLS_ENDED_BY_LIMIT.labels(summary["ended_by_limit"]).inc()
 
 
 def serve(port: int, host: str = "127.0.0.1") -> int:

@@ -318,7 +318,10 @@ class SipSettings:
         "CallHandler that runs each call (voiceivr/call/handler.py).",
     )
     trusted_proxies: list[str] = setting(
-        [], "IPs or networks (comma-separated) whose P-Asserted-Identity is believed; empty trusts nobody."
+        [],
+        "IPs or networks (comma-separated) of the trunk or PBX in front of us: their P-Asserted-Identity is "
+        "believed, and they are always allowed and exempt from digest authentication and the per-source limits "
+        "(sip.source_max_calls, sip.source_max_invites). Empty trusts nobody.",
     )
     codecs: list[str] = setting(
         ["PCMU/8000/1", "PCMA/8000/1", "G722/16000/1"],
@@ -377,6 +380,30 @@ class SipSettings:
         500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit.",
         min=0, max=1_000_000,
     )
+    allowed_sources: list[str] = setting(
+        [],
+        "IPs or networks (CIDR, comma-separated) that may place calls; an INVITE from anywhere else gets 403 "
+        "Forbidden (at Kamailio, or at the worker without it). Empty: anyone. sip.trusted_proxies are always allowed.",
+    )
+    auth_user: str = setting(
+        "",
+        "Digest user name every INVITE must present at Kamailio (407 challenge, realm sip.auth_realm); empty: no "
+        "digest authentication. sip.trusted_proxies are exempt. Needs Kamailio (sip.kamailio = auto or yes).",
+    )
+    auth_password: str = setting("", "Digest password for sip.auth_user (Kamailio keeps only its MD5 HA1).",
+                                 secret=True)
+    auth_realm: str = setting("voiceivr", "Digest realm of the INVITE challenge (letters, digits, . - _).")
+    source_max_calls: int = setting(
+        4,
+        "Calls one source IP may have up at once, across all workers; one more gets 486 Busy Here. 0 = no limit. "
+        "sip.trusted_proxies are exempt (a trunk carries every caller from one address).",
+    )
+    source_max_invites: int = setting(
+        20,
+        "New INVITEs one source IP may send per sip.source_invite_window_s; beyond it 503 Service Unavailable with "
+        "Retry-After (the rest of the window). 0 = no limit. sip.trusted_proxies are exempt.",
+    )
+    source_invite_window_s: int = setting(60, "The window of sip.source_max_invites, seconds.")
     kamailio: str = setting(
         "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker).",
         choices=("auto", "yes", "no"),
@@ -478,6 +505,25 @@ class CallSettings:
     )
     idle_goodbye: str = setting(
         "It seems you have stepped away. Please call again any time. Goodbye.", "Said before an idle hang-up."
+    )
+    no_progress_hangup_s: float = setting(
+        180.0,
+        "A call whose conversation has not moved on for this long says no_progress_goodbye and ends, whatever "
+        "keys or words keep arriving: input counts as progress only when the answer to it says something this call "
+        "has not said before (a repeat, a reprompt or a menu heard before does not). 0 = no limit.",
+    )
+    no_progress_goodbye: str = setting(
+        "We don't seem to be getting anywhere. Please call again any time. Goodbye.",
+        "Said before a no-progress hang-up.",
+    )
+    max_duration_s: float = setting(
+        1800.0,
+        "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
+        "0 = no limit. Behind Kamailio a call still up a minute later is ended there (a BYE to the caller).",
+    )
+    max_duration_goodbye: str = setting(
+        "This call has reached its time limit. Please call again if you need more help. Goodbye.",
+        "Said before a max-duration hang-up.",
     )
 
 

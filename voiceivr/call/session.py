@@ -45,6 +45,7 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
+from voiceivr.call.limits import IDLE_REASON, LIMIT_OF_REASON, CallLimits, LimitEnd
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
 from voiceivr.call.secrecy import hides
 from voiceivr.errors import VoiceivrError
@@ -173,8 +174,10 @@ class CallSession:
             raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
         self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
+        self.limits = CallLimits(self.s)
         self.ended = False
         self.outcome = ""
+        self.end_reason = ""
         self.started = False
 
     # ------------------------------------------------------------------------------------------ inputs
@@ -242,6 +245,10 @@ class CallSession:
             self._on_digit(event.digit, event.method)
         elif isinstance(event, ev.Hangup):
             self._emit(ev.Hangup(self._now, by=event.by, reason=event.reason))
+            end = self.limits.fired
+            if end is not None:  # during the goodbye of a limit: the brain already knows the call is over
+                self._finish(end.outcome, end.reason, hang_up=False)
+                return
             self._brain_call(b.HungUp(self._now))
             self._finish(outcome=self.brain.outcome() or "caller_hangup", reason=f"hangup by {event.by}")
         elif isinstance(event, ev.MediaMoved):
@@ -317,6 +324,8 @@ class CallSession:
             self._emit(ev.EchoSuppressed(self._now, prompt_id=playing.prompt_id))
             self._turn = _Turn(onset, decided_at, None, ignored="echo of our prompt")
             return
+        if self.limits.fired is not None:
+            return  # saying goodbye: nothing the caller says now is an answer
         self._last_activity = self._now
         self._no_input_deadline = None
         if self._sleeping:
@@ -483,6 +492,9 @@ class CallSession:
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "terminator after a full entry"}))
             return
         self._swallow_terminator_until = -1.0  # any other key ends the entry's grace period
+        if self.limits.fired is not None:
+            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "call ending"}))
+            return
         self._last_activity = self._now
         self._sleeping = False
         playing = self._playing.prompt if self._playing else None
@@ -534,6 +546,14 @@ class CallSession:
 
     def _timers(self) -> None:
         now = self._now
+        end = self.limits.due(now)
+        if end is not None:
+            self._end_by_limit(end)
+            return
+        if self.limits.fired is not None:
+            if self.limits.overdue(now):
+                self._finish(self.limits.fired.outcome, self.limits.fired.reason)
+            return
         spec = self._listen.digits
         if self._digits and now - self._last_digit_at >= spec.inter_digit_timeout_s:
             self._digits_done(self._digits, "timeout")
@@ -545,7 +565,7 @@ class CallSession:
             self._last_activity = now  # say goodbye once
             self._queue_prompt(ev.Reply(now, prompt_id=self._new_prompt_id(), text=self.s.idle_goodbye,
                                         node="idle", cacheable=True))
-            self._after_playback.append(b.EndCall("caller idle", outcome="abandoned"))
+            self._after_playback.append(b.EndCall(IDLE_REASON, outcome="abandoned"))
             return
         if not busy and not self._sleeping and idle >= self.s.idle_sleep_s:
             self._sleeping = True
@@ -562,6 +582,37 @@ class CallSession:
             self._no_input_count += 1
             self._emit(ev.NoInput(now, count=self._no_input_count))
             self._handle_outputs(self._brain_call(b.NoInputTimeout(self._no_input_count, now)))
+
+    def _end_by_limit(self, end: LimitEnd) -> None:
+        """A limit ran out (voiceivr/call/limits.py): stop listening and talking, void what the brain had
+        pending, and say an uninterruptible goodbye, after which the call hangs up."""
+        self._emit(ev.Note(self._now, kind=f"limit.{end.kind}",
+                           detail={"after_s": round(self._now, 1),
+                                   "since_progress_s": round(self._now - self.limits.last_progress, 1)}))
+        if self._turn is not None and self._turn.stt is not None:
+            self._turn.stt.cancel()
+        self._turn = None
+        self._digits = ""
+        self._no_input_deadline = None
+        pb = self._playing
+        if pb is not None:
+            if pb.stream is not None:
+                pb.stream.cancel()
+            self.media.clear()
+            mark, _ = self.media.played_position()
+            played = mark.end_sample if mark is not None and mark.prompt_id == pb.prompt.prompt_id else 0
+            heard = [w for w in pb.words if w.end_sample <= played]
+            self._emit(ev.PromptCut(self._now, prompt_id=pb.prompt.prompt_id, played_ms=int(played * 1000 / self.rate),
+                                    total_ms=int(pb.produced * 1000 / self.rate), words_heard=len(heard),
+                                    words_total=len(pb.words), heard_text=" ".join(w.word for w in heard)))
+            self._playing = None
+        for p in self._queued_prompts:
+            self._emit(ev.Note(self._now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id}))
+        self._queued_prompts.clear()
+        self._after_playback = [b.EndCall(end.reason, outcome=end.outcome)]
+        self._brain_call(b.HungUp(self._now))  # pending requests are void; what it answers is not said
+        self._queue_prompt(ev.Disclosure(self._now, prompt_id=self._new_prompt_id(), text=end.goodbye, node="limit",
+                                         cacheable=True))
 
     # ---------------------------------------------------------------------------------------- playback
 
@@ -771,6 +822,7 @@ class CallSession:
                 if not said:
                     self._response_wall = time.perf_counter()
                 said = True
+                self.limits.said(prompt.text, self._now)
                 self._queue_prompt(prompt)
             elif isinstance(out, b.Listen):
                 # Applies at once (a caller who barges in answers this question); the no-input timer
@@ -812,6 +864,7 @@ class CallSession:
         self.media.clear()
         self.ended = True
         self.outcome = outcome
+        self.end_reason = reason
         self._emit(ev.CallEnded(self._now, outcome=outcome, reason=reason))
         if hang_up and self.control is not None:
             self.control.hangup(reason)
@@ -825,6 +878,7 @@ class CallSession:
         return {
             "call_id": self.call_id,
             "outcome": self.outcome,
+            "ended_by_limit": LIMIT_OF_REASON.get(self.end_reason, ""),
             "resolved_tasks": self.brain.resolved_tasks(),
             "latency": self.latency.table(),
             "latency_samples": {k: [round(x, 2) for x in v] for k, v in self.latency.samples.items()},

@@ -43,6 +43,7 @@ from voiceivr.call.handler import CallEvents, CallHandler, CallInfo, MediaAddres
 from voiceivr.call.media import MediaChannel
 from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import SipSettings
+from voiceivr.telephony.admission import Admission
 from voiceivr.telephony.bridge import MediaBridge
 from voiceivr.telephony.recording import CallRecording, RecordingWriter
 from voiceivr.telephony.sipmsg import (
@@ -81,6 +82,7 @@ class EdgeConfig:
     front_proxy: str = ""  # IP of our own Kamailio: its X-Voiceivr-Source header names the real sender
     accept_refer: bool = False  # follow a REFER from the far end (the test caller, like a phone); never a server
     tls_client: bool = False  # a TLS transport for outgoing sips:/transport=tls calls (the test caller)
+    credentials: tuple[str, str] | None = None  # digest user, password for calls we place (the test caller)
     register: bool = True  # REGISTER to sip.register_uri if set (behind Kamailio only worker 0 does)
     contact: str = ""  # Contact to register (behind Kamailio: the dispatcher's public address)
     recordings_dir: Path | None = None
@@ -247,6 +249,8 @@ class SipEdge:
         self.rate = config.sip.media_rate
         self._handler = handler
         self._trusted = parse_networks(config.sip.trusted_proxies)
+        # Behind our Kamailio the per-source limits are counted there, across all workers (admission.py).
+        self._admission = Admission(config.sip, count_limits=not config.front_proxy)
         self._commands: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
             queue.SimpleQueue()
         )
@@ -487,6 +491,9 @@ class SipEdge:
             self.registered = False
         else:
             acfg.regConfig.registerOnAdd = False
+        if self.config.credentials:
+            user, password = self.config.credentials
+            acfg.sipConfig.authCreds.append(pj.AuthCredInfo("digest", "*", user, 0, password))
         mcfg = acfg.mediaConfig
         if self.config.rtp_port_min:
             mcfg.transportConfig.port = self.config.rtp_port_min
@@ -550,10 +557,18 @@ class SipEdge:
             # RFC 3261 21.4.7 / RFC 4475 3.3.15: our answer is SDP, which this caller says it cannot take.
             self._reject(call, 406, "Not Acceptable", ("Accept", "application/sdp"))
             return
+        real_source = self._real_source(source, msg)
+        refusal = self._admission.check(real_source, self._inbound_calls_from)
+        if refusal is not None:
+            log.info("call refused", extra={"status": refusal.status, "why": refusal.reason, "source": real_source})
+            self._reject(call, refusal.status, refusal.phrase, refusal.header())
+            return
         full = len(self._slots) >= self.config.max_calls
         if self._stopping or full or self._handler is None:
             self.rejected_busy += 1
             log.info("call refused: no capacity", extra={"active": len(self._slots), "source": source})
+            if not self.config.front_proxy:  # behind Kamailio a full worker is not a refusal: the next one is tried
+                self._admission.refuse_full()
             self._reject(call, 503, "Service Unavailable", ("Retry-After", str(self.sip.retry_after_s)))
             return
         key = str(uuid.uuid4())
@@ -581,6 +596,10 @@ class SipEdge:
             hdr.hName, hdr.hValue = header
             op.txOption.headers.append(hdr)
         call.answer(op)
+
+    def _inbound_calls_from(self, host: str) -> int:
+        return sum(1 for slot in self._slots.values()
+                   if slot.direction == "inbound" and host_of(slot.info.source_address) == host)
 
     def _info_from_invite(self, key: str, msg: SipMessage, source: str) -> CallInfo:
         source = self._real_source(source, msg)

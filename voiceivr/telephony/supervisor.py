@@ -30,9 +30,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from voiceivr.errors import VoiceivrError
+from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import Settings
 from voiceivr.telephony import kamailio
+from voiceivr.telephony.admission import check_settings as check_admission
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"
@@ -103,6 +104,16 @@ class Supervisor:
                 "sip.tls_port is set, but TLS is terminated by a worker and every worker would need that port",
                 hint="run one worker with TLS (sip.kamailio = no); Kamailio in front takes UDP/TCP only",
             )
+        # Bad admission settings are one line now, not a worker dying at start or a Kamailio file refused later.
+        check_admission(settings.sip)
+        kamailio.check_auth(settings.sip)
+        if settings.sip.auth_user and not self.kamailio_bin:
+            raise ConfigError(
+                "sip.auth_user is set, but digest authentication of INVITEs is done by Kamailio, which will not run "
+                f"(sip.kamailio = {settings.sip.kamailio})",
+                hint="install kamailio and set sip.kamailio = auto or yes, or allow the trunk by address "
+                     "(sip.allowed_sources) and clear sip.auth_user",
+            )
         self.n_workers = workers if self.kamailio_bin else 1
         self.state_dir = settings.paths.var_dir / "serve"
         self.children: list[ChildState] = []
@@ -170,7 +181,8 @@ class Supervisor:
         workers = [kamailio.Worker(s.host, s.port) for s in specs]
         level = 2 if self.settings.log.level.upper() == "DEBUG" else 1
         self.kamailio_files = kamailio.write_config(self.settings.paths.var_dir / "kamailio", self.settings.sip,
-                                                    self.host, self.port, workers, log_level=level)
+                                                    self.host, self.port, workers, log_level=level,
+                                                    max_call_s=self.settings.call.max_duration_s)
         kamailio.check_config(self.kamailio_bin, self.kamailio_files)
         self._spawn_kamailio()
 
@@ -194,10 +206,19 @@ class Supervisor:
         from prometheus_client import CollectorRegistry, start_http_server
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        from voiceivr.telephony.serve_metrics import ServeCollector
+
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=str(directory))
+        registry.register(ServeCollector(MultiProcessCollector(None, path=str(directory)), self._kamailio_counters))
         start_http_server(port, addr=self.settings.metrics.host, registry=registry)
         log.info("metrics endpoint listening", extra={"host": self.settings.metrics.host, "port": port})
+
+    def _kamailio_counters(self) -> dict[str, int] | None:
+        """Kamailio's refusal counters, for /metrics (None when no Kamailio runs)."""
+        files, proc = self.kamailio_files, self.kamailio_proc
+        if files is None or proc is None or proc.poll() is not None:
+            return None
+        return kamailio.read_counters(files)
 
     def start(self, ready_timeout: float | None = None) -> None:
         self._start_metrics()
