@@ -128,3 +128,11 @@ def test_url_passwords_are_masked_in_the_query_too() -> None:
             == "postgresql+psycopg://app:***@db/v?sslmode=require&PassWord=***&x=1")
     assert redact_urls("cannot use database postgresql://u@h/db?password=hunter2: refused") == (
         "cannot use database postgresql://u@h/db?password=***: refused")
+
+
+def test_an_off_value_outside_the_range_turns_a_limit_off(tmp_path: Path) -> None:
+    ok, _ = load_settings({"VOICEIVR_CALL_MAX_DURATION_S": "0"}, config_file=tmp_path / "none.toml")
+    assert ok.call.max_duration_s == 0
+    with pytest.raises(ConfigError) as err:
+        load_settings({"VOICEIVR_CALL_MAX_DURATION_S": "5"}, config_file=tmp_path / "none.toml")
+    assert "call.max_duration_s = 5" in str(err.value) and "0 (off) or 60 to 86400" in str(err.value)

@@ -23,8 +23,11 @@ class Bounds:
     min: float | None = None
     max: float | None = None
     choices: tuple[Any, ...] | None = None
+    off: float | None = None  # a number outside min-max that turns the feature off (0 = no limit)
 
     def describe(self) -> str:
+        if self.off is not None:
+            return f"{_num(self.off)} (off) or " + Bounds(self.min, self.max, self.choices).describe()
         if self.choices is not None:
             return "one of " + ", ".join(str(c) for c in self.choices)
         if self.min is not None and self.max is not None:
@@ -37,6 +40,8 @@ class Bounds:
         """``value`` (in its canonical spelling), or a :class:`ConfigError` naming ``name`` and ``where``."""
         if isinstance(value, list):
             return [self.check(v, name, where, doc) for v in value]
+        if self.off is not None and _number(value) and value == self.off:
+            return value
         if self.choices is not None:
             for choice in self.choices:
                 if _same(value, choice):

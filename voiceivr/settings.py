@@ -38,11 +38,12 @@ DEFAULT_CONFIG_FILE = "voiceivr.toml"
 
 
 def setting(default: Any, doc: str, *, secret: bool = False, min: float | None = None, max: float | None = None,
-            choices: tuple[Any, ...] | None = None) -> Any:
+            choices: tuple[Any, ...] | None = None, off: float | None = None) -> Any:
     """A dataclass field with its documentation, whether it must be masked when shown, and the values it
-    accepts: ``min``/``max`` (inclusive) for a number or each number of a list, ``choices`` for a closed set.
+    accepts: ``min``/``max`` (inclusive) for a number or each number of a list, ``choices`` for a closed set,
+    ``off`` for the one number outside the range that turns the feature off.
     ``load_settings`` refuses anything else, naming the setting and where the value came from."""
-    bounds = Bounds(min, max, choices) if (min, max, choices) != (None, None, None) else None
+    bounds = Bounds(min, max, choices, off) if (min, max, choices) != (None, None, None) else None
     metadata = {"doc": doc, "secret": secret, "bounds": bounds}
     if isinstance(default, list | dict):
         value = default
@@ -92,10 +93,12 @@ class AuditSettings:
         "write; `audit verify` checks the trail against it. Empty: <var_dir>/audit-checkpoints.jsonl.",
     )
     checkpoint_every_rows: int = setting(
-        100, "Write a signed checkpoint each time the trail reaches a multiple of this many rows (0: never by count)."
+        100, "Write a signed checkpoint each time the trail reaches a multiple of this many rows (0: never by count).",
+        off=0, min=1, max=1_000_000,
     )
     checkpoint_every_s: float = setting(
-        30.0, "...and at least this often (seconds) while a process appends rows (0: never by time)."
+        30.0, "...and at least this often (seconds) while a process appends rows (0: never by time).",
+        off=0, min=0.05, max=86400,
     )
     checkpoint_syslog: str = setting(
         "", "Also send each checkpoint to syslog: /dev/log (a local socket) or host:port (UDP). Empty: off."
@@ -397,13 +400,15 @@ class SipSettings:
         4,
         "Calls one source IP may have up at once, across all workers; one more gets 486 Busy Here. 0 = no limit. "
         "sip.trusted_proxies are exempt (a trunk carries every caller from one address).",
+        off=0, min=1, max=1000,
     )
     source_max_invites: int = setting(
         20,
         "New INVITEs one source IP may send per sip.source_invite_window_s; beyond it 503 Service Unavailable with "
         "Retry-After (the rest of the window). 0 = no limit. sip.trusted_proxies are exempt.",
+        off=0, min=1, max=100_000,
     )
-    source_invite_window_s: int = setting(60, "The window of sip.source_max_invites, seconds.")
+    source_invite_window_s: int = setting(60, "The window of sip.source_max_invites, seconds.", min=1, max=3600)
     kamailio: str = setting(
         "auto", "Run Kamailio in front of the workers: auto (when installed), yes (required) or no (one worker).",
         choices=("auto", "yes", "no"),
@@ -511,6 +516,7 @@ class CallSettings:
         "A call whose conversation has not moved on for this long says no_progress_goodbye and ends, whatever "
         "keys or words keep arriving: input counts as progress only when the answer to it says something this call "
         "has not said before (a repeat, a reprompt or a menu heard before does not). 0 = no limit.",
+        off=0, min=30, max=86400,
     )
     no_progress_goodbye: str = setting(
         "We don't seem to be getting anywhere. Please call again any time. Goodbye.",
@@ -520,6 +526,7 @@ class CallSettings:
         1800.0,
         "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
         "0 = no limit. Behind Kamailio a call still up a minute later is ended there (a BYE to the caller).",
+        off=0, min=60, max=86400,
     )
     max_duration_goodbye: str = setting(
         "This call has reached its time limit. Please call again if you need more help. Goodbye.",
