@@ -26,6 +26,7 @@ import html
 import re
 import unicodedata
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import unquote
 
 CATEGORIES = (
@@ -54,6 +55,34 @@ class Findings:
 
 
 # ----------------------------------------------------------------------------------------------- rules
+#
+# Every pattern must run in time linear in the text: Python's regex engine backtracks, and a gap such as
+# ``.*`` or ``[^.]*`` between two phrases retries the rest of the text from every place the first phrase could
+# start (quadratic; three gaps made "lost phone so ..." take seconds on 1.6 kB, with the GIL held, on the
+# call's thread). So no pattern has an unbounded gap, a nested unbounded repeat or an unbounded lookaround
+# (tests/test_injection.py checks the compiled patterns); "A, later B" is a :class:`Seq` instead, matched
+# piece by piece with plain searches that each start where the previous piece ended.
+
+
+@dataclass(frozen=True)
+class Seq:
+    """Phrases that must occur in this order: in one sentence (no full stop between them, what ``[^.]*``
+    meant), anywhere later in the text (``within="text"``, what ``.*`` meant), or anywhere in any order
+    (``within="any order"``). ``unless``: the first phrase does not count when this pattern follows it later
+    in the text (what ``(?!.*X)`` meant)."""
+
+    pieces: tuple[str, ...]
+    within: Literal["sentence", "text", "any order"] = "sentence"
+    unless: str | None = None
+
+    def __init__(self, *pieces: str, within: Literal["sentence", "text", "any order"] = "sentence",
+                 unless: str | None = None) -> None:
+        object.__setattr__(self, "pieces", pieces)
+        object.__setattr__(self, "within", within)
+        object.__setattr__(self, "unless", unless)
+
+
+Rule = str | Seq
 
 _AGENT_OBJ = (
     r"(?:instructions?|instruction set|rules?|prompts?|guidelines?|directives?|directions?|programming|"
@@ -67,7 +96,7 @@ _CHECK = (
 )
 _MONEY = r"(?:transfer|send|move|wire|release|approve|process|pay|execute)"
 
-RULES: dict[str, list[tuple[str, str]]] = {
+RULES: dict[str, list[tuple[str, Rule]]] = {
     "direct_override": [
         ("ignore-instructions",
          rf"\b(?:ignore|disregard|forget|override|bypass|drop|cancel|reset|abandon|stop following|"
@@ -90,13 +119,13 @@ RULES: dict[str, list[tuple[str, str]]] = {
         ("must-not-ask", r"\bmust not (?:ask|require|request)\b"),
         ("mark-confirmed", r"\b(?:mark|treat|consider|set)\s+(?:this|it|me|the \w+)(?:\s+\w+)?\s+as\s+"
                            r"(?:confirmed|verified|approved|authori[sz]ed|pre-?approved|trusted)\b"),
-        ("change-policy",
-         r"\b(?:change|set|raise|increase|lower|update|modify)\s+(?:your |the )?(?:policy|threshold|"
-         r"(?:(?:daily|transfer|withdrawal) )?(?:threshold|limit)|risk(?: level)?)\b.*\b(?:to|so)\b.*"
-         r"\b(?:unlimited|million|low|no code|"
-         r"don'?t need|doesn'?t need|without)\b"),
+        ("change-policy", Seq(
+            r"\b(?:change|set|raise|increase|lower|update|modify)\s+(?:your |the )?(?:policy|threshold|"
+            r"(?:(?:daily|transfer|withdrawal) )?(?:threshold|limit)|risk(?: level)?)\b",
+            r"\b(?:to|so)\b",
+            r"\b(?:unlimited|million|low|no code|don'?t need|doesn'?t need|without)\b", within="text")),
         ("set-risk", r"\bset (?:the )?risk (?:level )?to\b"),
-        ("no-code-needed", rf"\b(?:transfers?|amounts?|payments?)\b[^.]*\b(?:need|require)s? no {_CHECK}"),
+        ("no-code-needed", Seq(r"\b(?:transfers?|amounts?|payments?)\b", rf"\b(?:need|require)s? no {_CHECK}")),
         ("obey", r"\b(?:obey|do what i say|follow (?:my|the hidden|the following) (?:command|instruction)s?)\b"),
         ("override-auth", r"\boverride (?:authori[sz]ation|enabled|code|token|accepted)\b"),
         ("safety-off", r"\b(?:ignore|override|disable)\b(?:\s+\w+){0,3}?\s+(?:safety|security)\b"),
@@ -112,11 +141,12 @@ RULES: dict[str, list[tuple[str, str]]] = {
                                 r"|\badmin rights\b"),
         ("pretend", r"\bpretend (?:to be|you(?:'re| are)|that (?:you|the|i)|the \w+ (?:already|was|is)|"
                     r"i (?:already|am|have|entered))"),
-        ("act-as", r"\b(?:act|behave|respond|answer)(?: like| as)(?: if)? (?:a|an|the|my|if|you|though)\b"
-                   r"(?!.*\b(?:quickly|fast|soon)\b)"),
-        ("role-play", r"\brole[- ]?play|\bplay the role of\b(?!.*\b(?:primary|joint|account holder)\b)"),
-        ("imagine", r"\b(?:imagine|suppose|hypothetically)\b[^.]*\b(?:you|ai)\b[^.]*\b(?:no|without|allowed|"
-                    r"rules|restrictions|could|can)\b"),
+        ("act-as", Seq(r"\b(?:act|behave|respond|answer)(?: like| as)(?: if)? (?:a|an|the|my|if|you|though)\b",
+                       unless=r"\b(?:quickly|fast|soon)\b")),
+        ("role-play", r"\brole[- ]?play"),
+        ("play-the-role", Seq(r"\bplay the role of\b", unless=r"\b(?:primary|joint|account holder)\b")),
+        ("imagine", Seq(r"\b(?:imagine|suppose|hypothetically)\b", r"\b(?:you|ai)\b",
+                        r"\b(?:no|without|allowed|rules|restrictions|could|can)\b")),
         ("modes", r"\b(?:developer|god|admin|jailbreak|unrestricted|dan|debug|test|maintenance|sudo|root)\s+mode\b"
                   r"(?!\s+on my phone)"),
         ("dan", r"\bdo anything now\b|\bjailbreak"),
@@ -125,7 +155,7 @@ RULES: dict[str, list[tuple[str, str]]] = {
         ("persona", r"\b(?:assume|adopt|take on) the (?:persona|role|identity)\b"),
         ("stay-in-character", r"\bstay in character\b"),
         ("simulate", r"\bsimulate (?:a version of )?(?:yourself|being|an? \w+ that)\b"),
-        ("story-then-do", r"\b(?:story|poem|script) in which\b.*\b(?:then|now) do it\b"),
+        ("story-then-do", Seq(r"\b(?:story|poem|script) in which\b", r"\b(?:then|now) do it\b", within="text")),
         ("evil-twin", r"\b(?:evil|unfiltered|uncensored) (?:twin|version|assistant|bot|ai)\b"),
         ("accomplice", r"\bbe my (?:accomplice|partner in crime)\b"),
         ("always-yes", r"\balways (?:says? yes|approves?|agrees?)\b"),
@@ -154,10 +184,11 @@ RULES: dict[str, list[tuple[str, str]]] = {
                              r"(?:proceed|approve|skip|bypass|disable|not|tell|read|ignore|transfer)"),
         ("override-claim", r"\b(?:admin|supervisor|manager|security|system)\s+override\b|"
                            r"\b(?:system|root)\s+(?:admin|administrator)\b"),
-        ("caller-verified", r"\b(?:caller|user|customer|code|authentication|verification)\b(?:\s+\w+){0,3}\s+"
-                            r"(?:has been |was |is |passed |accepted|complete|pre-?approved|verified)"
-                            r"(?:verified|authenticated|accepted|approved|complete|pre-?approved|all checks|trusted)?"
-                            r"(?=.*\b(?:proceed|go ahead|continue|skip|approve|transfer|future|set|bypass|ignore)\b)"),
+        ("caller-verified", Seq(
+            r"\b(?:caller|user|customer|code|authentication|verification)\b(?:\s+\w+){0,3}\s+"
+            r"(?:has been |was |is |passed |accepted|complete|pre-?approved|verified)"
+            r"(?:verified|authenticated|accepted|approved|complete|pre-?approved|all checks|trusted)?",
+            r"\b(?:proceed|go ahead|continue|skip|approve|transfer|future|set|bypass|ignore)\b", within="text")),
         ("auth-suspended", rf"\b(?:authentication|verification|{_CHECK}) (?:is |are )?(?:suspended|down|offline|"
                            r"disabled|not required|not needed)\b"),
         ("admin-session", r"\b(?:begin|start|open) (?:an? )?(?:admin|root|privileged) session\b|"
@@ -181,48 +212,103 @@ RULES: dict[str, list[tuple[str, str]]] = {
                           r"system)\s+(?:instructions|rules|prompt|configuration)|configuration|"
                           r"instructions verbatim|prompt)\b"),
         ("verbatim", r"\bverbatim\b"),
-        ("claims-authority",
-         r"\b(?:i'?m|i am|this is|as) (?:the |a |an |your )?(?:branch manager|bank (?:manager|employee|officer)|"
-         r"employee|teller|supervisor|police|fbi|officer|authori[sz]ed officer|fraud department|developer|"
-         r"auditor|from the fraud department|from the bank)\b(?=.*\b(?:skip|bypass|without|no code|override|"
-         r"approve|authori[sz]e|release|instruct|transfer|read me|code|show me|test)\b)"),
-        ("already-verified",
-         r"\b(?:already|was|been|got) (?:verified|confirmed|authenticated|approved)\b(?=.*\b(?:skip|no code|"
-         r"not needed|no need|without|so)\b)"),
+        ("claims-authority", Seq(
+            r"\b(?:i'?m|i am|this is|as) (?:the |a |an |your )?(?:branch manager|bank (?:manager|employee|officer)|"
+            r"employee|teller|supervisor|police|fbi|officer|authori[sz]ed officer|fraud department|developer|"
+            r"auditor|from the fraud department|from the bank)\b",
+            r"\b(?:skip|bypass|without|no code|override|approve|authori[sz]e|release|instruct|transfer|read me|code|"
+            r"show me|test)\b", within="text")),
+        ("already-verified", Seq(
+            r"\b(?:already|was|been|got) (?:verified|confirmed|authenticated|approved)\b",
+            r"\b(?:skip|no code|not needed|no need|without|so)\b", within="text")),
         ("other-agent-said", r"\b(?:other|previous|last) agent (?:said|told|promised)\b"),
-        ("someone-approved", r"\b(?:manager|boss|supervisor|account holder|wife|husband|she|he)\b[^.]*\b(?:approved|"
-                             r"said it'?s fine|told me you can|gave me permission|authori[sz]ed)\b"),
-        ("permission-without", r"\bpermission\b[^.]*\bwithout\b"),
-        ("urgency-bypass",
-         r"^(?=.*\b(?:emergency|urgent|right now|immediately|hospital|lose my house|this once)\b)"
-         r"(?=.*\b(?:without|skip|bypass|no code|just approve|approve it|send it)\b)"),
+        ("someone-approved", Seq(r"\b(?:manager|boss|supervisor|account holder|wife|husband|she|he)\b",
+                                 r"\b(?:approved|said it'?s fine|told me you can|gave me permission|authori[sz]ed)\b")),
+        ("permission-without", Seq(r"\bpermission\b", r"\bwithout\b")),
+        ("urgency-bypass", Seq(r"\b(?:emergency|urgent|right now|immediately|hospital|lose my house|this once)\b",
+                               r"\b(?:without|skip|bypass|no code|just approve|approve it|send it)\b",
+                               within="any order")),
         ("pressure", r"\byou (?:must|have to|need to) (?:transfer|send|approve|release|process)\b"
                      r"|\byou'?ll be responsible\b|\byou(?:'ll| will) be (?:fired|sued|liable)\b"),
-        ("flattery", r"\b(?:good|smart|helpful) (?:bots?|assistants?|ai)\b[^.]*\b(?:would|always)\b|"
-                     r"\b(?:five|5)[- ]star\b[^.]*\bif you\b"),
+        ("flattery", Seq(r"\b(?:good|smart|helpful) (?:bots?|assistants?|ai)\b", r"\b(?:would|always)\b")),
+        ("five-star", Seq(r"\b(?:five|5)[- ]star\b", r"\bif you\b")),
         ("secrecy", r"\bdon'?t tell (?:anyone|anybody|the bank)\b"),
         ("law-requires", r"\blaw requires you\b|\blegally (?:required|obliged) to (?:skip|process|transfer)\b"),
         ("audit-pressure", r"\b(?:being audited|to pass the audit|compliance test)\b"),
-        ("trust-me-skip", rf"\btrust me\b[^.]*\b(?:no need|skip|without|{_CHECK} (?:is not|isn'?t))"),
-        ("redirect-code", r"\bsend (?:the |my )?code to (?:my |this |a )?(?:new|other|different)\b|"
-                          r"\b(?:change|update) the (?:phone|number) on file\b[^.]*\b(?:then|and) send\b"),
+        ("trust-me-skip", Seq(r"\btrust me\b", rf"\b(?:no need|skip|without|{_CHECK} (?:is not|isn'?t))")),
+        ("redirect-code", r"\bsend (?:the |my )?code to (?:my |this |a )?(?:new|other|different)\b"),
+        ("new-number-then-send", Seq(r"\b(?:change|update) the (?:phone|number) on file\b",
+                                     r"\b(?:then|and) send\b")),
         ("instead-of-file", r"\binstead of the (?:one|number) on file\b"),
         ("instructing-you", r"\bi(?:'m| am) instructing you\b|\bi order you\b|\bi command you\b"),
-        ("lost-phone-skip", r"\b(?:lost|dead|broken)\b[^.]*\b(?:phone)\b[^.]*\b(?:so|just)\b[^.]*"
-                            r"\b(?:skip|approve|bypass|without)\b"),
+        ("lost-phone-skip", Seq(r"\b(?:lost|dead|broken)\b", r"\bphone\b", r"\b(?:so|just)\b",
+                                r"\b(?:skip|approve|bypass|without)\b")),
         ("show-config", r"\bshow me your (?:configuration|settings|rules|prompt|code)\b"),
         ("rules-about-skipping", r"\b(?:rules|policy) about (?:skipping|bypassing)\b"),
         ("accomplice-move", r"\bhelp me move money out\b"),
     ],
     "hidden_payload": [
         ("sql", r"'\)?\s*;\s*(?:drop|delete|update|insert|select)\b|--\s*$|\bunion\s+select\b|\bor\s+1\s*=\s*1\b"),
-        ("template", r"\{\{.*\}\}|\$\{.*\}|\[\[.*\]\]|<%.*%>"),
+        ("template", Seq(r"\{\{", r"\}\}", within="text")),
+        ("template-dollar", Seq(r"\$\{", r"\}", within="text")),
+        ("template-wiki", Seq(r"\[\[", r"\]\]", within="text")),
+        ("template-erb", Seq(r"<%", r"%>", within="text")),
         ("script", r"<\s*script\b|javascript:|onerror\s*="),
         ("jndi", r"\$\{jndi:"),
     ],
 }
 
-_COMPILED = {cat: [(name, re.compile(rx, re.IGNORECASE)) for name, rx in rules] for cat, rules in RULES.items()}
+
+
+class _Matcher:
+    """One compiled rule. Each search starts where the last one ended or at a sentence start, so a rule costs
+    a bounded number of passes over the text whatever it contains."""
+
+    def __init__(self, rule: Rule) -> None:
+        seq = rule if isinstance(rule, Seq) else Seq(rule)
+        # Text arrives lower-cased: case-insensitive matching costs sre twice as much per character.
+        self.pieces = [re.compile(p) for p in seq.pieces]
+        # The first piece without its leading \b: it matches wherever the piece does, and sre can then skip
+        # ahead to the characters a match starts with instead of trying every position (10x faster on text
+        # that holds none of the rule's words, which is nearly all text).
+        self.quick = re.compile(seq.pieces[0].removeprefix(r"\b"))
+        self.within = seq.within
+        self.unless = re.compile(seq.unless) if seq.unless else None
+
+    def search(self, text: str) -> bool:
+        """Whether the rule matches ``text`` (lower case)."""
+        if self.quick.search(text) is None:
+            return False
+        if self.within == "any order":
+            return all(p.search(text) for p in self.pieces)
+        if self.unless is not None:  # one piece: some match of it must come after the last ``unless`` match
+            last = -1
+            for m in self.unless.finditer(text):
+                last = m.start()
+            return any(m.end() > last for m in self.pieces[0].finditer(text))
+        if self.within == "text" or len(self.pieces) == 1:
+            return self._in_order(text, 0, len(text))
+        start = 0
+        while start <= len(text):
+            end = text.find(".", start)
+            end = len(text) if end < 0 else end
+            if self._in_order(text, start, end):
+                return True
+            start = end + 1
+        return False
+
+    def _in_order(self, text: str, pos: int, end: int) -> bool:
+        # The earliest match of each piece leaves the most room for the next: no other choice can succeed
+        # where this one fails, so nothing is retried.
+        for rx in self.pieces:
+            m = rx.search(text, pos, end)
+            if m is None:
+                return False
+            pos = m.end()
+        return True
+
+
+_COMPILED = {cat: [(name, _Matcher(rule)) for name, rule in rules] for cat, rules in RULES.items()}
 
 # ----------------------------------------------------------------------------------------------- normalising
 
@@ -288,6 +374,7 @@ def _letters(text: str, table: dict[str, str]) -> str:
 def _decodings(text: str) -> list[str]:
     """Texts hidden inside ``text``: base64, hex, percent/HTML escapes, ROT13 and reversal when cued."""
     found: list[str] = []
+    tokens: list[str] = []
     for m in _B64.finditer(text):
         token = m.group()
         try:
@@ -296,14 +383,16 @@ def _decodings(text: str) -> list[str]:
         except (binascii.Error, ValueError, UnicodeDecodeError):
             continue
         if decoded.isprintable() and sum(c.isalpha() for c in decoded) >= len(decoded) * 0.6:
-            found.append(decoded)
+            tokens.append(decoded)
     for m in _HEX.finditer(text):
         try:
             decoded = bytes.fromhex(m.group()).decode("ascii")
         except (ValueError, UnicodeDecodeError):
             continue
         if decoded.isprintable():
-            found.append(decoded)
+            tokens.append(decoded)
+    if tokens:  # read as one text, as sentences: a scan per token would cost a full pass of every rule each
+        found.append(" . ".join(tokens))
     if "%" in text:
         found.append(unquote(text))
     if "&#" in text or "&" in text:
@@ -315,9 +404,17 @@ def _decodings(text: str) -> list[str]:
     return found
 
 
-def _variants(text: str) -> list[str]:
-    base = unicodedata.normalize("NFKC", text).translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
-    base = re.sub(r"\s+", " ", base).strip()
+def _normalised(text: str) -> tuple[str, bool]:
+    """NFKC, zero-width characters dropped, homoglyphs folded, whitespace runs made one space: at most
+    :data:`MAX_SCAN_CHARS` of it, and whether there was more (NFKC alone can make one character 18)."""
+    nfkc = unicodedata.normalize("NFKC", text[:MAX_SCAN_CHARS])
+    cut = len(text) > MAX_SCAN_CHARS or len(nfkc) > MAX_SCAN_CHARS
+    base = nfkc[:MAX_SCAN_CHARS].translate(_ZERO_WIDTH).translate(_HOMOGLYPHS)
+    return re.sub(r"\s+", " ", base).strip(), cut
+
+
+def _variants(base: str) -> list[str]:
+    """Readings of normalised text; none is longer than ``base``."""
     spelled = _join_spelled(base)
     variants = [base, spelled, _letters(spelled, _NATO), _letters(spelled, _SPOKEN)]
     if re.search(r"[a-z][0-9@$!][a-z]|[0-9@$!][a-z]{2}", base, re.IGNORECASE):
@@ -328,9 +425,10 @@ def _variants(text: str) -> list[str]:
 def _match(text: str) -> Findings:
     cats: list[str] = []
     rules: list[str] = []
+    text = text.lower()
     for cat, compiled in _COMPILED.items():
-        for name, rx in compiled:
-            if rx.search(text):
+        for name, matcher in compiled:
+            if matcher.search(text):
                 cats.append(cat)
                 rules.append(f"{cat}/{name}")
                 break
@@ -347,21 +445,41 @@ _SPACELESS_HINTS = re.compile(
 )
 
 
+# The most of one text the filter reads. A caller's turn is at most 15 s of speech (call.max_utterance_s, about
+# 250 characters) and a free-text slot at most 1000 characters (the dialplan's max_chars); SMS replies and CRM
+# notes fit too. The patterns are linear, but with every normalised, decoded and reversed reading a scan of
+# 2000 characters of adversarial text still takes ~10 ms of CPU with the GIL held, on the call's thread; an
+# unbounded text would stall the call (and every other call's media) for as long as the sender likes.
+MAX_SCAN_CHARS = 2000
+
+
 def scan(text: str) -> Findings:
-    """Flag instruction-like content in one piece of untrusted text."""
+    """Flag instruction-like content in one piece of untrusted text.
+
+    Text longer than :data:`MAX_SCAN_CHARS` is flagged as it is (``hidden_payload/oversized``: what the filter
+    cannot read cannot be trusted) and only its beginning is read for other findings."""
     if not text or not text.strip():
         return Findings()
     findings = Findings()
-    variants = _variants(text)
+    base, cut = _normalised(text)
+    if cut:
+        findings = Findings(("hidden_payload",), ("hidden_payload/oversized",))
+    variants = _variants(base)
     # Words broken into syllables ("ig nore pre vious in struc tions"): only whole phrases make sense here.
     if _SPACELESS_HINTS.search(re.sub(r"[\s.,\-]+", "", variants[0].lower())):
         findings = findings.merge(Findings(("encoded",), ("encoded/broken-words",)))
-    for i, v in enumerate(variants):
+    plain = _match(variants[0])
+    findings = findings.merge(plain)
+    for v in variants[1:]:
         got = _match(v)
-        if got.flagged and i > 0 and not _match(variants[0]).flagged:
+        if got.flagged and not plain.flagged:
             got = Findings(("encoded", *got.categories), ("encoded/normalised", *got.rules))
         findings = findings.merge(got)
+    read = set(variants)
     for hidden in _decodings(variants[0]):
+        if hidden in read:  # unquote or unescape found nothing to decode: the same text again
+            continue
+        read.add(hidden)
         got = _match(hidden)
         if not got.flagged:
             got = _match(_join_spelled(hidden))
