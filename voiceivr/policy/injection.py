@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 from voiceivr.policy.injection_rules import RULES, Rule, Seq
+from voiceivr.policy.soundalike import join_soundalikes
 
 __all__ = ["CATEGORIES", "MAX_SCAN_CHARS", "RULES", "Findings", "Seq", "scan", "scan_fields"]
 
@@ -144,10 +145,6 @@ _REVERSE_CUE = re.compile(r"\b(?:backwards|reversed?|in reverse)\b", re.IGNORECA
 _DECODE_CUE = re.compile(
     r"\b(?:base ?64|decode|hex(?:adecimal)? string|encoded|cipher|first letters of)\b", re.IGNORECASE
 )
-_FOREIGN = [  # a few translations of the classic override, for callers who switch language to slip past
-    re.compile(r"\bignor(?:ez|a|e|ieren sie|iere)\b.{0,30}\b(?:instructions?|instrucciones|anweisungen|istruzioni|"
-               r"règles|reglas|regeln|regole)\b", re.IGNORECASE),
-]
 
 
 def _join_spelled(text: str) -> str:
@@ -217,7 +214,8 @@ def _normalised(text: str) -> tuple[str, bool]:
 def _variants(base: str) -> list[str]:
     """Readings of normalised text; none is longer than ``base``."""
     spelled = _join_spelled(base)
-    variants = [base, spelled, _letters(spelled, _NATO), _letters(spelled, _SPOKEN)]
+    variants = [base, spelled, _letters(spelled, _NATO), _letters(spelled, _SPOKEN),
+                join_soundalikes(spelled.lower())]
     if re.search(r"[a-z][0-9@$!][a-z]|[0-9@$!][a-z]{2}", base, re.IGNORECASE):
         variants.append(base.lower().translate(_LEET))
     return list(dict.fromkeys(v for v in variants if v))
@@ -233,10 +231,6 @@ def _match(text: str) -> Findings:
                 cats.append(cat)
                 rules.append(f"{cat}/{name}")
                 break
-    for rx in _FOREIGN:
-        if rx.search(text):
-            cats.append("direct_override")
-            rules.append("direct_override/foreign-language")
     return Findings(tuple(dict.fromkeys(cats)), tuple(rules))
 
 

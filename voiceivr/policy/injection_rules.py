@@ -40,13 +40,15 @@ Rule = str | Seq
 
 _AGENT_OBJ = (
     r"(?:instructions?|instruction set|rules?|prompts?|guidelines?|directives?|directions?|programming|"
-    r"policy|policies|safeguards?|restrictions?|limits?|protocols?|training|constraints|orders)"
+    r"policy|policies|safeguards?|restrictions?|limits?|protocols?|training|constraints|orders|guidance|"
+    r"configuration|setup|set up|procedures?)"
 )
 _CHECK = (
     r"(?:verification|verify(?:ing)?|confirmation|confirm(?:ing)?|(?:security |confirmation |verification |"
     r"one[- ]time |text |sms )?(?:code|passcode|otp)s?|one[- ]time pass(?:code|word)|read[- ]?back|"
     r"authentication|two[- ]factor|2fa|security(?: checks?| questions?)?|fraud (?:checks?|flags?)|"
-    r"safe path|checks?|text message)"
+    r"safe path|checks?|text message|formalities|security steps?|steps? (?:one|two|three|four|five|[1-5])|"
+    r"(?:verification|security|confirmation) (?:number|digits|step)s?)"
 )
 _MONEY = r"(?:transfer|send|move|wire|release|approve|process|pay|execute)"
 
@@ -54,14 +56,39 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
     "direct_override": [
         ("ignore-instructions",
          rf"\b(?:ignore|disregard|forget|override|bypass|drop|cancel|reset|abandon|stop following|"
-         rf"don'?t follow|do not follow)\b(?!\s+my\b)(?:\s+\w+){{0,4}}?\s+{_AGENT_OBJ}\b"),
+         rf"don'?t follow|do not follow|set aside|put aside|discard|scrap|ditch|throw out|disobey|pay no attention to|"
+         rf"take no notice of)\b(?!\s+my\b)(?:\s+\w+){{0,4}}?\s+{_AGENT_OBJ}\b"),
+        ("dismiss-what-you-were-told",
+         r"\b(?:ignore|forget|discard|drop|disregard|set aside|put aside|scrap|never mind|pay no attention to|"
+         r"take no notice of|override)\b(?:\s+\w+){0,2}?\s+(?:whatever|what|everything|anything|all)\s+"
+         r"(?:you(?:'ve| have)? been|you were|you're|your)\b"),
+        # The object of an override is recognisable when its verb is garbled ("egg nor your previous ..."):
+        # callers do not speak of the agent's previous instructions, or of all of them.
+        ("your-previous-instructions",
+         rf"\b(?:your|all|all your|all the)\s+(?:previous|prior|earlier|original|initial|preceding)\s+{_AGENT_OBJ}\b"),
+        ("whatever-setup-says",
+         rf"\bwhatever (?:your|the) (?:{_AGENT_OBJ}|system) (?:says?|tells? you|wants)\b"),
+        ("instructions-obsolete",
+         rf"\b(?:your|the) (?:previous |earlier |prior |old |original |initial |current |usual )?{_AGENT_OBJ} "
+         r"(?:(?:is|are) (?:out of date|outdated|obsolete|void|cancell?ed|invalid|no longer valid|superseded|"
+         r"revoked|withdrawn|expired)|(?:don'?t|do not|no longer) (?:apply|count|matter))\b"),
         ("ignore-above", r"\b(?:ignore|disregard)\s+(?:all\s+|everything\s+)?(?:the\s+)?above\b"),
         ("forget-everything", r"\bforget (?:everything|all)(?: you (?:were|have been) told| above| before)\b"),
         ("new-instructions", rf"\b(?:new|updated|real|your new)\s+(?:{_AGENT_OBJ}|rule|task)\s*(?::|is|are)"),
-        ("from-now-on", r"\bfrom now on,? you\b"),
+        ("from-now-on", r"\bfrom (?:now|here|this point|this moment) on(?:ward)?,? you\b"),
         ("skip-check",
-         rf"\b(?:skip|bypass|disable|turn off|switch off|waive|remove|circumvent|avoid|suspend)\b(?:\s+\w+){{0,3}}?"
-         rf"\s+{_CHECK}"),
+         rf"\b(?:skip|bypass|disable|turn off|switch off|waive|remove|circumvent|avoid|suspend|leave out|do without|"
+         rf"never mind|forget about|forget|dispense with|ditch|drop|omit|set aside|get rid of|no need for|"
+         rf"no more)\b(?:\s+\w+){{0,3}}?\s+{_CHECK}"),
+        ("stop-asking",
+         rf"\b(?:stop|quit|cease|enough)\s+(?:asking|requiring|requesting|bothering|texting|sending|checking)\b"
+         rf"(?:\s+\w+){{0,3}}?\s+(?:for\s+|with\s+)?(?:a |the |any |me )?{_CHECK}"),
+        ("dont-bother", r"\bdon'?t bother (?:texting|sending|asking|checking|verifying|confirming|with)\b"),
+        ("check-not-needed",
+         rf"\b(?:no|any) {_CHECK} (?:(?:is|was|are|were) )?(?:needed|required|necessary)\b|"
+         rf"\b{_CHECK} (?:(?:is|are) )?(?:not necessary|unnecessary|not needed|optional|waived|can be (?:skipped|"
+         rf"ignored|waived|left out|bypassed))\b|"
+         rf"\b{_CHECK} (?:don'?t|do not|doesn'?t|does not|no longer|won'?t) (?:apply|matter|count)\b"),
         ("no-check-needed",
          rf"\b(?:don'?t|do not|you (?:will|should|must) never|no need to|not)\s+"
          rf"(?:ask|require|need|request|read|send|use)\w*"
@@ -72,7 +99,11 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("without-check", rf"\bwithout (?:any |a |the |asking for (?:a |the )?)?{_CHECK}"),
         ("must-not-ask", r"\bmust not (?:ask|require|request)\b"),
         ("mark-confirmed", r"\b(?:mark|treat|consider|set)\s+(?:this|it|me|the \w+)(?:\s+\w+)?\s+as\s+"
-                           r"(?:confirmed|verified|approved|authori[sz]ed|pre-?approved|trusted)\b"),
+                           r"(?:already\s+)?(?:confirmed|verified|approved|authori[sz]ed|pre-?approved|trusted|"
+                           r"entered|given|correct|valid|passed|checked|done)\b"),
+        ("consider-verified", r"\b(?:consider|treat|deem|count|regard)\s+(?:me|this|it|the (?:caller|customer|"
+                              r"code|request))\s+(?:as\s+)?(?:already\s+)?(?:verified|confirmed|approved|"
+                              r"authenticated|authori[sz]ed|cleared)\b"),
         ("change-policy", Seq(
             r"\b(?:change|set|raise|increase|lower|update|modify)\s+(?:your |the )?(?:policy|threshold|"
             r"(?:(?:daily|transfer|withdrawal) )?(?:threshold|limit)|risk(?: level)?)\b",
@@ -105,7 +136,9 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
                   r"(?!\s+on my phone)"),
         ("dan", r"\bdo anything now\b|\bjailbreak"),
         ("game", r"\blet'?s (?:play a game|pretend)\b"),
-        ("no-restrictions", r"\b(?:no|without any|free of) (?:rules|restrictions|limits|filters)\b"),
+        ("no-restrictions", r"\b(?:no|without any|free of) (?:rules|restrictions|limits|filters|guardrails|"
+                            r"safeguards|limitations|safety (?:settings|rules|filters|features|checks))\b"),
+        ("play-along", r"\bplay along\b[:,]?\s+you(?:'re| are)\b"),
         ("persona", r"\b(?:assume|adopt|take on) the (?:persona|role|identity)\b"),
         ("stay-in-character", r"\bstay in character\b"),
         ("simulate", r"\bsimulate (?:a version of )?(?:yourself|being|an? \w+ that)\b"),
@@ -113,7 +146,9 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("evil-twin", r"\b(?:evil|unfiltered|uncensored) (?:twin|version|assistant|bot|ai)\b"),
         ("accomplice", r"\bbe my (?:accomplice|partner in crime)\b"),
         ("always-yes", r"\balways (?:says? yes|approves?|agrees?)\b"),
-        ("you-are-my", r"\byou are (?:my|a|an) (?:lawyer|manager|supervisor|boss|helpful assistant that)\b"),
+        ("you-are-my", r"\byou are (?:my|a|an) (?:lawyer|manager|supervisor|boss|helpful assistant that)\b|"
+                       r"\byou(?:'re| are) (?:now )?the (?:bank |branch )?(?:manager|supervisor|boss|director|owner|"
+                       r"administrator|admin)\b"),
     ],
     "fake_system": [
         ("role-tag", r"(?:^|[\s\[\(<{\"'.,;:])(?:system|admin|operator|assistant|developer|supervisor|root|override|"
@@ -123,6 +158,11 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("markdown-instruction", r"#{2,}\s*(?:instruction|system|prompt)"),
         ("system-message", r"\b(?:system|admin|operator|developer|security|new system)\s+(?:message|prompt|"
                            r"instruction|notice|directive|update|note)\b"),
+        # "automated message" alone is what banks send; with a status of the call after it, it is a claim.
+        ("automated-message", Seq(r"\b(?:automated|automatic|internal|backend|back-end|server) (?:message|notice|"
+                                  r"notification|update)\b",
+                                  r"\b(?:authenticated|verified|approved|authori[sz]ed|proceed|skip|disabled|"
+                                  r"suspended|switched off|cleared)\b")),
         ("message-from", r"\b(?:message|directive|instruction|notice|policy update|memo) from (?:the )?(?:bank|"
                          r"system|administrator|admin|developer|security|management|headquarters|it)\b"),
         ("this-is-the", r"\b(?:this is|i am|i'm|here is) (?:the |a |your )?(?:system administrator|system|"
@@ -140,7 +180,8 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
                            r"\b(?:system|root)\s+(?:admin|administrator)\b"),
         ("caller-verified", Seq(
             r"\b(?:caller|user|customer|code|authentication|verification)\b(?:\s+\w+){0,3}\s+"
-            r"(?:has been |was |is |passed |accepted|complete|pre-?approved|verified)"
+            r"(?:has been |was |is |passed |accepted|complete|pre-?approved|verified|authenticated|authori[sz]ed|"
+            r"confirmed|cleared)"
             r"(?:verified|authenticated|accepted|approved|complete|pre-?approved|all checks|trusted)?",
             r"\b(?:proceed|go ahead|continue|skip|approve|transfer|future|set|bypass|ignore)\b", within="text")),
         ("auth-suspended", rf"\b(?:authentication|verification|{_CHECK}) (?:is |are )?(?:suspended|down|offline|"
@@ -156,8 +197,15 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
     "social_engineering": [
         ("tell-me-code",
          r"\b(?:tell|read|give|say|show|spell|repeat|send)\b(?:\s+\w+){0,2}?\s+(?:me\s+)?(?:back\s+)?"
-         r"(?:the|my|that|your)\s+(?:\w+\s+)?(?:code|otp|passcode|pin|password|security answer)\b"
+         r"(?:the|my|that|your)\s+(?:\w+\s+){0,2}(?:code|otp|passcode|pin|password|security answer|"
+         r"(?:verification|security|one[- ]time|confirmation) (?:number|digits))\b"
          r"(?!\s+(?:again|later|by text))"),
+        # Asking for the code by what it is: the number/digits/text "you sent".
+        ("code-you-sent", Seq(r"\b(?:what|tell|say|repeat|read|give|remind|spell|which)\b",
+                              r"\b(?:code|number|numbers|digits|pin|passcode|otp|text|message)\b(?:\s+\w+)?\s+"
+                              r"(?:you|your system|the system|the bank|they)\s+(?:just\s+)?(?:sent|texted|messaged|"
+                              r"gave|emailed)\b")),
+        ("what-text-says", r"\bwhat (?:does|did) (?:the|your|that) (?:text|message|sms) say\b"),
         ("what-code", r"\bwhat (?:was|is) (?:the|my) (?:one[- ]time |verification |security )?(?:code|otp|pin|"
                       r"passcode|security answer)\b(?!\s+(?:for|on my card))"),
         ("pin-on-file", r"\b(?:pin|password|security answer|code) (?:on file|for account)\b"),
@@ -175,7 +223,10 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("already-verified", Seq(
             r"\b(?:already|was|been|got) (?:verified|confirmed|authenticated|approved)\b",
             r"\b(?:skip|no code|not needed|no need|without|so)\b", within="text")),
-        ("other-agent-said", r"\b(?:other|previous|last) agent (?:said|told|promised)\b"),
+        ("other-agent-said", r"\b(?:other|previous|last) (?:agent|representative|rep|advisor|adviser|operator|person|"
+                             r"guy|lady|colleague) (?:said|told|promised)\b"),
+        ("should-not-need", rf"\bi (?:shouldn'?t|should not) (?:need|have to (?:give|enter|say|use))\b"
+                            rf"(?:\s+\w+){{0,2}}?\s+{_CHECK}"),
         ("someone-approved", Seq(r"\b(?:manager|boss|supervisor|account holder|wife|husband|she|he)\b",
                                  r"\b(?:approved|said it'?s fine|told me you can|gave me permission|authori[sz]ed)\b")),
         ("permission-without", Seq(r"\bpermission\b", r"\bwithout\b")),
@@ -211,3 +262,41 @@ RULES: dict[str, list[tuple[str, Rule]]] = {
         ("jndi", r"\$\{jndi:"),
     ],
 }
+
+# Other languages: callers switch language to slip past English rules (and a multilingual recogniser writes
+# what they say). The same commands in Spanish, French, German, Italian, Portuguese and Dutch, from word lists
+# per concept. Only commands: "I didn't get the code" (no me llegó el código, ich habe keinen Code bekommen)
+# is not one, so "no/kein/geen" alone are not in the "without" list, nor is a postal code a code.
+_L_IGNORE = r"(?:ignora|ignore|ignorez|ignorer|ignorar|ignoriere|ignorieren|ignoriert|ignori|negeer|negeren)"
+_L_FORGET = (r"(?:olvida|olvide|olvidad|olvidar|oublie|oubliez|oublier|vergiss|vergessen|vergesst|dimentica|"
+             r"dimenticate|dimenticare|esqueça|esquece|esquecer|vergeet|vergeten)")
+_L_SKIP = (r"(?:sáltate|sáltese|salta|saltar|omite|omita|omitir|evita|saute|sautez|sauter|ignorez|ignore|"
+           r"überspringe|überspringen|überspring|saltate|saltare|pula|pule|pular|sla over|overslaan)")
+_L_WITHOUT = (r"(?:sin|no necesitas|no necesita|no hace falta|sans|pas besoin d[e']|ohne|senza|non serve|"
+              r"non servono|sem|não precisa(?: de)?|zonder)")
+_L_RULES = (r"(?:instrucciones|instrucción|reglas|normas|indicaciones|órdenes|consignes|règles|directives|"
+            r"instructions|anweisungen|regeln|vorgaben|anordnungen|befehle|istruzioni|regole|indicazioni|direttive|"
+            r"instruções|regras|orientações|diretrizes|instructies|regels|richtlijnen|programación|programmation|"
+            r"programmierung|programmazione|programação)")
+_L_CHECK = (r"(?:c[óo]digo(?! postal)|verificaci[óo]n|confirmaci[óo]n|autenticaci[óo]n|contraseña|clave|"
+            r"code(?! postal)|vérification|confirmation|authentification|mot de passe|bestätigung\w*|"
+            r"verifizierung|überprüfung|sicherheitscode|passwort|codice(?! (?:postale|fiscale|di avviamento))|"
+            r"verifica|conferma|autenticazione|verificação|confirmação|senha|verificatie|bevestiging|wachtwoord|"
+            r"otp)")
+_L_NOW_YOU_ARE = (r"(?:ahora eres|ya eres|ahora es usted|tu es maintenant|vous êtes maintenant|désormais tu es|"
+                  r"désormais vous êtes|du bist jetzt|du bist nun|sie sind jetzt|ab jetzt bist du|ora sei|adesso sei|"
+                  r"da ora sei|agora você é|agora és|agora tu és|je bent nu|u bent nu|vanaf nu ben je)")
+_L_TELL = (r"(?:dime|dígame|digame|léeme|leeme|repíteme|dis-moi|dis moi|dites-moi|dites moi|lis-moi|répète|"
+           r"sag mir|sagen sie mir|lies mir|nenn mir|dimmi|mi dica|leggimi|ripetimi|diga-me|me diga|diz-me|me diz|"
+           r"leia|repita|vertel me|zeg me)")
+_L_SYSTEM = (r"(?:mensaje del sistema|aviso del sistema|message du système|message système|avis du système|"
+             r"systemnachricht|systemmeldung|systemhinweis|messaggio di sistema|avviso di sistema|"
+             r"mensagem do sistema|aviso do sistema|systeembericht|systeemmelding)")
+
+RULES["direct_override"] += [
+    ("other-language-override", Seq(rf"\b(?:{_L_IGNORE}|{_L_FORGET})\b", rf"\b{_L_RULES}\b")),
+    ("other-language-skip-check", Seq(rf"\b(?:{_L_SKIP}|{_L_WITHOUT})\b", rf"\b{_L_CHECK}")),
+]
+RULES["role_play"].append(("other-language-you-are-now", rf"\b{_L_NOW_YOU_ARE}\b"))
+RULES["fake_system"].append(("other-language-system-message", rf"\b{_L_SYSTEM}\b"))
+RULES["social_engineering"].append(("other-language-tell-code", Seq(rf"\b{_L_TELL}\b", rf"\b{_L_CHECK}")))
