@@ -48,10 +48,10 @@ def load(name: str) -> list[tuple[str, str, str]]:
 def address_refusal() -> Callable[[str], bool] | None:
     """What an address slot refuses besides flagged text, if this version has an address check."""
     try:
-        from voiceivr.dialplan.freetext import address_problem
+        from voiceivr.dialplan.freetext import address_problem_in
     except ImportError:
         return None
-    return lambda text: address_problem(text) is not None
+    return lambda text: address_problem_in(text, filtered=False) is not None
 
 
 def _rate(hit: int, n: int) -> str:
