@@ -96,7 +96,8 @@ def evaluate(show_misses: bool) -> str:
             at_slot = [(src, text) for _, src, text in attacks if src.startswith("address:")]
             real = [(src, text) for _, src, text in benign if src.startswith("address:")]
             out.append(f"At an address slot ({len(at_slot)} attacks, {len(real)} real addresses):\n")
-            out.append("| refused by | attacks refused | rate | real addresses refused | rate |\n|---|---:|---:|---:|---:|")
+            out.append("| refused by | attacks refused | rate | real addresses refused | rate |")
+            out.append("|---|---:|---:|---:|---:|")
             checks: list[tuple[str, Callable[[str], bool]]] = [("the filter", lambda t: scan(t).flagged)]
             if refuses_address is not None:
                 checks.append(("the address check", refuses_address))

@@ -706,8 +706,10 @@ class _Builder:
                                                          f"by {where}; add it to collect:")
                     stype = slots[ref].type
                     if stype not in SLOT_TYPES_FOR_PARAM[p.type]:
+                        hint = "; give the slot type: address (it is checked as a postal address)" if (
+                            p.type == "address") else ""
                         self.err(praw.value_mark(pname), f"{w}.params.{pname}: parameter {pname} is {p.type}, "
-                                                         f"slot {ref} is {stype}")
+                                                         f"slot {ref} is {stype}{hint}")
                     params[pname] = ParamValue(ref=ref)
                 else:
                     if "{" in text:
