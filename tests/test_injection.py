@@ -36,12 +36,48 @@ def test_development_set_rates() -> None:
 
 
 def test_held_out_rates_do_not_regress() -> None:
-    """Written after the filter was frozen; these floors are the measured figures, not goals."""
+    """Written after the filter was frozen; these floors are the measured figures, not goals (38 of 60 when
+    they were written, 48 since the round 2 rules)."""
     attacks, benign = _load("holdout_attacks.txt"), _load("holdout_benign.txt")
     detected = sum(scan(t).flagged for _, _, t in attacks)
     false_pos = sum(scan(t).flagged for _, _, t in benign)
-    assert detected >= 38
+    assert detected >= 48
     assert false_pos <= 2
+
+
+def test_round_2_corpus_is_labelled_and_held_apart() -> None:
+    for name in ("round2_attacks.txt", "round2_benign.txt", "round2_holdout_attacks.txt", "round2_holdout_benign.txt"):
+        rows = _load(name)
+        where = {src.split(":")[0] for _, src, _ in rows}
+        assert rows and where <= {"speech", "address", "text", "sms"} and all(":" in src for _, src, _ in rows)
+        labels = {label for label, _, _ in rows}
+        assert labels <= (set(CATEGORIES) if "attacks" in name else {"plain", "tricky"})
+    texts = [t for name in DATA.glob("*.txt") for _, _, t in _load(name.name)]
+    assert len(texts) == len(set(texts))  # no line in two sets (or twice in one)
+    assert "HELD-OUT" in (DATA / "round2_holdout_attacks.txt").read_text().splitlines()[0]
+
+
+def test_round_2_rates_do_not_regress() -> None:
+    """Floors at the measured figures (docs/injection.md): development 130 of 142, 0 of 81 benign flagged;
+    held-out (never tuned on) 55 of 80, 1 of 60. Before round 2 they were 67 and 32."""
+    for attacks_file, benign_file, detected_floor, false_pos_ceiling in (
+            ("round2_attacks.txt", "round2_benign.txt", 130, 0),
+            ("round2_holdout_attacks.txt", "round2_holdout_benign.txt", 55, 1)):
+        detected = sum(scan(t).flagged for _, _, t in _load(attacks_file))
+        false_pos = sum(scan(t).flagged for _, _, t in _load(benign_file))
+        assert detected >= detected_floor, attacks_file
+        assert false_pos <= false_pos_ceiling, benign_file
+
+
+def test_an_address_slot_refuses_every_held_out_attack_and_no_real_address() -> None:
+    """What the address slot does (the filter and the address check) on the held-out lines aimed at it: 18 of
+    18 refused, 0 of 27 real addresses refused (a floor at the measured figure)."""
+    from voiceivr.dialplan.freetext import address_problem_in
+
+    attacks = [t for _, src, t in _load("round2_holdout_attacks.txt") if src.startswith("address:")]
+    real = [t for _, src, t in _load("round2_holdout_benign.txt") if src.startswith("address:")]
+    assert sum(address_problem_in(t) is not None for t in attacks) >= 18
+    assert sum(address_problem_in(t) is not None for t in real) <= 0
 
 
 @pytest.mark.parametrize("text", [
