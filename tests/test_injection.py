@@ -200,10 +200,12 @@ def test_a_scan_of_100_kb_of_adversarial_text_takes_under_50_ms() -> None:
     slow = []
     for label, text in _adversarial():
         best = float("inf")
-        for _ in range(3):
+        for _ in range(3):  # a second and third try only when the first was slow
             t0 = time.perf_counter()
             found = scan(text)
             best = min(best, time.perf_counter() - t0)
+            if best < 0.050:
+                break
         assert "hidden_payload/oversized" in found.rules, label
         if best >= 0.050:
             slow.append((label, round(best * 1000, 1)))
