@@ -169,7 +169,7 @@ def _adversarial() -> list[tuple[str, str]]:
     """~100 kB texts that keep the rules busy: each rule's words repeated without its last piece (a phrase
     that starts a match again and again and never completes, the worst case of the gaps this module used to
     have), the same with every piece, and the reviewer's kind of runs of encodings and spelled letters."""
-    from voiceivr.policy.injection import RULES, Seq
+    from voiceivr.policy import injection
 
     units: list[tuple[str, str]] = [
         ("lost phone (three gaps)", "lost phone so "), ("change the limit", "change the limit to so "),
@@ -182,9 +182,10 @@ def _adversarial() -> list[tuple[str, str]]:
         ("sentences", "a. "), ("zero width", "i\u200bg\u200bn "), ("nfkc expansion", "\ufdfa"),
         ("digits", "1 "), ("one letter", "x"), ("sql", "' ; -- "), ("markup", "<system> "),
     ]
-    for cat, rules in RULES.items():
+    for cat, rules in injection.RULES.items():
         for name, rule in rules:
-            pieces = rule.pieces if isinstance(rule, Seq) else (rule,)
+            pieces = rule if isinstance(rule, str) else rule.pieces
+            pieces = (pieces,) if isinstance(pieces, str) else pieces
             head = pieces[:-1] if len(pieces) > 1 else pieces
             units.append((f"{cat}/{name}", " ".join(w for p in head for w in _words(p)[:40]) + " "))
             units.append((f"{cat}/{name} (all pieces)", " ".join(w for p in pieces for w in _words(p)[:3]) + " "))
