@@ -681,7 +681,8 @@ class Conversation:
                            message=self.plan.messages.invalid_address if spec.type == "address"
                            else self.plan.messages.invalid_text)
             return
-        if parsed is not None and self._valid(spec, parsed.value):
+        # (a free-text answer was just checked: no second scan)
+        if parsed is not None and (spec.type in FREE_TEXT_TYPES or self._valid(spec, parsed.value)):
             self._set_slot(spec, parsed.value, u.kind)
             self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
             self.no_match_count = self.no_input_count = 0
