@@ -39,6 +39,8 @@ EXPECTED = {
     "interruptible_readback.yaml": (23, 74, "a readback is never interruptible"),
     "unknown_intent.yaml": (9, 7, "unknown intent 'hourz' (did you mean 'hours'?)"),
     "param_type_mismatch.yaml": (22, 24, "parameter amount is money, slot amount is date"),
+    "address_from_text_slot.yaml": (21, 25, "parameter address is address, slot where is text"),
+    "max_chars_out_of_range.yaml": (4, 33, "slots.memo.max_chars must be a whole number from 1 to 1000"),
 }
 
 

@@ -104,15 +104,18 @@ def test_a_spoken_attack_at_the_address_slot_cannot_become_the_address(bank_worl
         decided = [d for d in talk.gate_calls("decide") if d["path"] == "safe"]
         flagged = bool(scan(heard).flagged)
         read_back = [s for s in talk.said() if s.startswith("You asked me to change your address")]
+        rejected = [e.data for e in talk.events if e.kind == "slot_rejected" and "confidence" not in e.data]
         assert not [c for c in talk.gate_calls("execute") if c["request_id"] in {d["request_id"] for d in decided}]
         if flagged:
             assert not read_back
+        if rejected:  # instruction-like, or not an address: asked again, nothing requested, nothing read back
+            assert not decided and not read_back
+            return "refused at the slot", talk
         if not decided:  # not taken as an address: too unsure, or a command to the menu ("repeat ...")
             return "no request", talk
-        if flagged:  # flagged words never become the address: refused before any read-back
-            assert decided[0]["allowed"] is False and "flagged_input" in decided[0]["reasons"]
-            return "refused", talk
-        # unflagged (mangled) words are read back and still need a yes and a code sent to the phone on file
+        assert not flagged  # flagged words are refused at the slot, before the gate (which refuses them too)
+        # unflagged words in an address's shape are read back and still need a yes and a code sent to the phone
+        # on file
         assert decided[0]["allowed"] is True and read_back
         return "read back", talk
 
@@ -128,8 +131,11 @@ def test_a_spoken_attack_at_the_address_slot_cannot_become_the_address(bank_worl
             assert outcome == "no request" and "recognition not confident" in str(talk.events), as_heard
         # As a recogniser that trusts its transcript would report it: now the filter and the gate must hold.
         if_confident.append((text, heard, at_the_address_slot(heard, 0.93)[0]))
-    assert [o for *_, o in if_confident[:4]].count("refused") >= 2, if_confident  # attacks that survived: caught
-    assert if_confident[5][2] == "read back", if_confident  # the real address would be read back (mangled)
+    # attacks that survived the line: caught at the slot
+    assert [o for *_, o in if_confident[:4]].count("refused at the slot") >= 2, if_confident
+    # The real address, mangled by the recogniser, is no longer read back as whatever it became: without a house
+    # number or a street it is not an address, and the caller is asked again.
+    assert if_confident[5][2] in ("refused at the slot", "read back"), if_confident
     with bank_world.engine.connect() as conn:
         current = conn.execute(bank.addresses_t.select().where(bank.addresses_t.c.current)).fetchall()
     assert sorted(r.address for r in current) == sorted(c.address for c in bank.DEMO_CUSTOMERS)

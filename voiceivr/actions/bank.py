@@ -24,6 +24,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from voiceivr.actions.address import address_problem, canonical_address
 from voiceivr.actions.registry import Action, ActionContext, ActionError, Param
 from voiceivr.db.models import (
     BankAccount,
@@ -177,9 +178,11 @@ def transfer_funds(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str
 
 def change_address(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, Any]:
     customer = _principal(ctx)
-    address = " ".join(str(params["address"]).split())
-    if len(address) < 5:
-        raise ActionError("That address is too short.")
+    address = canonical_address(str(params["address"]))
+    # The registry checked the type before the gate let it run; checked again here because what is stored is
+    # this function's responsibility, whoever calls it.
+    if address_problem(address) is not None:
+        raise ActionError("That doesn't look like a postal address, so I haven't changed it.")
     key = ctx.idempotency_key or None
     with _write(_db(ctx)) as conn, conn.begin():
         if key and conn.execute(sa.select(addresses_t.c.id).where(addresses_t.c.idempotency_key == key)).first():
@@ -221,7 +224,7 @@ ACTIONS: tuple[Action, ...] = (
            transfer_funds, returns={"reference": "str", "balance": "money"}, requires_login=True,
            description="Move money between the caller's accounts or to a saved payee.",
            readback="transfer {amount} from {from} to {to}"),
-    Action("change_address", "high", (Param("address", "str"),), change_address,
+    Action("change_address", "high", (Param("address", "address"),), change_address,
            returns={"address": "str"}, requires_login=True,
            description="Change the caller's postal address.", readback="change your address to {address}"),
     Action("block_card", "high", (Param("card_last4", "digits"), Param("reason", "str", required=False)),

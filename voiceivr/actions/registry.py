@@ -14,8 +14,12 @@ money      ``int`` cents                           money
 digits     ``str`` of 0-9                          digits
 date       ``str`` ISO date, ``YYYY-MM-DD``        date
 bool       ``bool``                                yesno
-str        ``str``                                 choice, text, or a literal
+str        ``str``                                 choice, text, address, or a literal
+address    ``str``, a postal address               address
 =========  ======================================  ============================
+
+An ``address`` is checked for being one (:mod:`voiceivr.actions.address`) wherever parameters are checked,
+so the gate refuses an instruction dressed as an address whatever filled it.
 
 An action signals a failure the caller may hear ("insufficient funds") by raising :class:`ActionError`;
 anything else it raises is a bug, reported as a generic failure.
@@ -31,12 +35,13 @@ from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
 
+from voiceivr.actions.address import address_problem
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import PolicySettings
 
 Risk = Literal["low", "high"]
-ParamType = Literal["money", "digits", "date", "bool", "str"]
-PARAM_TYPES: tuple[str, ...] = ("money", "digits", "date", "bool", "str")
+ParamType = Literal["money", "digits", "date", "bool", "str", "address"]
+PARAM_TYPES: tuple[str, ...] = ("money", "digits", "date", "bool", "str", "address")
 
 # Which slot types can fill a parameter of each type.
 SLOT_TYPES_FOR_PARAM: Mapping[str, frozenset[str]] = {
@@ -44,7 +49,8 @@ SLOT_TYPES_FOR_PARAM: Mapping[str, frozenset[str]] = {
     "digits": frozenset({"digits"}),
     "date": frozenset({"date"}),
     "bool": frozenset({"yesno"}),
-    "str": frozenset({"choice", "text", "digits"}),
+    "str": frozenset({"choice", "text", "digits", "address"}),
+    "address": frozenset({"address"}),  # never a text slot: an address must be checked as one when it is heard
 }
 
 
@@ -104,7 +110,11 @@ class Action:
                 if p.required:
                     problems.append(f"{self.name}: missing parameter {p.name!r}")
                 continue
-            if not value_has_type(params[p.name], p.type):
+            if p.type == "address":  # the reason only: the value may be an attack, and reasons are logged
+                why = address_problem(params[p.name]) if isinstance(params[p.name], str) else "not text"
+                if why:
+                    problems.append(f"{self.name}: parameter {p.name!r} must be a postal address ({why})")
+            elif not value_has_type(params[p.name], p.type):
                 problems.append(f"{self.name}: parameter {p.name!r} must be {p.type}, got {params[p.name]!r}")
         for name in params:
             if self.param(name) is None:
@@ -121,6 +131,8 @@ def value_has_type(value: Any, ptype: str) -> bool:
         return isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) is not None
     if ptype == "bool":
         return isinstance(value, bool)
+    if ptype == "address":
+        return isinstance(value, str) and address_problem(value) is None
     return isinstance(value, str)
 
 

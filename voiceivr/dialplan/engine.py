@@ -69,6 +69,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from voiceivr.actions.registry import ActionRegistry
+from voiceivr.dialplan.freetext import check_address, check_text, extract_address
 from voiceivr.dialplan.model import (
     AGENT,
     GOODBYE,
@@ -84,6 +85,7 @@ from voiceivr.dialplan.model import (
 )
 from voiceivr.dialplan.router import IntentRouter, RoutingDecision
 from voiceivr.dialplan.slots import (
+    FREE_TEXT_TYPES,
     Money,
     Parsed,
     all_choices,
@@ -675,7 +677,16 @@ class Conversation:
             parsed = self._asked_choice(spec, u.text, node)
         else:
             parsed = self._parse_slot(spec, u.text, asked=True)
-        if parsed is not None and self._valid(spec, parsed.value):
+        problem = self._free_text_problem(spec, parsed.value) if parsed is not None else None
+        if problem is not None:
+            # Refused before any read-back: the caller is asked again (and the gate would refuse it anyway).
+            self._event("slot_rejected", slot=spec.name, reason=problem)
+            self._no_match(f"{spec.type} refused",
+                           message=self.plan.messages.invalid_address if spec.type == "address"
+                           else self.plan.messages.invalid_text)
+            return
+        # (a free-text answer was just checked: no second scan)
+        if parsed is not None and (spec.type in FREE_TEXT_TYPES or self._valid(spec, parsed.value)):
             self._set_slot(spec, parsed.value, u.kind)
             self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
             self.no_match_count = self.no_input_count = 0
@@ -830,6 +841,8 @@ class Conversation:
             return extract_choice(text, spec.options)
         if spec.type == "text":
             return extract_text(text) if asked else None
+        if spec.type == "address":
+            return extract_address(text) if asked else None
         return None
 
     def _fill_from(self, text: str, node: Node, asked: str | None, bare_numbers: bool = False,
@@ -843,7 +856,7 @@ class Conversation:
             if s == asked or (s in self.slots and self.slots[s].source != "default"):
                 continue
             spec = self.plan.slots[s]
-            if spec.type == "text":
+            if spec.type in FREE_TEXT_TYPES:  # only ever the answer to its own question
                 continue
             parsed = self._parse_for_cues(spec, text, bare_numbers, taken, node)
             if parsed is not None and self._valid(spec, parsed.value):
@@ -902,7 +915,17 @@ class Conversation:
                 return False
         if spec.type == "digits":
             return isinstance(value, str) and spec.min_length <= len(value) <= spec.max_length
+        if spec.type in FREE_TEXT_TYPES:
+            return self._free_text_problem(spec, value) is None
         return True
+
+    def _free_text_problem(self, spec: SlotSpec, value: Any) -> str | None:
+        """Why a text or address answer is refused: too long, flagged, not an address (no words of it)."""
+        if spec.type == "address":
+            return check_address(str(value), spec.max_chars)
+        if spec.type == "text":
+            return check_text(str(value), spec.max_chars)
+        return None
 
     def _invalid_value(self, spec: SlotSpec) -> None:
         if spec.type == "money" and spec.min_amount and spec.max_amount:

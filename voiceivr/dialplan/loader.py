@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceivr.actions.address import MAX_ADDRESS_CHARS
 from voiceivr.actions.registry import SLOT_TYPES_FOR_PARAM, ActionRegistry
 from voiceivr.dialplan import yamlpos
+from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS, MAX_TEXT_CHARS
 from voiceivr.dialplan.model import (
     AGENT,
     GLOBAL_NAMES,
@@ -49,7 +51,7 @@ from voiceivr.dialplan.model import (
     Routing,
     SlotSpec,
 )
-from voiceivr.dialplan.slots import SLOT_TYPES, Money, Option, extract_money
+from voiceivr.dialplan.slots import FREE_TEXT_TYPES, SLOT_TYPES, Money, Option, extract_money
 from voiceivr.dialplan.yamlpos import Mark, MDict, MList
 from voiceivr.errors import VoiceivrError
 
@@ -480,7 +482,7 @@ class _Builder:
             self.err(parent.value_mark(name), f"{where} must be a mapping with type: and ask:")
             raise _Skip
         self.keys(v, ("type", "ask", "keyed", "length", "min_length", "max_length", "min", "max", "options", "cues",
-                      "default", "secret", "prefer"), where)
+                      "default", "secret", "prefer", "max_chars"), where)
         stype = self.string(v, "type", where, required=True)
         if stype is None:
             raise _Skip
@@ -511,6 +513,10 @@ class _Builder:
                 self.err(v.key_mark(key), f"{where}.{key} applies only to money slots")
         if "options" in v and stype != "choice":
             self.err(v.key_mark("options"), f"{where}.options applies only to choice slots")
+        max_chars = self.integer(v, "max_chars", where, DEFAULT_ADDRESS_CHARS if stype == "address" else
+                                 DEFAULT_TEXT_CHARS, 1, MAX_ADDRESS_CHARS if stype == "address" else MAX_TEXT_CHARS)
+        if "max_chars" in v and stype not in FREE_TEXT_TYPES:
+            self.err(v.key_mark("max_chars"), f"{where}.max_chars applies only to text and address slots")
         default = self.string(v, "default", where)
         if default is not None and default not in {o.key for o in options}:
             self.err(v.value_mark("default"), f"{where}.default must be one of its options")
@@ -524,6 +530,7 @@ class _Builder:
             min_amount=min_amount, max_amount=max_amount, options=options,
             cues=tuple(c.lower() for c in self.strings(v, "cues", where)), default=default,
             secret=self.boolean(v, "secret", where, False), prefer=prefer,  # type: ignore[arg-type]
+            max_chars=max_chars,
         )
 
     def money(self, v: MDict, key: str, where: str) -> Money | None:
@@ -717,8 +724,10 @@ class _Builder:
                                                          f"by {where}; add it to collect:")
                     stype = slots[ref].type
                     if stype not in SLOT_TYPES_FOR_PARAM[p.type]:
+                        hint = "; give the slot type: address (it is checked as a postal address)" if (
+                            p.type == "address") else ""
                         self.err(praw.value_mark(pname), f"{w}.params.{pname}: parameter {pname} is {p.type}, "
-                                                         f"slot {ref} is {stype}")
+                                                         f"slot {ref} is {stype}{hint}")
                     if p.secret and not slots[ref].secret:
                         # What fills a secret parameter (a PIN) is a secret while the caller gives it: the slot
                         # must say so, or the call would keep and record it like any other answer.

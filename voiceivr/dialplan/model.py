@@ -73,6 +73,7 @@ class SlotSpec:
     default: str | None = None  # a choice key used when the caller does not name one
     secret: bool = False  # never spoken, never logged (a PIN)
     prefer: Literal["future", "past"] = "future"  # dates said without a year
+    max_chars: int = 200  # text and address: the longest answer taken (longer is refused and asked again)
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,10 @@ class Messages:
     code_wrong: str = "That code didn't match. Please try again."
     code_locked: str = "For your security I can't complete this request on this call."
     refused: str = "I'm sorry, I can't do that on this call."
+    invalid_address: str = (
+        "Sorry, that doesn't sound like a postal address. Please say the house number, the street and the town."
+    )
+    invalid_text: str = "Sorry, I can't take that. Please say it again, in a few words."
     cancelled: str = "Okay, I've cancelled that."
     failed: str = "Sorry, that didn't work."
     login_first: str = "First, I need to identify you."

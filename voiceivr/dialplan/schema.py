@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from voiceivr.actions.address import MAX_ADDRESS_CHARS
+from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS, MAX_TEXT_CHARS
 from voiceivr.dialplan.model import GLOBAL_NAMES
 from voiceivr.dialplan.slots import SLOT_TYPES
 
@@ -80,6 +82,10 @@ def dialplan_schema() -> dict[str, Any]:
             "length": {"type": "integer", "minimum": 1, "maximum": 64},
             "min_length": {"type": "integer", "minimum": 1, "maximum": 64},
             "max_length": {"type": "integer", "minimum": 1, "maximum": 64},
+            "max_chars": {"type": "integer", "minimum": 1, "maximum": MAX_TEXT_CHARS,
+                          "description": f"text and address: the longest answer taken (text {DEFAULT_TEXT_CHARS}, "
+                                         f"address {DEFAULT_ADDRESS_CHARS} by default; an address at most "
+                                         f"{MAX_ADDRESS_CHARS})"},
             "min": {"type": ["string", "number"], "description": "money: e.g. \"$0.01\""},
             "max": {"type": ["string", "number"], "description": "money: e.g. \"$10,000\""},
             "options": {"type": "object", "additionalProperties": option},

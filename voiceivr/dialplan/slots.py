@@ -6,7 +6,8 @@ Every parser *finds* a value inside an utterance ("transfer fifty dollars to sav
 ``None`` and the engine asks again.
 
 Canonical values: money is :class:`Money` (integer cents), digit strings are ``str`` of 0-9, yes/no is
-``bool``, dates are :class:`datetime.date`, a choice is the option's key, free text is ``str``.
+``bool``, dates are :class:`datetime.date`, a choice is the option's key, free text and addresses are ``str``
+(bounded and checked in :mod:`voiceivr.dialplan.freetext`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from rapidfuzz import fuzz
 
 from voiceivr.policy.confirm import read_answer
 
-SlotType = Literal["money", "digits", "yesno", "date", "choice", "text"]
-SLOT_TYPES: tuple[str, ...] = ("money", "digits", "yesno", "date", "choice", "text")
+SlotType = Literal["money", "digits", "yesno", "date", "choice", "text", "address"]
+SLOT_TYPES: tuple[str, ...] = ("money", "digits", "yesno", "date", "choice", "text", "address")
+FREE_TEXT_TYPES: tuple[str, ...] = ("text", "address")  # the whole answer is the value (voiceivr.dialplan.freetext)
 
 
 @dataclass(frozen=True, order=True)

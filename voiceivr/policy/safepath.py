@@ -295,6 +295,10 @@ class SafePathGate:
             reasons.append("flagged_input_low_risk")
         if refusal:
             reasons.append(refusal)
+            if flags and cls_risk == "high" and refusal != "flagged_input":
+                # Refused for another reason first (an address that is not one): the trail still says the
+                # input was instruction-like, which is what an auditor looks for.
+                reasons.append("flagged_input")
         decision = Decision(
             path="safe" if cls_risk == "high" else "fast",
             reasons=tuple(reasons),
