@@ -1,7 +1,7 @@
 """limits that calls cannot race or reset: wrong codes per principal, temporary login lockouts, notices
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-05
 
 code_failures keeps one row per wrong out-of-band code that was compared (never the code), so the limits count
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
