@@ -27,6 +27,8 @@ from tests.sip_rtp import RawCaller, Stranger
 pytestmark = pytest.mark.slow
 
 ALICE = "c-1001"
+# What pjlib prints before our log writer is installed (voiceivr/telephony/pjlog.py).
+RAW_PJLIB = ("os_core_unix.c", "PJSUA state changed", "sip_endpoint.c")
 
 
 def rtp_range() -> dict[str, str]:
@@ -111,6 +113,7 @@ def test_a_stranger_can_neither_key_into_a_logged_in_call_nor_hear_it(tmp_path: 
             caller.close()
             stranger.close()
         doc = recording(ivr, caller.call_id)
+        log = ivr.log()
 
     assert stranger.sent > 300
     assert [r for r in runs_after_stranger if r[0] == "get_balance"] == [], "the stranger's digit ran get_balance"
@@ -123,6 +126,7 @@ def test_a_stranger_can_neither_key_into_a_logged_in_call_nor_hear_it(tmp_path: 
     locked = {e["channel"]: e["remote"]["port"] for e in events if e["type"] == "media_locked"}
     assert locked["rtp"] == caller.sdp_port and "rtcp" in locked
     assert not [e for e in events if e["type"] == "media_moved"]
+    assert not any(raw in log for raw in RAW_PJLIB)  # pjsua's start-up lines went through logging
 
 
 @pytest.mark.postgres

@@ -25,9 +25,7 @@ import concurrent.futures
 import dataclasses
 import gc
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 import uuid
@@ -44,6 +42,7 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import SipSettings
 from voiceivr.telephony.bridge import MediaBridge
+from voiceivr.telephony.pjlog import PjLogWriter, startup_lines_logged
 from voiceivr.telephony.recording import CallRecording, RecordingWriter
 from voiceivr.telephony.rtplock import LockStep, SourceLock, parse_address
 from voiceivr.telephony.sipmsg import (
@@ -174,19 +173,6 @@ class CallRemote:
 # ------------------------------------------------------------------------------------- pjsua2 subclasses
 
 
-_PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
-
-
-class _PjLog(pj.LogWriter):
-    def write(self, entry: Any) -> None:
-        try:
-            logging.getLogger("voiceivr.pjsip").log(
-                _PJ_LEVELS.get(entry.level, logging.DEBUG), entry.msg.rstrip(), extra={"pj_thread": entry.threadName}
-            )
-        except Exception:
-            pass
-
-
 class _Account(pj.Account):
     def __init__(self, edge: SipEdge) -> None:
         super().__init__()
@@ -267,7 +253,7 @@ class SipEdge:
         self._slot_by_pj: dict[int, CallSlot] = {}
         self._ep: Any = None
         self._account: _Account | None = None
-        self._log_writer: _PjLog | None = None
+        self._log_writer: PjLogWriter | None = None
         self._transports: list[int] = []
         self._next_periodic = 0.0
         self.bound_port = 0
@@ -386,11 +372,8 @@ class SipEdge:
         ep = pj.Endpoint()
         self._ep = ep
         # Until libInit installs our log writer pjlib prints its banner on stdout, where `voiceivr call --json`
-        # and the worker's READY line go: point fd 1 at stderr meanwhile.
-        sys.stdout.flush()
-        saved_stdout = os.dup(1)
-        os.dup2(2, 1)
-        try:
+        # and the worker's READY line go: those lines go through our logger too.
+        with startup_lines_logged():
             ep.libCreate()
             cfg = pj.EpConfig()
             cfg.uaConfig.threadCnt = 0
@@ -400,7 +383,7 @@ class SipEdge:
             for server in s.nameservers:
                 # pjsip's own asynchronous resolver; without it a hostname blocks the SIP thread on getaddrinfo.
                 cfg.uaConfig.nameserver.append(server)
-            self._log_writer = _PjLog()
+            self._log_writer = PjLogWriter()
             cfg.logConfig.writer = self._log_writer
             cfg.logConfig.level = s.pjsip_log_level
             cfg.logConfig.consoleLevel = s.pjsip_log_level
@@ -419,9 +402,6 @@ class SipEdge:
                 if ms >= 0:
                     setattr(med, name, ms)
             ep.libInit(cfg)
-        finally:
-            os.dup2(saved_stdout, 1)
-            os.close(saved_stdout)
         ep.audDevManager().setNullDev()
 
         tcfg = pj.TransportConfig()
