@@ -31,9 +31,10 @@ def test_startup_lines_are_parsed_into_debug_records(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.DEBUG, logger="voiceivr.pjsip"):
         assert log_startup_lines(STARTUP) == 4
     records = [r for r in caplog.records if r.name == "voiceivr.pjsip"]
-    assert [r.getMessage() for r in records] == [
-        "pjlib 2.15.1 for POSIX initialized", "Creating endpoint instance...",
-        "select() I/O Queue created (0x7f133000dac8)", "PJSUA state changed: NULL --> CREATED"]
+    messages = [r.getMessage() for r in records]
+    assert messages[:2] == ["pjlib 2.15.1 for POSIX initialized", "Creating endpoint instance..."]
+    assert messages[2].startswith("select() I/O Queue created (0x")  # its digits may be masked (logs.py)
+    assert messages[3] == "PJSUA state changed: NULL --> CREATED" and len(messages) == 4
     assert {r.levelno for r in records} == {logging.DEBUG}
     assert [r.pj_sender for r in records][:2] == ["os_core_unix.c", "sip_endpoint.c"]  # type: ignore[attr-defined]
     with caplog.at_level(logging.DEBUG, logger="voiceivr.pjsip"):
