@@ -150,10 +150,10 @@ def _look(lock: SourceLock, source: MediaAddress | None, at: float, rtcp: MediaA
 
 def test_rtp_from_the_sdp_address_locks_rtp_and_rtcp_there() -> None:
     lock, connects = _lock()
-    assert lock.pending and _look(lock, None, 100.05) == []  # nothing arrived yet: wait
+    assert lock.pending(100.05) and _look(lock, None, 100.05) == []  # nothing arrived yet: wait
     assert _look(lock, SDP, 100.1) == [LockStep("locked", "rtp", SDP), LockStep("locked", "rtcp", SDP_RTCP)]
     assert connects.calls == [(LOCAL, SDP), (LOCAL_RTCP, SDP_RTCP)]
-    assert not lock.pending
+    assert not lock.pending(100.2)
     assert _look(lock, SDP, 130.0) == []  # the same source: nothing to do, nothing connected again
     assert len(connects.calls) == 2
 
@@ -211,7 +211,7 @@ def test_new_local_sockets_start_a_new_lock() -> None:
     _look(lock, SDP, 100.1)
     fresh = MediaAddress("127.0.0.1", 4010)
     assert _look(lock, None, 150.0, local=fresh) == []  # a new latch window from now
-    assert lock.pending
+    assert lock.pending(150.0) and not lock.pending(152.5)
     assert _look(lock, SDP, 150.1, local=fresh)[0] == LockStep("locked", "rtp", SDP)
     assert connects.calls[-2] == (fresh, SDP)
 

@@ -949,7 +949,7 @@ class SipEdge:
                 self._check_media_source(slot, call, now)
             if self.sip.rtp_timeout_s > 0:
                 self._check_rtp(slot, call, now)
-        if any(slot.rtp_lock is not None and slot.rtp_lock.pending for slot in self._slots.values()):
+        if any(slot.rtp_lock is not None and slot.rtp_lock.pending(now) for slot in self._slots.values()):
             self._next_periodic = min(self._next_periodic, now + 0.05)  # lock soon after the first RTP
 
     def _check_rtp(self, slot: CallSlot, call: _Call, now: float) -> None:

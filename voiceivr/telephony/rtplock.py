@@ -215,10 +215,10 @@ class SourceLock:
               enforce: bool = True, connect: Connect = connect_udp) -> SourceLock:
         return cls(negotiated, negotiated_rtcp, local, local_rtcp, now + latch_s, enforce, connect, latch_s)
 
-    @property
-    def pending(self) -> bool:
-        """Still waiting for the first RTP (the edge looks more often meanwhile)."""
-        return self.rtp_peer is None and self.local is not None
+    def pending(self, now: float) -> bool:
+        """Still waiting for the first RTP within the latch window (the edge looks more often meanwhile). Past
+        the window a lock without an SDP address to fall back on (``c=0.0.0.0``) waits at the normal pace."""
+        return self.rtp_peer is None and self.local is not None and now <= self.deadline
 
     def observe(self, local: MediaAddress | None, local_rtcp: MediaAddress | None, source: MediaAddress | None,
                 rtcp_source: MediaAddress | None, now: float) -> list[LockStep]:
