@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from voiceivr.call import brain
+from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.cli import cli
 from voiceivr.dialplan import engine as dialplan_engine
 from voiceivr.policy import abuse
@@ -20,7 +22,7 @@ def test_catalogue_covers_what_the_issue_names() -> None:
     cat = {s.name: s for s in abuse.catalogue()}
     for needed in ("social-engineering-manager", "code-replayed-from-earlier-action", "code-for-different-amount",
                    "spoofed-caller-id", "injection-in-payee-name", "injection-in-address",
-                   "yes-barged-in-during-read-back", "brute-force-codes", "media-moved-by-reinvite",
+                   "yes-barged-in-during-read-back", "brute-force-codes", "media-moved-by-reinvite", "media-hijack",
                    "transfer-with-sms-code", "transfer-with-totp", "change-address", "block-card",
                    "balance-after-login", "secret-at-rest", "forged-append", "truncation"):
         assert needed in cat
@@ -80,6 +82,20 @@ def test_scorecard_catches_flagged_text_that_is_no_longer_carried_to_the_gate(
     card = abuse.simulate(only=["injection-in-payee-name"])
     (r,) = card.results
     assert not r.passed and "EVIDENCE MISSING: policy.decide:flagged_input" in r.verdict
+
+
+def test_scorecard_catches_a_media_move_that_no_longer_drops_the_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Negative control: a session that ignores the edge's media moves lets the stranger's "1" run get_balance
+    as alice -- a low-risk action, caught because the scenario forbids it."""
+    original = DialplanBrain.handle
+
+    def ignore_moves(self: DialplanBrain, event: brain.BrainInput) -> list[brain.BrainOutput]:
+        return [] if isinstance(event, brain.SessionChanged) else original(self, event)
+
+    monkeypatch.setattr(DialplanBrain, "handle", ignore_moves)
+    (r,) = abuse.simulate(only=["media-hijack"]).results
+    assert not r.passed and r.verdict.startswith("GOT THROUGH")
+    assert "EVIDENCE MISSING: policy.binding_changed:media moved" in r.verdict
 
 
 def test_cli_json_and_exit_code() -> None:

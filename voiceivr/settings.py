@@ -360,6 +360,16 @@ class SipSettings:
         10.0, "Hang up an answered call whose media never started after this long.", min=1, max=600
     )
     srtp: str = setting("off", "SRTP (SDES): off, optional or mandatory.", choices=("off", "optional", "mandatory"))
+    rtp_source_lock: bool = setting(
+        True, "Take a call's RTP and RTCP from its media peer only (the kernel drops the rest). Off leaves "
+        "pjmedia's latching, where ten packets in a row from anyone take the stream over; a source change is "
+        "a media move either way (privileges dropped, audited). See docs/sip-edge.md."
+    )
+    rtp_latch_s: float = setting(
+        2.0, "For this long after media starts the first RTP source may differ from the SDP address (symmetric "
+        "RTP behind a NAT; counted as a media move); then only the SDP address. 0 = the SDP address only.",
+        min=0, max=30,
+    )
     srtp_require_tls: bool = setting(
         True, "Offer/accept SRTP keys only on SIP over TLS (SDES keys travel in the SDP); false allows plain UDP."
     )

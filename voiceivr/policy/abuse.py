@@ -93,6 +93,7 @@ WRONG_CODE = "918273"
 BOB, BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "c-1002", "20000001", "4321", "+15555550102"
 PHONES = {ALICE: ALICE_PHONE, BOB: BOB_PHONE}
 MEDIA = MediaAddress("203.0.113.5", 40000)
+STRANGER_MEDIA = "192.0.2.66:5004"  # someone else on the network who found a call's RTP port
 
 # --------------------------------------------------------------------------------------------- the world
 
@@ -234,6 +235,7 @@ class Scenario:
     setup: Script | None = None  # an earlier, separate call (e.g. the victim's own transfer)
     caller_id: str = ""  # From / P-Asserted-Identity as presented: never an authenticator
     expect_high: int = 0  # high actions that may (attack) or must (legit) succeed on the call
+    forbid_actions: tuple[str, ...] = ()  # attack: low-risk actions that must not succeed on the call either
     expect_actions: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()  # legit: (action, params subset)
     expect_audit: tuple[str, ...] = ()  # "kind", "kind:reason" (reason/reasons/status), "!kind" (absent)
     expect_sms: int | None = None
@@ -440,6 +442,18 @@ def catalogue() -> list[Scenario]:
                        Network("replaced", expect="code"), Keys(c.sms(ALICE), expect="slot:account_number"),
                        *login(ALICE_ACCOUNT, "9999"), HangUp(after(3.0))],
             expect_audit=("policy.binding_changed", "!policy.code", "action.result:failed")),
+        Scenario(
+            "media-hijack", "attack",
+            "alice has logged in and is asked which account; RTP from a stranger's address takes the stream over "
+            "and the edge reports the new source as a media move (the RTP source lock keeps such packets out; "
+            "this is the net under it, docs/sip-edge.md). The stranger keys 1 for her checking balance, then "
+            "tries her account with a guessed PIN.",
+            lambda c: [Say("what's my balance", expect="menu"), *login(),
+                       Network("media_moved", STRANGER_MEDIA, expect="slot:account"),
+                       Keys("1", expect="slot:account_number"), *login(ALICE_ACCOUNT, "9999"),
+                       HangUp(after(3.0))],
+            forbid_actions=("get_balance",),
+            expect_audit=("policy.binding_changed:media moved", "action.result:failed")),
         Scenario(
             "expired-code", "attack",
             "The code is read back six minutes after it was sent.",
@@ -687,7 +701,8 @@ def run_scenario(w: World, sc: Scenario) -> ScenarioResult:
     off_script = [f"{s.step}@{s.at}s expected {s.expected}, engine {s.engine}" for s in steps if not s.as_expected]
     sms = len(w.fake.messages) - sms_before
     if sc.kind == "attack":
-        got_through = high_ok > sc.expect_high or bool(leaks)
+        got_through = (high_ok > sc.expect_high or bool(leaks)
+                       or any(r.action_type in sc.forbid_actions for r in done))
         passed = not got_through and refusals > 0 and not missing
         verdict = "GOT THROUGH" + (f": {', '.join(leaks)}" if leaks else "") if got_through else "blocked"
         if missing:

@@ -25,9 +25,7 @@ import concurrent.futures
 import dataclasses
 import gc
 import logging
-import os
 import queue
-import sys
 import threading
 import time
 import uuid
@@ -45,7 +43,9 @@ from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import SipSettings
 from voiceivr.telephony.admission import Admission
 from voiceivr.telephony.bridge import MediaBridge
+from voiceivr.telephony.pjlog import PjLogWriter, startup_lines_logged
 from voiceivr.telephony.recording import CallRecording, RecordingWriter
+from voiceivr.telephony.rtplock import LockStep, SourceLock, parse_address
 from voiceivr.telephony.sipmsg import (
     SipMessage,
     accepts_sdp,
@@ -102,6 +102,8 @@ class EdgeConfig:
             raise ConfigError(f"sip.media_rate = {s.media_rate}: must be 8000 or 16000")
         if not 5 <= s.resampler_quality <= 10:
             raise ConfigError(f"sip.resampler_quality = {s.resampler_quality}: must be 5-10 (4 and below alias)")
+        if not 0 <= s.rtp_latch_s <= 30:
+            raise ConfigError(f"sip.rtp_latch_s = {s.rtp_latch_s}: must be 0-30 seconds")
         if s.srtp not in ("off", "optional", "mandatory"):
             raise ConfigError(f"sip.srtp = {s.srtp!r}: must be off, optional or mandatory")
         if s.tls_port and not (s.tls_cert_file and s.tls_key_file):
@@ -144,6 +146,8 @@ class CallSlot:
     end_status: int = 0
     end_reason: str = ""
     media_stats: dict[str, int] = field(default_factory=dict)  # RTP receive side, read as the stream goes
+    media_index: int = -1  # the audio stream's index in pjsua2's media list
+    rtp_lock: SourceLock | None = None  # whom its RTP may come from (rtplock.py)
 
 
 class CallRemote:
@@ -169,19 +173,6 @@ class CallRemote:
 
 
 # ------------------------------------------------------------------------------------- pjsua2 subclasses
-
-
-_PJ_LEVELS = {0: logging.CRITICAL, 1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
-
-
-class _PjLog(pj.LogWriter):
-    def write(self, entry: Any) -> None:
-        try:
-            logging.getLogger("voiceivr.pjsip").log(
-                _PJ_LEVELS.get(entry.level, logging.DEBUG), entry.msg.rstrip(), extra={"pj_thread": entry.threadName}
-            )
-        except Exception:
-            pass
 
 
 class _Account(pj.Account):
@@ -266,7 +257,7 @@ class SipEdge:
         self._slot_by_pj: dict[int, CallSlot] = {}
         self._ep: Any = None
         self._account: _Account | None = None
-        self._log_writer: _PjLog | None = None
+        self._log_writer: PjLogWriter | None = None
         self._transports: list[int] = []
         self._next_periodic = 0.0
         self.bound_port = 0
@@ -385,11 +376,8 @@ class SipEdge:
         ep = pj.Endpoint()
         self._ep = ep
         # Until libInit installs our log writer pjlib prints its banner on stdout, where `voiceivr call --json`
-        # and the worker's READY line go: point fd 1 at stderr meanwhile.
-        sys.stdout.flush()
-        saved_stdout = os.dup(1)
-        os.dup2(2, 1)
-        try:
+        # and the worker's READY line go: those lines go through our logger too.
+        with startup_lines_logged():
             ep.libCreate()
             cfg = pj.EpConfig()
             cfg.uaConfig.threadCnt = 0
@@ -399,7 +387,7 @@ class SipEdge:
             for server in s.nameservers:
                 # pjsip's own asynchronous resolver; without it a hostname blocks the SIP thread on getaddrinfo.
                 cfg.uaConfig.nameserver.append(server)
-            self._log_writer = _PjLog()
+            self._log_writer = PjLogWriter()
             cfg.logConfig.writer = self._log_writer
             cfg.logConfig.level = s.pjsip_log_level
             cfg.logConfig.consoleLevel = s.pjsip_log_level
@@ -418,9 +406,6 @@ class SipEdge:
                 if ms >= 0:
                     setattr(med, name, ms)
             ep.libInit(cfg)
-        finally:
-            os.dup2(saved_stdout, 1)
-            os.close(saved_stdout)
         ep.audDevManager().setNullDev()
 
         tcfg = pj.TransportConfig()
@@ -745,11 +730,13 @@ class SipEdge:
                 self._record(slot, "media_started", codec=codec, remote=_addr_dict(remote), srtp=self.sip.srtp)
                 if slot.recording:
                     slot.recording.update_sip(codec=codec, remote_media=_addr_dict(remote))
+                self._lock_media(slot, call, mi.index, si)
                 self._maybe_start(slot)
             elif remote != slot.remote_media:
                 slot.remote_media = remote
                 self._record(slot, "media_moved", remote=_addr_dict(remote), codec=codec, hold=hold)
                 self._notify(slot, "on_media_moved", remote)
+                self._lock_media(slot, call, mi.index, si)
             elif hold:
                 self._record(slot, "remote_hold")
             return
@@ -787,6 +774,10 @@ class SipEdge:
         if slot is None:
             return
         how = _DTMF_METHODS.get(method, str(method))
+        call = self._calls.get(pj_id)
+        if how == "rfc4733" and slot.rtp_lock is not None and call is not None:
+            # A digit that came in RTP: first, whose RTP is it? (pjsua2 runs this on the SIP thread.)
+            self._check_media_source(slot, call, time.monotonic())
         if slot.recording is not None:
             # Written without its digit if the caller is giving a secret (voiceivr.call.secrecy).
             slot.recording.dtmf(digit, how, delivered=slot.events is not None)
@@ -976,8 +967,12 @@ class SipEdge:
                 if now - slot.created > self.sip.no_media_timeout_s and slot.confirmed:
                     self._hangup(slot.key, "edge", "no media")
                 continue
+            if slot.rtp_lock is not None:
+                self._check_media_source(slot, call, now)
             if self.sip.rtp_timeout_s > 0:
                 self._check_rtp(slot, call, now)
+        if any(slot.rtp_lock is not None and slot.rtp_lock.pending(now) for slot in self._slots.values()):
+            self._next_periodic = min(self._next_periodic, now + 0.05)  # lock soon after the first RTP
 
     def _check_rtp(self, slot: CallSlot, call: _Call, now: float) -> None:
         ci = call.getInfo()
@@ -996,6 +991,48 @@ class SipEdge:
                 self._record(slot, "rtp_timeout", silent_s=round(now - slot.rtp_rx_at, 1))
                 self._hangup(slot.key, "edge", "rtp timeout")
             return
+
+    # ------------------------------------------------------------------------ media source lock (rtplock.py)
+
+    def _lock_media(self, slot: CallSlot, call: _Call, index: int, si: Any) -> None:
+        """Media started (a new lock) or a re-INVITE moved it (the lock follows the new SDP address)."""
+        ti = call.getMedTransportInfo(index)
+        slot.media_index = index
+        args = (parse_address(si.remoteRtpAddress), parse_address(si.remoteRtcpAddress),
+                parse_address(ti.localRtpName), parse_address(ti.localRtcpName))
+        if slot.rtp_lock is None:
+            slot.rtp_lock = SourceLock.start(*args, now=time.monotonic(), latch_s=self.sip.rtp_latch_s,
+                                             enforce=self.sip.rtp_source_lock)
+        else:
+            self._lock_steps(slot, slot.rtp_lock.renegotiated(*args, source_now=parse_address(ti.srcRtpName)))
+
+    def _check_media_source(self, slot: CallSlot, call: _Call, now: float) -> None:
+        """Where the stream's packets come from, on the SIP thread (never the media thread)."""
+        assert slot.rtp_lock is not None
+        try:
+            ti = call.getMedTransportInfo(slot.media_index)
+        except pj.Error:  # no such stream (any more)
+            return
+        self._lock_steps(slot, slot.rtp_lock.observe(
+            parse_address(ti.localRtpName), parse_address(ti.localRtcpName), parse_address(ti.srcRtpName),
+            parse_address(ti.srcRtcpName), now))
+
+    def _lock_steps(self, slot: CallSlot, steps: list[LockStep]) -> None:
+        for step in steps:
+            where = _addr_dict(step.address)
+            if step.kind == "moved":
+                # Like a re-INVITE moving the media: the call's privileges drop and the gate audits it.
+                log.log(logging.INFO if step.how == "latched" else logging.WARNING, "RTP source changed",
+                        extra={"call_id": slot.key, "how": step.how,
+                               "source": f"{step.address.host}:{step.address.port}"})
+                self._record(slot, "media_moved", remote=where, via="rtp", how=step.how)
+                self._notify(slot, "on_media_moved", step.address)
+            elif step.kind == "locked":
+                self._record(slot, "media_locked", channel=step.channel, remote=where)
+            else:
+                log.warning("cannot lock the media source", extra={"call_id": slot.key, "channel": step.channel,
+                                                                   "reason": step.how})
+                self._record(slot, "media_lock_failed", channel=step.channel, remote=where, reason=step.how)
 
 
 def _addr_dict(addr: MediaAddress | None) -> dict[str, Any] | None:
