@@ -134,5 +134,5 @@ def test_an_off_value_outside_the_range_turns_a_limit_off(tmp_path: Path) -> Non
     ok, _ = load_settings({"VOICEIVR_CALL_MAX_DURATION_S": "0"}, config_file=tmp_path / "none.toml")
     assert ok.call.max_duration_s == 0
     with pytest.raises(ConfigError) as err:
-        load_settings({"VOICEIVR_CALL_MAX_DURATION_S": "5"}, config_file=tmp_path / "none.toml")
-    assert "call.max_duration_s = 5" in str(err.value) and "0 (off) or 60 to 86400" in str(err.value)
+        load_settings({"VOICEIVR_CALL_NO_PROGRESS_HANGUP_S": "5"}, config_file=tmp_path / "none.toml")
+    assert "call.no_progress_hangup_s = 5" in str(err.value) and "0 (off) or 30 to 86400" in str(err.value)

@@ -536,7 +536,7 @@ class CallSettings:
         1800.0,
         "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
         "0 = no limit. Behind Kamailio a call still up a minute later is ended there (a BYE to the caller).",
-        off=0, min=60, max=86400,
+        off=0, min=1, max=86400,
     )
     max_duration_goodbye: str = setting(
         "This call has reached its time limit. Please call again if you need more help. Goodbye.",
