@@ -190,6 +190,16 @@ class Served:
                 return [json.loads(f.read_text()) for f in files]
             time.sleep(0.1)
 
+    def call_log(self, sip_call_id: str, timeout: float = 10.0) -> dict[str, Any]:
+        """The handler log of one finished call, by its SIP Call-ID."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for log in self.call_logs(0, 0):
+                if log["sip_call_id"] == sip_call_id:
+                    return log
+            time.sleep(0.1)
+        raise AssertionError(f"no handler log for {sip_call_id}")
+
 
 @contextmanager
 def serve(tmp: Path, workers: int = 1, kamailio: str = "no", timeout: float = 25.0,

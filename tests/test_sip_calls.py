@@ -29,15 +29,6 @@ def ivr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[siptools.Served]:
         yield served
 
 
-def call_log(ivr: siptools.Served, sip_call_id: str, timeout: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for log in ivr.call_logs(0, 0):
-            if log["sip_call_id"] == sip_call_id:
-                return log
-        time.sleep(0.1)
-    raise AssertionError(f"no handler log for {sip_call_id}")
-
 
 def recording_for(ivr: siptools.Served, sip_call_id: str, timeout: float = 10.0) -> tuple[dict[str, Any], Path]:
     deadline = time.monotonic() + timeout
@@ -76,7 +67,7 @@ def test_call_hears_prompt_keys_dtmf_and_is_hung_up_on_hash(ivr: siptools.Served
     with wave.open(str(heard), "rb") as w:
         assert w.getframerate() == 8000 and w.getnframes() > 8000
 
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     assert log["digits"] == [["1", "rfc4733"], ["2", "rfc4733"], ["#", "rfc4733"]]
     assert log["loud_frames"] >= 20  # the 0.5 s tone the caller played reached the handler
     assert log["thread_checks"]["start"] == "voiceivr-sip"
@@ -102,7 +93,7 @@ def test_sip_info_dtmf_and_caller_hangup_reach_the_handler(ivr: siptools.Served)
                         ivr.env)
     report = out[-1]
     assert report["answered"] and report["by"] == "agent"
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     assert log["digits"] == [["4", "sip-info"], ["7", "sip-info"]]
     assert [e[1] for e in log["events"]][-1] == "remote_hangup"
     doc, _ = recording_for(ivr, report["sip_call_id"])
@@ -115,7 +106,7 @@ def test_call_info_is_read_from_the_invite(ivr: siptools.Served) -> None:
     out = siptools.peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "headers": headers,
                          "steps": [["sleep", 0.3], ["hangup"]]}, ivr.env)
     answered, report = out[0], out[-1]
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     assert log["asserted_identity"] == "sip:+15551234567@trunk.example.net"  # 127.0.0.1 is trusted here
     assert log["headers"]["x-campaign"] == "spring"
     assert log["to_uri"] == "sip:ivr@127.0.0.1"
@@ -153,7 +144,7 @@ def test_refused_transfer_is_reported_to_the_handler(ivr: siptools.Served) -> No
     out = siptools.peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "accept_refer": False,
                          "steps": [["wait_prompt", 3], ["dtmf", "0"], ["sleep", 1.5], ["hangup"]]}, ivr.env)
     report = out[-1]
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     results = [e[2] for e in log["events"] if e[1] == "transfer_result"]
     assert results == [[False, 603]]
     assert report["by"] == "agent"  # the call stayed up until the caller hung up
@@ -164,7 +155,7 @@ def test_reinvite_moving_media_reaches_the_handler(ivr: siptools.Served) -> None
                          "steps": [["sleep", 0.5], ["reinvite"], ["sleep", 1.0], ["dtmf", "5"], ["sleep", 0.5],
                                    ["hangup"]]}, ivr.env)
     report = out[-1]
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     moved = [e[2] for e in log["events"] if e[1] == "media_moved"]
     assert len(moved) == 1 and moved[0][1] != log["remote_media"][1]
     assert log["digits"] == [["5", "rfc4733"]]  # DTMF still arrives over the new media path
@@ -185,7 +176,7 @@ def test_invite_with_replaces_moves_the_call_to_the_new_dialog(ivr: siptools.Ser
             first.kill()
     assert old["by"] == "far end"  # the replaced dialog got a BYE
     assert second[-1]["answered"]
-    log = call_log(ivr, answered["sip_call_id"])
+    log = ivr.call_log(answered["sip_call_id"])
     kinds = [e[1] for e in log["events"]]
     assert "dialog_replaced" in kinds
     assert log["digits"] == [["8", "rfc4733"]]  # the same session now hears the new dialog
@@ -218,7 +209,7 @@ def test_caller_says_text_and_transcribes_what_it_heard(ivr: siptools.Served) ->
     assert report["played"][0]["what"] == "say: one two three"
     assert 0.4 < report["played"][0]["end"] - report["played"][0]["start"] < 1.0
     assert report["transcript"] == "beep"  # the IVR's answer to the key press, through the STT interface
-    log = call_log(ivr, report["sip_call_id"])
+    log = ivr.call_log(report["sip_call_id"])
     assert log["loud_frames"] >= 20  # the synthesised words reached the IVR
 
 
