@@ -293,6 +293,34 @@ def test_retries_end_at_the_keypad_menu_then_an_agent(plan, router, registry, db
     assert fallbacks[-1] == "agent" and res.ended == "transfer"
 
 
+def test_a_turn_not_understood_is_told_what_the_menu_can_do(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    """Another business's request is no task: the caller hears the menu's tasks named, then the keypad and an
+    agent, then an agent; nothing is routed on the way."""
+    gate = FakeGate(registry, db)
+    res = sim(plan, router, gate, S("I need to reset my password"), S("check my order status"),
+              SimInput("no_input"), SimInput("no_input"), SimInput("no_input"))
+    says = res.of("say")
+    after_first = [e.data for e in says if e.data["kind"] == "reprompt"]
+    assert after_first[0]["text"] == ("Sorry, I didn't get that. I can help with opening hours, your balance, "
+                                      "a transfer, a change of address, or a lost or stolen card. "
+                                      "Which would you like?")
+    # The clarifying prompt asks its own question: the menu's opening prompt is not said again after it.
+    first_miss = next(i for i, e in enumerate(says) if e.data["kind"] == "reprompt")
+    assert says[first_miss + 1:first_miss + 2] == [] or says[first_miss + 1].data["kind"] != "prompt"
+    menu = [e.data["text"] for e in says if e.data["kind"] == "menu"]
+    assert menu and "press 0" in menu[0] and "agent" in menu[0]  # the second miss: the keypad, and an agent
+    assert not res.of("intent") or all(e.data.get("intent") is None for e in res.of("intent"))
+    assert gate.names() == [] and res.ended == "transfer"
+
+
+def test_a_choice_not_understood_names_the_choices(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    gate = FakeGate(registry, db)
+    res = sim(plan, router, gate, S("what's my balance"), *LOGIN, S("the purple one"))
+    texts = [e.data["text"] for e in res.of("say") if e.data["kind"] == "reprompt"]
+    assert any(t.startswith("Sorry, I didn't get that. You can say ") and "savings" in t and "checking" in t
+               for t in texts), texts
+
+
 def test_go_back_and_main_menu_abandon_pending_requests(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("I lost my card"), *LOGIN, S("4242"), S("go back"), S("main menu"),

@@ -1320,10 +1320,33 @@ class Conversation:
         self._event("no_match", reason=why, count=self.no_match_count)
         fb = self._fallback()
         if self.no_match_count <= fb.no_match:
+            clarify = self._clarifying_prompt() if message is None else None
+            if clarify is not None:
+                self._prompt(clarify, "reprompt")
+                self._relisten(keep_prompts=True)
+                return
             self._prompt(message or self.plan.messages.reprompt, "reprompt")
             self._relisten()
         else:
             self._escalate("no match")
+
+    def _clarifying_prompt(self) -> str | None:
+        """What the caller can say here, named: the menu's tasks by their labels, or a choice slot's options.
+        None where there is no short list to name (a number, a date, free text): the plain reprompt is better."""
+        if self.phase == "menu":
+            node = self.plan.node(self.node_id)
+            labels = [self.plan.intents[r.intent].label or r.intent.replace("_", " ") for r in node.routes]
+            template = self.plan.messages.clarify
+        elif self.phase == "slot" and self.slot is not None and self.plan.slots[self.slot].type == "choice":
+            labels = [o.say or o.key for o in self.plan.slots[self.slot].options]
+            template = self.plan.messages.clarify_choice
+        else:
+            return None
+        labels = list(dict.fromkeys(x for x in labels if x))
+        if not labels:
+            return None
+        options = " or ".join(labels) if len(labels) <= 2 else f"{', '.join(labels[:-1])}, or {labels[-1]}"
+        return self._render(template, {"options": options})
 
     def _escalate(self, why: str) -> None:
         """Retries are used up: offer the keypad (once), then an agent (or goodbye)."""
@@ -1386,7 +1409,7 @@ class Conversation:
 
     def _relisten(self, keep_prompts: bool = False) -> None:
         if self.phase == "menu":
-            self._listen_for_intents(self.plan.node(self.node_id))
+            self._listen_for_intents(self.plan.node(self.node_id), keep_prompts)
         elif self.phase == "slot" and self.slot is not None:
             spec = self.plan.slots[self.slot]
             if not keep_prompts and not any(s.kind == "menu" for s in self._say):
@@ -1399,15 +1422,15 @@ class Conversation:
         elif self.phase == "code":
             self._listen_code()
 
-    def _listen_for_intents(self, node: Node) -> None:
+    def _listen_for_intents(self, node: Node, keep_prompts: bool = False) -> None:
         phrases: list[str] = []
         for r in node.routes:
             i = self.plan.intents[r.intent]
             phrases += [*i.examples, *i.keywords]
         for g in self.plan.globals.values():
             phrases += [*g.examples, *g.keywords]
-        if (self.no_match_count or self.no_input_count) and not any(s.kind in ("menu",) for s in self._say) \
-                and not self._say_has_node_prompt(node):
+        if (self.no_match_count or self.no_input_count) and not keep_prompts \
+                and not any(s.kind in ("menu",) for s in self._say) and not self._say_has_node_prompt(node):
             for p in node.say:
                 self._prompt(p, "reprompt")
         self._listen = Listen("intent", _dedup(phrases), DtmfSpec(1, None, node.fallback.inter_digit_timeout_s),

@@ -58,7 +58,11 @@ from voiceivr.errors import VoiceivrError
 PROMPT_KINDS = ("prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye")
 DTMF_KEYS = frozenset("0123456789*#")
 # Variables the engine supplies to its own messages.
-MESSAGE_BUILTINS: Mapping[str, frozenset[str]] = {"code_sms": frozenset({"destination"})}
+MESSAGE_BUILTINS: Mapping[str, frozenset[str]] = {
+    "code_sms": frozenset({"destination"}),
+    "clarify": frozenset({"options"}),
+    "clarify_choice": frozenset({"options"}),
+}
 
 
 @dataclass(frozen=True, order=True)

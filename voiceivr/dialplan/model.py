@@ -151,6 +151,12 @@ class Messages:
     """What the engine says on its own; every one can be reworded in the dialplan's ``messages:``."""
 
     reprompt: str = "Sorry, I didn't catch that."
+    # A turn not understood at a menu names what the node can do ({options}: its intents' labels), so a caller
+    # who asked for something else, or in words nobody wrote down, knows what to say; a second miss offers the
+    # keypad and an agent.
+    clarify: str = "Sorry, I didn't get that. I can help with {options}. Which would you like?"
+    # The same for a choice slot ({options}: what each option is called).
+    clarify_choice: str = "Sorry, I didn't get that. You can say {options}."
     no_input: str = "Are you still there?"
     menu_intro: str = "You can also use your keypad."
     confirm_ask: str = "Is that right? Please say yes or no."
