@@ -12,7 +12,6 @@ import pyotp
 import pytest
 from sqlalchemy.engine import Engine
 
-from voiceivr.policy import simbank
 from voiceivr.policy.directory import InMemoryDirectory
 from voiceivr.policy.gate import ActionRequest, Evidence, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
@@ -20,6 +19,7 @@ from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
 from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings, Settings
+from voiceivr.sim import ledger
 
 ALICE_PHONE = "+15550001111"
 CALLER_ID = "+15559998888"  # what the caller's phone presents: never where codes go
@@ -92,10 +92,10 @@ def confirmed_request(gate: SafePathGate, request: ActionRequest | None = None) 
 
 @pytest.fixture(name="env")
 def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
-    simbank.create_tables(migrated_engine)
-    simbank.open_account(migrated_engine, "111", "alice", "1234", 100_000)
-    simbank.open_account(migrated_engine, "222", "alice", "1234", 0)
-    simbank.open_account(migrated_engine, "333", "bob", "4321", 0)
+    ledger.create_tables(migrated_engine)
+    ledger.open_account(migrated_engine, "111", "alice", "1234", 100_000)
+    ledger.open_account(migrated_engine, "222", "alice", "1234", 0)
+    ledger.open_account(migrated_engine, "333", "bob", "4321", 0)
     directory = InMemoryDirectory()
     directory.add("alice", phone=ALICE_PHONE)
     directory.add("bob", phone="+15550002222", totp_secret=TOTP_SECRET)
@@ -108,6 +108,6 @@ def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
         # Real time for the sender's backoff bookkeeping; the test clock drives codes and expiry.
         sender = SmsSender(migrated_engine, twilio_client(ps), ps.sms_from, backoff_s=0.02)
         settings.policy = ps
-        services = SafePathServices.from_settings(settings, migrated_engine, simbank.registry(), directory,
+        services = SafePathServices.from_settings(settings, migrated_engine, ledger.registry(), directory,
                                                   clock=clock, sms=sender)
         yield Env(migrated_engine, fake, directory, services, clock)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from voiceivr.call import brain
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.cli import cli
+from voiceivr.demo import abuse
 from voiceivr.dialplan import engine as dialplan_engine
-from voiceivr.policy import abuse
 from voiceivr.policy.gate import StepResult
 from voiceivr.policy.safepath import SafePathGate
 

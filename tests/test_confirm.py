@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceivr.policy import abuse
+from voiceivr.demo import abuse
 from voiceivr.policy.confirm import (
     NO_PHRASES,
     YES_PHRASES,

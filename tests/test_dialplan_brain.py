@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fakes import RATE, EnergyVad, ToneStt, WordTts, caller_audio
-from voiceivr.actions.bank import seed
 from voiceivr.actions.registry import builtin_registry
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
@@ -23,6 +22,7 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo.actions import seed
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.gates import gate_for
 from voiceivr.dialplan.loader import load_file

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
 from voiceivr.actions.registry import ActionRegistry, builtin_registry
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo import actions as bank
 from voiceivr.dialplan.engine import Conversation, Utterance
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan

@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
 from voiceivr.actions.registry import ActionContext, ActionError, builtin_registry
 from voiceivr.db import migrate
 from voiceivr.db.models import Call
+from voiceivr.demo import actions as bank
 from voiceivr.dialplan.loader import DialplanInvalid
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.store import LiveDialplans, NoLiveDialplan, get_version, list_versions, publish, record_call

@@ -15,7 +15,6 @@ import sqlalchemy as sa
 
 from tests.fakes import RATE, EnergyVad, ScriptedBrain, ToneStt, WordTts, caller_audio, prompt_seconds
 from voiceivr import metrics
-from voiceivr.actions.bank import seed
 from voiceivr.actions.registry import builtin_registry
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
@@ -27,6 +26,7 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo.actions import seed
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.gates import gate_for
 from voiceivr.dialplan.loader import load_file

@@ -17,13 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.safepath_support import Clock
-from voiceivr.actions import bank
 from voiceivr.actions.registry import ActionContext, ActionError, builtin_registry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import SmsOutbox
+from voiceivr.demo import actions as bank
+from voiceivr.demo.directory import BankDirectory
 from voiceivr.errors import ConfigError
-from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import ActionRequest, ActionResult, Evidence, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.services import SafePathServices

@@ -15,15 +15,16 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from voiceivr.actions import bank
 from voiceivr.actions.address import address_problem
 from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.cli import cli
 from voiceivr.db.engine import make_engine
+from voiceivr.demo import abuse
+from voiceivr.demo import actions as bank
+from voiceivr.demo.directory import BankDirectory
 from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
-from voiceivr.policy import abuse, injection
-from voiceivr.policy.directory import BankDirectory
+from voiceivr.policy import injection
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -96,8 +96,9 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
-    from voiceivr.dialplan.commands import bank, dialplan
-    from voiceivr.policy.commands import simulate, sms
+    from voiceivr.demo.commands import bank, simulate
+    from voiceivr.dialplan.commands import dialplan
+    from voiceivr.policy.commands import sms
     from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats

@@ -163,10 +163,10 @@ def scratch_database(path: Path, *, own_key: bool = True) -> Any:
     """A fresh SQLite database with the schema and the demo bank, for actions that must not touch real data.
     Its audit trail is keyed with a key of its own (``own_key``) or, when it is kept for inspection, with this
     process's audit key; it writes no checkpoints."""
-    from voiceivr.actions.bank import seed
     from voiceivr.audit.config import bind, scratch_config
     from voiceivr.db import migrate
     from voiceivr.db.engine import make_engine
+    from voiceivr.demo.actions import seed
 
     engine = make_engine(f"sqlite:///{path}")
     bind(engine, scratch_config(path.parent, own_key=own_key, every_rows=0, every_s=0))

@@ -169,7 +169,7 @@ class ActionRegistry:
 
 def builtin_registry() -> ActionRegistry:
     """Every action that ships with voiceivr (today: the demo bank)."""
-    from voiceivr.actions import bank
+    from voiceivr.demo import actions as bank
 
     registry = ActionRegistry()
     for action in bank.ACTIONS:

@@ -101,7 +101,7 @@ class CallRuntime:
         services = None
         if db is not None:
             from voiceivr.actions.runner import RunnerRegistry
-            from voiceivr.policy.directory import BankDirectory
+            from voiceivr.demo.directory import BankDirectory
             from voiceivr.policy.services import SafePathServices
 
             kwargs: dict[str, Any] = {"sms": sms}

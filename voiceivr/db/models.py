@@ -251,7 +251,7 @@ class LoginLockout(Base):
     notice_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # last text to the owner
 
 
-# --- the demo bank (voiceivr.actions.bank): real rows, so the demo dialplan does real things ---------------
+# --- the demo bank (voiceivr.demo.actions): real rows, so the demo dialplan does real things ---------------
 
 
 class BankCustomer(Base):

@@ -227,34 +227,3 @@ def show(app: AppContext, name: str, version: int | None) -> None:
     click.echo(f"# {v.name} version {v.version} (id {v.id}), sha256 {v.sha256}, published {when} "
                f"by {v.published_by or '-'}")
     click.echo(v.source, nl=not v.source.endswith("\n"))
-
-
-@click.group()
-def bank() -> None:
-    """The demo bank behind dialplans/bank.yaml."""
-
-
-@bank.command()
-@pass_app
-def seed(app: AppContext) -> None:
-    """Load the demo customers (idempotent). Prints their account numbers and demo PINs."""
-    from voiceivr.actions.bank import DEMO_CUSTOMERS
-    from voiceivr.actions.bank import seed as do_seed
-
-    added = do_seed(app.ready_engine())
-    for c in DEMO_CUSTOMERS:
-        state = "added" if c.id in added else "already there"
-        accts = ", ".join(f"{kind} {number}" for number, kind, _ in c.accounts)
-        click.echo(f"{c.id} {c.name} ({state}): {accts}; demo PIN {c.pin}; phone on file {c.phone}; "
-                   f"TOTP {'yes' if c.totp else 'no'}")
-
-
-@bank.command()
-@pass_app
-def balances(app: AppContext) -> None:
-    """Every demo account and its balance."""
-    from voiceivr.actions.bank import balances as get
-
-    for r in get(app.ready_engine()):
-        cents = int(r["balance_cents"])
-        click.echo(f"{r['id']:<8} {r['name']:<14} {r['kind']:<9} {r['number']}  ${cents // 100:,}.{cents % 100:02d}")

@@ -74,7 +74,7 @@ def make_gate(
     if isinstance(actions, DialplanRegistry):
         actions = RunnerRegistry.from_actions(actions, engine, clock, settings.policy)
     if directory is None:
-        from voiceivr.policy.directory import BankDirectory
+        from voiceivr.demo.directory import BankDirectory
 
         directory = BankDirectory(engine)
     from voiceivr.policy.services import SafePathServices

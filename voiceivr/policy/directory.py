@@ -2,7 +2,7 @@
 
 The gate asks only these questions. In particular it never asks "who is calling from this number": the
 calling number (From, P-Asserted-Identity) is never an authenticator, and codes go to the number **on file**.
-The dialplan's demo bank (``voiceivr/actions/bank.py``) implements this protocol for the demo;
+The dialplan's demo bank (``voiceivr/demo/actions.py``) implements this protocol for the demo;
 :class:`InMemoryDirectory` serves tests and the abuse simulation.
 """
 
@@ -11,9 +11,6 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from typing import Protocol
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
 
 
 class Directory(Protocol):
@@ -68,35 +65,3 @@ class InMemoryDirectory:
     def flags(self, principal: str) -> list[str]:
         c = self._customers.get(principal)
         return list(c.flagged_reasons) if c else []
-
-
-class BankDirectory:
-    """The demo bank's customers (voiceivr.actions.bank) as a :class:`Directory`."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def phone_on_file(self, principal: str) -> str | None:
-        from voiceivr.actions.bank import contact_for
-
-        contact = contact_for(self.engine, principal)
-        return contact.phone_on_file if contact and contact.phone_on_file else None
-
-    def totp_secret(self, principal: str) -> str | None:
-        from voiceivr.actions.bank import contact_for
-
-        contact = contact_for(self.engine, principal)
-        return contact.totp_secret if contact else None
-
-    def is_flagged(self, principal: str) -> bool:
-        from voiceivr.actions.bank import customers_t
-
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(customers_t.c.flagged, customers_t.c.locked)
-                               .where(customers_t.c.id == principal)).first()
-        return bool(row and (row.flagged or row.locked))
-
-    def flag_account(self, principal: str, reason: str) -> None:
-        from voiceivr.actions.bank import flag_customer
-
-        flag_customer(self.engine, principal)

@@ -45,7 +45,6 @@ import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
 from voiceivr.actions.registry import ActionRegistry, builtin_registry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditRecord, AuditTrail
@@ -71,11 +70,12 @@ from voiceivr.call.simcaller import (
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
 from voiceivr.db.models import ActionRun
+from voiceivr.demo import actions as bank
+from voiceivr.demo.directory import BankDirectory
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter, make_router
-from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.secret_at_rest import AtRest, spoken
@@ -87,7 +87,7 @@ from voiceivr.speech.sim import EnergyVad, LexiconStt, ToneLexicon, WordToneTts
 
 BANK_PLAN = Path(__file__).resolve().parents[2] / "dialplans" / "bank.yaml"
 
-# The demo bank's customers (voiceivr.actions.bank.DEMO_CUSTOMERS).
+# The demo bank's customers (voiceivr.demo.actions.DEMO_CUSTOMERS).
 ALICE, ALICE_ACCOUNT, ALICE_PIN, ALICE_PHONE = "c-1001", "10000001", "1234", "+15555550101"
 WRONG_CODE = "918273"
 BOB, BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "c-1002", "20000001", "4321", "+15555550102"
@@ -240,7 +240,7 @@ class Scenario:
     expect_audit: tuple[str, ...] = ()  # "kind", "kind:reason" (reason/reasons/status), "!kind" (absent)
     expect_sms: int | None = None
     at_rest: Callable[[Ctx], dict[str, str]] | None = None  # after the call: secrets (name -> digits) to look for
-    # not a call: an attack on the audit trail in a scratch bank of its own (voiceivr.policy.abuse_trail)
+    # not a call: an attack on the audit trail in a scratch bank of its own (voiceivr.demo.abuse_trail)
     trail_attack: Callable[[World, Scenario], ScenarioResult] | None = None
 
     @property
@@ -561,7 +561,7 @@ def catalogue() -> list[Scenario]:
                             Keys(c.totp(ALICE), expect="code"), *_done()],
                  expect_high=1, expect_actions=(_transfer(5000, "savings"),)),
     ]
-    from voiceivr.policy.abuse_trail import scenarios as trail_scenarios
+    from voiceivr.demo.abuse_trail import scenarios as trail_scenarios
 
     return attacks + trail_scenarios() + legit
 

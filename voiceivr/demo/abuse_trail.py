@@ -26,8 +26,8 @@ from pathlib import Path
 
 from voiceivr.audit.chain import AuditTrail, canonical_json, compute_hash
 from voiceivr.call.simcaller import Act, Keys, Say
-from voiceivr.policy import abuse
-from voiceivr.policy.abuse import ALICE, ALICE_ACCOUNT, BOB_ACCOUNT, Ctx, Scenario, ScenarioResult, World, login
+from voiceivr.demo import abuse
+from voiceivr.demo.abuse import ALICE, ALICE_ACCOUNT, BOB_ACCOUNT, Ctx, Scenario, ScenarioResult, World, login
 
 CHECKPOINT_EVERY_ROWS = 10
 
