@@ -144,7 +144,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        base, _ = load_settings(environ={}, config_file=ROOT / "absent.toml")
+        base, _ = load_settings(environ={"VOICEIVR_PLUGINS_ENABLED": "demo"}, config_file=ROOT / "absent.toml")
         base.paths.var_dir = tmp
         base.speech.prompt_cache_dir = str(tmp / "prompts")
 

@@ -63,7 +63,7 @@ def script() -> list[cs.Step]:
 
 
 def main() -> None:
-    settings, _ = load_settings(environ={}, config_file=ROOT / "absent.toml")
+    settings, _ = load_settings(environ={"VOICEIVR_PLUGINS_ENABLED": "demo"}, config_file=ROOT / "absent.toml")
     with tempfile.TemporaryDirectory() as tmp:
         settings.paths.var_dir = Path(tmp)
         db = scratch_database(Path(tmp) / "fixture.sqlite3")

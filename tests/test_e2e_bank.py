@@ -48,7 +48,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
             "VOICEIVR_AUDIT_CHECKPOINT_EVERY_S": "1",  # the worker signs the call's rows within a second
         }
         env = siptools.base_env(tmp, **env_extra)
-        for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
+        for args in (["db", "upgrade"], ["demo", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
             done = subprocess.run([siptools.PY, "-m", "voiceivr", *args], env=env, cwd=siptools.ROOT,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"voiceivr {' '.join(args)}:\n{done.stderr[-2000:]}"

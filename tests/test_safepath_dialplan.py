@@ -38,7 +38,7 @@ def runner(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliR
     monkeypatch.setenv("VOICEIVR_DIALPLAN_TIERS", "0,1")
     r = CliRunner()
     assert r.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    assert r.invoke(cli, ["bank", "seed"]).exit_code == 0
+    assert r.invoke(cli, ["demo", "seed"]).exit_code == 0
     return r
 
 

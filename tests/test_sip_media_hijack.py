@@ -56,7 +56,7 @@ def bank_ivr(tmp: Path, pg_url: str, **extra: str) -> Iterator[tuple[siptools.Se
     env_extra = {"VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory", "VOICEIVR_DATABASE_URL": pg_url,
                  **rtp_range(), **extra}
     env = siptools.base_env(tmp, **env_extra)
-    for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
+    for args in (["db", "upgrade"], ["demo", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
         done = subprocess.run([siptools.PY, "-m", "voiceivr", *args], env=env, cwd=siptools.ROOT,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"voiceivr {' '.join(args)}:\n{done.stderr[-2000:]}"

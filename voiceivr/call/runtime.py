@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import ActionRegistry, builtin_registry
+from voiceivr.actions.registry import ActionRegistry, plugin_registry
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
 from voiceivr.call.handler import CallControl
@@ -96,7 +96,7 @@ class CallRuntime:
         from voiceivr.policy.injection import scan
         from voiceivr.speech.registry import build_prompt_cache, build_stt, build_tts, build_vad
 
-        registry = builtin_registry()
+        registry = plugin_registry(settings)
         node = settings.policy.runner_node or socket.gethostname()
         services = None
         if db is not None:

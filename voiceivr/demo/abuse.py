@@ -45,7 +45,7 @@ import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import ActionRegistry, builtin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.audit.config import bind, release, scratch_config
@@ -71,6 +71,7 @@ from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
 from voiceivr.db.models import ActionRun
 from voiceivr.demo import actions as bank
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.demo.directory import BankDirectory
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.loader import load_file
@@ -163,7 +164,7 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *,
     bind(engine, scratch_config(var_dir, own_key=own_key, every_rows=checkpoint_every_rows))
     migrate.upgrade(engine)
     bank.seed(engine)
-    registry = builtin_registry()
+    registry = demo_registry()
     plan = load_file(BANK_PLAN, registry)
     router = make_router(plan, [t for t in tiers if t != 3])
     clock = SimClock()

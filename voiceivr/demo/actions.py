@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from voiceivr.actions.address import address_problem, canonical_address
-from voiceivr.actions.registry import Action, ActionContext, ActionError, Param
+from voiceivr.actions.registry import Action, ActionContext, ActionError, ActionRegistry, Param
 from voiceivr.db.models import (
     BankAccount,
     BankAddress,
@@ -35,6 +35,7 @@ from voiceivr.db.models import (
     BankTransfer,
 )
 from voiceivr.policy.lockout import LockoutPolicy, describe_duration
+from voiceivr.settings import Settings
 
 PIN_ITERATIONS = 100_000
 OPENING_HOURS = "Monday to Friday, 8 AM to 8 PM, and Saturday, 9 AM to 1 PM"
@@ -231,6 +232,21 @@ ACTIONS: tuple[Action, ...] = (
            block_card, returns={"card": "str"}, requires_login=True,
            description="Block a lost or stolen card.", readback="block the card ending in {card_last4}"),
 )
+
+
+def provide(settings: Settings) -> tuple[Action, ...]:
+    """The entry point ``voiceivr.actions = demo``: the demo bank's actions (they need no settings of their
+    own: the database and the lockout policy reach them in their context)."""
+    return ACTIONS
+
+
+def registry() -> ActionRegistry:
+    """The demo's actions alone, for harnesses and tests that exercise the demo without the plugin loader."""
+    reg = ActionRegistry()
+    for action in ACTIONS:
+        reg.register(action)
+    reg.origin = "the demo plugin"
+    return reg
 
 
 # --- for the safe path and the operator -----------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The demo plugin's commands: ``voiceivr bank seed|balances`` and ``voiceivr simulate abuse``."""
+"""The demo plugin's commands, mounted as ``voiceivr demo ...`` (entry point ``voiceivr.commands = demo``):
+``seed`` and ``balances`` for its bank, ``abuse`` for the abuse simulation against it."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from voiceivr.app import AppContext, pass_app
 
 
 @click.group()
-def simulate() -> None:
-    """Run scripted calls through the call logic (symbolic audio, real session, engine and safe path)."""
+def demo() -> None:
+    """The demo bank behind dialplans/bank.yaml (the demo plugin): its customers, and the abuse simulation."""
 
 
-@simulate.command("abuse")
+@demo.command("abuse")
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
 @click.option("--database", "database_url", metavar="URL",
               help="Run on this database (migrated, seeded with the demo bank) so the audit rows can be inspected; "
@@ -23,7 +24,8 @@ def simulate() -> None:
 @click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
 @pass_app
 def abuse(app: AppContext, as_json: bool, database_url: str | None, only: tuple[str, ...], list_only: bool) -> None:
-    """Call the demo bank (dialplans/bank.yaml) with a catalogue of attacks and legitimate flows.
+    """Call the demo bank (dialplans/bank.yaml) with a catalogue of attacks and legitimate flows, through
+    symbolic audio and the real call session, dialplan engine and safe path.
 
     Each call goes through the call session, the dialplan engine (router tiers as dialplan.tiers says, no
     LLM) and the safe path, and is scored from the database. Exits 1 if any attack got through (or left
@@ -47,12 +49,7 @@ def abuse(app: AppContext, as_json: bool, database_url: str | None, only: tuple[
         sys.exit(1)
 
 
-@click.group()
-def bank() -> None:
-    """The demo bank behind dialplans/bank.yaml."""
-
-
-@bank.command()
+@demo.command()
 @pass_app
 def seed(app: AppContext) -> None:
     """Load the demo customers (idempotent). Prints their account numbers and demo PINs."""
@@ -67,7 +64,7 @@ def seed(app: AppContext) -> None:
                    f"TOTP {'yes' if c.totp else 'no'}")
 
 
-@bank.command()
+@demo.command()
 @pass_app
 def balances(app: AppContext) -> None:
     """Every demo account and its balance."""

@@ -59,9 +59,9 @@ def make_gate(
     if binding is None:
         raise TypeError("make_gate needs the call's SessionBinding")
     if actions is None:
-        from voiceivr.actions.registry import builtin_registry
+        from voiceivr.actions.registry import plugin_registry
 
-        actions = builtin_registry()
+        actions = plugin_registry(settings)
     if engine is None:
         if not isinstance(actions, DialplanRegistry):
             raise TypeError("make_gate without a database needs the dialplan's ActionRegistry")
