@@ -14,6 +14,7 @@ from voiceivr.db import migrate
 from voiceivr.db.models import Call
 from voiceivr.demo import actions as bank
 from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.identity import DemoIdentity
 from voiceivr.dialplan.loader import DialplanInvalid
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.store import LiveDialplans, NoLiveDialplan, get_version, list_versions, publish, record_call
@@ -93,8 +94,8 @@ def test_bank_actions_do_real_things(migrated_engine: Engine) -> None:
                                     "order by id")).all()
     assert [(r[0], bool(r[1])) for r in rows] == [("12 Oak Street, Springfield", False),
                                                    ("5 Birch Road, Springfield", True)]
-    contact = bank.contact_for(e, "c-1001")
-    assert contact is not None and contact.phone_on_file == "+15555550101" and contact.totp_secret
+    contact = DemoIdentity(e).contact("c-1001", {"principal": "c-1001"})
+    assert contact is not None and contact.phone_on_file == "+15555550101" and contact.totp_enrolled
 
 
 def test_five_wrong_pins_lock_the_customer(migrated_engine: Engine) -> None:

@@ -169,7 +169,7 @@ def test_sixth_wrong_try_is_refused_and_the_account_flagged(env: Env) -> None:
     wrong = "000000" if good != "000000" else "111111"
     lefts = [gate.verify_code(rid, wrong, say("c", kind="dtmf")) for _ in range(5)]
     assert [r.attempts_left for r in lefts] == [4, 3, 2, 1, 0]
-    assert lefts[-1].locked and env.directory.is_flagged("alice")
+    assert lefts[-1].locked and env.flags.is_flagged("alice")
     sixth = gate.verify_code(rid, good, say("c", kind="dtmf"))  # even the right code
     assert not sixth.ok
     assert gate.execute(rid).ok is False

@@ -22,9 +22,9 @@ from voiceivr.cli import cli
 from voiceivr.db.engine import make_engine
 from voiceivr.demo import abuse
 from voiceivr.demo import actions as bank
-from voiceivr.demo.directory import BankDirectory
 from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
 from voiceivr.policy import injection
+from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -303,7 +303,7 @@ def test_an_account_flagged_before_the_code_is_sent_ends_the_request_cleanly(ban
     talk = Talk(bank_world)
     talk.say("transfer fifty dollars to savings")
     talk.login()
-    BankDirectory(bank_world.engine).flag_account(abuse.ALICE, "flagged by another call")
+    PrincipalFlags(bank_world.engine).flag(abuse.ALICE, "flagged by another call")
     talk.say("yes")
     talk.say("text")  # send_challenge is refused: the engine must say so, not fail the call
     (sent,) = talk.gate_calls("send_challenge")

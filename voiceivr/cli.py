@@ -113,7 +113,7 @@ def _register() -> None:
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import dialplan
     from voiceivr.plugin_commands import plugins
-    from voiceivr.policy.commands import sms
+    from voiceivr.policy.commands import flags, sms
     from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
@@ -128,6 +128,7 @@ def _register() -> None:
     cli.add_command(speak)
     cli.add_command(transcribe)
     cli.add_command(sms)
+    cli.add_command(flags)
     cli.add_command(serve)
     cli.add_command(serve_worker)
     cli.add_command(call)

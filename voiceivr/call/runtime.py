@@ -101,15 +101,15 @@ class CallRuntime:
         services = None
         if db is not None:
             from voiceivr.actions.runner import RunnerRegistry
-            from voiceivr.demo.directory import BankDirectory
+            from voiceivr.policy.identity import enabled_identity
             from voiceivr.policy.services import SafePathServices
 
             kwargs: dict[str, Any] = {"sms": sms}
             if clock is not None:
                 kwargs["clock"] = clock
             services = SafePathServices.from_settings(
-                settings, db, RunnerRegistry.from_actions(registry, db, clock, settings.policy), BankDirectory(db),
-                **kwargs
+                settings, db, RunnerRegistry.from_actions(registry, db, clock, settings.policy),
+                enabled_identity(settings, db), **kwargs
             )
         return cls(
             settings,

@@ -251,6 +251,21 @@ class LoginLockout(Base):
     notice_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)  # last text to the owner
 
 
+class PrincipalFlag(Base):
+    """A principal flagged for review (``voiceivr.policy.flags``): while a flag is not cleared, high-risk actions
+    are refused for them, whoever answers for their identity. Cleared flags are kept, with who cleared them."""
+
+    __tablename__ = "principal_flags"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    principal: Mapped[str] = mapped_column(String(128), index=True)
+    reason: Mapped[str] = mapped_column(String(64))  # e.g. too_many_wrong_codes
+    flagged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    call_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cleared_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
 # --- the demo bank (voiceivr.demo.actions): real rows, so the demo dialplan does real things ---------------
 
 

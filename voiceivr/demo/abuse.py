@@ -72,7 +72,7 @@ from voiceivr.db.engine import make_engine
 from voiceivr.db.models import ActionRun
 from voiceivr.demo import actions as bank
 from voiceivr.demo.actions import registry as demo_registry
-from voiceivr.demo.directory import BankDirectory
+from voiceivr.demo.identity import DemoIdentity
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
@@ -146,6 +146,8 @@ class World:
         """Scenarios must not leak into each other: a customer flagged by brute force, a blocked card, a day's
         count of wrong codes, a spent balance or a used TOTP step would otherwise decide the next one."""
         self.clock.advance(2 * 24 * 3600)
+        for c in bank.DEMO_CUSTOMERS:  # flags are the core's (principal_flags), cleared as a person would
+            self.services.flags.clear(c.id, by="abuse simulation", reason="next scenario")
         with self.engine.begin() as conn:
             conn.execute(bank.customers_t.update().values(flagged=False, locked=False, failed_logins=0))
             conn.execute(bank.cards_t.update().values(status="active", blocked_at=None, blocked_reason=None))
@@ -177,7 +179,7 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *,
         settings.policy = ps
         sender = SmsSender(engine, twilio_client(ps), ps.sms_from, backoff_s=0.02)
         runner_actions = RunnerRegistry.from_actions(registry, engine, clock)
-        services = SafePathServices.from_settings(settings, engine, runner_actions, BankDirectory(engine),
+        services = SafePathServices.from_settings(settings, engine, runner_actions, DemoIdentity(engine),
                                                   clock=clock, sms=sender)
         services.start(sms_thread=False)
         try:

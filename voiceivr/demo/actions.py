@@ -253,29 +253,6 @@ def registry() -> ActionRegistry:
 
 
 @dataclass(frozen=True)
-class Contact:
-    """Where out-of-band codes for a customer go: the phone on file, never the calling number."""
-
-    principal: str
-    phone_on_file: str
-    totp_secret: str | None
-
-
-def contact_for(engine: Engine, principal: str) -> Contact | None:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(customers_t).where(customers_t.c.id == principal)).mappings().first()
-    if row is None:
-        return None
-    return Contact(row["id"], row["phone_on_file"], row["totp_secret"])
-
-
-def flag_customer(engine: Engine, principal: str) -> None:
-    """Too many wrong codes: mark the customer for review (the policy calls this)."""
-    with _write(engine) as conn, conn.begin():
-        conn.execute(customers_t.update().where(customers_t.c.id == principal).values(flagged=True))
-
-
-@dataclass(frozen=True)
 class DemoCustomer:
     id: str
     name: str

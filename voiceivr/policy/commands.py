@@ -1,4 +1,4 @@
-"""``voiceivr sms fake-server``."""
+"""``voiceivr sms fake-server`` and ``voiceivr flags list|clear``."""
 
 from __future__ import annotations
 
@@ -39,3 +39,38 @@ def fake_server(app: AppContext, port: int) -> None:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+@click.group()
+def flags() -> None:
+    """Principals flagged for review (too many wrong codes): high-risk actions are refused for them until a
+    person clears the flag."""
+
+
+@flags.command("list")
+@click.option("--all", "include_cleared", is_flag=True, help="Also list flags already cleared.")
+@click.argument("principal", required=False)
+@pass_app
+def list_flags(app: AppContext, include_cleared: bool, principal: str | None) -> None:
+    """The flags in force (of PRINCIPAL, or everyone's)."""
+    from voiceivr.policy.flags import PrincipalFlags
+
+    rows = PrincipalFlags(app.ready_engine()).list(principal, include_cleared=include_cleared)
+    if not rows:
+        click.echo("no flags")
+    for f in rows:
+        cleared = f"; cleared {f.cleared_at:%Y-%m-%d %H:%M} by {f.cleared_by}" if f.cleared_at else ""
+        click.echo(f"{f.principal}: {f.reason} at {f.flagged_at:%Y-%m-%d %H:%M:%S} (call {f.call_id or '-'}){cleared}")
+
+
+@flags.command("clear")
+@click.argument("principal")
+@click.option("--by", required=True, help="Who clears it (kept with the flag and in the audit trail).")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@pass_app
+def clear_flags(app: AppContext, principal: str, by: str, reason: str) -> None:
+    """Clear PRINCIPAL's flags in force (audited as policy.flag_cleared)."""
+    from voiceivr.policy.flags import PrincipalFlags
+
+    n = PrincipalFlags(app.ready_engine()).clear(principal, by=by, reason=reason)
+    click.echo(f"{principal}: {n} flag(s) cleared" if n else f"{principal}: no flag in force")
