@@ -47,3 +47,22 @@ def enabled_schemas(names: Sequence[str] | None = None) -> list[tuple[str, Plugi
             raise pl.describe_error(name, pl.SCHEMA, f"its migrations directory {obj.migrations} does not exist")
         out.append((name, obj))
     return out
+
+
+def installed_schemas(names: Sequence[str] | None = None) -> list[tuple[str, PluginSchema]]:
+    """The enabled plugins' schemas (as :func:`enabled_schemas`), then those of every other installed plugin,
+    so that Alembic can read a database holding the branch of a plugin no longer enabled. Another plugin's that
+    cannot be loaded is left out: it is not enabled, so it must not stop this node."""
+    out = enabled_schemas(names)
+    have = {n for n, _ in out}
+    for declared in pl.declared(pl.SCHEMA):
+        if declared.name in have:
+            continue
+        try:
+            obj = pl.load(pl.SCHEMA, declared.name)
+        except pl.PluginError:
+            continue
+        if isinstance(obj, PluginSchema) and obj.migrations.is_dir():
+            out.append((declared.name, obj))
+            have.add(declared.name)
+    return out

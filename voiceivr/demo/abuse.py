@@ -149,7 +149,7 @@ class World:
         for c in bank.DEMO_CUSTOMERS:  # flags are the core's (principal_flags), cleared as a person would
             self.services.flags.clear(c.id, by="abuse simulation", reason="next scenario")
         with self.engine.begin() as conn:
-            conn.execute(bank.customers_t.update().values(flagged=False, locked=False, failed_logins=0))
+            conn.execute(bank.customers_t.update().values(locked=False, failed_logins=0))
             conn.execute(bank.cards_t.update().values(status="active", blocked_at=None, blocked_reason=None))
             for c in bank.DEMO_CUSTOMERS:
                 for number, _kind, cents in c.accounts:
@@ -164,7 +164,7 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *,
     uses this process's audit key. Checkpoints go to ``var_dir``, never to the configured checkpoint file."""
     engine = make_engine(database_url)
     bind(engine, scratch_config(var_dir, own_key=own_key, every_rows=checkpoint_every_rows))
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, plugins=["demo"])
     bank.seed(engine)
     registry = demo_registry()
     plan = load_file(BANK_PLAN, registry)

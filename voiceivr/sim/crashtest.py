@@ -183,7 +183,7 @@ class CrashReport:
 
 def setup(url: str) -> None:
     engine = make_engine(url)
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, plugins=[])  # the runner's tables and the ledger: no plugin
     ledger.create_tables(engine)
     remote_meta.create_all(engine)
     for acct in ACCOUNTS:
