@@ -273,3 +273,41 @@ def test_the_core_never_imports_the_demo_the_harnesses_or_the_stand_ins() -> Non
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{rel}: {n}" for n in names if n.startswith(CORE_MAY_NOT_IMPORT)]
     assert offenders == []
+
+
+def test_only_an_action_that_dedupes_is_called_again_after_a_crash(migrated_engine: object) -> None:
+    """A plugin's action is never called twice for one key unless it says it dedupes on the key; it learns the
+    key and the sequence number of its committed write-ahead row either way."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from voiceivr.actions.registry import Action, ActionContext, ActionRegistry, Param
+    from voiceivr.actions.runner import ActionRunner, RunContext, RunnerRegistry
+    from voiceivr.audit.chain import AuditTrail
+
+    engine: sa.Engine = migrated_engine  # type: ignore[assignment]
+    seen: list[ActionContext] = []
+
+    def call(params: object, ctx: ActionContext) -> dict[str, str]:
+        seen.append(ctx)
+        raise TimeoutError("the backend did not answer")  # the outcome is unknown: did it happen?
+
+    actions = ActionRegistry()
+    for name, dedupes in (("notify_once", False), ("notify_keyed", True)):
+        actions.register(Action(name, "low", (Param("to", "digits"),), call, dedupes=dedupes))
+    registry = RunnerRegistry.from_actions(actions, engine)
+    assert registry.get("notify_once").effect == "external_once" and registry.get("notify_keyed").effect == "external"
+    runner = ActionRunner(engine, registry, node="n1")
+    for name in ("notify_once", "notify_keyed"):
+        out = runner.run(key=f"call-1:{name}", action=name, params={"to": "123"}, risk="low",
+                         context=RunContext(f"call-1:{name}", "call-1", "p-1"))
+        assert out.status == "unknown"
+    intents = {r.payload_obj()["idempotency_key"]: r.seq for r in AuditTrail(engine).rows()
+               if r.kind == "action.intent"}
+    assert [(c.idempotency_key, c.intent_seq) for c in seen] == [(k, intents[k]) for k in intents]
+    seen.clear()
+    later = ActionRunner(engine, registry, node="n1", clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
+    report = later.recover()
+    assert [c.idempotency_key for c in seen] == ["call-1:notify_keyed"]  # the other one is never called again
+    assert report.resumed == 1 and later.status("call-1:notify_once") == "unknown"

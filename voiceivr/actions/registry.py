@@ -82,6 +82,9 @@ class ActionContext:
     idempotency_key: str = ""
     # The policy an identifying action applies to wrong secrets (lockout limits); None: the defaults.
     policy: PolicySettings | None = None
+    # The audit sequence number of this run's write-ahead "action.intent" row, committed before the action
+    # was called (a backend can quote it; the trail's row names the same idempotency key).
+    intent_seq: int | None = None
 
 
 ActionFn = Callable[[Mapping[str, Any], ActionContext], Mapping[str, Any]]
@@ -98,6 +101,10 @@ class Action:
     authenticates: bool = False  # a success returns {"principal": ...} for gate.login()
     description: str = ""
     readback: str = ""  # default read-back if policy escalates a low action to the safe path
+    # True: called again with the same ctx.idempotency_key it changes nothing and returns the first result, so a
+    # run a crash left unresolved is settled by calling it again. False: never called twice for one key; such a
+    # run is left "unknown" for an operator (voiceivr.actions.runner).
+    dedupes: bool = False
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)

@@ -209,28 +209,33 @@ def block_card(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, An
     return {"card": card["last4"], "already_blocked": card["status"] == "blocked"}
 
 
+# Every one dedupes on its idempotency key: transfers and address changes keep it in a unique column, a blocked
+# card stays blocked, the rest only read. (A login is never called twice anyway: the runner keeps no PIN to
+# call it again with.)
 ACTIONS: tuple[Action, ...] = (
     Action("opening_hours", "low", (), opening_hours, returns={"hours": "str", "open_now": "str"},
-           description="When the bank's phone line and branches are open."),
+           description="When the bank's phone line and branches are open.", dedupes=True),
     Action("login", "low",
            (Param("account_number", "digits"), Param("pin", "digits", secret=True)),
            login, returns={"principal": "str", "name": "str"}, authenticates=True,
-           description="Identify the caller by account number and PIN."),
+           description="Identify the caller by account number and PIN.", dedupes=True),
     Action("get_balance", "low", (Param("account", "str"),), get_balance,
            returns={"balance": "money", "account": "str"}, requires_login=True,
            description="The balance of the caller's checking or savings account.",
-           readback="the balance of your {account} account"),
+           readback="the balance of your {account} account", dedupes=True),
     Action("transfer_funds", "high",
            (Param("amount", "money"), Param("to", "str"), Param("from", "str", required=False)),
            transfer_funds, returns={"reference": "str", "balance": "money"}, requires_login=True,
            description="Move money between the caller's accounts or to a saved payee.",
-           readback="transfer {amount} from {from} to {to}"),
+           readback="transfer {amount} from {from} to {to}", dedupes=True),
     Action("change_address", "high", (Param("address", "address"),), change_address,
            returns={"address": "str"}, requires_login=True,
-           description="Change the caller's postal address.", readback="change your address to {address}"),
+           description="Change the caller's postal address.", readback="change your address to {address}",
+           dedupes=True),
     Action("block_card", "high", (Param("card_last4", "digits"), Param("reason", "str", required=False)),
            block_card, returns={"card": "str"}, requires_login=True,
-           description="Block a lost or stolen card.", readback="block the card ending in {card_last4}"),
+           description="Block a lost or stolen card.", readback="block the card ending in {card_last4}",
+           dedupes=True),
 )
 
 
