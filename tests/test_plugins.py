@@ -311,3 +311,19 @@ def test_only_an_action_that_dedupes_is_called_again_after_a_crash(migrated_engi
     report = later.recover()
     assert [c.idempotency_key for c in seen] == ["call-1:notify_keyed"]  # the other one is never called again
     assert report.resumed == 1 and later.status("call-1:notify_once") == "unknown"
+
+
+# The one file outside the demo that says "bank": the injection filter's rules, whose patterns match what an
+# impostor says ("I'm the bank manager", "a message from the bank", "don't tell the bank") on any contact centre's
+# line. That is attack vocabulary, not a concept of the product; dropping it would weaken the filter measured in
+# docs/injection.md.
+NAMES_BANK_AS_ATTACK_VOCABULARY = {"voiceivr/policy/injection_rules.py"}
+
+
+def test_the_core_names_no_bank() -> None:
+    """The product core (call, dialplan, policy, actions, audit, telephony, ...) is not a bank: only the demo
+    plugin is."""
+    hits = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "voiceivr").rglob("*")
+                  if p.is_file() and p.suffix in (".py", ".json", ".yaml", ".txt", ".in", ".cfg")
+                  and "bank" in p.read_text(errors="replace").lower())
+    assert [h for h in hits if not h.startswith("voiceivr/demo/")] == sorted(NAMES_BANK_AS_ATTACK_VOCABULARY)

@@ -125,7 +125,7 @@ class DbAction:
 
 @dataclass(frozen=True)
 class ExternalAction:
-    """A side effect elsewhere (a webhook, a core-banking API). ``call`` receives the idempotency key in the
+    """A side effect elsewhere (a webhook, a core system's API). ``call`` receives the idempotency key in the
     context and must pass it on. ``remote_dedupes``: the remote answers a repeated key with the first result
     (then a crash mid-call is settled by calling again); otherwise the action is never called twice."""
 
