@@ -1,4 +1,4 @@
-"""``voiceivr simulate abuse``: whole calls through the session, the dialplan engine and the gate; every attack
+"""``voiceivr demo abuse``: whole calls through the session, the dialplan engine and the gate; every attack
 blocked and audited, every legitimate flow passes -- and the scorecard notices when something breaks."""
 
 from __future__ import annotations

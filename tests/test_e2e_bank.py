@@ -41,6 +41,8 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
     with FakeTwilio() as sms:
         env_extra = {
             "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+            "VOICEIVR_PLUGINS_ENABLED": "demo",  # the demo bank, live, as scripts/serve runs it
+            "VOICEIVR_DIALPLAN_LIVE_NAME": "bank",
             "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": sms.account_sid,
             "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
             "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,

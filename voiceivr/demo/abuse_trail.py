@@ -1,4 +1,4 @@
-"""Abuse scenarios against the audit trail itself, for ``voiceivr simulate abuse`` (issue 13 items 2 and 3).
+"""Abuse scenarios against the audit trail itself, for ``voiceivr demo abuse`` (issue 13 items 2 and 3).
 
 The other scenarios try to talk their way past the safe path; these assume the attacker got to the database
 afterwards and tries to make the record lie:
