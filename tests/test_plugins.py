@@ -118,6 +118,7 @@ def fake_distribution(tmp: Path, monkeypatch: pytest.MonkeyPatch, name: str = "a
     (info / "entry_points.txt").write_text("".join(f"[{g}]\n{name} = {v}\n\n" for g, v in groups.items()))
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.delitem(sys.modules, "acme_ivr", raising=False)
+    monkeypatch.setattr(pl, "_cache", None)  # read the entry points again; the ones before come back afterwards
     return root
 
 

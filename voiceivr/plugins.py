@@ -50,6 +50,19 @@ class Declared:
         return f"{self.group} = {self.value} (from {self.dist})"
 
 
+# The installed entry points of voiceivr's groups, read once per process: reading them walks every
+# distribution on sys.path (some 10 ms each time here). Packages installed while a process runs are seen by
+# the next process; tests that install one reset it (tests/test_plugins.py).
+_cache: dict[str, list[md.EntryPoint]] | None = None
+
+
+def _installed(group: str) -> list[md.EntryPoint]:
+    global _cache
+    if _cache is None:
+        _cache = {g: list(md.entry_points(group=g)) for g in GROUPS}
+    return _cache.get(group, [])
+
+
 def _dist_label(ep: md.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     if dist is None:
@@ -60,8 +73,7 @@ def _dist_label(ep: md.EntryPoint) -> str:
 def declared(group: str | None = None) -> list[Declared]:
     """Every voiceivr entry point installed (in ``group``, or in all groups), sorted by group and name."""
     groups = (group,) if group else GROUPS
-    found = [Declared(ep.name, ep.group, ep.value, _dist_label(ep))
-             for g in groups for ep in md.entry_points(group=g)]
+    found = [Declared(ep.name, ep.group, ep.value, _dist_label(ep)) for g in groups for ep in _installed(g)]
     return sorted(found, key=lambda d: (GROUPS.index(d.group) if d.group in GROUPS else 99, d.name, d.dist))
 
 
@@ -90,7 +102,7 @@ def check_names(names: Sequence[str]) -> None:
 
 def entry_point(group: str, name: str) -> md.EntryPoint | None:
     """The one entry point ``name`` in ``group``, or None; two distributions declaring it is an error."""
-    eps = [ep for ep in md.entry_points(group=group) if ep.name == name]
+    eps = [ep for ep in _installed(group) if ep.name == name]
     if len(eps) > 1:
         raise PluginError(
             f"plugin {name!r}: {group} is declared by {len(eps)} installed packages "

@@ -31,9 +31,9 @@ def upgrade(app: AppContext, revision: str) -> None:
     engine = app.engine()
     check_connection(engine)
     plugins = app.settings.plugins.enabled
-    before = ", ".join(migrate.current_revisions(engine))
+    before = migrate.describe_current(engine)
     migrate.upgrade(engine, revision, plugins)
-    after = ", ".join(migrate.current_revisions(engine))
+    after = migrate.describe_current(engine)
     made = _make_audit_key(engine)
     if made is not None:
         click.echo(f"generated the audit key {made} (one node; nodes sharing the database need the same key)")
@@ -80,9 +80,9 @@ def downgrade(app: AppContext, revision: str) -> None:
     BRANCH@base one plugin's, e.g. demo@base)."""
     engine = app.engine()
     check_connection(engine)
-    before = ", ".join(migrate.current_revisions(engine))
+    before = migrate.describe_current(engine)
     migrate.downgrade(engine, revision, app.settings.plugins.enabled)
-    after = ", ".join(migrate.current_revisions(engine))
+    after = migrate.describe_current(engine)
     click.echo(f"{redacted(app.settings.database_url())}: {before or 'empty'} -> {after or 'empty'}")
 
 
@@ -92,11 +92,11 @@ def current(app: AppContext) -> None:
     """Print the database's revisions (the core's, and each plugin branch's) and whether they are the newest."""
     engine = app.engine()
     check_connection(engine)
-    revs = migrate.current_revisions(engine)
+    applied = migrate.applied_revisions(engine, app.settings.plugins.enabled)
     heads = migrate.head_revisions(app.settings.plugins.enabled)
-    missing = [h for h in heads if h not in revs]
+    missing = [h for h in heads if h not in applied]
     state = "up to date" if not missing else f"behind: newest is {', '.join(heads)}, run `voiceivr db upgrade`"
-    click.echo(f"{', '.join(revs) or 'empty'} ({state})")
+    click.echo(f"{migrate.describe_current(engine)} ({state})")
 
 
 @db.command()

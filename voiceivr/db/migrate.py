@@ -9,6 +9,7 @@ and downgraded; only the enabled ones are upgraded, expected to be current, and 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterator, Sequence
@@ -37,6 +38,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 CORE_VERSIONS = MIGRATIONS_DIR / "versions"
 
 
+def _locations(plugins: Sequence[str] | None) -> tuple[str, ...]:
+    return (str(CORE_VERSIONS), *(str(s.migrations) for _, s in installed_schemas(plugins)))
+
+
 def alembic_config(plugins: Sequence[str] | None = None) -> Config:
     if not (MIGRATIONS_DIR / "env.py").exists():
         raise VoiceivrError(
@@ -45,9 +50,8 @@ def alembic_config(plugins: Sequence[str] | None = None) -> Config:
         )
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    locations = [CORE_VERSIONS, *(s.migrations for _, s in installed_schemas(plugins))]
     cfg.set_main_option("path_separator", "os")
-    cfg.set_main_option("version_locations", os.pathsep.join(str(p) for p in locations))
+    cfg.set_main_option("version_locations", os.pathsep.join(_locations(plugins)))
     cfg.attributes["target_metadata"] = target_metadata(plugins)
     return cfg
 
@@ -82,7 +86,17 @@ def _connected(engine: Engine, plugins: Sequence[str] | None) -> Iterator[Config
 
 
 def _script(plugins: Sequence[str] | None = None) -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config(plugins))
+    return _script_at(_locations(plugins))
+
+
+@functools.lru_cache(maxsize=8)
+def _script_at(locations: tuple[str, ...]) -> ScriptDirectory:
+    """The revisions in ``locations``, read once per process (each read imports every revision file)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("path_separator", "os")
+    cfg.set_main_option("version_locations", os.pathsep.join(locations))
+    return ScriptDirectory.from_config(cfg)
 
 
 def _is_core(script: ScriptDirectory, revision: str) -> bool:
@@ -138,6 +152,13 @@ def applied_revisions(engine: Engine, plugins: Sequence[str] | None = None) -> s
         else:
             out.add(head)
     return out
+
+
+def describe_current(engine: Engine) -> str:
+    """The database's revision of each branch it has, for people: "0007, demo_0002" ("empty": none)."""
+    revisions = set(current_revisions(engine))
+    core = current_revision(engine)
+    return ", ".join(sorted(revisions | ({core} if core else set()))) or "empty"
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -206,7 +227,8 @@ def require_current(engine: Engine, plugins: Sequence[str] | None = None) -> Non
     current = applied_revisions(engine, plugins)
     wanted = head_revisions(plugins)
     if set(wanted) <= current:
-        unknown = [r for r in current if not _known(_script(plugins), r)]
+        script = _script(plugins)
+        unknown = [r for r in current if not _known(script, r)]
         if unknown:
             raise SchemaOutOfDate(f"database has revision(s) {', '.join(sorted(unknown))}, which neither this code "
                                   "nor an installed plugin knows",
