@@ -165,9 +165,9 @@ def current_revision(engine: Engine) -> str | None:
     """The database's revision of the core's chain (None: no voiceivr schema; a revision this code does not
     know, e.g. of a newer voiceivr, as it is)."""
     heads = current_revisions(engine)
-    script = _script(None)
+    script = _script([])  # every installed plugin's revisions too, without needing the settings
     unknown = [r for r in heads if not _known(script, r)]
-    applied = applied_revisions(engine, None)
+    applied = applied_revisions(engine, [])
     for rev in script.iterate_revisions(head_revision(), "base"):
         if rev.revision in applied:
             return unknown[0] if unknown else str(rev.revision)
