@@ -7,7 +7,8 @@ from alembic import context
 from voiceivr.db.models import Base
 
 config = context.config
-target_metadata = Base.metadata
+# The core's tables and the enabled plugins' (voiceivr.db.migrate.target_metadata hands them over).
+target_metadata = config.attributes.get("target_metadata", Base.metadata)
 
 
 def run_migrations_online() -> None:

@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench_latency.py [--calls 10] [--voices espeak-us,...] [--write]
 
-It starts the bank demo the way an operator would (`voiceivr db upgrade`, `bank seed`, `dialplan publish
+It starts the bank demo the way an operator would (`voiceivr db upgrade`, `demo seed`, `dialplan publish
 dialplans/bank.yaml`, the SMS stand-in, `voiceivr serve` on a free 127.0.0.1 port, one worker, no Kamailio)
 in a throwaway var dir, then places ``--calls`` calls one after another from a separate process (pjsua2:
 one endpoint per process; this process never imports it). Each call:
@@ -173,6 +173,8 @@ class BankServer:
         (self.tmp / "none.toml").write_text("")
         env.update({
             "VOICEIVR_PATHS_VAR_DIR": str(self.tmp / "var"),
+            "VOICEIVR_PLUGINS_ENABLED": "demo",  # the demo bank, as scripts/serve runs it
+            "VOICEIVR_DIALPLAN_LIVE_NAME": "bank",
             "VOICEIVR_CONFIG": str(self.tmp / "none.toml"),
             "VOICEIVR_SIP_KAMAILIO": "yes" if kamailio else "no",
             # every bench call comes from 127.0.0.1 (bench_load: 24 at once): no per-source limits
@@ -202,7 +204,7 @@ class BankServer:
 
     def start(self) -> None:
         self.voiceivr("db", "upgrade")
-        self.voiceivr("bank", "seed")
+        self.voiceivr("demo", "seed")
         self.voiceivr("dialplan", "publish", "dialplans/bank.yaml")
         self.sms = subprocess.Popen([str(VENV_BIN / "voiceivr"), "sms", "fake-server", "--port", str(self.sms_port)],
                                     env=self.env, cwd=ROOT, stdout=(self.tmp / "sms.log").open("wb"),

@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench_load.py [--levels 4,8,12,16,20,24,28,32] [--workers N] [--write]
 
-Starts the bank demo (see scripts/bench_latency.py: db upgrade, bank seed, dialplan publish, SMS stand-in)
+Starts the bank demo (see scripts/bench_latency.py: db upgrade, demo seed, dialplan publish, SMS stand-in)
 as `voiceivr serve --workers N` behind Kamailio on a free 127.0.0.1 port (N = enough workers of 4 calls
 for the largest level), then for each level C places C calls at once (their starts spread over
 ``--stagger`` seconds) from ceil(C/4) caller processes of up to 4 calls each (pjsua2: 4 calls per

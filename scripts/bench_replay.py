@@ -84,7 +84,7 @@ class Run:
 
 
 def run_call(settings: Settings, name: str, script: list[cs.Step] | None, tmp: Path) -> Run:
-    db = scratch_database(tmp / f"{name.replace(' ', '_')}-{time.monotonic_ns()}.sqlite3")
+    db = scratch_database(tmp / f"{name.replace(' ', '_')}-{time.monotonic_ns()}.sqlite3", settings)
     runtime = CallRuntime.build(settings, db=db, dialplan_file=ROOT / "dialplans" / "bank.yaml", stt_workers=0,
                                 store_calls=False)
     call_id = f"bench-{name}"
@@ -144,7 +144,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        base, _ = load_settings(environ={}, config_file=ROOT / "absent.toml")
+        base, _ = load_settings(environ={"VOICEIVR_PLUGINS_ENABLED": "demo"}, config_file=ROOT / "absent.toml")
         base.paths.var_dir = tmp
         base.speech.prompt_cache_dir = str(tmp / "prompts")
 

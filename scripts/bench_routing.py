@@ -20,7 +20,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from voiceivr.actions.registry import builtin_registry  # noqa: E402
+from voiceivr.demo.actions import registry as demo_registry  # noqa: E402
 from voiceivr.dialplan.embeddings import MiniLmEncoder  # noqa: E402
 from voiceivr.dialplan.loader import load_file  # noqa: E402
 from voiceivr.dialplan.router import IntentRouter  # noqa: E402
@@ -30,7 +30,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--write", type=Path, help="append the table to this markdown file")
     args = ap.parse_args()
-    plan = load_file(ROOT / "dialplans" / "bank.yaml", builtin_registry())
+    plan = load_file(ROOT / "dialplans" / "bank.yaml", demo_registry())
     data = yaml.safe_load((ROOT / "tests" / "data" / "bank_paraphrases.yaml").read_text())
     held = [(t, intent) for intent, texts in data.items() for t in texts]
     cands = list(plan.intents) + list(plan.globals)

@@ -41,8 +41,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from voiceivr.actions.registry import builtin_registry  # noqa: E402
 from voiceivr.audio.frames import split_frames  # noqa: E402
+from voiceivr.demo.actions import registry as demo_registry  # noqa: E402
 from voiceivr.dialplan.engine import Conversation  # noqa: E402
 from voiceivr.dialplan.gates import LowRiskOnlyGate  # noqa: E402
 from voiceivr.dialplan.loader import load_file  # noqa: E402
@@ -116,7 +116,7 @@ def load_spoken(stride: int = 1, sets: Sequence[str] = ("development", "held-out
 
 def menu_grammar() -> tuple[str, ...]:
     """The phrases the bank dialplan's recogniser listens for at the main menu."""
-    registry_ = builtin_registry()
+    registry_ = demo_registry()
     plan = load_file(BANK, registry_)
     gate = LowRiskOnlyGate(registry_, None, SessionBinding("grammar"))
     conv = Conversation(plan, gate, IntentRouter(plan, tiers=(0,)), call_id="grammar")
@@ -304,7 +304,7 @@ def main() -> int:
             tag = "ATTACK" if h.line.attack else "benign"
             print(f"[{h.voice} {tag} {h.line.label}] {h.line.text}\n    free: {h.free!r} {'FLAGGED' * h.free_flagged}"
                   f"\n    menu: {h.menu!r} {'FLAGGED' * h.menu_flagged}")
-    plan = load_file(BANK, builtin_registry())
+    plan = load_file(BANK, demo_registry())
     table = report(heard, IntentRouter(plan, tiers=(0, 1)), list(plan.intents), plan.routing.slot_min_confidence)
     audio = sum(h.audio_s for h in heard)
     footer = (f"{len(lines)} lines per voice (every {args.stride}. spoken line; {skipped} unspeakable lines "

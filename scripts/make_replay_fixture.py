@@ -63,10 +63,10 @@ def script() -> list[cs.Step]:
 
 
 def main() -> None:
-    settings, _ = load_settings(environ={}, config_file=ROOT / "absent.toml")
+    settings, _ = load_settings(environ={"VOICEIVR_PLUGINS_ENABLED": "demo"}, config_file=ROOT / "absent.toml")
     with tempfile.TemporaryDirectory() as tmp:
         settings.paths.var_dir = Path(tmp)
-        db = scratch_database(Path(tmp) / "fixture.sqlite3")
+        db = scratch_database(Path(tmp) / "fixture.sqlite3", settings)
         runtime = CallRuntime.build(settings, db=db, dialplan_file=ROOT / "dialplans" / "bank.yaml", stt_workers=0,
                                     store_calls=False)
         caller = cs.ScriptedCaller(script())

@@ -7,14 +7,19 @@ test gets a database of its own, created and dropped here). ``scripts/test`` set
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from tests import entrypoints
 from voiceivr.db.engine import make_engine
 
 PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
@@ -33,6 +38,18 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     path = tmp_path_factory.mktemp("audit") / "audit-checkpoints.jsonl"
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
 REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
+
+# The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
+# gets this tree's (tests/entrypoints.py). Removed at exit.
+_STAND_IN = Path(tempfile.mkdtemp(prefix="voiceivr-entrypoints-"))
+atexit.register(shutil.rmtree, _STAND_IN, True)
+entrypoints.ensure(_STAND_IN)
+
+# Most of the suite exercises the product as scripts/serve runs the demo: the demo plugin enabled and its
+# dialplan (dialplans/bank.yaml, named "bank") the live one. Set in the environment so the CLI and serve's
+# workers see it too; tests of a node without plugins remove it (tests/test_plugins.py).
+os.environ.setdefault("VOICEIVR_PLUGINS_ENABLED", "demo")
+os.environ.setdefault("VOICEIVR_DIALPLAN_LIVE_NAME", "bank")
 
 
 def _pg_admin_engine() -> Engine:

@@ -1,5 +1,5 @@
 """Shared set-up for the safe-path tests: a migrated database with the simulation bank, the real twilio client
-against the local Messages API fake, an in-memory directory and a clock the test moves."""
+against the local Messages API fake, an in-memory identity provider and a clock the test moves."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ import pyotp
 import pytest
 from sqlalchemy.engine import Engine
 
-from voiceivr.policy import simbank
-from voiceivr.policy.directory import InMemoryDirectory
+from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import ActionRequest, Evidence, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
 from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings, Settings
+from voiceivr.sim import ledger
+from voiceivr.testing.identity import InMemoryIdentity
 
 ALICE_PHONE = "+15550001111"
 CALLER_ID = "+15559998888"  # what the caller's phone presents: never where codes go
@@ -41,9 +42,14 @@ class Clock:
 class Env:
     engine: Engine
     fake: FakeTwilio
-    directory: InMemoryDirectory
+    identity: InMemoryIdentity
     services: SafePathServices
     clock: Clock
+    settings: Settings
+
+    @property
+    def flags(self) -> PrincipalFlags:
+        return self.services.flags
 
     def gate(self, call_id: str = "call-1", media: str = "203.0.113.5:40000") -> SafePathGate:
         return self.services.gate(binding(call_id, media))
@@ -92,13 +98,13 @@ def confirmed_request(gate: SafePathGate, request: ActionRequest | None = None) 
 
 @pytest.fixture(name="env")
 def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
-    simbank.create_tables(migrated_engine)
-    simbank.open_account(migrated_engine, "111", "alice", "1234", 100_000)
-    simbank.open_account(migrated_engine, "222", "alice", "1234", 0)
-    simbank.open_account(migrated_engine, "333", "bob", "4321", 0)
-    directory = InMemoryDirectory()
-    directory.add("alice", phone=ALICE_PHONE)
-    directory.add("bob", phone="+15550002222", totp_secret=TOTP_SECRET)
+    ledger.create_tables(migrated_engine)
+    ledger.open_account(migrated_engine, "111", "alice", "1234", 100_000)
+    ledger.open_account(migrated_engine, "222", "alice", "1234", 0)
+    ledger.open_account(migrated_engine, "333", "bob", "4321", 0)
+    identity = InMemoryIdentity()
+    identity.add("alice", phone=ALICE_PHONE)
+    identity.add("bob", phone="+15550002222", totp_secret=TOTP_SECRET)
     clock = Clock()
     settings = Settings()
     settings.paths.var_dir = tmp_path  # type: ignore[assignment]
@@ -108,6 +114,6 @@ def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[Env]:
         # Real time for the sender's backoff bookkeeping; the test clock drives codes and expiry.
         sender = SmsSender(migrated_engine, twilio_client(ps), ps.sms_from, backoff_s=0.02)
         settings.policy = ps
-        services = SafePathServices.from_settings(settings, migrated_engine, simbank.registry(), directory,
+        services = SafePathServices.from_settings(settings, migrated_engine, ledger.registry(), identity,
                                                   clock=clock, sms=sender)
-        yield Env(migrated_engine, fake, directory, services, clock)
+        yield Env(migrated_engine, fake, identity, services, clock, settings)

@@ -34,8 +34,11 @@ def free_udp_port() -> int:
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEIVR_") or k.startswith("VOICEIVR_TEST")}
+    # This tree first; then whatever the suite put there (the stand-in of setup.cfg's entry points, if the
+    # installed ones are stale: tests/entrypoints.py).
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
     env.update({
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited]),
         "VOICEIVR_PATHS_VAR_DIR": str(tmp / "var"),
         "VOICEIVR_SIP_HANDLER": "tests.sip_handlers:ScriptedIvr",
         "VIVR_TEST_OUT": str(tmp / "calls"),

@@ -1,4 +1,4 @@
-"""``voiceivr simulate abuse``: whole calls through the session, the dialplan engine and the gate; every attack
+"""``voiceivr demo abuse``: whole calls through the session, the dialplan engine and the gate; every attack
 blocked and audited, every legitimate flow passes -- and the scorecard notices when something breaks."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from voiceivr.call import brain
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.cli import cli
+from voiceivr.demo import abuse
 from voiceivr.dialplan import engine as dialplan_engine
-from voiceivr.policy import abuse
 from voiceivr.policy.gate import StepResult
 from voiceivr.policy.safepath import SafePathGate
 
@@ -100,21 +100,21 @@ def test_scorecard_catches_a_media_move_that_no_longer_drops_the_login(monkeypat
 
 def test_cli_json_and_exit_code() -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["simulate", "abuse", "--json", "--only", "spoofed-caller-id",
+    result = runner.invoke(cli, ["demo", "abuse", "--json", "--only", "spoofed-caller-id",
                                  "--only", "balance-after-login"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["ok"] and data["attacks_blocked"] == 1 and data["legit_passed"] == 1
     spoofed = next(s for s in data["scenarios"] if s["name"] == "spoofed-caller-id")
     assert spoofed["via"] == "call" and spoofed["steps"] and "!policy.login:ok" in spoofed["evidence"]
-    assert runner.invoke(cli, ["simulate", "abuse", "--only", "nope"]).exit_code == 2
-    listed = runner.invoke(cli, ["simulate", "abuse", "--list"])
+    assert runner.invoke(cli, ["demo", "abuse", "--only", "nope"]).exit_code == 2
+    listed = runner.invoke(cli, ["demo", "abuse", "--list"])
     assert "brute-force-codes" in listed.output
 
 
 def test_trail_attacks_detected_by_the_cli() -> None:
     """Issue 13: rows appended without the key, and a cut tail, are both named by verify; exit 0."""
-    result = CliRunner().invoke(cli, ["simulate", "abuse", "--json", "--only", "forged-append", "--only",
+    result = CliRunner().invoke(cli, ["demo", "abuse", "--json", "--only", "forged-append", "--only",
                                       "truncation"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

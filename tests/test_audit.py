@@ -22,7 +22,6 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from voiceivr.actions import bank
 from voiceivr.audit.chain import (
     AuditRecord,
     AuditTrail,
@@ -37,6 +36,7 @@ from voiceivr.cli import cli
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
 from voiceivr.db.roles import create_app_role
+from voiceivr.demo import actions as bank
 
 SECRET_TRANSCRIPT = "my pin is 4 8 1 5 and transfer 900 dollars"
 KEYRING = Keyring.from_secrets(["unit-test-audit-key-" + "u" * 32])

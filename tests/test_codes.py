@@ -22,13 +22,13 @@ from tests.safepath_support import (  # noqa: F401 - env_fixture provides the en
 )
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.errors import ConfigError
-from voiceivr.policy import simbank
 from voiceivr.policy.codes import BoundAction, action_digest, code_mac, mask_number, new_code, normalise_code
 from voiceivr.policy.gate import ActionRequest, StepResult
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.secret import SECRET_FILE, server_secret
 from voiceivr.policy.services import SafePathServices
 from voiceivr.settings import PolicySettings, Settings
+from voiceivr.sim import ledger
 
 SECRET = b"k" * 32
 
@@ -151,7 +151,7 @@ def test_concurrent_calls_never_compare_more_wrong_codes_than_the_cap(env: Env) 
     assert compared == _wrong_code_rows(env)
     assert compared <= 15  # the daily cap, which 8 calls on PostgreSQL used to overrun (21-22)
     assert compared == 5  # and per principal: the calls share policy.code_max_attempts
-    assert env.directory.is_flagged("bob")
+    assert env.flags.is_flagged("bob")
 
 
 def test_concurrent_calls_stop_exactly_at_the_daily_cap(env: Env, tmp_path: object) -> None:
@@ -159,7 +159,7 @@ def test_concurrent_calls_stop_exactly_at_the_daily_cap(env: Env, tmp_path: obje
     settings = Settings()
     settings.paths.var_dir = tmp_path  # type: ignore[assignment]
     settings.policy = PolicySettings(code_max_attempts=20, code_daily_max=15)
-    services = SafePathServices.from_settings(settings, env.engine, simbank.registry(), env.directory,
+    services = SafePathServices.from_settings(settings, env.engine, ledger.registry(), env.identity,
                                               clock=env.clock)
     answers = _guess_concurrently(env, services, calls=8, tries=25)
     compared = sum(r.reason == "wrong_code" for r in answers)
@@ -187,7 +187,7 @@ def test_reinvite_and_a_new_call_give_no_fresh_code_attempts(env: Env) -> None:
     rid, wrong = _alice_challenged(env, gate2)
     last = gate2.verify_code(rid, wrong, say("c", kind="dtmf"))
     assert [*lefts, last.attempts_left] == [4, 3, 2, 1, 0]
-    assert last.locked and env.directory.is_flagged("alice")
+    assert last.locked and env.flags.is_flagged("alice")
     assert _wrong_code_rows(env) == 5
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceivr.policy import abuse
+from voiceivr.demo import abuse
 from voiceivr.policy.confirm import (
     NO_PHRASES,
     YES_PHRASES,
@@ -94,7 +94,7 @@ def test_the_confirm_grammar_is_the_policy_lexicon() -> None:
 
 
 def test_the_dialplan_cannot_set_its_own_threshold(tmp_path: Path) -> None:
-    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.demo.actions import registry as demo_registry
     from voiceivr.dialplan.loader import DialplanInvalid, load_file
 
     text = (Path(abuse.BANK_PLAN).read_text(encoding="utf-8")
@@ -102,5 +102,5 @@ def test_the_dialplan_cannot_set_its_own_threshold(tmp_path: Path) -> None:
     path = tmp_path / "lax.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(DialplanInvalid) as err:
-        load_file(path, builtin_registry())
+        load_file(path, demo_registry())
     assert "policy.confirm_min_confidence" in str(err.value)

@@ -13,8 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.fakes import RATE, EnergyVad, ToneStt, WordTts, caller_audio
-from voiceivr.actions.bank import seed
-from voiceivr.actions.registry import builtin_registry
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
@@ -23,6 +21,8 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.actions import seed
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.gates import gate_for
 from voiceivr.dialplan.loader import load_file
@@ -43,7 +43,7 @@ def bank_db(sqlite_url: str) -> sa.Engine:
 
 
 def _session(engine: sa.Engine, plan_name: str) -> tuple[CallSession, DialplanBrain]:
-    registry = builtin_registry()
+    registry = demo_registry()
     plan = load_file(DIALPLANS / f"{plan_name}.yaml", registry)
     router = make_router(plan, [0, 1])
     gate = TimedGate(gate_for(registry, engine, SessionBinding(call_id="c-brain")))

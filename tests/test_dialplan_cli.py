@@ -38,7 +38,7 @@ def test_schema_is_json(runner: CliRunner) -> None:
 
 def test_publish_list_show_and_simulate(runner: CliRunner) -> None:
     assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    seeded = runner.invoke(cli, ["bank", "seed"])
+    seeded = runner.invoke(cli, ["demo", "seed"])
     assert "c-1001 Alice Martin (added)" in seeded.output
     pub = runner.invoke(cli, ["dialplan", "publish", str(ROOT / "dialplans" / "bank.yaml"), "--by", "ops"])
     assert pub.exit_code == 0 and "published bank version 1" in pub.output

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
-from voiceivr.actions.registry import ActionRegistry, builtin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo import actions as bank
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.engine import Conversation, Utterance
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
@@ -30,7 +31,7 @@ TODAY = dt.date(2026, 11, 25)
 
 @pytest.fixture(scope="module")
 def registry() -> ActionRegistry:
-    return builtin_registry()
+    return demo_registry()
 
 
 @pytest.fixture(scope="module")

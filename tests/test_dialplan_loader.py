@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voiceivr.actions.registry import builtin_registry
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.loader import DialplanInvalid, check_text, load_file
 from voiceivr.dialplan.schema import dialplan_schema
 
@@ -46,7 +46,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def registry():  # type: ignore[no-untyped-def]
-    return builtin_registry()
+    return demo_registry()
 
 
 @pytest.mark.parametrize("name", ["bank.yaml", "hello.yaml"])

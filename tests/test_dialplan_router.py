@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from voiceivr.actions.registry import builtin_registry
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.embeddings import MiniLmEncoder
 from voiceivr.dialplan.llm import ChatCompletionsClient
 from voiceivr.dialplan.loader import load_file
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def plan() -> Dialplan:
-    return load_file(ROOT / "dialplans" / "bank.yaml", builtin_registry())
+    return load_file(ROOT / "dialplans" / "bank.yaml", demo_registry())
 
 
 def candidates(plan: Dialplan) -> list[str]:

@@ -9,10 +9,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
-from voiceivr.actions.registry import ActionContext, ActionError, builtin_registry
+from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.db import migrate
 from voiceivr.db.models import Call
+from voiceivr.demo import actions as bank
+from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.identity import DemoIdentity
 from voiceivr.dialplan.loader import DialplanInvalid
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.store import LiveDialplans, NoLiveDialplan, get_version, list_versions, publish, record_call
@@ -27,7 +29,7 @@ def test_schema_matches_models(migrated_engine: Engine) -> None:
 
 
 def test_publish_versions_and_refusal(migrated_engine: Engine) -> None:
-    reg = builtin_registry()
+    reg = demo_registry()
     first = publish(migrated_engine, HELLO, "hello.yaml", reg, "alice")
     assert first.created and first.version.version == 1 and len(first.version.sha256) == 64
     assert not publish(migrated_engine, HELLO, "hello.yaml", reg).created  # same content: nothing new
@@ -43,7 +45,7 @@ def test_publish_versions_and_refusal(migrated_engine: Engine) -> None:
 
 
 def test_new_version_reaches_new_calls_only(migrated_engine: Engine) -> None:
-    reg = builtin_registry()
+    reg = demo_registry()
     live = LiveDialplans(migrated_engine, "hello", reg, lambda p: IntentRouter(p, tiers=(0, 1)))
     with pytest.raises(NoLiveDialplan):
         live.for_new_call()
@@ -92,8 +94,8 @@ def test_bank_actions_do_real_things(migrated_engine: Engine) -> None:
                                     "order by id")).all()
     assert [(r[0], bool(r[1])) for r in rows] == [("12 Oak Street, Springfield", False),
                                                    ("5 Birch Road, Springfield", True)]
-    contact = bank.contact_for(e, "c-1001")
-    assert contact is not None and contact.phone_on_file == "+15555550101" and contact.totp_secret
+    contact = DemoIdentity(e).contact("c-1001", {"principal": "c-1001"})
+    assert contact is not None and contact.phone_on_file == "+15555550101" and contact.totp_enrolled
 
 
 def test_five_wrong_pins_lock_the_customer(migrated_engine: Engine) -> None:

@@ -41,6 +41,8 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
     with FakeTwilio() as sms:
         env_extra = {
             "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+            "VOICEIVR_PLUGINS_ENABLED": "demo",  # the demo bank, live, as scripts/serve runs it
+            "VOICEIVR_DIALPLAN_LIVE_NAME": "bank",
             "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": sms.account_sid,
             "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
             "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,
@@ -48,7 +50,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
             "VOICEIVR_AUDIT_CHECKPOINT_EVERY_S": "1",  # the worker signs the call's rows within a second
         }
         env = siptools.base_env(tmp, **env_extra)
-        for args in (["db", "upgrade"], ["bank", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
+        for args in (["db", "upgrade"], ["demo", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):
             done = subprocess.run([siptools.PY, "-m", "voiceivr", *args], env=env, cwd=siptools.ROOT,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"voiceivr {' '.join(args)}:\n{done.stderr[-2000:]}"

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from tests.test_safepath_dialplan import Talk
-from voiceivr.actions import bank
-from voiceivr.policy import abuse
+from voiceivr.demo import abuse
+from voiceivr.demo import actions as bank
 from voiceivr.policy.injection import scan
 
 ROOT = Path(__file__).resolve().parents[1]

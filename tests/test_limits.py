@@ -15,8 +15,6 @@ import sqlalchemy as sa
 
 from tests.fakes import RATE, EnergyVad, ScriptedBrain, ToneStt, WordTts, caller_audio, prompt_seconds
 from voiceivr import metrics
-from voiceivr.actions.bank import seed
-from voiceivr.actions.registry import builtin_registry
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
@@ -27,6 +25,8 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
+from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.actions import seed
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.gates import gate_for
 from voiceivr.dialplan.loader import load_file
@@ -59,7 +59,7 @@ def bank_db(sqlite_url: str) -> sa.Engine:
 
 def bank_session(engine: sa.Engine, **call: object) -> tuple[CallSession, Control]:
     """The bank dialplan behind a call session with the default call settings (or ``call`` over them)."""
-    registry = builtin_registry()
+    registry = demo_registry()
     plan = load_file(DIALPLANS / "bank.yaml", registry)
     gate = TimedGate(gate_for(registry, engine, SessionBinding(call_id="c-limits")))
     conv = Conversation(plan, gate, make_router(plan, [0, 1]), call_id="c-limits", registry=registry)

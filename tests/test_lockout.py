@@ -17,13 +17,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.safepath_support import Clock
-from voiceivr.actions import bank
-from voiceivr.actions.registry import ActionContext, ActionError, builtin_registry
+from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import SmsOutbox
+from voiceivr.demo import actions as bank
+from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.identity import DemoIdentity
 from voiceivr.errors import ConfigError
-from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import ActionRequest, ActionResult, Evidence, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.services import SafePathServices
@@ -84,8 +85,8 @@ def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[BankEnv]:
                             twilio_base_url=fake.base_url, sms_from="+15550000000", sms_timeout_s=0.3)
         settings.policy = ps
         sender = SmsSender(migrated_engine, twilio_client(ps), ps.sms_from, backoff_s=0.02)
-        registry = RunnerRegistry.from_actions(builtin_registry(), migrated_engine, clock)
-        services = SafePathServices.from_settings(settings, migrated_engine, registry, BankDirectory(migrated_engine),
+        registry = RunnerRegistry.from_actions(demo_registry(), migrated_engine, clock)
+        services = SafePathServices.from_settings(settings, migrated_engine, registry, DemoIdentity(migrated_engine),
                                                   clock=clock, sms=sender)
         yield BankEnv(migrated_engine, fake, sender, services, clock)
 
@@ -204,9 +205,9 @@ def test_a_bad_back_off_is_one_clear_error_at_start(migrated_engine: Engine, tmp
     settings = Settings()
     settings.paths.var_dir = tmp_path  # type: ignore[assignment]
     settings.policy = PolicySettings(login_lockout_s=bad)
-    registry = RunnerRegistry.from_actions(builtin_registry(), migrated_engine, policy=settings.policy)
+    registry = RunnerRegistry.from_actions(demo_registry(), migrated_engine, policy=settings.policy)
     with pytest.raises(ConfigError, match=r"policy\.login_lockout_s must list") as err:
-        SafePathServices.from_settings(settings, migrated_engine, registry, BankDirectory(migrated_engine))
+        SafePathServices.from_settings(settings, migrated_engine, registry, DemoIdentity(migrated_engine))
     assert "LOGIN_LOCKOUT_S" in (err.value.hint or "")
 
 

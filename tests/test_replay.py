@@ -154,9 +154,9 @@ def masked_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return read_wav(PHRASES / f"{intent}__espeak-us__tel.wav").mono()
 
     tmp = tmp_path_factory.mktemp("masked")
-    settings, _ = load_settings(environ={}, config_file=tmp / "absent.toml")
+    settings, _ = load_settings(environ={"VOICEIVR_PLUGINS_ENABLED": "demo"}, config_file=tmp / "absent.toml")
     settings.paths.var_dir = tmp
-    db = scratch_database(tmp / "call.sqlite3")
+    db = scratch_database(tmp / "call.sqlite3", settings)
     runtime = CallRuntime.build(settings, db=db, dialplan_file=Path(__file__).parents[1] / "dialplans" / "bank.yaml",
                                 stt_workers=0, store_calls=False)
     caller = cs.ScriptedCaller([

@@ -21,14 +21,14 @@ from voiceivr.actions.runner import (
 )
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import ActionRun
-from voiceivr.policy import simbank
+from voiceivr.sim import ledger
 
 
 @pytest.fixture
 def bank(migrated_engine: Engine) -> Engine:
-    simbank.create_tables(migrated_engine)
-    simbank.open_account(migrated_engine, "111", "alice", "1234", 10_000)
-    simbank.open_account(migrated_engine, "222", "bob", "0000", 0)
+    ledger.create_tables(migrated_engine)
+    ledger.open_account(migrated_engine, "111", "alice", "1234", 10_000)
+    ledger.open_account(migrated_engine, "222", "bob", "0000", 0)
     return migrated_engine
 
 
@@ -46,7 +46,7 @@ def test_intent_row_is_committed_before_the_effect_and_result_after(bank: Engine
     def spy(point: str) -> None:
         seen.append((point, trail.head().seq))
 
-    runner = ActionRunner(bank, simbank.registry(), node="t", crash=spy)
+    runner = ActionRunner(bank, ledger.registry(), node="t", crash=spy)
     out = _transfer(runner, "k1")
     assert out.status == "succeeded" and out.result == {"transferred_cents": 500, "payee": "222"}
     # When the effect is applied, the intent row is already committed (visible to another connection).
@@ -63,27 +63,27 @@ def test_intent_row_is_committed_before_the_effect_and_result_after(bank: Engine
 
 
 def test_same_key_never_runs_twice_and_returns_the_first_result(bank: Engine) -> None:
-    runner = ActionRunner(bank, simbank.registry(), node="t")
+    runner = ActionRunner(bank, ledger.registry(), node="t")
     first = _transfer(runner, "k1")
     again = _transfer(runner, "k1", cents=900)  # a retry must not become a second, different transfer
     assert again.status == "duplicate" and again.result == first.result and again.ok
-    assert len(simbank.executions(bank)) == 1
+    assert len(ledger.executions(bank)) == 1
     # A second runner (another process after a restart) sees the same.
-    other = ActionRunner(bank, simbank.registry(), node="t2")
+    other = ActionRunner(bank, ledger.registry(), node="t2")
     assert _transfer(other, "k1").status == "duplicate"
-    assert len(simbank.executions(bank)) == 1
+    assert len(ledger.executions(bank)) == 1
 
 
 def test_a_refusal_is_recorded_and_rolls_back_the_effect(bank: Engine) -> None:
-    runner = ActionRunner(bank, simbank.registry(), node="t")
+    runner = ActionRunner(bank, ledger.registry(), node="t")
     out = _transfer(runner, "k1", cents=1_000_000)
     assert out.status == "failed" and out.reason == "insufficient_funds" and not out.ok
-    assert simbank.executions(bank) == []
+    assert ledger.executions(bank) == []
     assert runner.status("k1") == "failed"
 
 
 def test_secret_params_never_reach_the_trail_or_the_runs_table(bank: Engine) -> None:
-    runner = ActionRunner(bank, simbank.registry(), node="t", secret=b"k" * 32)
+    runner = ActionRunner(bank, ledger.registry(), node="t", secret=b"k" * 32)
     out = runner.run(key="id1", action="identify", params={"account": "111", "pin": "1234"}, risk="low")
     assert out.result == {"authenticated": True, "principal": "alice"}
     with bank.connect() as conn:
@@ -93,7 +93,7 @@ def test_secret_params_never_reach_the_trail_or_the_runs_table(bank: Engine) -> 
 
 
 def test_unknown_action_is_a_clear_error(bank: Engine) -> None:
-    runner = ActionRunner(bank, simbank.registry(), node="t")
+    runner = ActionRunner(bank, ledger.registry(), node="t")
     with pytest.raises(UnknownAction, match="no action named 'teleport'"):
         runner.run(key="k", action="teleport", params={}, risk="low")
 
@@ -107,18 +107,18 @@ def test_recovery_aborts_pending_runs_of_a_dead_process(bank: Engine) -> None:
         if point == "intent_committed":
             raise _Boom  # stands in for the process dying right after the intent commit
 
-    crashed = ActionRunner(bank, simbank.registry(), node="n1", crash=die)
+    crashed = ActionRunner(bank, ledger.registry(), node="n1", crash=die)
     crashed.owner = "n1:999999999:dead"  # a pid that does not exist: that process is gone
     with pytest.raises(_Boom):
         _transfer(crashed, "k1")
     assert crashed.status("k1") == "pending"
-    restarted = ActionRunner(bank, simbank.registry(), node="n1")
+    restarted = ActionRunner(bank, ledger.registry(), node="n1")
     report = restarted.recover()
     assert report.aborted == 1 and report.keys == ["k1"]
-    assert restarted.status("k1") == "aborted" and simbank.executions(bank) == []
+    assert restarted.status("k1") == "aborted" and ledger.executions(bank) == []
     # The aborted key stays used: a retry does not run it behind the caller's back.
     assert _transfer(restarted, "k1").status == "duplicate"
-    assert simbank.executions(bank) == []
+    assert ledger.executions(bank) == []
     kinds = [r.kind for r in AuditTrail(bank).rows()]
     assert kinds.count("action.recovered") == 1
 
@@ -128,10 +128,10 @@ def test_recovery_leaves_live_runs_of_other_nodes_alone(bank: Engine) -> None:
         if point == "intent_committed":
             raise _Boom
 
-    other = ActionRunner(bank, simbank.registry(), node="other", crash=die)
+    other = ActionRunner(bank, ledger.registry(), node="other", crash=die)
     with pytest.raises(_Boom):
         _transfer(other, "k1")
-    report = ActionRunner(bank, simbank.registry(), node="mine").recover()
+    report = ActionRunner(bank, ledger.registry(), node="mine").recover()
     assert report.skipped == 1 and other.status("k1") == "pending"
 
 

@@ -1,6 +1,6 @@
 """kill -9 at 200+ random points of the action state machine: nothing twice, nothing unaudited.
 
-The harness (voiceivr.actions.crashtest) runs in a subprocess that forks a worker per kill, so pytest's own
+The harness (voiceivr.sim.crashtest) runs in a subprocess that forks a worker per kill, so pytest's own
 process is never forked.
 """
 
@@ -15,7 +15,7 @@ import pytest
 
 def _crash(url: str, kills: int, seed: int) -> dict[str, object]:
     proc = subprocess.run(
-        [sys.executable, "-m", "voiceivr.actions.crashtest", "--db", url, "--kills", str(kills),
+        [sys.executable, "-m", "voiceivr.sim.crashtest", "--db", url, "--kills", str(kills),
          "--seed", str(seed), "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )

@@ -21,9 +21,9 @@ from tests.safepath_support import (  # noqa: F401 - env_fixture provides the en
 )
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import PendingConfirmation, SmsOutbox
-from voiceivr.policy import simbank
 from voiceivr.policy.gate import ActionRequest, CallGate
 from voiceivr.policy.safepath import GateRefused, SafePathGate
+from voiceivr.sim import ledger
 
 
 def _kinds(env: Env, call_id: str = "call-1") -> list[str]:
@@ -92,9 +92,9 @@ def test_high_action_full_sms_flow_runs_once(env: Env) -> None:
     assert ok.ok
     res = gate.execute(rid)
     assert res.ok and res.result == {"transferred_cents": 5000, "payee": "222"}
-    assert len(simbank.executions(env.engine)) == 1
+    assert len(ledger.executions(env.engine)) == 1
     again = gate.execute(rid)  # an engine retry gets the first result, nothing runs again
-    assert again.ok and again.duplicate and len(simbank.executions(env.engine)) == 1
+    assert again.ok and again.duplicate and len(ledger.executions(env.engine)) == 1
     rows = {r.seq: r for r in AuditTrail(env.engine).rows()}
     intent = rows[res.audit_seq].payload_obj()  # type: ignore[index]
     assert intent["confirmation"]["text"] == "yes" and intent["confirmation"]["readback_finished_at"] == 20.0
@@ -131,7 +131,7 @@ def test_code_for_one_amount_does_not_confirm_another(env: Env) -> None:
     assert not gate.verify_code(rid2, code, say("code", kind="dtmf")).ok  # the 50-dollar code
     assert not gate.verify_code(rid, code, say("code", kind="dtmf")).ok  # the abandoned request is void
     assert gate.execute(rid).reason == "request_void"
-    assert simbank.executions(env.engine) == []
+    assert ledger.executions(env.engine) == []
 
 
 def test_changed_payee_invalidates_the_code(env: Env) -> None:
@@ -158,7 +158,7 @@ def test_code_replayed_from_an_earlier_action_fails(env: Env) -> None:
     rid2 = _sms_flow(env, gate)  # same amount, same payee, new request
     assert not gate.verify_code(rid2, code, say("c", kind="dtmf")).ok
     assert gate.verify_code(rid, code, say("c", kind="dtmf")).reason == "state:executed"
-    assert len(simbank.executions(env.engine)) == 1
+    assert len(ledger.executions(env.engine)) == 1
 
 
 def test_sixth_wrong_try_is_refused_and_the_account_flagged(env: Env) -> None:
@@ -169,14 +169,14 @@ def test_sixth_wrong_try_is_refused_and_the_account_flagged(env: Env) -> None:
     wrong = "000000" if good != "000000" else "111111"
     lefts = [gate.verify_code(rid, wrong, say("c", kind="dtmf")) for _ in range(5)]
     assert [r.attempts_left for r in lefts] == [4, 3, 2, 1, 0]
-    assert lefts[-1].locked and env.directory.is_flagged("alice")
+    assert lefts[-1].locked and env.flags.is_flagged("alice")
     sixth = gate.verify_code(rid, good, say("c", kind="dtmf"))  # even the right code
     assert not sixth.ok
     assert gate.execute(rid).ok is False
     _, d = gate.decide(transfer())
     assert not d.allowed and "account_flagged" in d.reasons
     assert "policy.account_flagged" in _kinds(env)
-    assert simbank.executions(env.engine) == []
+    assert ledger.executions(env.engine) == []
 
 
 def test_code_expires_after_five_minutes(env: Env) -> None:
@@ -224,7 +224,7 @@ def test_media_moved_by_reinvite_drops_privileges_mid_flow(env: Env) -> None:
     _, d = gate.decide(transfer())
     assert not d.allowed and "not_authenticated" in d.reasons
     assert gate.login("alice", say("x")).reason == "not_identified"  # the old identification is gone too
-    assert simbank.executions(env.engine) == []
+    assert ledger.executions(env.engine) == []
     assert "policy.binding_changed" in _kinds(env)
 
 

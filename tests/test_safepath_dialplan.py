@@ -15,15 +15,16 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from voiceivr.actions import bank
 from voiceivr.actions.address import address_problem
 from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.cli import cli
 from voiceivr.db.engine import make_engine
+from voiceivr.demo import abuse
+from voiceivr.demo import actions as bank
 from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
-from voiceivr.policy import abuse, injection
-from voiceivr.policy.directory import BankDirectory
+from voiceivr.policy import injection
+from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def runner(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliR
     monkeypatch.setenv("VOICEIVR_DIALPLAN_TIERS", "0,1")
     r = CliRunner()
     assert r.invoke(cli, ["db", "upgrade"]).exit_code == 0
-    assert r.invoke(cli, ["bank", "seed"]).exit_code == 0
+    assert r.invoke(cli, ["demo", "seed"]).exit_code == 0
     return r
 
 
@@ -302,7 +303,7 @@ def test_an_account_flagged_before_the_code_is_sent_ends_the_request_cleanly(ban
     talk = Talk(bank_world)
     talk.say("transfer fifty dollars to savings")
     talk.login()
-    BankDirectory(bank_world.engine).flag_account(abuse.ALICE, "flagged by another call")
+    PrincipalFlags(bank_world.engine).flag(abuse.ALICE, "flagged by another call")
     talk.say("yes")
     talk.say("text")  # send_challenge is refused: the engine must say so, not fail the call
     (sent,) = talk.gate_calls("send_challenge")

@@ -23,7 +23,7 @@ from voiceivr import metrics
 from voiceivr.call import events as ev
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.db.models import Turn
-from voiceivr.policy import abuse
+from voiceivr.demo import abuse
 from voiceivr.policy.secret_at_rest import AtRest, found, spoken
 
 

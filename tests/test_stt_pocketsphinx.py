@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from tests.speech_fixtures import entries, frames, grammar_phrases, pcm
-from voiceivr.actions.registry import builtin_registry
 from voiceivr.audio.frames import Frame, split_frames
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.loader import load_file
 from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import CONF_WHOLE_PHRASE, PocketsphinxEngine, SttModelError
@@ -169,7 +169,7 @@ MONEY_OR_PHRASE_WORDS = {"main", "menu", "talk", "to", "an", "agent"} | MONEY_WO
 
 
 def _main_menu_grammar() -> list[str]:
-    plan = load_file(ROOT / "dialplans" / "bank.yaml", builtin_registry())
+    plan = load_file(ROOT / "dialplans" / "bank.yaml", demo_registry())
     node = plan.nodes["main_menu"]
     intents = [plan.intents[r.intent] for r in node.routes] + list(plan.globals.values())
     return list(dict.fromkeys(p for i in intents for p in (*i.examples, *i.keywords)))

@@ -38,7 +38,7 @@ class AppContext:
         from voiceivr.db.migrate import require_current
 
         engine = self.engine()
-        require_current(engine)
+        require_current(engine, self.settings.plugins.enabled)
         return engine
 
 

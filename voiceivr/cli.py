@@ -1,6 +1,7 @@
 """The ``voiceivr`` command.
 
-Each area keeps its commands beside its code (``voiceivr/<area>/commands.py``) and registers them here.
+Each area keeps its commands beside its code (``voiceivr/<area>/commands.py``) and registers them here; the
+enabled plugins add theirs (``voiceivr <plugin> ...``, :mod:`voiceivr.plugin_commands`).
 Errors an operator can meet (bad settings, database down, broken dialplan) print one line saying what is
 wrong and, on the next, what to do; the exit code is non-zero; there is no traceback.
 """
@@ -25,7 +26,21 @@ def report_error(message: str, hint: str | None) -> None:
 
 
 class VoiceivrGroup(click.Group):
-    """Turns the errors we expect into one readable line and a non-zero exit code."""
+    """Turns the errors we expect into one readable line and a non-zero exit code, and mounts the commands of
+    the enabled plugins (entry point group ``voiceivr.commands``) as ``voiceivr <plugin> ...``."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from voiceivr.plugin_commands import mounted_names
+
+        return sorted({*super().list_commands(ctx), *mounted_names(set(self.commands))})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        from voiceivr.plugin_commands import plugin_command
+
+        return plugin_command(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -96,8 +111,9 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
-    from voiceivr.dialplan.commands import bank, dialplan
-    from voiceivr.policy.commands import simulate, sms
+    from voiceivr.dialplan.commands import dialplan
+    from voiceivr.plugin_commands import plugins
+    from voiceivr.policy.commands import flags, sms
     from voiceivr.replay import replay
     from voiceivr.speech.commands import speak, transcribe
     from voiceivr.stats import stats
@@ -106,13 +122,13 @@ def _register() -> None:
     cli.add_command(db)
     cli.add_command(audit)
     cli.add_command(dialplan)
-    cli.add_command(bank)
+    cli.add_command(plugins)
     cli.add_command(stats)
     cli.add_command(replay)
     cli.add_command(speak)
     cli.add_command(transcribe)
-    cli.add_command(simulate)
     cli.add_command(sms)
+    cli.add_command(flags)
     cli.add_command(serve)
     cli.add_command(serve_worker)
     cli.add_command(call)

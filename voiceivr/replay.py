@@ -7,9 +7,9 @@ path and speech engines as a live call run frame by frame; nothing waits for wal
 ``--realtime``), so a replay runs many times faster than the call took, and two runs of the same input give
 the same timeline.
 
-Replays never touch the operator's data: actions run against a scratch SQLite database seeded with the demo
-bank (``--keep-db`` keeps it for inspection). The dialplan is ``--dialplan FILE``, else the live published
-version in the configured database, else ``dialplans/<live_name>.yaml``.
+Replays never touch the operator's data: actions run against a scratch SQLite database with the tables and
+sample data of the enabled plugins (``--keep-db`` keeps it for inspection). The dialplan is ``--dialplan FILE``,
+else the live published version in the configured database, else ``dialplans/<live_name>.yaml``.
 
 Figures in the output that are wall-clock measurements (stage latencies other than e2e, engine-seconds,
 replay speed) are grouped under ``wall`` in ``--json``; everything else is deterministic.
@@ -57,6 +57,7 @@ from voiceivr.replay_input import (
     wav_beside,
 )
 from voiceivr.replay_secrets import MaskedInput, masked_inputs, note, supply
+from voiceivr.settings import Settings
 
 
 @dataclass
@@ -159,19 +160,21 @@ class ReplayResult:
         }
 
 
-def scratch_database(path: Path, *, own_key: bool = True) -> Any:
-    """A fresh SQLite database with the schema and the demo bank, for actions that must not touch real data.
-    Its audit trail is keyed with a key of its own (``own_key``) or, when it is kept for inspection, with this
-    process's audit key; it writes no checkpoints."""
-    from voiceivr.actions.bank import seed
+def scratch_database(path: Path, settings: Settings, *, own_key: bool = True) -> Any:
+    """A fresh SQLite database with the schema of the core and of the enabled plugins, and the sample data each
+    of those plugins seeds, for actions that must not touch real data. Its audit trail is keyed with a key of its
+    own (``own_key``) or, when it is kept for inspection, with this process's audit key; it writes no checkpoints."""
     from voiceivr.audit.config import bind, scratch_config
     from voiceivr.db import migrate
     from voiceivr.db.engine import make_engine
+    from voiceivr.db.plugins import enabled_schemas
 
     engine = make_engine(f"sqlite:///{path}")
     bind(engine, scratch_config(path.parent, own_key=own_key, every_rows=0, every_s=0))
-    migrate.upgrade(engine)
-    seed(engine)
+    migrate.upgrade(engine, plugins=settings.plugins.enabled)
+    for _name, schema in enabled_schemas(settings.plugins.enabled):
+        if schema.seed is not None:
+            schema.seed(engine)
     return engine
 
 
@@ -328,7 +331,7 @@ def replay(app: AppContext, call_file: Path, dialplan_file: Path | None, as_json
         # replay is repeatable only if it synthesises the same prompts in the same order every time.
         settings = dataclasses.replace(
             settings, speech=dataclasses.replace(settings.speech, prompt_cache_dir=str(Path(tmp) / "prompts")))
-        db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3", own_key=keep_db is None)
+        db = scratch_database(keep_db or Path(tmp) / "replay.sqlite3", settings, own_key=keep_db is None)
         runtime = CallRuntime.build(settings, db=db, dialplan_file=dialplan_file, stt_workers=0,
                                     store_calls=keep_db is not None, stats=StageStats())
         try:

@@ -570,7 +570,7 @@ class MetricsSettings:
 @dataclass
 class DialplanSettings:
     dir: Path = setting(Path("dialplans"), "Where `voiceivr dialplan` looks for YAML dialplans by name.")
-    live_name: str = setting("bank", "Name of the published dialplan new calls are answered with.")
+    live_name: str = setting("main", "Name of the published dialplan new calls are answered with.")
     tiers: list[int] = setting(
         [0, 1, 2],
         "Intent-router tiers to run, cheapest first: 0 DTMF/exact grammar, 1 keywords/fuzzy, "
@@ -597,6 +597,24 @@ class DialplanSettings:
 
 
 @dataclass
+class PluginSettings:
+    """Which installed plugins this node uses (voiceivr/plugins.py; docs/integration.md)."""
+
+    enabled: list[str] = setting(
+        [],
+        "Installed plugins whose actions, identity provider, tables and commands this node uses, by entry point "
+        "name, comma-separated (e.g. demo). Nothing runs from a package merely installed; `voiceivr plugins` "
+        "lists what is installed.",
+    )
+    identity: str = setting(
+        "",
+        "The enabled plugin that answers the safe path's questions about a caller (phone on file, TOTP). "
+        "Empty: the one enabled plugin that has an identity provider (an error if several have one). Without "
+        "any, high-risk actions are refused: no code can be sent.",
+    )
+
+
+@dataclass
 class Settings:
     paths: PathSettings = field(default_factory=PathSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -611,6 +629,7 @@ class Settings:
     budget: BudgetSettings = field(default_factory=BudgetSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     dialplan: DialplanSettings = field(default_factory=DialplanSettings)
+    plugins: PluginSettings = field(default_factory=PluginSettings)
 
     def database_url(self) -> str:
         """The effective database URL (the SQLite default spelled out)."""

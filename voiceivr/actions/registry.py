@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 
 from voiceivr.actions.address import address_problem
 from voiceivr.errors import VoiceivrError
-from voiceivr.settings import PolicySettings
+from voiceivr.settings import PolicySettings, Settings
 
 Risk = Literal["low", "high"]
 ParamType = Literal["money", "digits", "date", "bool", "str", "address"]
@@ -82,6 +82,9 @@ class ActionContext:
     idempotency_key: str = ""
     # The policy an identifying action applies to wrong secrets (lockout limits); None: the defaults.
     policy: PolicySettings | None = None
+    # The audit sequence number of this run's write-ahead "action.intent" row, committed before the action
+    # was called (a backend can quote it; the trail's row names the same idempotency key).
+    intent_seq: int | None = None
 
 
 ActionFn = Callable[[Mapping[str, Any], ActionContext], Mapping[str, Any]]
@@ -98,6 +101,10 @@ class Action:
     authenticates: bool = False  # a success returns {"principal": ...} for gate.login()
     description: str = ""
     readback: str = ""  # default read-back if policy escalates a low action to the safe path
+    # True: called again with the same ctx.idempotency_key it changes nothing and returns the first result, so a
+    # run a crash left unresolved is settled by calling it again. False: never called twice for one key; such a
+    # run is left "unknown" for an operator (voiceivr.actions.runner).
+    dedupes: bool = False
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -139,6 +146,7 @@ def value_has_type(value: Any, ptype: str) -> bool:
 class ActionRegistry:
     def __init__(self, actions: Mapping[str, Action] | None = None) -> None:
         self._actions: dict[str, Action] = dict(actions or {})
+        self.origin = ""  # where the actions came from, for the hint of an unknown one
 
     def register(self, action: Action) -> Action:
         if action.name in self._actions:
@@ -153,8 +161,10 @@ class ActionRegistry:
         try:
             return self._actions[name]
         except KeyError:
+            origin = f"; actions come from {self.origin}" if self.origin else ""
             raise UnknownAction(
-                f"unknown action {name!r}", hint=f"known actions: {', '.join(sorted(self._actions)) or 'none'}"
+                f"unknown action {name!r}",
+                hint=f"known actions: {', '.join(sorted(self._actions)) or 'none'}{origin}",
             ) from None
 
     def __contains__(self, name: object) -> bool:
@@ -167,11 +177,59 @@ class ActionRegistry:
         return sorted(self._actions)
 
 
-def builtin_registry() -> ActionRegistry:
-    """Every action that ships with voiceivr (today: the demo bank)."""
-    from voiceivr.actions import bank
+# What a plugin registers under the entry point group ``voiceivr.actions``: called once per registry with the
+# node's settings, it returns the plugin's actions.
+ActionProvider = Callable[[Settings], Iterable[Action]]
+
+
+def plugin_actions(settings: Settings | None = None, names: Sequence[str] | None = None) -> dict[str, list[Action]]:
+    """The actions of each enabled plugin (``plugins.enabled``, or ``names``), by plugin name, in that order.
+
+    A provider that is not callable, raises, or yields something other than an :class:`Action` is a
+    :class:`~voiceivr.plugins.PluginError` naming the plugin."""
+    from voiceivr import plugins
+    from voiceivr.settings import load_settings
+
+    settings = settings or load_settings()[0]
+    out: dict[str, list[Action]] = {}
+    for name, provider in plugins.enabled(plugins.ACTIONS, settings.plugins.enabled if names is None else names):
+        if not callable(provider):
+            raise plugins.describe_error(name, plugins.ACTIONS, "is not callable; it must be a function "
+                                         "(settings) -> iterable of voiceivr.actions.registry.Action")
+        try:
+            actions = list(provider(settings))
+        except VoiceivrError:
+            raise
+        except Exception as exc:
+            raise plugins.describe_error(name, plugins.ACTIONS,
+                                         f"raised {type(exc).__name__}: {exc}") from None
+        wrong = [a for a in actions if not isinstance(a, Action)]
+        if wrong:
+            raise plugins.describe_error(name, plugins.ACTIONS,
+                                         f"returned {type(wrong[0]).__name__}, not voiceivr.actions.registry.Action")
+        out[name] = actions
+    return out
+
+
+def plugin_registry(settings: Settings | None = None) -> ActionRegistry:
+    """Every action a dialplan may name on this node: those of the enabled plugins. Two plugins declaring one
+    action name is an error naming both."""
+    from voiceivr import plugins
 
     registry = ActionRegistry()
-    for action in bank.ACTIONS:
-        registry.register(action)
+    origin: dict[str, str] = {}
+    by_plugin = plugin_actions(settings)
+    for name, actions in by_plugin.items():
+        for action in actions:
+            if action.name in origin:
+                raise plugins.PluginError(f"action {action.name!r} is provided by two enabled plugins: "
+                                          f"{origin[action.name]!r} and {name!r}",
+                                          hint="enable only one of them (plugins.enabled)")
+            try:
+                registry.register(action)
+            except ValueError as exc:
+                raise plugins.describe_error(name, plugins.ACTIONS, str(exc)) from None
+            origin[action.name] = name
+    registry.origin = (f"the enabled plugins ({', '.join(by_plugin)})" if by_plugin
+                       else f"no plugin: none is enabled ({plugins.ENABLE_HINT})")
     return registry

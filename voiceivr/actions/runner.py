@@ -43,7 +43,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -87,6 +87,7 @@ class RunContext:
     call_id: str | None = None
     principal: str | None = None
     session_id: str = ""
+    intent_seq: int | None = None  # the committed action.intent row's sequence number (set by the runner)
 
 
 DbApply = Callable[[Connection, Mapping[str, Any], RunContext], Mapping[str, Any]]
@@ -124,7 +125,7 @@ class DbAction:
 
 @dataclass(frozen=True)
 class ExternalAction:
-    """A side effect elsewhere (a webhook, a core-banking API). ``call`` receives the idempotency key in the
+    """A side effect elsewhere (a webhook, a core system's API). ``call`` receives the idempotency key in the
     context and must pass it on. ``remote_dedupes``: the remote answers a repeated key with the first result
     (then a crash mid-call is settled by calling again); otherwise the action is never called twice."""
 
@@ -179,9 +180,10 @@ class RunnerRegistry:
                      policy: PolicySettings | None = None) -> RunnerRegistry:
         """The dialplan's actions (:mod:`voiceivr.actions.registry`) as runner actions.
 
-        They open their own transactions, so to the runner they are *external*; the demo bank deduplicates on
-        the idempotency key (a transfer's key is unique), so a run left unresolved by a crash is settled by
-        calling it again with the same key. An :class:`~voiceivr.actions.registry.ActionError` is a refusal
+        They open their own transactions, so to the runner they are *external*. One that declares ``dedupes``
+        (the same idempotency key changes nothing twice) is ``external``: a run a crash left unresolved is
+        settled by calling it again with the same key; any other is ``external_once``, never called twice.
+        An :class:`~voiceivr.actions.registry.ActionError` is a refusal
         the caller may hear; its message becomes the reason. ``policy`` reaches the actions in their context
         (the login's lockout limits); None: the defaults.
         """
@@ -189,7 +191,7 @@ class RunnerRegistry:
         reg = cls()
         for action in actions:
             reg.register(ExternalAction(
-                action.name, _dialplan_call(action, engine, now, policy), remote_dedupes=True,
+                action.name, _dialplan_call(action, engine, now, policy), remote_dedupes=action.dedupes,
                 secret_params=frozenset(p.name for p in action.params if p.secret), risk=action.risk,
                 authenticates=action.authenticates, requires_login=action.requires_login,
                 check=action.check_params,
@@ -202,7 +204,8 @@ def _dialplan_call(action: DialplanAction, engine: Engine | None, now: Callable[
     def call(params: Mapping[str, Any], ctx: RunContext) -> Mapping[str, Any]:
         try:
             return action.run(params, DialplanContext(call_id=ctx.call_id or "", principal=ctx.principal, db=engine,
-                                                      now=now(), idempotency_key=ctx.idempotency_key, policy=policy))
+                                                      now=now(), idempotency_key=ctx.idempotency_key, policy=policy,
+                                                      intent_seq=ctx.intent_seq))
         except ActionError as exc:
             raise ActionFailed(str(exc)) from None
 
@@ -424,6 +427,7 @@ class ActionRunner:
     def _run_db(
         self, key: str, spec: DbAction, params: Mapping[str, Any], ctx: RunContext, intent_seq: int
     ) -> RunOutcome:
+        ctx = replace(ctx, intent_seq=intent_seq)
         with self._tx() as conn:
             row = self._select_run(conn, key, lock=True)
             if row is None or row.status != "pending" or row.owner != self.owner:
@@ -485,6 +489,7 @@ class ActionRunner:
     ) -> RunOutcome:
         failure: ActionFailed | None = None
         status: RunStatus
+        ctx = replace(ctx, intent_seq=intent_seq)
         try:
             result = dict(spec.call(params, ctx))
             status = "succeeded"

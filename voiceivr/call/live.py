@@ -60,7 +60,7 @@ class SessionHandler:
             from voiceivr.db.migrate import require_current
 
             db = engine_from_settings(settings)
-            require_current(db)
+            require_current(db, settings.plugins.enabled)
             bind(db, settings)  # this node's audit keys, and its automatic checkpoints
             workers = max(1, settings.speech.stt_workers)
             runtime = CallRuntime.build(settings, db=db, stt_workers=workers)
@@ -134,7 +134,7 @@ def preflight(settings: Settings) -> None:
 
     db = engine_from_settings(settings)
     try:
-        require_current(db)
+        require_current(db, settings.plugins.enabled)
         get_version(db, settings.dialplan.live_name)
     finally:
         db.dispose()

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import ActionRegistry, builtin_registry
+from voiceivr.actions.registry import ActionRegistry, plugin_registry
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
 from voiceivr.call.handler import CallControl
@@ -96,20 +96,20 @@ class CallRuntime:
         from voiceivr.policy.injection import scan
         from voiceivr.speech.registry import build_prompt_cache, build_stt, build_tts, build_vad
 
-        registry = builtin_registry()
+        registry = plugin_registry(settings)
         node = settings.policy.runner_node or socket.gethostname()
         services = None
         if db is not None:
             from voiceivr.actions.runner import RunnerRegistry
-            from voiceivr.policy.directory import BankDirectory
+            from voiceivr.policy.identity import enabled_identity
             from voiceivr.policy.services import SafePathServices
 
             kwargs: dict[str, Any] = {"sms": sms}
             if clock is not None:
                 kwargs["clock"] = clock
             services = SafePathServices.from_settings(
-                settings, db, RunnerRegistry.from_actions(registry, db, clock, settings.policy), BankDirectory(db),
-                **kwargs
+                settings, db, RunnerRegistry.from_actions(registry, db, clock, settings.policy),
+                enabled_identity(settings, db), **kwargs
             )
         return cls(
             settings,

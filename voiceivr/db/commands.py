@@ -24,15 +24,16 @@ def db() -> None:
 
 
 @db.command()
-@click.argument("revision", default="head")
+@click.argument("revision", default="heads")
 @pass_app
 def upgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database up to REVISION (default: the newest)."""
+    """Migrate the database up to REVISION (default: the newest of the core and of every enabled plugin)."""
     engine = app.engine()
     check_connection(engine)
-    before = migrate.current_revision(engine)
-    migrate.upgrade(engine, revision)
-    after = migrate.current_revision(engine)
+    plugins = app.settings.plugins.enabled
+    before = migrate.describe_current(engine)
+    migrate.upgrade(engine, revision, plugins)
+    after = migrate.describe_current(engine)
     made = _make_audit_key(engine)
     if made is not None:
         click.echo(f"generated the audit key {made} (one node; nodes sharing the database need the same key)")
@@ -75,40 +76,44 @@ def _seal_legacy_audit_rows(engine: Engine) -> AuditRecord | None:
 @click.argument("revision")
 @pass_app
 def downgrade(app: AppContext, revision: str) -> None:
-    """Migrate the database down to REVISION (`base` removes every voiceivr table)."""
+    """Migrate the database down to REVISION (`base` removes every voiceivr table, plugins' included;
+    BRANCH@base one plugin's, e.g. demo@base)."""
     engine = app.engine()
     check_connection(engine)
-    before = migrate.current_revision(engine)
-    migrate.downgrade(engine, revision)
-    after = migrate.current_revision(engine)
+    before = migrate.describe_current(engine)
+    migrate.downgrade(engine, revision, app.settings.plugins.enabled)
+    after = migrate.describe_current(engine)
     click.echo(f"{redacted(app.settings.database_url())}: {before or 'empty'} -> {after or 'empty'}")
 
 
 @db.command()
 @pass_app
 def current(app: AppContext) -> None:
-    """Print the database's revision and whether it is the newest."""
+    """Print the database's revisions (the core's, and each plugin branch's) and whether they are the newest."""
     engine = app.engine()
     check_connection(engine)
-    rev = migrate.current_revision(engine)
-    head = migrate.head_revision()
-    state = "up to date" if rev == head else f"behind: newest is {head}, run `voiceivr db upgrade`"
-    click.echo(f"{rev or 'empty'} ({state})")
+    applied = migrate.applied_revisions(engine, app.settings.plugins.enabled)
+    heads = migrate.head_revisions(app.settings.plugins.enabled)
+    missing = [h for h in heads if h not in applied]
+    state = "up to date" if not missing else f"behind: newest is {', '.join(heads)}, run `voiceivr db upgrade`"
+    click.echo(f"{migrate.describe_current(engine)} ({state})")
 
 
 @db.command()
-def history() -> None:
-    """List the migrations, oldest first."""
-    for rev, down, message in migrate.history():
+@pass_app
+def history(app: AppContext) -> None:
+    """List the migrations, the core's then each installed plugin's branch, oldest first."""
+    for rev, down, message in migrate.history(app.settings.plugins.enabled):
         click.echo(f"{rev}  (after {down or 'base'})  {message.splitlines()[0] if message else ''}")
 
 
 @db.command("check")
 @pass_app
 def check(app: AppContext) -> None:
-    """Exit 1 if the database schema differs from the models (a migration is missing)."""
+    """Exit 1 if the database schema differs from the models, the core's and the enabled plugins' (a
+    migration is missing)."""
     engine = app.ready_engine()
-    diff = migrate.schema_diff(engine)
+    diff = migrate.schema_diff(engine, app.settings.plugins.enabled)
     if diff:
         for item in diff:
             click.echo(f"differs: {item}")

@@ -29,12 +29,14 @@ def schema() -> None:
 
 @dialplan.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-def validate(files: tuple[Path, ...]) -> None:
-    """Check dialplans; print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
-    from voiceivr.actions.registry import builtin_registry
+@pass_app
+def validate(app: AppContext, files: tuple[Path, ...]) -> None:
+    """Check dialplans against the actions of the enabled plugins; print every problem as FILE:LINE:COL: MESSAGE
+    and exit 1 if there is any."""
+    from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, check_text, read_source
 
-    registry = builtin_registry()
+    registry = plugin_registry(app.settings)
     bad = 0
     for f in files:
         try:
@@ -119,10 +121,11 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
     voiceivr dialplan simulate FILE --say "what's my balance" --dtmf 10000001 --dtmf 1234 --say savings
 
     Steps: --say TEXT, --dtmf DIGITS (one collection, e.g. a whole account number), --no-input, --hangup.
-    Actions run against the configured database (voiceivr db upgrade; voiceivr bank seed). High-risk actions
+    Actions are the enabled plugins' and run against the configured database (voiceivr db upgrade; the demo
+    plugin's data: voiceivr demo seed). High-risk actions
     need the safe path (voiceivr.policy); without it they are refused, never faked.
     """
-    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan import simulate as sim
     from voiceivr.dialplan.gates import gate_for
     from voiceivr.dialplan.loader import load_file
@@ -131,7 +134,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
 
     app: AppContext = ctx.ensure_object(AppContext)
     steps = _parse_steps(list(ctx.args))
-    registry = builtin_registry()
+    registry = plugin_registry(app.settings)
     plan = load_file(file, registry)
     s = app.settings.dialplan
     tier_list = tiers or list(s.tiers)
@@ -175,13 +178,13 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
 @pass_app
 def publish(app: AppContext, file: Path, published_by: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
-    from voiceivr.actions.registry import builtin_registry
+    from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, read_source
     from voiceivr.dialplan.store import publish as do_publish
 
     engine = app.ready_engine()
     try:
-        res = do_publish(engine, read_source(file), str(file), builtin_registry(), published_by)
+        res = do_publish(engine, read_source(file), str(file), plugin_registry(app.settings), published_by)
     except DialplanInvalid as exc:
         for p in exc.problems:
             click.echo(str(p), err=True)
@@ -227,34 +230,3 @@ def show(app: AppContext, name: str, version: int | None) -> None:
     click.echo(f"# {v.name} version {v.version} (id {v.id}), sha256 {v.sha256}, published {when} "
                f"by {v.published_by or '-'}")
     click.echo(v.source, nl=not v.source.endswith("\n"))
-
-
-@click.group()
-def bank() -> None:
-    """The demo bank behind dialplans/bank.yaml."""
-
-
-@bank.command()
-@pass_app
-def seed(app: AppContext) -> None:
-    """Load the demo customers (idempotent). Prints their account numbers and demo PINs."""
-    from voiceivr.actions.bank import DEMO_CUSTOMERS
-    from voiceivr.actions.bank import seed as do_seed
-
-    added = do_seed(app.ready_engine())
-    for c in DEMO_CUSTOMERS:
-        state = "added" if c.id in added else "already there"
-        accts = ", ".join(f"{kind} {number}" for number, kind, _ in c.accounts)
-        click.echo(f"{c.id} {c.name} ({state}): {accts}; demo PIN {c.pin}; phone on file {c.phone}; "
-                   f"TOTP {'yes' if c.totp else 'no'}")
-
-
-@bank.command()
-@pass_app
-def balances(app: AppContext) -> None:
-    """Every demo account and its balance."""
-    from voiceivr.actions.bank import balances as get
-
-    for r in get(app.ready_engine()):
-        cents = int(r["balance_cents"])
-        click.echo(f"{r['id']:<8} {r['name']:<14} {r['kind']:<9} {r['number']}  ${cents // 100:,}.{cents % 100:02d}")

@@ -688,7 +688,10 @@ class _Builder:
         if name is None:
             return None
         if name not in self.registry:
-            self.err(a.value_mark("name"), f"{w}: unknown action {name!r}{_suggest(name, self.registry.names())}")
+            hint = _suggest(name, self.registry.names())
+            if not hint and self.registry.origin:  # e.g. no plugin enabled: say where actions would come from
+                hint = f" (actions come from {self.registry.origin})"
+            self.err(a.value_mark("name"), f"{w}: unknown action {name!r}{hint}")
             return None
         spec = self.registry.get(name)
         risk = spec.risk

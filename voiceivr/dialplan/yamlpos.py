@@ -21,7 +21,7 @@ import yaml
 from yaml.events import AliasEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-# The largest dialplan shipped (dialplans/bank.yaml) is 9 KB, 7 levels deep, 660 values (keys included); these leave
+# The largest dialplan shipped (the demo plugin's) is 9 KB, 7 levels deep, 660 values (keys included); these leave
 # room for IVRs a hundred times that size and keep the worst case to a few tens of MB (tests/test_dialplan_limits).
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32

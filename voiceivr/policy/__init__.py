@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
     from voiceivr.actions.registry import ActionRegistry
     from voiceivr.actions.runner import ActionRunner, RunnerRegistry
-    from voiceivr.policy.directory import Directory
     from voiceivr.policy.gate import CallGate, SessionBinding
+    from voiceivr.policy.identity import IdentityProvider
     from voiceivr.policy.sms import SmsSender
     from voiceivr.settings import Settings
 
@@ -31,7 +31,7 @@ def make_gate(
     engine: Engine | None = None,
     binding: SessionBinding | None = None,
     runner: ActionRunner | RunnerRegistry | ActionRegistry | None = None,
-    directory: Directory | None = None,
+    identity: IdentityProvider | None = None,
     clock: Callable[[], dt.datetime] | None = None,
     *,
     registry: ActionRunner | RunnerRegistry | ActionRegistry | None = None,
@@ -43,8 +43,9 @@ def make_gate(
 
     ``runner``/``registry``: an :class:`~voiceivr.actions.runner.ActionRunner`, runner actions, or the
     dialplan's :class:`~voiceivr.actions.registry.ActionRegistry` (adapted). ``engine``/``db``: the database.
-    ``directory``: defaults to the demo bank's customers. Without a database there is no audit trail and so
-    no safe path: the dialplan's low-risk-only gate is returned (high actions refused, never faked).
+    ``identity``: defaults to the enabled plugins' identity provider (``plugins.identity``). Without a database
+    there is no audit trail and so no safe path: the dialplan's low-risk-only gate is returned (high actions
+    refused, never faked).
 
     A server should build :class:`~voiceivr.policy.services.SafePathServices` once (it recovers crashed runs
     and runs the SMS sender in the background) and call ``services.gate(binding)`` per call; this shortcut
@@ -59,9 +60,9 @@ def make_gate(
     if binding is None:
         raise TypeError("make_gate needs the call's SessionBinding")
     if actions is None:
-        from voiceivr.actions.registry import builtin_registry
+        from voiceivr.actions.registry import plugin_registry
 
-        actions = builtin_registry()
+        actions = plugin_registry(settings)
     if engine is None:
         if not isinstance(actions, DialplanRegistry):
             raise TypeError("make_gate without a database needs the dialplan's ActionRegistry")
@@ -73,10 +74,10 @@ def make_gate(
     settings = settings or load_settings()[0]
     if isinstance(actions, DialplanRegistry):
         actions = RunnerRegistry.from_actions(actions, engine, clock, settings.policy)
-    if directory is None:
-        from voiceivr.policy.directory import BankDirectory
+    if identity is None:
+        from voiceivr.policy.identity import enabled_identity
 
-        directory = BankDirectory(engine)
+        identity = enabled_identity(settings, engine)
     from voiceivr.policy.services import SafePathServices
 
-    return SafePathServices.from_settings(settings, engine, actions, directory, clock=clock, sms=sms).gate(binding)
+    return SafePathServices.from_settings(settings, engine, actions, identity, clock=clock, sms=sms).gate(binding)

@@ -20,7 +20,9 @@ the same transaction, so concurrent calls cannot race past a limit.
 
 A TOTP code cannot carry the action (the app does not know it); it is bound by the server: it is checked
 against the pending confirmation of this request, in this session, and its (principal, time step) is stored
-so it is accepted once, for one request, ever.
+so it is accepted once, for one request, ever. Whether the code is the principal's is the identity provider's
+answer (:meth:`voiceivr.policy.identity.IdentityProvider.verify_totp`: it may keep the secret where it is);
+the counting, the limits and single use stay here.
 """
 
 from __future__ import annotations
@@ -34,25 +36,28 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from voiceivr.audit.chain import append_in_transaction, canonical_json
 from voiceivr.db.models import CodeFailure, PendingConfirmation, SmsOutbox, TotpUsedStep
+from voiceivr.policy.identity import TOTP_STEP_S, IdentityUnavailable
 
 confirmations: sa.Table = PendingConfirmation.__table__  # type: ignore[assignment]
 failures: sa.Table = CodeFailure.__table__  # type: ignore[assignment]
 outbox: sa.Table = SmsOutbox.__table__  # type: ignore[assignment]
 used_steps: sa.Table = TotpUsedStep.__table__  # type: ignore[assignment]
 
-TOTP_STEP_S = 30
 MAX_CHALLENGES_PER_REQUEST = 3
 DAY = dt.timedelta(days=1)
 # The class half of the two-key advisory lock that serialises one principal's code checks on PostgreSQL (the
 # two-key space never meets the audit trail's one-key lock); the other half is a hash of the principal.
 PG_CODE_LOCK_CLASS = 0x636F6465  # "code"
+
+
+# (code, at, window) -> the TOTP time step the code matched, or None.
+TotpCheck = Callable[[str, dt.datetime, int], int | None]
 
 
 def principal_lock_key(principal: str) -> int:
@@ -242,10 +247,12 @@ class CodeBook:
         principal: str,
         bound: BoundAction,
         code_text: str,
-        totp_secret: str | None = None,
+        totp: TotpCheck | None = None,
         audit: Mapping[str, Any] | None = None,
     ) -> Checked:
-        """Check the code read back against this request's pending confirmation."""
+        """Check the code read back against this request's pending confirmation. ``totp(code, at, window)``
+        answers for a TOTP confirmation: the time step the code matched, or None (the identity provider's
+        :meth:`~voiceivr.policy.identity.IdentityProvider.verify_totp` for the principal)."""
         now = self.clock()
         code = normalise_code(code_text)
         base = {"request_id": request_id, **(audit or {})}
@@ -295,7 +302,11 @@ class CodeBook:
                                                           row.code_mac)
                 replay = False
             else:
-                step = self._totp_step(totp_secret, code, now)
+                try:
+                    step = self._totp_step(totp, code, now)
+                except IdentityUnavailable:
+                    # The provider could not answer: not the caller's wrong code, so nothing is counted.
+                    return done(False, "identity_unavailable", left=tries_left)
                 good, replay = step is not None, False
                 if step is not None:
                     try:
@@ -319,16 +330,13 @@ class CodeBook:
                 self._clear_outbox(conn, row.id)
             return done(False, "code_already_used" if replay else "wrong_code", left=left, locked=locked)
 
-    def _totp_step(self, secret: str | None, code: str, now: dt.datetime) -> int | None:
-        if not secret or len(code) != 6:
+    def _totp_step(self, totp: TotpCheck | None, code: str, now: dt.datetime) -> int | None:
+        if totp is None or len(code) != 6:  # authenticator codes are 6 digits: nothing else reaches the provider
             return None
-        totp = pyotp.TOTP(secret, interval=TOTP_STEP_S)
-        current = int(now.timestamp()) // TOTP_STEP_S
-        for offset in range(-self.totp_window, self.totp_window + 1):
-            step = current + offset
-            if hmac.compare_digest(totp.at(step * TOTP_STEP_S), code):
-                return step
-        return None
+        step = totp(code, now, self.totp_window)
+        if step is not None and abs(step - int(now.timestamp()) // TOTP_STEP_S) > self.totp_window:
+            return None  # a provider's step outside the window the policy allows is no match
+        return step
 
     def _clear_outbox(self, conn: Connection, confirmation_id: str) -> None:
         """A code that can no longer be used must not sit in clear in the outbox either."""

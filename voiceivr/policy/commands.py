@@ -1,51 +1,12 @@
-"""``voiceivr simulate abuse`` and ``voiceivr sms fake-server``."""
+"""``voiceivr sms fake-server`` and ``voiceivr flags list|clear``."""
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import click
 
 from voiceivr.app import AppContext, pass_app
-
-
-@click.group()
-def simulate() -> None:
-    """Run scripted calls through the call logic (symbolic audio, real session, engine and safe path)."""
-
-
-@simulate.command("abuse")
-@click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
-@click.option("--database", "database_url", metavar="URL",
-              help="Run on this database (migrated, seeded with the demo bank) so the audit rows can be inspected; "
-              "default: a scratch SQLite database removed afterwards. Never your production database.")
-@click.option("--only", multiple=True, metavar="SCENARIO", help="Run only these scenarios (repeatable).")
-@click.option("--list", "list_only", is_flag=True, help="List the scenarios and exit.")
-@pass_app
-def abuse(app: AppContext, as_json: bool, database_url: str | None, only: tuple[str, ...], list_only: bool) -> None:
-    """Call the demo bank (dialplans/bank.yaml) with a catalogue of attacks and legitimate flows.
-
-    Each call goes through the call session, the dialplan engine (router tiers as dialplan.tiers says, no
-    LLM) and the safe path, and is scored from the database. Exits 1 if any attack got through (or left
-    without the audit evidence it must leave) or any legitimate flow failed. SMS codes go to a local
-    Messages API fake started for the run: nothing leaves the machine.
-    """
-    from voiceivr.policy.abuse import catalogue, scorecard_json
-    from voiceivr.policy.abuse import simulate as run
-
-    if list_only:
-        for sc in catalogue():
-            click.echo(f"{sc.name:<36} {sc.kind:<6} {sc.description}")
-        return
-    known = {sc.name for sc in catalogue()}
-    unknown = sorted(set(only) - known)
-    if unknown:
-        raise click.BadParameter(f"unknown scenario(s): {', '.join(unknown)}; see --list", param_hint="--only")
-    card = run(database_url, list(only) or None, tiers=[t for t in app.settings.dialplan.tiers if t != 3])
-    click.echo(scorecard_json(card) if as_json else card.text())
-    if not card.ok:
-        sys.exit(1)
 
 
 @click.group()
@@ -78,3 +39,38 @@ def fake_server(app: AppContext, port: int) -> None:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+@click.group()
+def flags() -> None:
+    """Principals flagged for review (too many wrong codes): high-risk actions are refused for them until a
+    person clears the flag."""
+
+
+@flags.command("list")
+@click.option("--all", "include_cleared", is_flag=True, help="Also list flags already cleared.")
+@click.argument("principal", required=False)
+@pass_app
+def list_flags(app: AppContext, include_cleared: bool, principal: str | None) -> None:
+    """The flags in force (of PRINCIPAL, or everyone's)."""
+    from voiceivr.policy.flags import PrincipalFlags
+
+    rows = PrincipalFlags(app.ready_engine()).list(principal, include_cleared=include_cleared)
+    if not rows:
+        click.echo("no flags")
+    for f in rows:
+        cleared = f"; cleared {f.cleared_at:%Y-%m-%d %H:%M} by {f.cleared_by}" if f.cleared_at else ""
+        click.echo(f"{f.principal}: {f.reason} at {f.flagged_at:%Y-%m-%d %H:%M:%S} (call {f.call_id or '-'}){cleared}")
+
+
+@flags.command("clear")
+@click.argument("principal")
+@click.option("--by", required=True, help="Who clears it (kept with the flag and in the audit trail).")
+@click.option("--reason", default="", help="Why (kept in the audit trail).")
+@pass_app
+def clear_flags(app: AppContext, principal: str, by: str, reason: str) -> None:
+    """Clear PRINCIPAL's flags in force (audited as policy.flag_cleared)."""
+    from voiceivr.policy.flags import PrincipalFlags
+
+    n = PrincipalFlags(app.ready_engine()).clear(principal, by=by, reason=reason)
+    click.echo(f"{principal}: {n} flag(s) cleared" if n else f"{principal}: no flag in force")

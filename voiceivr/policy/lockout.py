@@ -13,7 +13,7 @@ them). A lockout queues a text to the phone on file -- the identity provider's, 
 through the SMS outbox, at most one per ``policy.lockout_notice_interval_s``, so an attacker cannot use
 lockouts to spam the owner.
 
-The checks run inside the identity provider's own transaction (the demo bank's ``login``): :meth:`begin`
+The checks run inside the login action's own transaction (e.g. the demo plugin's ``login``): :meth:`begin`
 locks the principal's row before the PIN is compared, and :meth:`failed` / :meth:`succeeded` update it in
 the same transaction, so concurrent calls cannot race past the count.
 """

@@ -39,7 +39,7 @@ from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook, Issued
 from voiceivr.policy.confirm import ConfirmRules, is_explicit_yes
-from voiceivr.policy.directory import Directory
+from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import (
     ActionRequest,
     ActionResult,
@@ -51,6 +51,7 @@ from voiceivr.policy.gate import (
     SessionBinding,
     StepResult,
 )
+from voiceivr.policy.identity import IdentityProvider, LoginContacts
 from voiceivr.policy.rules import Policy
 from voiceivr.policy.sms import SmsSender
 
@@ -101,7 +102,8 @@ class SafePathGate:
         policy: Policy,
         runner: ActionRunner,
         codebook: CodeBook,
-        directory: Directory,
+        identity: IdentityProvider | None,
+        flags: PrincipalFlags,
         audit: AuditTrail,
         sms: SmsSender | None = None,
         clock: Callable[[], dt.datetime] | None = None,
@@ -111,7 +113,7 @@ class SafePathGate:
         self.confirmation = ConfirmRules(policy.confirm_min_confidence)
         self.runner = runner
         self.codes = codebook
-        self.directory = directory
+        self.flags = flags
         self.audit = audit
         self.sms = sms
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -121,6 +123,9 @@ class SafePathGate:
         self._requests: dict[str, _Pending] = {}
         # principal -> epoch in which an identification action of this call vouched for them
         self._identified: dict[str, int] = {}
+        # What the identity provider said at each identification (phone on file, TOTP); None: no plugin
+        # answers for identities, so no code can be sent.
+        self.contacts = LoginContacts(identity, binding.call_id, self._audit)
         # Values of secret parameters seen in this call (a PIN): masked wherever evidence text is audited,
         # since the keypress that carried a PIN is also the evidence of the request that follows it.
         self._secrets: set[str] = set()
@@ -202,6 +207,7 @@ class SafePathGate:
         self._void_all(f"binding_changed:{reason}")
         self._principal = None
         self._identified.clear()
+        self.contacts.clear()
         self._epoch += 1
         if new_binding is None:
             self._closed = True
@@ -268,10 +274,11 @@ class SafePathGate:
         principal = self._principal if not self._closed else None
         channels: list[Channel] = []
         if cls_risk == "high":
-            if principal is not None:
-                if self.directory.totp_secret(principal):
+            contact = self.contacts.get(principal)
+            if contact is not None:
+                if contact.totp_enrolled:
                     channels.append("totp")
-                if self.sms is not None and self.directory.phone_on_file(principal):
+                if self.sms is not None and contact.phone_on_file:
                     channels.append("sms")
             if refusal:
                 pass
@@ -281,7 +288,7 @@ class SafePathGate:
                 refusal = "flagged_input"
             elif principal is None:
                 refusal = "not_authenticated"
-            elif self.directory.is_flagged(principal):
+            elif self.flags.is_flagged(principal):
                 refusal = "account_flagged"
             elif not channels:
                 refusal = "no_out_of_band_channel"
@@ -366,12 +373,13 @@ class SafePathGate:
                 why = "not_confirmed" if p.state in ("decided", "read_back") else f"state:{p.state}"
             elif channel not in p.decision.channels:
                 why = "channel_not_offered"
-            elif p.principal is None or self.directory.is_flagged(p.principal):
+            elif p.principal is None or self.flags.is_flagged(p.principal):
                 why = "account_flagged"
         if why or p is None or p.principal is None:
             self._refuse("challenge", why or "not_authenticated", payload)
             raise GateRefused(why or "not_authenticated")
-        to_number = self.directory.phone_on_file(p.principal) if channel == "sms" else None
+        contact = self.contacts.get(p.principal)
+        to_number = contact.phone_on_file if channel == "sms" and contact is not None else None
         if channel == "sms" and not to_number:
             self._refuse("challenge", "no_phone_on_file", payload)
             raise GateRefused("no_phone_on_file")
@@ -400,14 +408,14 @@ class SafePathGate:
         checked = self.codes.verify(
             request_id=request_id, call_id=self.call_id, principal=p.principal, bound=self._bound(p),
             code_text=code,
-            totp_secret=self.directory.totp_secret(p.principal) if p.challenge.channel == "totp" else None,
+            totp=self.contacts.totp_check(p.principal) if p.challenge.channel == "totp" else None,
             audit={"binding": _binding_audit(self.binding), "evidence": payload["evidence"]},
         )
         if checked.ok:
             p.code_check, p.code_evidence, p.state = checked, evidence, "verified"
             return StepResult(True, "verified", checked.attempts_left)
         if checked.locked:
-            self.directory.flag_account(p.principal, "too_many_wrong_codes")
+            self.flags.flag(p.principal, "too_many_wrong_codes", call_id=self.call_id, at=self.clock())
             p.state = "void"
             self._audit("policy.account_flagged", {"request_id": request_id, "principal": p.principal,
                                                    "reason": "too_many_wrong_codes"})
@@ -425,7 +433,7 @@ class SafePathGate:
             elif p.decision.path == "safe":
                 if p.state != "verified" or p.code_check is None or not p.code_check.ok:
                     why = "code_not_verified"
-                elif p.principal is None or self.directory.is_flagged(p.principal):
+                elif p.principal is None or self.flags.is_flagged(p.principal):
                     why = "account_flagged"
         if why or p is None:
             seq = self._refuse("execute", why, {"request_id": request_id})
@@ -462,6 +470,7 @@ class SafePathGate:
         if outcome.ok and spec.authenticates and isinstance(result.get("principal"), str):
             # Only an action registered as authenticating vouches for a principal (never a transcript).
             self._identified[result["principal"]] = self._epoch
+            self.contacts.learn(result["principal"], result)
         return ActionResult(
             ok=outcome.ok, result=result, reason=outcome.reason or ("" if outcome.ok else outcome.status),
             audit_seq=outcome.intent_seq, duplicate=outcome.status == "duplicate",

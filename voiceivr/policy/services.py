@@ -11,8 +11,9 @@ from sqlalchemy.engine import Engine
 from voiceivr.actions.runner import ActionRunner, RecoveryReport, RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.policy.codes import CodeBook
-from voiceivr.policy.directory import Directory
+from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import SessionBinding
+from voiceivr.policy.identity import IdentityProvider
 from voiceivr.policy.lockout import LockoutRules
 from voiceivr.policy.rules import Policy
 from voiceivr.policy.safepath import SafePathGate
@@ -29,12 +30,13 @@ def _utcnow() -> dt.datetime:
 
 @dataclass
 class SafePathServices:
-    """What all calls of a process share: policy, runner, code book, SMS sender, directory."""
+    """What all calls of a process share: policy, runner, code book, SMS sender, identity provider, flags."""
 
     policy: Policy
     runner: ActionRunner
     codebook: CodeBook
-    directory: Directory
+    identity: IdentityProvider | None
+    flags: PrincipalFlags
     audit: AuditTrail
     sms: SmsSender | None
     clock: Clock
@@ -45,13 +47,14 @@ class SafePathServices:
         settings: Settings,
         engine: Engine,
         registry: RunnerRegistry | ActionRunner,
-        directory: Directory,
+        identity: IdentityProvider | None,
         *,
         clock: Clock | None = None,
         sms: SmsSender | None = None,
     ) -> SafePathServices:
         """``sms``: pass a sender to override the one built from settings (None and no Twilio settings:
-        SMS is not offered; TOTP still is)."""
+        SMS is not offered; TOTP still is). ``identity``: who answers for principals (the enabled plugin's,
+        :func:`voiceivr.policy.identity.enabled_identity`); None: no code can be sent, so high actions are refused."""
         ps = settings.policy
         LockoutRules.from_settings(ps)  # a bad back-off is a start-up error, not one in a caller's login
         clock = clock or _utcnow
@@ -64,7 +67,8 @@ class SafePathServices:
         codebook = CodeBook(engine, secret, clock=clock, ttl_s=ps.code_ttl_s, max_attempts=ps.code_max_attempts,
                             digits=ps.code_digits, totp_window=ps.totp_valid_window,
                             window_s=ps.code_window_s, daily_max=ps.code_daily_max)
-        return cls(Policy.from_settings(ps), runner, codebook, directory, AuditTrail(engine), sms, clock)
+        return cls(Policy.from_settings(ps), runner, codebook, identity, PrincipalFlags(engine), AuditTrail(engine),
+                   sms, clock)
 
     def start(self, *, sms_thread: bool = True) -> RecoveryReport:
         """At process start: settle runs a crash left behind, then start delivering SMS in the background."""
@@ -79,4 +83,5 @@ class SafePathServices:
 
     def gate(self, binding: SessionBinding) -> SafePathGate:
         return SafePathGate(binding=binding, policy=self.policy, runner=self.runner, codebook=self.codebook,
-                            directory=self.directory, audit=self.audit, sms=self.sms, clock=self.clock)
+                            identity=self.identity, flags=self.flags, audit=self.audit, sms=self.sms,
+                            clock=self.clock)

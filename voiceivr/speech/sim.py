@@ -1,6 +1,6 @@
 """Audio engines for simulated calls, where what is said matters and how it sounds does not.
 
-``voiceivr simulate abuse`` runs whole calls through the real call session, dialplan engine and safe path;
+``voiceivr demo abuse`` runs whole calls through the real call session, dialplan engine and safe path;
 recognition accuracy is not what it measures (the real engines have their own figures, docs/speech.md), so
 the speech is symbolic but still travels as audio through the session:
 

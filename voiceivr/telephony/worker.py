@@ -98,7 +98,7 @@ def freeze_startup_heap() -> int:
     garbage collector's sight; returns how many objects that is.
 
     Those objects live as long as the process, yet every full collection walks them all with the GIL held:
-    27-44 ms for the ~125,000 objects of an idle bank worker, more on a busy box, and the media clock needs
+    27-44 ms for the ~125,000 objects of an idle demo worker, more on a busy box, and the media clock needs
     the GIL every 20 ms, so each full collection would be a hole in every call's audio. Frozen, a full
     collection only walks what calls allocated since; their garbage is still collected.
     """

@@ -246,7 +246,7 @@ class PocketsphinxEngine(SttEngine):
             config = Config(hmm=str(self.model), dict=str(self.dictionary), lm=str(self.language_model),
                             loglevel="FATAL", bestpath=True)
         else:
-            # Grammar decoders, tuned on the bank menu's ~80 phrases over the telephone and noisy fixtures with
+            # Grammar decoders, tuned on the demo menu's ~80 phrases over the telephone and noisy fixtures with
             # 0-150 ms lead-in trims (docs/speech.md): without the lattice best path the result always ends
             # in the grammar's final state (with it, "transfer money" came out as the prefix "when are you",
             # "goodbye" as "block my"); topn 8 and beams of 1e-64 recover close calls on telephone audio,

@@ -1,10 +1,12 @@
-"""the demo bank behind dialplans/bank.yaml: customers, accounts, payees, cards, addresses, transfers
+"""the demo bank's tables (customers, accounts, payees, cards, addresses, transfers), as core revision 0003 made them
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-11-25
+Revision ID: demo_0001
+Revises: (the demo branch starts here)
+Create Date: 2026-12-05
 
-Seeded by `voiceivr bank seed`. PINs are stored only as salted PBKDF2 hashes; a transfer's idempotency key is
+The first revision of the demo plugin's own branch. A database made before the demo became a plugin already has
+these tables, made by the core's 0003 (now empty): they are adopted as they are, data and all, and only a database
+without them gets them created. PINs are stored only as salted PBKDF2 hashes; a transfer's idempotency key is
 unique so that a retried action never moves money twice.
 """
 
@@ -15,13 +17,29 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = '0003'
-down_revision: str | None = '0002'
-branch_labels: str | Sequence[str] | None = None
+revision: str = "demo_0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = ("demo",)
 depends_on: str | Sequence[str] | None = None
+
+TABLES = ("bank_customers", "bank_accounts", "bank_addresses", "bank_cards", "bank_payees", "bank_transfers")
 
 
 def upgrade() -> None:
+    present = set(sa.inspect(op.get_bind()).get_table_names()) & set(TABLES)
+    if present == set(TABLES):
+        return  # made by core revision 0003 before the demo had a branch of its own: adopted as they are
+    if present:
+        raise RuntimeError(f"the demo's tables are half there ({', '.join(sorted(present))}); "
+                           "restore them from a backup or drop them before upgrading")
+    _create()
+
+
+def downgrade() -> None:
+    _drop()
+
+
+def _create() -> None:
     op.create_table('bank_customers',
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
@@ -109,8 +127,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_bank_transfers_customer_id'), ['customer_id'], unique=False)
 
 
-
-def downgrade() -> None:
+def _drop() -> None:
     with op.batch_alter_table('bank_transfers', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_bank_transfers_customer_id'))
 

@@ -1,8 +1,8 @@
 """Kill -9 the action runner at random points, restart it, and check that nothing ran twice or unaudited.
 
-    python -m voiceivr.actions.crashtest --db URL [--kills 260] [--seed N] [--json]
+    python -m voiceivr.sim.crashtest --db URL [--kills 260] [--seed N] [--json]
 
-One parent process sets up a scratch schema (migrations + the simulation bank), then forks worker processes
+One parent process sets up a scratch schema (migrations + the simulation ledger), then forks worker processes
 one after another. Each worker starts like a restarted node (``recover()`` first) and then runs actions
 (transfers in the database, calls to an external service that deduplicates on the idempotency key, and calls
 to one that does not) until it is killed with SIGKILL:
@@ -46,7 +46,7 @@ from voiceivr.audit.chain import AuditTrail
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
 from voiceivr.db.models import ActionRun, AuditEvent
-from voiceivr.policy import simbank
+from voiceivr.sim import ledger
 
 POINTS = (
     "intent_committed",
@@ -116,7 +116,7 @@ class Killer:
 
 
 def _registry(engine: Engine, killer: Killer) -> Any:
-    reg = simbank.registry()
+    reg = ledger.registry()
     reg.register(ExternalAction("notify", Remote(engine, True, killer), remote_dedupes=True))
     reg.register(ExternalAction("fax", Remote(engine, False, killer), remote_dedupes=False))
     return reg
@@ -183,11 +183,11 @@ class CrashReport:
 
 def setup(url: str) -> None:
     engine = make_engine(url)
-    migrate.upgrade(engine)
-    simbank.create_tables(engine)
+    migrate.upgrade(engine, plugins=[])  # the runner's tables and the ledger: no plugin
+    ledger.create_tables(engine)
     remote_meta.create_all(engine)
     for acct in ACCOUNTS:
-        simbank.open_account(engine, acct, "p" + acct, "0000", OPENING_CENTS)
+        ledger.open_account(engine, acct, "p" + acct, "0000", OPENING_CENTS)
     engine.dispose()
 
 
@@ -208,10 +208,10 @@ def check(url: str, report: CrashReport) -> None:
                 if p.get("status") == "succeeded":
                     results.add(p["idempotency_key"])
         run_rows = {r.idempotency_key: r for r in conn.execute(sa.select(runs))}
-        ledger_keys = [r.idempotency_key for r in conn.execute(sa.select(simbank.ledger.c.idempotency_key))]
+        ledger_keys = [r.idempotency_key for r in conn.execute(sa.select(ledger.entries.c.idempotency_key))]
         effect_rows = conn.execute(sa.select(remote_effects)).fetchall()
         call_keys = {r.idempotency_key for r in conn.execute(sa.select(remote_calls.c.idempotency_key))}
-        total = conn.execute(sa.select(sa.func.sum(simbank.accounts.c.balance_cents))).scalar_one()
+        total = conn.execute(sa.select(sa.func.sum(ledger.accounts.c.balance_cents))).scalar_one()
     report.transfers = len(ledger_keys)
     report.remote_effects = len(effect_rows)
     counts: dict[str, int] = {}

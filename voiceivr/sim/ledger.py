@@ -1,5 +1,5 @@
-"""A tiny bank in the database, for the crash test and the gate's unit tests (the abuse simulation calls the
-dialplan's demo bank, ``voiceivr/actions/bank.py``, through the whole call path).
+"""A tiny ledger of accounts in the database, for the crash test and the gate's unit tests (the abuse
+simulation calls the demo plugin's actions, ``voiceivr/demo/``, through the whole call path).
 
 A ledger with real rows, so "did the transfer happen, and how often" is a question the database answers, not
 a flag in memory. Its tables live in their own metadata (prefixed ``sim_``), created on demand and never part
@@ -34,7 +34,7 @@ accounts = sa.Table(
     sa.Column("address", sa.Text, nullable=False, default=""),
 )
 
-ledger = sa.Table(
+entries = sa.Table(
     "sim_ledger",
     sim_metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -111,7 +111,7 @@ def transfer(conn: Connection, params: Mapping[str, Any], ctx: RunContext) -> Ma
     conn.execute(accounts.update().where(accounts.c.account == payee)
                  .values(balance_cents=accounts.c.balance_cents + amount))
     conn.execute(
-        ledger.insert().values(
+        entries.insert().values(
             idempotency_key=ctx.idempotency_key, principal=ctx.principal, action="transfer",
             from_account=src.account, to_account=payee, amount_cents=amount, created_at=_now(),
         )
@@ -125,7 +125,7 @@ def change_address(conn: Connection, params: Mapping[str, Any], ctx: RunContext)
     address = str(params.get("address", ""))
     conn.execute(accounts.update().where(accounts.c.principal == ctx.principal).values(address=address))
     conn.execute(
-        ledger.insert().values(idempotency_key=ctx.idempotency_key, principal=ctx.principal,
+        entries.insert().values(idempotency_key=ctx.idempotency_key, principal=ctx.principal,
                                action="change_address", to_account=address[:64], created_at=_now())
     )
     return {"address_changed": True}
@@ -141,9 +141,9 @@ def registry() -> RunnerRegistry:
 
 
 def executions(engine: Engine, principal: str | None = None) -> list[dict[str, Any]]:
-    """Every side effect the bank recorded (transfers, address changes), oldest first."""
-    q = sa.select(ledger).order_by(ledger.c.id)
+    """Every side effect the ledger recorded (transfers, address changes), oldest first."""
+    q = sa.select(entries).order_by(entries.c.id)
     if principal is not None:
-        q = q.where(ledger.c.principal == principal)
+        q = q.where(entries.c.principal == principal)
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(q)]

@@ -1,4 +1,4 @@
-"""Abuse scenarios against the audit trail itself, for ``voiceivr simulate abuse`` (issue 13 items 2 and 3).
+"""Abuse scenarios against the audit trail itself, for ``voiceivr demo abuse`` (issue 13 items 2 and 3).
 
 The other scenarios try to talk their way past the safe path; these assume the attacker got to the database
 afterwards and tries to make the record lie:
@@ -26,8 +26,8 @@ from pathlib import Path
 
 from voiceivr.audit.chain import AuditTrail, canonical_json, compute_hash
 from voiceivr.call.simcaller import Act, Keys, Say
-from voiceivr.policy import abuse
-from voiceivr.policy.abuse import ALICE, ALICE_ACCOUNT, BOB_ACCOUNT, Ctx, Scenario, ScenarioResult, World, login
+from voiceivr.demo import abuse
+from voiceivr.demo.abuse import ALICE, ALICE_ACCOUNT, BOB_ACCOUNT, Ctx, Scenario, ScenarioResult, World, login
 
 CHECKPOINT_EVERY_ROWS = 10
 

@@ -45,8 +45,7 @@ import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions import bank
-from voiceivr.actions.registry import ActionRegistry, builtin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.audit.config import bind, release, scratch_config
@@ -71,11 +70,13 @@ from voiceivr.call.simcaller import (
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
 from voiceivr.db.models import ActionRun
+from voiceivr.demo import actions as bank
+from voiceivr.demo.actions import registry as demo_registry
+from voiceivr.demo.identity import DemoIdentity
 from voiceivr.dialplan.engine import Conversation
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter, make_router
-from voiceivr.policy.directory import BankDirectory
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.secret_at_rest import AtRest, spoken
@@ -87,7 +88,7 @@ from voiceivr.speech.sim import EnergyVad, LexiconStt, ToneLexicon, WordToneTts
 
 BANK_PLAN = Path(__file__).resolve().parents[2] / "dialplans" / "bank.yaml"
 
-# The demo bank's customers (voiceivr.actions.bank.DEMO_CUSTOMERS).
+# The demo bank's customers (voiceivr.demo.actions.DEMO_CUSTOMERS).
 ALICE, ALICE_ACCOUNT, ALICE_PIN, ALICE_PHONE = "c-1001", "10000001", "1234", "+15555550101"
 WRONG_CODE = "918273"
 BOB, BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "c-1002", "20000001", "4321", "+15555550102"
@@ -145,8 +146,10 @@ class World:
         """Scenarios must not leak into each other: a customer flagged by brute force, a blocked card, a day's
         count of wrong codes, a spent balance or a used TOTP step would otherwise decide the next one."""
         self.clock.advance(2 * 24 * 3600)
+        for c in bank.DEMO_CUSTOMERS:  # flags are the core's (principal_flags), cleared as a person would
+            self.services.flags.clear(c.id, by="abuse simulation", reason="next scenario")
         with self.engine.begin() as conn:
-            conn.execute(bank.customers_t.update().values(flagged=False, locked=False, failed_logins=0))
+            conn.execute(bank.customers_t.update().values(locked=False, failed_logins=0))
             conn.execute(bank.cards_t.update().values(status="active", blocked_at=None, blocked_reason=None))
             for c in bank.DEMO_CUSTOMERS:
                 for number, _kind, cents in c.accounts:
@@ -161,9 +164,9 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *,
     uses this process's audit key. Checkpoints go to ``var_dir``, never to the configured checkpoint file."""
     engine = make_engine(database_url)
     bind(engine, scratch_config(var_dir, own_key=own_key, every_rows=checkpoint_every_rows))
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, plugins=["demo"])
     bank.seed(engine)
-    registry = builtin_registry()
+    registry = demo_registry()
     plan = load_file(BANK_PLAN, registry)
     router = make_router(plan, [t for t in tiers if t != 3])
     clock = SimClock()
@@ -176,7 +179,7 @@ def world(database_url: str, var_dir: Path, tiers: Sequence[int] = (0, 1, 2), *,
         settings.policy = ps
         sender = SmsSender(engine, twilio_client(ps), ps.sms_from, backoff_s=0.02)
         runner_actions = RunnerRegistry.from_actions(registry, engine, clock)
-        services = SafePathServices.from_settings(settings, engine, runner_actions, BankDirectory(engine),
+        services = SafePathServices.from_settings(settings, engine, runner_actions, DemoIdentity(engine),
                                                   clock=clock, sms=sender)
         services.start(sms_thread=False)
         try:
@@ -240,7 +243,7 @@ class Scenario:
     expect_audit: tuple[str, ...] = ()  # "kind", "kind:reason" (reason/reasons/status), "!kind" (absent)
     expect_sms: int | None = None
     at_rest: Callable[[Ctx], dict[str, str]] | None = None  # after the call: secrets (name -> digits) to look for
-    # not a call: an attack on the audit trail in a scratch bank of its own (voiceivr.policy.abuse_trail)
+    # not a call: an attack on the audit trail in a scratch bank of its own (voiceivr.demo.abuse_trail)
     trail_attack: Callable[[World, Scenario], ScenarioResult] | None = None
 
     @property
@@ -561,7 +564,7 @@ def catalogue() -> list[Scenario]:
                             Keys(c.totp(ALICE), expect="code"), *_done()],
                  expect_high=1, expect_actions=(_transfer(5000, "savings"),)),
     ]
-    from voiceivr.policy.abuse_trail import scenarios as trail_scenarios
+    from voiceivr.demo.abuse_trail import scenarios as trail_scenarios
 
     return attacks + trail_scenarios() + legit
 

@@ -25,8 +25,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from voiceivr.actions.address import address_problem, canonical_address
-from voiceivr.actions.registry import Action, ActionContext, ActionError, Param
-from voiceivr.db.models import (
+from voiceivr.actions.registry import Action, ActionContext, ActionError, ActionRegistry, Param
+from voiceivr.demo.models import (
     BankAccount,
     BankAddress,
     BankCard,
@@ -35,6 +35,7 @@ from voiceivr.db.models import (
     BankTransfer,
 )
 from voiceivr.policy.lockout import LockoutPolicy, describe_duration
+from voiceivr.settings import Settings
 
 PIN_ITERATIONS = 100_000
 OPENING_HOURS = "Monday to Friday, 8 AM to 8 PM, and Saturday, 9 AM to 1 PM"
@@ -208,55 +209,52 @@ def block_card(params: Mapping[str, Any], ctx: ActionContext) -> Mapping[str, An
     return {"card": card["last4"], "already_blocked": card["status"] == "blocked"}
 
 
+# Every one dedupes on its idempotency key: transfers and address changes keep it in a unique column, a blocked
+# card stays blocked, the rest only read. (A login is never called twice anyway: the runner keeps no PIN to
+# call it again with.)
 ACTIONS: tuple[Action, ...] = (
     Action("opening_hours", "low", (), opening_hours, returns={"hours": "str", "open_now": "str"},
-           description="When the bank's phone line and branches are open."),
+           description="When the bank's phone line and branches are open.", dedupes=True),
     Action("login", "low",
            (Param("account_number", "digits"), Param("pin", "digits", secret=True)),
            login, returns={"principal": "str", "name": "str"}, authenticates=True,
-           description="Identify the caller by account number and PIN."),
+           description="Identify the caller by account number and PIN.", dedupes=True),
     Action("get_balance", "low", (Param("account", "str"),), get_balance,
            returns={"balance": "money", "account": "str"}, requires_login=True,
            description="The balance of the caller's checking or savings account.",
-           readback="the balance of your {account} account"),
+           readback="the balance of your {account} account", dedupes=True),
     Action("transfer_funds", "high",
            (Param("amount", "money"), Param("to", "str"), Param("from", "str", required=False)),
            transfer_funds, returns={"reference": "str", "balance": "money"}, requires_login=True,
            description="Move money between the caller's accounts or to a saved payee.",
-           readback="transfer {amount} from {from} to {to}"),
+           readback="transfer {amount} from {from} to {to}", dedupes=True),
     Action("change_address", "high", (Param("address", "address"),), change_address,
            returns={"address": "str"}, requires_login=True,
-           description="Change the caller's postal address.", readback="change your address to {address}"),
+           description="Change the caller's postal address.", readback="change your address to {address}",
+           dedupes=True),
     Action("block_card", "high", (Param("card_last4", "digits"), Param("reason", "str", required=False)),
            block_card, returns={"card": "str"}, requires_login=True,
-           description="Block a lost or stolen card.", readback="block the card ending in {card_last4}"),
+           description="Block a lost or stolen card.", readback="block the card ending in {card_last4}",
+           dedupes=True),
 )
 
 
+def provide(settings: Settings) -> tuple[Action, ...]:
+    """The entry point ``voiceivr.actions = demo``: the demo bank's actions (they need no settings of their
+    own: the database and the lockout policy reach them in their context)."""
+    return ACTIONS
+
+
+def registry() -> ActionRegistry:
+    """The demo's actions alone, for harnesses and tests that exercise the demo without the plugin loader."""
+    reg = ActionRegistry()
+    for action in ACTIONS:
+        reg.register(action)
+    reg.origin = "the demo plugin"
+    return reg
+
+
 # --- for the safe path and the operator -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Contact:
-    """Where out-of-band codes for a customer go: the phone on file, never the calling number."""
-
-    principal: str
-    phone_on_file: str
-    totp_secret: str | None
-
-
-def contact_for(engine: Engine, principal: str) -> Contact | None:
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(customers_t).where(customers_t.c.id == principal)).mappings().first()
-    if row is None:
-        return None
-    return Contact(row["id"], row["phone_on_file"], row["totp_secret"])
-
-
-def flag_customer(engine: Engine, principal: str) -> None:
-    """Too many wrong codes: mark the customer for review (the policy calls this)."""
-    with _write(engine) as conn, conn.begin():
-        conn.execute(customers_t.update().where(customers_t.c.id == principal).values(flagged=True))
 
 
 @dataclass(frozen=True)

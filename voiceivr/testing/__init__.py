@@ -1,0 +1,1 @@
+"""Stand-ins for tests and simulations (never imported by the product core)."""
