@@ -37,7 +37,7 @@ import numpy as np
 from scipy import signal
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # PYTHONPATH first (the evaluation may measure another worktree's code)
 
 from voiceivr.audio import g711  # noqa: E402
 from voiceivr.audio.resample import resample  # noqa: E402
@@ -83,6 +83,17 @@ VOICES: tuple[Voice, ...] = (
     Voice("espeak-lancs-m6", "heldout", "espeak", "en-gb-x-gbclan+m6", 185, 55),
     Voice("piper-joe-shifted", "heldout", "piper", length_scale=0.88, pitch_shift=1.08),
 )
+# Bad input (both sets, every condition): no words, the line alone, garbage, a turn that goes on for 30 s. None
+# of it may become a task (or an exception).
+SYNTHETIC_VOICE = Voice("synthetic", "", "synthetic")
+LONG_TALK = (
+    "so the thing is I was on the phone with someone last week and they told me that everything had been sorted "
+    "out but then nothing happened and I called again and nobody could find any record of it and to be honest I "
+    "am getting a bit tired of explaining the whole story from the beginning every single time I call because it "
+    "takes forever and I still do not know what is going on with any of it"
+)
+BAD_INPUT = {"[nothing]": "no words at all", "[silence]": "3 s of the line alone",
+             "[garbage]": "3 s of clicks, tone bursts and noise", "[30 s of talk]": "a 30 s ramble: " + LONG_TALK[:40]}
 # The captured live turn ("check my balance", the espeak-us fixture as a live server's recogniser got it over
 # pjsua2 and G.711): one more dev clip, in every condition.
 CAPTURED_VOICE = Voice("captured-live", "dev", "captured")
@@ -178,6 +189,8 @@ def plan_clips(sets: tuple[str, ...] = SETS, voices_per_item: int = 3, seed: int
         if set_name == "dev":
             item = Item("dev", "menu", "captured", "balance", "check my balance")
             clips.append(_clip(item, CAPTURED_VOICE))
+        for text in BAD_INPUT:
+            clips.append(_clip(Item(set_name, "menu", "bad_input", "none", text), SYNTHETIC_VOICE))
     return clips
 
 
@@ -234,6 +247,8 @@ class Renderer:
 
     def speech(self, voice: Voice, text: str) -> np.ndarray:
         """int16 at 8 kHz, telephone band, speech at LEVEL_DBFS, no lead-in or tail."""
+        if voice.engine == "synthetic":
+            return self.bad_input(text)
         if voice.engine == "captured":
             audio = read_wav(CAPTURED)
             x = resample(audio.mono(), audio.rate, RATE).astype(np.float64)
@@ -249,8 +264,28 @@ class Renderer:
         return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
 
+    def bad_input(self, key: str) -> np.ndarray:
+        rng = np.random.default_rng(seed_for("bad input", key))
+        if key == "[nothing]":
+            return np.zeros(0, np.int16)
+        if key == "[silence]":
+            return np.zeros(3 * RATE, np.int16)
+        if key == "[garbage]":
+            x = np.zeros(3 * RATE)
+            t = np.arange(RATE // 10) / RATE
+            for start in rng.integers(0, len(x) - RATE // 10, 14):  # tone bursts, clicks, noise bursts
+                what = rng.integers(3)
+                seg = (np.sin(2 * np.pi * rng.uniform(200, 3000) * t) if what == 0 else
+                       rng.normal(0, 1, len(t)) if what == 1 else np.r_[np.ones(8), np.zeros(len(t) - 8)])
+                x[start : start + len(t)] += seg * 20000 * rng.uniform(0.2, 1)
+            return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+        if key == "[30 s of talk]":
+            return self.speech(Voice("espeak-us-slow", "", "espeak", "en-us", 150, 50), LONG_TALK)
+        raise KeyError(f"no bad input {key!r}")
+
+
 def voice_named(name: str) -> Voice:
-    for v in (*VOICES, CAPTURED_VOICE):
+    for v in (*VOICES, CAPTURED_VOICE, SYNTHETIC_VOICE):
         if v.name == name:
             return v
     raise KeyError(f"no voice {name!r}; voices: {', '.join(v.name for v in VOICES)}")
