@@ -292,6 +292,7 @@ class Evaluator:
         import sqlalchemy as sa
 
         from voiceivr.audio.wav import read_wav
+        from voiceivr.call import events as ev
         from voiceivr.call.driver import drive
         from voiceivr.call.media import MediaChannel
         from voiceivr.policy.gate import SessionBinding
@@ -309,19 +310,19 @@ class Evaluator:
         if not outcome.final and outcome.result == "not_understood" and clip.expected in ("ood", "none"):
             outcome = Outcome("kept_out")  # nothing taken: out of every task
         timeline = session.timeline[caller.timeline_at :] if caller.said_at is not None else []
+        finals = [e for e in timeline if isinstance(e, ev.TranscriptFinal) and not e.ignored and not e.secret]
+        notes = [e for e in timeline if isinstance(e, ev.Note)]
         samples = session.latency.samples
         return ClipResult(
             clip.id, clip.set, clip.node, clip.kind, clip.expected, clip.voice, condition, outcome.result, outcome.got,
-            transcripts=[(e.text, round(e.confidence, 3)) for e in timeline if type(e).__name__ == "TranscriptFinal"
-                         and not e.ignored and not e.secret],
-            intents=[(e.intent, e.tier, round(e.confidence, 3)) for e in timeline
-                     if type(e).__name__ == "IntentRecognized"]
-            + [("", n.detail.get("tier"), round(float(n.detail.get("confidence", 0.0)), 3)) for n in timeline
-               if type(n).__name__ == "Note" and n.kind == "intent_unsure"],
+            transcripts=[(e.text, round(e.confidence, 3)) for e in finals],
+            intents=[(e.intent, e.tier, round(e.confidence, 3)) for e in timeline if isinstance(e, ev.IntentRecognized)]
+            + [("", n.detail.get("tier"), round(float(n.detail.get("confidence", 0.0)), 3)) for n in notes
+               if n.kind == "intent_unsure"],
             e2e_ms=[round(x, 1) for x in samples.get("e2e", [])[caller.e2e_at :]] if caller.said_at else [],
             capture_ms=[round(x, 1) for x in samples.get("capture", [])[caller.capture_at :]] if caller.said_at else [],
             early_turns=caller.early_turns,
-            grammar_errors=sum(type(e).__name__ == "Note" and e.kind == "stt.grammar_error" for e in timeline),
+            grammar_errors=sum(n.kind == "stt.grammar_error" for n in notes),
         )
 
     def close(self) -> None:
@@ -366,7 +367,12 @@ def run_all(clips: Sequence[uset.Clip], conditions: Sequence[str], env: Mapping[
             assert _worker is not None
             _worker.close()
     with multiprocessing.get_context("spawn").Pool(workers, _init, (dict(env), str(cache), noise_at_turn)) as pool:
-        return list(pool.imap_unordered(_run, tasks, chunksize=2))
+        out, t0 = [], time.perf_counter()
+        for n, result in enumerate(pool.imap_unordered(_run, tasks, chunksize=2), 1):
+            out.append(result)
+            if n % 200 == 0:  # a long run says how far it got
+                print(f"{n}/{len(tasks)} calls, {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ reporting
@@ -534,7 +540,7 @@ def pick(clips: Sequence[uset.Clip], limit: int | None, seed: int) -> list[uset.
                 groups[(c.node, c.kind)].append(c)
         rng = np.random.default_rng(uset.seed_for(seed, "limit", set_name))
         for g in groups.values():
-            rng.shuffle(g)  # type: ignore[arg-type]
+            rng.shuffle(g)
         total = sum(len(g) for g in groups.values())
         taken = 0
         while taken < min(limit, total):  # round robin over the groups

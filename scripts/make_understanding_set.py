@@ -361,8 +361,8 @@ def babble(n: int, rng: np.random.Generator, talkers: list[np.ndarray]) -> np.nd
 def mains_hum(n: int, rng: np.random.Generator) -> np.ndarray:
     mains = 50 if rng.random() < 0.5 else 60
     t = np.arange(n) / RATE
-    hum = sum(np.sin(2 * np.pi * mains * k * t + k) / k for k in range(1, 12))
-    return hum / (np.std(hum) + 1e-12)
+    hum = np.sum([np.sin(2 * np.pi * mains * k * t + k) / k for k in range(1, 12)], axis=0)
+    return np.asarray(hum / (np.std(hum) + 1e-12))
 
 
 def rms(x: np.ndarray) -> float:
