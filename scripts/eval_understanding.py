@@ -59,6 +59,8 @@ DEFAULT_PIN = "1234"
 MAX_CALL_S = 75.0
 NOISE_TRACK_S = 30.0  # the line's noise is made this long and repeats (cheaper than a whole call's worth)
 SETTLE_S = 4.0  # after the words: long enough for the end of turn, the decode and a reprompt to begin
+TURN_WAIT_S = 25.0  # ... or longer while the session still holds a turn open (noise that sounds like speech
+# keeps one open up to call.max_utterance_s): what it then makes of the turn is what the caller gets
 REPLY_WAIT_S = 3.0  # after a decision: until its reply's first audio, for the e2e figure
 UNINTERRUPTIBLE = frozenset({"Disclosure", "ReadBack", "CodeRequest"})
 
@@ -172,6 +174,7 @@ class EvalCaller:
         self._playing: int | None = None
         self._uninterruptible = False
         self._quiet_since = 0.0
+        self._turn_open = False
         self._pending_keys: list[tuple[float, str]] = []
         self._pos = 0
         self._decided_at: float | None = None
@@ -189,8 +192,12 @@ class EvalCaller:
             elif name in ("PromptPlayed", "PromptCut") and e.prompt_id == self._playing:
                 self._playing, self._uninterruptible = None, False
                 self._quiet_since = t
-            elif name == "TranscriptFinal" and self.said_at is None:
-                self.early_turns += 1
+            elif name == "SpeechStarted":
+                self._turn_open = True
+            elif name == "TranscriptFinal":
+                self._turn_open = False
+                if self.said_at is None:
+                    self.early_turns += 1
         self._seen = len(timeline)
 
     def frame(self, tick: int, heard: np.ndarray) -> tuple[np.ndarray, list[Any]]:
@@ -236,7 +243,7 @@ class EvalCaller:
             self.outcome = classify(self.clip.node, self.clip.expected, events)
             if self.outcome.final:
                 self._decided_at, self._e2e_at_decision = t, e2e
-            elif t >= self.words_end + SETTLE_S:
+            elif (t >= self.words_end + SETTLE_S and not self._turn_open) or t >= self.words_end + TURN_WAIT_S:
                 self.hung_up = True  # nothing decided: not understood
         elif e2e > self._e2e_at_decision or t >= self._decided_at + REPLY_WAIT_S:
             self.hung_up = True
@@ -461,7 +468,8 @@ def kind_table(rep: Mapping[str, Any]) -> list[str]:
             b = per[c]
             n = b["clips"]
             if kind in ("ood", "bad_input"):
-                cells.append(f"{pct(b['ood']['kept_out'], b['ood']['n'])} kept out")
+                k = b[kind]
+                cells.append(f"{pct(k['kept_out'], k['n'])} kept out")
             else:
                 cnt = b["outcomes"]
                 cells.append(f"{pct(cnt.get('right', 0), n)} / {pct(cnt.get('wrong', 0), n)}")
