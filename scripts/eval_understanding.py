@@ -282,12 +282,15 @@ class Evaluator:
         from voiceivr.settings import load_settings
 
         settings, _ = load_settings(environ=dict(env), config_file=ROOT / "absent.toml")
+        if "demo" not in settings.plugins.enabled:  # the set is the demo bank's: its actions, its customers
+            settings = dataclasses.replace(
+                settings, plugins=dataclasses.replace(settings.plugins, enabled=[*settings.plugins.enabled, "demo"]))
         self._tmp = tempfile.TemporaryDirectory(prefix="voiceivr-eval-")
         tmp = Path(self._tmp.name)
         # a prompt cache of its own, as a replay has (the prompts' audio does not depend on other processes)
         settings = dataclasses.replace(
             settings, speech=dataclasses.replace(settings.speech, prompt_cache_dir=str(tmp / "prompts")))
-        self.db = scratch_database(tmp / "eval.sqlite3")
+        self.db = scratch_database(tmp / "eval.sqlite3", settings)
         self.runtime = CallRuntime.build(settings, db=self.db, dialplan_file=BANK, stt_workers=0, store_calls=False,
                                          stats=StageStats())
         self.cache = cache
