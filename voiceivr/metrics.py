@@ -59,6 +59,17 @@ SIP_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+BACKEND_REQUESTS = Counter(
+    "voiceivr_backend_requests_total",
+    "Requests to HTTP backends (plugins.backends), by backend and outcome: ok, refused (4xx), http_5xx, "
+    "connect_error, circuit_open, timeout, reset, bad_json, too_large, bad_schema, http_other, injection_flagged.",
+    ["backend", "outcome"],
+    registry=REGISTRY,
+)
+BACKEND_LATENCY = Histogram(
+    "voiceivr_backend_latency_seconds", "Time of one request to an HTTP backend, reply read.", ["backend"],
+    buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
 
 
 def observe_stage(stage: str, ms: float, breached: bool) -> None:

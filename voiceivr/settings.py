@@ -612,6 +612,12 @@ class PluginSettings:
         "Empty: the one enabled plugin that has an identity provider (an error if several have one). Without "
         "any, high-risk actions are refused: no code can be sent.",
     )
+    backends: str = setting(
+        "",
+        "A backends file (YAML): HTTP services whose declared actions join the enabled plugins' actions, and "
+        "optionally answer the safe path's identity questions (docs/integration.md, 'HTTP backends'). Empty: "
+        "none. Set plugins.identity to 'backends' to prefer its identity over a plugin's.",
+    )
 
 
 @dataclass

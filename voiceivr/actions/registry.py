@@ -55,7 +55,18 @@ SLOT_TYPES_FOR_PARAM: Mapping[str, frozenset[str]] = {
 
 
 class ActionError(VoiceivrError):
-    """An expected failure of an action; the message is safe to say to the caller."""
+    """An expected failure of an action; the message is safe to say to the caller. ``details`` (JSON values,
+    never a secret) go to the audit trail's result row: what went wrong, for an operator."""
+
+    def __init__(self, message: str, hint: str | None = None, *, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message, hint)
+        self.details = dict(details or {})
+
+
+class ActionOutcomeUnknown(ActionError):
+    """The action may or may not have happened (a remote timed out after the request left): the run is recorded
+    ``unknown``, and settled later by calling again with the same idempotency key if the action ``dedupes``.
+    The message is still what the caller hears."""
 
 
 class UnknownAction(VoiceivrError):
@@ -212,10 +223,12 @@ def plugin_actions(settings: Settings | None = None, names: Sequence[str] | None
 
 
 def plugin_registry(settings: Settings | None = None) -> ActionRegistry:
-    """Every action a dialplan may name on this node: those of the enabled plugins. Two plugins declaring one
-    action name is an error naming both."""
+    """Every action a dialplan may name on this node: those of the enabled plugins and of the backends file
+    (``plugins.backends``). Two sources declaring one action name is an error naming both."""
     from voiceivr import plugins
+    from voiceivr.settings import load_settings
 
+    settings = settings or load_settings()[0]
     registry = ActionRegistry()
     origin: dict[str, str] = {}
     by_plugin = plugin_actions(settings)
@@ -230,6 +243,25 @@ def plugin_registry(settings: Settings | None = None) -> ActionRegistry:
             except ValueError as exc:
                 raise plugins.describe_error(name, plugins.ACTIONS, str(exc)) from None
             origin[action.name] = name
-    registry.origin = (f"the enabled plugins ({', '.join(by_plugin)})" if by_plugin
-                       else f"no plugin: none is enabled ({plugins.ENABLE_HINT})")
+    if settings is not None and settings.plugins.backends:
+        _add_backend_actions(registry, origin, settings.plugins.backends)
+    sources = [f"the enabled plugins ({', '.join(by_plugin)})"] if by_plugin else []
+    if settings is not None and settings.plugins.backends:
+        sources.append(f"the backends file {settings.plugins.backends}")
+    registry.origin = (" and ".join(sources) if sources
+                       else f"no plugin: none is enabled ({plugins.ENABLE_HINT}), and no plugins.backends file")
     return registry
+
+
+def _add_backend_actions(registry: ActionRegistry, origin: dict[str, str], path: str) -> None:
+    """The HTTP actions of the node's backends file (voiceivr.actions.webhooks), beside the plugins' actions."""
+    from voiceivr import plugins
+    from voiceivr.actions.webhooks import node
+
+    for action in node(path).actions:
+        if action.name in origin:
+            raise plugins.PluginError(f"action {action.name!r} is declared by the backends file {path} and provided "
+                                      f"by the enabled plugin {origin[action.name]!r}",
+                                      hint="rename one of them, or do not enable that plugin")
+        registry.register(action)
+        origin[action.name] = path

@@ -52,7 +52,7 @@ from sqlalchemy.exc import IntegrityError
 
 from voiceivr.actions.registry import Action as DialplanAction
 from voiceivr.actions.registry import ActionContext as DialplanContext
-from voiceivr.actions.registry import ActionError, ActionRegistry, UnknownAction
+from voiceivr.actions.registry import ActionError, ActionOutcomeUnknown, ActionRegistry, UnknownAction
 from voiceivr.audit.chain import append_in_transaction, canonical_json
 from voiceivr.db.models import ActionRun
 from voiceivr.settings import PolicySettings
@@ -65,6 +65,16 @@ RunStatus = Literal["succeeded", "failed", "duplicate", "in_progress", "aborted"
 runs: sa.Table = ActionRun.__table__  # type: ignore[assignment]
 
 KEY_MAX = 128
+
+
+class OutcomeUnknown(Exception):
+    """The remote may have acted (it timed out after the request left): recorded ``unknown``, never ``failed``.
+    ``message`` is what the caller hears; ``details`` go to the audit trail."""
+
+    def __init__(self, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = dict(details or {})
 
 
 class ActionFailed(Exception):
@@ -206,8 +216,10 @@ def _dialplan_call(action: DialplanAction, engine: Engine | None, now: Callable[
             return action.run(params, DialplanContext(call_id=ctx.call_id or "", principal=ctx.principal, db=engine,
                                                       now=now(), idempotency_key=ctx.idempotency_key, policy=policy,
                                                       intent_seq=ctx.intent_seq))
+        except ActionOutcomeUnknown as exc:
+            raise OutcomeUnknown(str(exc), exc.details) from None
         except ActionError as exc:
-            raise ActionFailed(str(exc)) from None
+            raise ActionFailed(str(exc), exc.details) from None
 
     return call
 
@@ -488,6 +500,7 @@ class ActionRunner:
         kind: str = "action.result",
     ) -> RunOutcome:
         failure: ActionFailed | None = None
+        unknown_message = ""
         status: RunStatus
         ctx = replace(ctx, intent_seq=intent_seq)
         try:
@@ -495,6 +508,9 @@ class ActionRunner:
             status = "succeeded"
         except ActionFailed as exc:
             failure, result, status = exc, {"reason": exc.reason, **exc.details}, "failed"
+        except OutcomeUnknown as exc:  # expected and explained (a remote's timeout): what the caller hears
+            unknown_message = exc.message
+            result, status = {**exc.details, "reason": "outcome_unknown", "message": exc.message}, "unknown"
         except Exception as exc:  # the remote's outcome is unknown (timeout, connection reset)
             result, status = {"reason": "outcome_unknown", "error": type(exc).__name__}, "unknown"
             log.warning("external action outcome unknown", extra={"action": spec.name, "error": type(exc).__name__})
@@ -517,7 +533,7 @@ class ActionRunner:
                 call_id=ctx.call_id,
             )
         self._at("result_committed")
-        reason = failure.reason if failure else ("outcome_unknown" if status == "unknown" else "")
+        reason = failure.reason if failure else ((unknown_message or "outcome_unknown") if status == "unknown" else "")
         return RunOutcome(status, result, reason, intent_seq, rec.seq)
 
     # ------------------------------------------------------------------------------------------ recovery

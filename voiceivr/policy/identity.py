@@ -108,11 +108,36 @@ def identity_plugin(settings: Settings) -> str | None:
     return having[0] if having else None
 
 
+BACKENDS = "backends"  # plugins.identity naming the backends file's identity instead of a plugin's
+
+
+def _backends_identity(settings: Settings) -> IdentityProvider | None:
+    if not settings.plugins.backends:
+        return None
+    from voiceivr.actions.webhooks import node
+
+    return node(settings.plugins.backends).identity
+
+
 def enabled_identity(settings: Settings, engine: Engine | None) -> IdentityProvider | None:
-    """The identity provider of this node (see :func:`identity_plugin`), built once per process."""
+    """The identity provider of this node: the backends file's (``plugins.backends`` with an ``identity``
+    section) or an enabled plugin's (see :func:`identity_plugin`); ``plugins.identity`` chooses when both
+    have one."""
     from voiceivr import plugins as pl
 
+    http = _backends_identity(settings)
+    if settings.plugins.identity == BACKENDS:
+        if http is None:
+            raise ConfigError("plugins.identity is 'backends', but the backends file declares no identity",
+                              hint="add an 'identity:' section to plugins.backends, or name a plugin")
+        return http
     name = identity_plugin(settings)
+    if http is not None:
+        if name is not None and not settings.plugins.identity:
+            raise ConfigError(f"both the backends file and plugin {name!r} answer identity questions",
+                              hint="choose one with plugins.identity ('backends' or the plugin's name)")
+        if name is None:
+            return http
     if name is None:
         return None
     factory = pl.load(pl.IDENTITY, name)
