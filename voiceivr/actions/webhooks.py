@@ -8,9 +8,10 @@ The contract (docs/integration.md, "HTTP backends"; JSON Schemas in ``voiceivr/a
   secret over ``"{t}." + body``, as Stripe signs webhooks), ``Idempotency-Key`` (the runner's key: the same on
   every retry and after a restart), ``Voiceivr-Call-Id`` and ``Voiceivr-Audit-Seq`` (the committed
   write-ahead ``action.intent`` row this request belongs to).
-* Reply ``200`` with a JSON object holding the declared fields: success. ``4xx`` with ``{"error": "..."}``:
-  a refusal the caller may hear ("There isn't enough money in that account."). ``5xx``: nothing was done,
-  try again. A repeated ``Idempotency-Key`` must get the first answer and do nothing.
+* Reply ``200`` with a JSON object holding the declared fields: success. ``422`` with ``{"error": "..."}``:
+  a refusal the caller may hear ("There isn't enough money in that account."); any other ``4xx``: a refusal
+  the caller hears as the declared prompt. ``5xx``: nothing was done, try again. A repeated
+  ``Idempotency-Key`` must get the first answer and do nothing.
 
 What the caller hears when it goes wrong is the action's declared ``failure`` prompt. Whether the action may
 have happened decides how the run is recorded: a refused connection, an open circuit or a 5xx did nothing
@@ -286,8 +287,8 @@ class HttpAction:
         self._fail(failure)
 
     def _result(self, reply: Reply) -> Mapping[str, Any]:
-        if reply.status >= 400:
-            message = reply.data.get("error") if isinstance(reply.data, dict) else None
+        if reply.status >= 400:  # only a 422 is a refusal meant for the caller; 401, 404 are set-up faults
+            message = reply.data.get("error") if isinstance(reply.data, dict) and reply.status == 422 else None
             self._refuse(message, reply.status)
         if reply.status != 200:
             self._fail(BackendFailure("http_other", f"HTTP {reply.status}"))

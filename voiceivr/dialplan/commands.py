@@ -31,12 +31,18 @@ def schema() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @pass_app
 def validate(app: AppContext, files: tuple[Path, ...]) -> None:
-    """Check dialplans against the actions of the enabled plugins; print every problem as FILE:LINE:COL: MESSAGE
-    and exit 1 if there is any."""
+    """Check dialplans against the actions of the enabled plugins and the backends file (plugins.backends, checked
+    too); print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
+    from voiceivr.actions.backends import BackendsInvalid
     from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, check_text, read_source
 
-    registry = plugin_registry(app.settings)
+    try:
+        registry = plugin_registry(app.settings)
+    except BackendsInvalid as exc:  # the backends file (plugins.backends): every problem, as for a dialplan
+        for p in exc.problems:
+            click.echo(str(p))
+        raise SystemExit(1) from None
     bad = 0
     for f in files:
         try:
