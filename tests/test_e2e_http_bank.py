@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from voiceivr.settings import PolicySettings, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "20000001", "4321", "+15555550102"
+TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"  # Alice's, known to the backend only
 
 
 @dataclass
@@ -62,7 +64,7 @@ class HttpWorld:
 @pytest.fixture
 def http_world(migrated_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HttpWorld]:
     secret = secrets.token_hex(32)
-    server, bank = demo_backend.make_server(secret.encode(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    server, bank = demo_backend.make_server(secret.encode(), TOTP_SECRET)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     backends = tmp_path / "backends.yaml"
@@ -152,3 +154,23 @@ def test_a_wrong_pin_is_the_backends_sentence_and_a_dead_backend_is_the_declared
                for s in talk.said()[-3:]), talk.said()
     results = [r for r in talk.trail() if r.kind == "action.result"]
     assert '"outcome":"connect_error"' in results[-1].payload.replace(" ", "")
+
+
+def test_a_totp_code_is_checked_by_the_backend(http_world: HttpWorld) -> None:
+    """Alice has TOTP enrolled (the login reply says so): the code she keys is checked by a signed request to the
+    backend, which keeps the secret."""
+    talk = Talk(http_world)  # type: ignore[arg-type]
+    talk.say("transfer fifty dollars to savings")
+    talk.login("10000001", "1234")
+    if talk.conv.slot == "from":
+        talk.say("checking")
+    (decide,) = [d for d in talk.gate_calls("decide") if d["path"] == "safe"]
+    assert decide["allowed"] is True and "totp" in decide["channels"], talk.said()
+    talk.say("yes")
+    talk.say("authenticator app")
+    step = int(time.time()) // 30
+    talk.keys(demo_backend.totp_at(TOTP_SECRET, step) + "#")
+    assert [c["ok"] for c in talk.gate_calls("verify_code")][:1] == [True], talk.said()
+    executed = [c for c in talk.gate_calls("execute") if c["request_id"] == decide["request_id"]]
+    assert [c["ok"] for c in executed] == [True]
+    assert http_world.bank.customers["c-1001"].accounts["savings"][1] == 1_005_000

@@ -308,3 +308,27 @@ def test_actions_keep_only_declared_reply_fields() -> None:
                             .actions[0], backend)
         b.answers["k-extra"] = {"reference": "R9", "balance": 5, "note": "undeclared"}
         assert action({"amount": 1, "to": "x"}, ctx("k-extra")) == {"reference": "R9", "balance": 5}
+
+
+# --- voiceivr backend check -----------------------------------------------------------------------------------
+
+
+def test_backend_check_reports_what_works_and_exits_1_on_a_wrong_secret(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_BACKEND_SECRET", SECRET)
+    file = tmp_path / "backends.yaml"
+    with fault_backend(SECRET.encode()) as good:
+        file.write_text(backends_yaml(good.url))
+        out = CliRunner().invoke(cli, ["backend", "check", str(file)])
+        assert out.exit_code == 0, out.output
+        assert "pay              health       ok  GET /health: HTTP 200" in out.output
+        assert "pay              signed test  ok  POST /voiceivr/test: HTTP 200" in out.output
+        assert good.seen[-1].signature_ok
+    with fault_backend(b"the-backend-has-another-secret!!") as wrong:
+        file.write_text(backends_yaml(wrong.url))
+        out = CliRunner().invoke(cli, ["backend", "check", str(file)])
+    assert out.exit_code == 1
+    assert "signed test  FAILED  POST /voiceivr/test: HTTP 401" in out.output and "secret" in out.output
+    file.write_text(backends_yaml(f"http://127.0.0.1:{closed_port()}"))
+    out = CliRunner().invoke(cli, ["backend", "check", str(file)])
+    assert out.exit_code == 1 and "health       FAILED" in out.output and "connect_error" in out.output

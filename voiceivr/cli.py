@@ -109,6 +109,7 @@ def config_show(app: AppContext, docs: bool) -> None:
 
 
 def _register() -> None:
+    from voiceivr.actions.commands import backend
     from voiceivr.audit.commands import audit
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import dialplan
@@ -132,6 +133,7 @@ def _register() -> None:
     cli.add_command(serve)
     cli.add_command(serve_worker)
     cli.add_command(call)
+    cli.add_command(backend)
 
 
 _register()
