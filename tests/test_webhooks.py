@@ -17,11 +17,15 @@ from sqlalchemy.engine import Engine
 from tests.http_backend import closed_port, fault_backend
 from voiceivr import metrics
 from voiceivr.actions.backends import DEFAULT_FAILURE, BackendsInvalid, parse_backends
-from voiceivr.actions.registry import ActionContext, ActionError, ActionOutcomeUnknown, ActionRegistry
+from voiceivr.actions.registry import ActionContext, ActionError, ActionOutcomeUnknown, ActionRegistry, plugin_registry
 from voiceivr.actions.runner import ActionRunner, RunnerRegistry
-from voiceivr.actions.webhooks import Backend, CircuitBreaker, HttpAction, build_actions, sign, verify
+from voiceivr.actions.webhooks import Backend, CircuitBreaker, HttpAction, HttpIdentity, build_actions, sign, verify
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.cli import cli
+from voiceivr.errors import ConfigError
+from voiceivr.plugins import PluginError
+from voiceivr.policy.identity import Contact, IdentityUnavailable, enabled_identity
+from voiceivr.settings import Settings
 
 SECRET = "s3cret-for-tests-0123456789abcdef"
 FAILED = "I couldn't reach the payments system; let me connect you to someone."
@@ -332,3 +336,75 @@ def test_backend_check_reports_what_works_and_exits_1_on_a_wrong_secret(tmp_path
     file.write_text(backends_yaml(f"http://127.0.0.1:{closed_port()}"))
     out = CliRunner().invoke(cli, ["backend", "check", str(file)])
     assert out.exit_code == 1 and "health       FAILED" in out.output and "connect_error" in out.output
+
+
+# --- the node: registry and identity from plugins.backends ---------------------------------------------------------
+
+
+def _node_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, identity: bool, enabled: list[str],
+                   choose: str = "") -> Settings:
+    monkeypatch.setenv("TEST_BACKEND_SECRET", SECRET)
+    text = backends_yaml("http://127.0.0.1:1").replace("actions:\n", """\
+actions:
+  login:
+    backend: pay
+    risk: low
+    authenticates: true
+    params: {account_number: digits, pin: {type: digits, secret: true}}
+    path: /actions/login
+    reply: {principal: str, phone_on_file: {type: str, required: false}, totp_enrolled: {type: bool, required: false}}
+""")
+    if identity:
+        text += "identity: {backend: pay, totp: /identity/totp}\n"
+    file = tmp_path / f"backends-{identity}.yaml"
+    file.write_text(text)
+    settings = Settings()
+    settings.plugins.enabled, settings.plugins.backends, settings.plugins.identity = enabled, str(file), choose
+    return settings
+
+
+def test_the_backends_identity_answers_unless_a_plugin_competes_unchosen(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    alone = enabled_identity(_node_settings(tmp_path, monkeypatch, identity=True, enabled=[]), None)
+    assert isinstance(alone, HttpIdentity)
+    contact = alone.contact("c-1", {"principal": "c-1", "phone_on_file": "+15550001111", "totp_enrolled": True})
+    assert contact == Contact("c-1", "+15550001111", True)
+    assert alone.contact("c-1", {"principal": "c-1", "phone_on_file": "call me"}) == Contact("c-1", None, False)
+    with pytest.raises(ConfigError, match="both the backends file and plugin 'demo'"):
+        enabled_identity(_node_settings(tmp_path, monkeypatch, identity=True, enabled=["demo"]), None)
+    chosen = enabled_identity(_node_settings(tmp_path, monkeypatch, identity=True, enabled=["demo"],
+                                             choose="backends"), None)
+    assert isinstance(chosen, HttpIdentity)
+    with pytest.raises(ConfigError, match="declares no identity"):
+        enabled_identity(_node_settings(tmp_path, monkeypatch, identity=False, enabled=[], choose="backends"), None)
+    assert enabled_identity(_node_settings(tmp_path, monkeypatch, identity=False, enabled=[]), None) is None
+
+
+def test_an_action_named_by_a_plugin_and_the_backends_file_is_refused(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _node_settings(tmp_path, monkeypatch, identity=False, enabled=[])
+    assert {"login", "pay"} <= set(plugin_registry(settings).names())
+    settings.plugins.enabled = ["demo"]
+    with pytest.raises(PluginError, match=r"'login' is declared by the backends file .* and provided by the "
+                                          r"enabled plugin 'demo'"):
+        plugin_registry(settings)
+
+
+def test_a_totp_check_that_cannot_reach_the_backend_is_unavailable_not_wrong() -> None:
+    with fault_backend(SECRET.encode(), mode="500") as b:
+        spec = parse_backends(backends_yaml(b.url).replace("actions:\n", """\
+identity: {backend: pay, totp: /identity/totp}
+actions:
+  login:
+    backend: pay
+    risk: low
+    authenticates: true
+    path: /actions/login
+    reply: {principal: str}
+"""), "b.yaml", environ={"TEST_BACKEND_SECRET": SECRET})
+        assert spec.identity is not None
+        ident = HttpIdentity(spec.identity, Backend(spec.backends["pay"]))
+        with pytest.raises(IdentityUnavailable):
+            ident.verify_totp("c-1", "123456", dt.datetime.now(dt.UTC), 1)
+        (seen,) = b.seen
+    assert seen.signature_ok and json.loads(seen.body)["params"]["code"] == "123456"
