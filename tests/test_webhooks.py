@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -408,3 +409,36 @@ actions:
             ident.verify_totp("c-1", "123456", dt.datetime.now(dt.UTC), 1)
         (seen,) = b.seen
     assert seen.signature_ok and json.loads(seen.body)["params"]["code"] == "123456"
+    jsonschema.validate(json.loads(seen.body), json.loads((SCHEMAS / "request.schema.json").read_text()))
+
+
+def test_the_demo_backends_replies_match_the_reply_schema() -> None:
+    """The schema is the contract a backend is written to: the example backend's real replies (success, a
+    refusal, a TOTP answer) all satisfy it."""
+    from voiceivr.demo import backend as demo_backend
+
+    server, _bank = demo_backend.make_server(SECRET.encode(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        spec = parse_backends(backends_yaml(f"http://127.0.0.1:{server.server_address[1]}"), "b.yaml",
+                              environ={"TEST_BACKEND_SECRET": SECRET})
+        b = Backend(spec.backends["pay"])
+        schema = json.loads((SCHEMAS / "reply.schema.json").read_text())
+        replies = []
+        for path, params in (("/actions/login", {"account_number": "10000001", "pin": "1234"}),
+                             ("/actions/login", {"account_number": "10000001", "pin": "0000"}),
+                             ("/identity/totp", {"principal": "c-1001", "code": "000000",
+                                                 "at": dt.datetime.now(dt.UTC).isoformat(), "window": 1})):
+            key = f"k-{len(replies)}"
+            body = {"action": path.rsplit("/", 1)[1], "params": params, "principal": None, "call_id": "c",
+                    "idempotency_key": key, "audit_seq": None}
+            replies.append(b.signed_post(path, body, key=key, call_id="c", audit_seq=None, timeout=2, what="t"))
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert [r.status for r in replies] == [200, 422, 200]
+    assert replies[0].data["principal"] == "c-1001" and "step" in replies[2].data
+    for r in replies:
+        jsonschema.validate(r.data, schema)
