@@ -174,3 +174,22 @@ def test_a_totp_code_is_checked_by_the_backend(http_world: HttpWorld) -> None:
     executed = [c for c in talk.gate_calls("execute") if c["request_id"] == decide["request_id"]]
     assert [c["ok"] for c in executed] == [True]
     assert http_world.bank.customers["c-1001"].accounts["savings"][1] == 1_005_000
+
+
+def test_a_totp_check_the_backend_cannot_answer_is_not_a_wrong_code(http_world: HttpWorld) -> None:
+    talk = Talk(http_world)  # type: ignore[arg-type]
+    talk.say("transfer fifty dollars to savings")
+    talk.login("10000001", "1234")
+    if talk.conv.slot == "from":
+        talk.say("checking")
+    talk.say("yes")
+    talk.say("authenticator app")
+    http_world.server.shutdown()  # the backend goes away between the login and the code
+    http_world.server.server_close()
+    talk.keys(demo_backend.totp_at(TOTP_SECRET, int(time.time()) // 30) + "#")
+    (verify,) = talk.gate_calls("verify_code")
+    assert verify["ok"] is False and verify["reason"] == "identity_unavailable"
+    assert talk.said()[-1] == http_world.plan.messages.code_unavailable, talk.said()
+    (decide,) = [d for d in talk.gate_calls("decide") if d["path"] == "safe"]
+    assert not [c for c in talk.gate_calls("execute") if c["request_id"] == decide["request_id"]]
+    assert http_world.bank.customers["c-1001"].accounts["savings"][1] == 1_000_000

@@ -1125,7 +1125,9 @@ class Conversation:
             if nxt is not None:
                 self._enter(*nxt)
             return
-        self._prompt(self.plan.messages.code_wrong, "reprompt")
+        # An unreachable identity provider is not a wrong code: say so, rather than blame the caller's typing.
+        unavailable = step.reason == "identity_unavailable"
+        self._prompt(self.plan.messages.code_unavailable if unavailable else self.plan.messages.code_wrong, "reprompt")
         self._listen_code()
 
     def _execute(self, node: Node, call: ActionCall, request_id: str) -> tuple[str, str, str] | None:

@@ -171,6 +171,8 @@ class Messages:
     )
     code_totp: str = "Please say or key the code from your authenticator app."
     code_wrong: str = "That code didn't match. Please try again."
+    # The identity provider (e.g. an HTTP backend checking TOTP codes) could not answer: nothing was counted.
+    code_unavailable: str = "I can't check that code with the account system right now. Please try it again."
     code_locked: str = "For your security I can't complete this request on this call."
     refused: str = "I'm sorry, I can't do that on this call."
     invalid_address: str = (
