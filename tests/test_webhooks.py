@@ -442,3 +442,17 @@ def test_the_demo_backends_replies_match_the_reply_schema() -> None:
     assert replies[0].data["principal"] == "c-1001" and "step" in replies[2].data
     for r in replies:
         jsonschema.validate(r.data, schema)
+
+
+def test_voiceivr_plugins_lists_the_backends_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = _node_settings(tmp_path, monkeypatch, identity=True, enabled=[])
+    monkeypatch.setenv("VOICEIVR_PLUGINS_ENABLED", "")
+    monkeypatch.setenv("VOICEIVR_PLUGINS_BACKENDS", settings.plugins.backends)
+    out = CliRunner().invoke(cli, ["plugins"])
+    assert out.exit_code == 0, out.output
+    assert "backend pay               http://127.0.0.1:1 (secret from env:TEST_BACKEND_SECRET)" in out.output
+    assert "action login              low  (account_number: digits, pin: digits, secret) [authenticates]" in out.output
+    assert SECRET not in out.output
+    Path(settings.plugins.backends).write_text(BROKEN)
+    out = CliRunner().invoke(cli, ["plugins"])
+    assert out.exit_code == 1 and "error: " in out.output and ":9:11: action 'login': 'risk'" in out.output

@@ -84,6 +84,29 @@ def _describe_actions(name: str, settings: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def _describe_backends(path: str) -> dict[str, Any]:
+    """The backends file's backends and actions as ``voiceivr plugins`` shows them; its problems as errors."""
+    from voiceivr.actions.backends import BackendsInvalid, load_backends
+
+    out: dict[str, Any] = {"file": path, "backends": [], "actions": [], "identity": "", "errors": []}
+    try:
+        spec = load_backends(path)
+    except BackendsInvalid as exc:
+        out["errors"] = [str(p) for p in exc.problems]
+        return out
+    out["backends"] = [{"name": b.name, "url": b.url, "secret": b.secret_ref} for b in spec.backends.values()]
+    out["actions"] = [{
+        "name": a.name, "risk": a.risk, "description": a.description, "backend": a.backend, "path": a.path,
+        "params": [{"name": p.name, "type": p.type, "required": p.required, "secret": p.secret} for p in a.params],
+        "returns": {f.name: f.type for f in a.reply}, "requires_login": a.requires_login,
+        "authenticates": a.authenticates,
+    } for a in spec.actions]
+    if spec.identity is not None:
+        out["identity"] = (f"backend {spec.identity.backend!r}: contact from the login reply"
+                           + (f", TOTP checked at {spec.identity.totp}" if spec.identity.totp else ", no TOTP"))
+    return out
+
+
 def _describe(name: str, settings: Settings) -> dict[str, Any]:
     """What plugin ``name`` declares and, group by group, whether it loads (errors as one line each)."""
     from voiceivr.db.plugins import PluginSchema
@@ -136,9 +159,10 @@ def plugins(app: AppContext, as_json: bool) -> None:
     names = pl.installed_names()
     described = [_describe(n, settings) for n in names]
     missing = [n for n in settings.plugins.enabled if n not in names]
+    backends = _describe_backends(settings.plugins.backends) if settings.plugins.backends else None
     if as_json:
         click.echo(json.dumps({"enabled": list(settings.plugins.enabled), "missing": missing,
-                               "plugins": described}, indent=2))
+                               "plugins": described, "backends": backends}, indent=2))
     else:
         if not described:
             click.echo("no plugins installed")
@@ -161,6 +185,17 @@ def plugins(app: AppContext, as_json: bool) -> None:
                 click.echo(f"  error: {err}")
         for n in missing:
             click.echo(f"{n} (enabled, but not installed)")
+        if backends is not None:
+            click.echo(f"backends file {backends['file']} (plugins.backends)")
+            for b in backends["backends"]:
+                click.echo(f"  backend {b['name']:<17} {b['url']} (secret from {b['secret']})")
+            for a in backends["actions"]:
+                who = " [authenticates]" if a["authenticates"] else (" [login]" if a["requires_login"] else "")
+                click.echo(f"    action {a['name']:<18} {a['risk']:<4} ({_params(a)}){who}")
+            if backends["identity"]:
+                click.echo(f"    identity provider: {backends['identity']}")
+            for err in backends["errors"]:
+                click.echo(f"  error: {err}")
     broken = [d["name"] for d in described if d["enabled"] and d["errors"]]
-    if missing or broken:
+    if missing or broken or (backends is not None and backends["errors"]):
         sys.exit(1)
