@@ -175,8 +175,9 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
 @dialplan.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--by", "published_by", default="", help="Who publishes it (kept with the version).")
+@click.option("--note", default="", help="Why (kept with the version; the console shows it).")
 @pass_app
-def publish(app: AppContext, file: Path, published_by: str) -> None:
+def publish(app: AppContext, file: Path, published_by: str, note: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
     from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, read_source
@@ -184,7 +185,8 @@ def publish(app: AppContext, file: Path, published_by: str) -> None:
 
     engine = app.ready_engine()
     try:
-        res = do_publish(engine, read_source(file), str(file), plugin_registry(app.settings), published_by)
+        res = do_publish(engine, read_source(file), str(file), plugin_registry(app.settings), published_by,
+                         note)
     except DialplanInvalid as exc:
         for p in exc.problems:
             click.echo(str(p), err=True)
