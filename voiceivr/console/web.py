@@ -19,7 +19,8 @@ import hmac
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -399,6 +400,15 @@ def _when(value: dt.datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else ""
 
 
+def _lifespan(console: Console) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        console.simulator.close()  # its scratch database
+
+    return lifespan
+
+
 def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> ASGIApp:
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                             trim_blocks=True, lstrip_blocks=True)
@@ -419,6 +429,6 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/calls/{call_id}", call_page),
         Route("/audit", audit),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
-    ], on_shutdown=[console.simulator.close])
+    ], lifespan=_lifespan(console))
     app.state.console = console
     return BodyLimit(app, MAX_BODY)

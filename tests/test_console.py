@@ -1,0 +1,200 @@
+"""The console over real HTTP (uvicorn on 127.0.0.1, requests as the client) on SQLite and PostgreSQL:
+sign-in, sessions, CSRF, throttling, roles, size limits, escaping, publish and rollback with their audit rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import requests
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from tests.console_support import BANK, PASSWORDS, RunningConsole, running_console, seed
+from voiceivr.audit.chain import AuditTrail
+from voiceivr.console.accounts import AccountError, Throttle, add_user
+from voiceivr.dialplan.store import list_versions
+
+
+@pytest.fixture
+def console(migrated_engine: Engine) -> Iterator[RunningConsole]:
+    seed(migrated_engine)
+    with running_console(migrated_engine) as running:
+        yield running
+
+
+def _login_token(s: requests.Session, url: str) -> str:
+    page = s.get(f"{url}/login")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def sign_in(url: str, name: str, password: str | None = None) -> tuple[requests.Session, requests.Response]:
+    s = requests.Session()
+    token = _login_token(s, url)
+    r = s.post(f"{url}/login", data={"csrf": token, "name": name, "password": password or PASSWORDS[name]},
+               allow_redirects=False)
+    return s, r
+
+
+def page_csrf(s: requests.Session, url: str) -> str:
+    page = s.get(f"{url}/dialplans/bank")
+    return re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def kinds(engine: Engine) -> list[str]:
+    return [r.kind for r in AuditTrail(engine).rows()]
+
+
+def test_sign_in_sets_a_strict_http_only_cookie_and_pages_need_it(console: RunningConsole) -> None:
+    assert requests.get(f"{console.url}/dialplans", allow_redirects=False).headers["location"] == "/login"
+    s, r = sign_in(console.url, "pat")
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    page = s.get(f"{console.url}/dialplans")
+    assert page.status_code == 200 and "bank" in page.text and "first version" in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert PASSWORDS["pat"] not in page.text and "argon2" not in page.text
+    assert "console.login" in kinds(console.engine)
+
+
+def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "pat")
+    edited = BANK.replace("How can I help you today?", "What can I do for you?")
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x"})
+    assert r.status_code == 403 and "CSRF" in r.text
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x", "csrf": "forged"})
+    assert r.status_code == 403
+    token = page_csrf(s, console.url)
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "csrf": token},
+               headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and "another site" in r.text
+    r = s.post(f"{console.url}/api/validate", json={"text": edited})
+    assert r.status_code == 403
+    assert [v.version for v in list_versions(console.engine, "bank")] == [1]  # nothing stored
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "csrf": token, "note": "friendlier"},
+               allow_redirects=False)
+    assert r.status_code == 303 and [v.version for v in list_versions(console.engine, "bank")] == [1, 2]
+
+
+def test_twenty_wrong_passwords_are_throttled_and_audited(console: RunningConsole) -> None:
+    statuses = [sign_in(console.url, "pat", "wrong-password-123")[1].status_code for _ in range(20)]
+    assert statuses[:5] == [401] * 5  # login_free_failures
+    # Then each attempt must wait (1 s, doubling): those within the wait are refused unchecked. On a slow machine
+    # a wait may end between two attempts, which checks one more password (and doubles the wait).
+    assert statuses[5] == 429 and statuses.count(429) >= 12
+    _, r = sign_in(console.url, "pat")  # even the right password waits now
+    assert r.status_code == 429 and "try again in" in r.text and int(r.headers["retry-after"]) >= 1
+    trail = kinds(console.engine)
+    assert trail.count("console.login_failed") == statuses.count(401)
+    assert trail.count("console.login_throttled") == statuses.count(429) + 1
+    payloads = " ".join(r.payload for r in AuditTrail(console.engine).rows())
+    assert "wrong-password-123" not in payloads and PASSWORDS["pat"] not in payloads
+    assert AuditTrail(console.engine).verify().ok
+
+
+def test_throttle_delay_grows_and_is_capped() -> None:
+    t = Throttle(free_failures=5, max_delay_s=900)
+    assert [t.delay_after(n) for n in (1, 4, 5, 6, 7, 10)] == [0, 0, 1, 2, 4, 32]
+    assert t.delay_after(100) == 900
+
+
+def test_a_5_mb_paste_is_refused_and_nothing_is_stored(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "pat")
+    token = page_csrf(s, console.url)
+    huge = BANK + "#" + "x" * (5 * 1024 * 1024)
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": huge, "csrf": token})
+    assert r.status_code == 413 and "at most" in r.text and "nothing was stored" in r.text
+    r = s.post(f"{console.url}/api/validate", json={"text": huge}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 413
+    just_over = BANK + "#" + "x" * (1024 * 1024)  # small enough to arrive, too big to be a dialplan
+    r = s.post(f"{console.url}/api/validate", json={"text": just_over}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 413 and "at most 1,048,576" in r.json()["refused"]
+    assert [v.version for v in list_versions(console.engine, "bank")] == [1]
+
+
+def test_a_yaml_bomb_is_a_problem_not_a_hang(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "eddie")
+    token = page_csrf(s, console.url)
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    r = s.post(f"{console.url}/api/validate", json={"text": bomb}, headers={"X-CSRF-Token": token}, timeout=20)
+    assert r.status_code == 200
+    assert any("alias" in p["message"] or "values" in p["message"] for p in r.json()["problems"])
+
+
+def test_a_script_tag_in_a_prompt_is_escaped_everywhere(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "pat")
+    token = page_csrf(s, console.url)
+    evil = BANK.replace("How can I help you today?", "<script>alert('x')</script> How can I help?")
+    r = s.post(f"{console.url}/dialplans/bank/publish",
+               data={"text": evil, "csrf": token, "note": "<img src=x onerror=alert(1)>"})
+    assert r.status_code == 200  # after the redirect
+    for path in ("/dialplans/bank", "/dialplans", "/audit"):
+        html = s.get(f"{console.url}{path}").text
+        assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in s.get(f"{console.url}/dialplans/bank").text
+    r = s.post(f"{console.url}/api/simulate", json={"text": evil, "script": "say hello"},
+               headers={"X-CSRF-Token": token})
+    assert r.headers["content-type"].startswith("application/json")  # the page shows it with textContent
+
+
+def test_roles_are_enforced_on_every_route(console: RunningConsole) -> None:
+    viewer, _ = sign_in(console.url, "vera")
+    token = page_csrf(viewer, console.url)
+    assert viewer.get(f"{console.url}/calls").status_code == 200
+    assert viewer.get(f"{console.url}/audit").status_code == 200
+    r = viewer.post(f"{console.url}/api/validate", json={"text": BANK}, headers={"X-CSRF-Token": token})
+    assert r.status_code == 403 and "editor" in r.json()["error"]
+    r = viewer.post(f"{console.url}/dialplans/bank/publish", data={"text": BANK + "#\n", "csrf": token})
+    assert r.status_code == 403 and "publisher" in r.text
+    editor, _ = sign_in(console.url, "eddie")
+    token = page_csrf(editor, console.url)
+    r = editor.post(f"{console.url}/api/simulate", json={"text": BANK, "script": "say what are your hours"},
+                    headers={"X-CSRF-Token": token})
+    assert r.status_code == 200 and any("intent hours" in line for line in r.json()["lines"])
+    r = editor.post(f"{console.url}/dialplans/bank/rollback", data={"version": "1", "csrf": token})
+    assert r.status_code == 403
+    assert [v.version for v in list_versions(console.engine, "bank")] == [1]
+
+
+def test_publish_then_roll_back_in_one_step(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "pat")
+    token = page_csrf(s, console.url)
+    edited = BANK.replace("How can I help you today?", "What can I do for you?")
+    s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "csrf": token, "note": "friendlier"})
+    r = s.post(f"{console.url}/dialplans/bank/rollback", data={"version": "1", "csrf": token, "note": "complaints"})
+    assert r.status_code == 200 and "rolled back to version 1: now version 3" in r.text
+    v1, v2, v3 = list_versions(console.engine, "bank")
+    assert v3.source.startswith(v1.source) and v3.note == "rollback to version 1: complaints"
+    assert v2.published_by == v3.published_by == "pat"
+    rows = [r for r in AuditTrail(console.engine).rows() if r.kind in ("console.publish", "console.rollback")]
+    assert [(r.kind, r.actor, r.payload_obj()["version"]) for r in rows] == [
+        ("console.publish", "admin:pat", 2), ("console.rollback", "admin:pat", 3)]
+    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": "name: bank\nnodes: {}\n", "csrf": token})
+    assert r.status_code == 422 and "the live version is unchanged" in r.text
+    assert len(list_versions(console.engine, "bank")) == 3
+
+
+def test_sign_out_ends_the_session(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "vera")
+    token = page_csrf(s, console.url)
+    cookie = s.cookies.get("voiceivr_console")
+    s.post(f"{console.url}/logout", data={"csrf": token})
+    stale = requests.get(f"{console.url}/dialplans", cookies={"voiceivr_console": cookie or ""},
+                         allow_redirects=False)
+    assert stale.status_code == 303
+
+
+def test_accounts_refuse_bad_names_roles_and_short_passwords(migrated_engine: Engine) -> None:
+    with pytest.raises(AccountError, match="not a valid admin name"):
+        add_user(migrated_engine, "<b>x", "viewer", "long-enough-password", by="test")
+    with pytest.raises(AccountError, match="unknown role"):
+        add_user(migrated_engine, "x", "root", "long-enough-password", by="test")
+    with pytest.raises(AccountError, match="12 to 1024"):
+        add_user(migrated_engine, "x", "viewer", "short", by="test")
+    add_user(migrated_engine, "x", "viewer", "long-enough-password", by="test")
+    with migrated_engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT password_hash FROM console_users")).scalar_one()
+    assert stored.startswith("$argon2") and "long-enough-password" not in stored
