@@ -61,6 +61,9 @@
     at += Math.max(0, col - 1);
     draft.focus();
     draft.setSelectionRange(at, at + 1);
+    const lineHeight = parseFloat(getComputedStyle(draft).lineHeight) || 18;
+    draft.scrollTop = Math.max(0, (line - 6) * lineHeight);  // the line, with a few above it for context
+    gutter.scrollTop = draft.scrollTop;
   }
 
   function tooBig() {
