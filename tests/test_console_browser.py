@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import Engine
 
 from tests.console_support import BANK, PASSWORDS, RunningConsole, running_console, seed
 from voiceivr.dialplan.store import list_versions
