@@ -47,10 +47,14 @@ def seed(engine: Engine) -> None:
 
 
 @contextmanager
-def running_console(engine: Engine, *, free_failures: int = 5) -> Iterator[RunningConsole]:
+def running_console(engine: Engine, *, free_failures: int = 5,
+                    recordings: Path | None = None) -> Iterator[RunningConsole]:
     settings = load_settings()[0]
     settings = dataclasses.replace(settings, console=dataclasses.replace(
         settings.console, login_free_failures=free_failures, login_max_delay_s=60.0))
+    if recordings is not None:
+        settings = dataclasses.replace(settings, recording=dataclasses.replace(settings.recording,
+                                                                               dir=str(recordings)))
     port = _free_port()
     app = make_app(settings, engine, plugin_registry(settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
@@ -67,3 +71,26 @@ def running_console(engine: Engine, *, free_failures: int = 5) -> Iterator[Runni
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def recorded_calls(root: Path, count: int) -> list[str]:
+    """``count`` copies of the recorded bank call (tests/fixtures/calls), each under a call id of its own, laid out
+    as ``voiceivr serve`` lays out its recordings; their ids, oldest first."""
+    import json
+    import os
+    import shutil
+    import uuid
+
+    fixture = ROOT / "tests" / "fixtures" / "calls" / "bank_call.json"
+    day = root / "2026-12-05"
+    day.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for n in range(count):
+        call_id = str(uuid.UUID(int=0xC0FFEE00 + n, version=4))
+        doc = json.loads(fixture.read_text())
+        doc.update(call_id=call_id, wav=f"{call_id}.wav")
+        (day / f"{call_id}.json").write_text(json.dumps(doc))
+        shutil.copyfile(fixture.with_suffix(".wav"), day / f"{call_id}.wav")
+        os.utime(day / f"{call_id}.json", (1_800_000_000 + n, 1_800_000_000 + n))
+        ids.append(call_id)
+    return ids

@@ -613,7 +613,8 @@ class ConsoleSettings:
         900.0, "The wait after wrong passwords doubles with each one past login_free_failures, up to this "
                "(seconds).", min=1, max=86400)
     whatif_calls: int = setting(
-        3, "How many of the newest recorded calls a what-if replays when none are chosen.", min=1, max=50)
+        3, "How many of the newest recorded calls a what-if replays when none are chosen (each is replayed twice, "
+           "about 3 s each on one core).", min=1, max=20)
 
 
 @dataclass

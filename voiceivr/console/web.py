@@ -14,11 +14,13 @@ Security, in the order a request meets it (docs/console.md):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hmac
 import json
 import logging
 import secrets
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -37,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voiceivr.actions.registry import ActionRegistry
-from voiceivr.console import accounts, drafts, views
+from voiceivr.console import accounts, drafts, views, whatif
 from voiceivr.console.accounts import Admin, LoginRefused, Session, Throttle
 from voiceivr.dialplan.loader import DialplanInvalid
 from voiceivr.errors import VoiceivrError
@@ -113,6 +115,8 @@ class Console:
     registry: ActionRegistry
     simulator: drafts.Simulator
     templates: Environment
+    # One what-if at a time: each replays calls through the whole pipeline, and the box also answers calls.
+    whatif_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @property
     def throttle(self) -> Throttle:
@@ -279,8 +283,10 @@ async def dialplan_page(request: Request, session: Session) -> Response:
         raise Refused(404, "no published dialplan of that name")
     wanted = request.query_params.get("from", "")
     start = next((v for v in versions if str(v.version) == wanted), versions[-1])
+    calls = await run_in_threadpool(whatif.recordings, console.settings, 20)
     return page(request, "dialplan.html", session=session, name=name, versions=list(reversed(versions)),
-                live=versions[-1], draft=start.source, draft_from=start.version,
+                live=versions[-1], draft=start.source, draft_from=start.version, recordings=calls,
+                whatif_calls=console.settings.console.whatif_calls,
                 flash=request.query_params.get("done", "")[:200], problems=[], note="")
 
 
@@ -328,6 +334,40 @@ async def api_simulate(request: Request, session: Session) -> Response:
     return JSONResponse({"lines": result.lines, "ended": result.ended}, headers=SECURITY_HEADERS)
 
 
+@needs("editor")
+async def api_whatif(request: Request, session: Session) -> Response:
+    console = _console(request)
+    body = await _json(request)
+    text, name = _text_field(body, "text"), _text_field(body, "name")
+    chosen = body.get("calls") or []
+    if not isinstance(chosen, list) or not all(isinstance(c, str) for c in chosen):
+        raise Refused(400, "calls must be a list of call ids")
+    try:
+        problems = await run_in_threadpool(drafts.problems_of, text, console.registry)
+    except drafts.DraftRefused as exc:
+        return JSONResponse({"refused": str(exc)}, status_code=413, headers=SECURITY_HEADERS)
+    if problems:
+        return JSONResponse({"problems": [views.problem_json(p) for p in problems]}, status_code=422,
+                            headers=SECURITY_HEADERS)
+    versions = await run_in_threadpool(views.versions_of, console.engine, name)
+    if not versions:
+        raise Refused(404, "no published dialplan of that name to compare with")
+    known = await run_in_threadpool(whatif.recordings, console.settings, 200)
+    # Only recordings found in the recording directory: a call id is never turned into a path.
+    picked = [r for r in known if r.call_id in set(chosen)][:whatif.MAX_CHOSEN] if chosen \
+        else known[:console.settings.console.whatif_calls]
+    if not picked:
+        raise Refused(404, "no recorded calls to replay (voiceivr serve records calls in recording.dir)")
+    if not console.whatif_lock.acquire(blocking=False):
+        raise Refused(429, "another what-if is running: try again when it has finished")
+    try:
+        diffs = await run_in_threadpool(whatif.compare, console.settings, versions[-1].source, text, picked)
+    finally:
+        console.whatif_lock.release()
+    return JSONResponse({"live_version": versions[-1].version, "calls": [d.to_json() for d in diffs]},
+                        headers=SECURITY_HEADERS)
+
+
 @needs("publisher")
 async def publish(request: Request, session: Session) -> Response:
     console = _console(request)
@@ -341,8 +381,8 @@ async def publish(request: Request, session: Session) -> Response:
         problems = exc.problems if isinstance(exc, DialplanInvalid) else []
         versions = await run_in_threadpool(views.versions_of, console.engine, name)
         return page(request, "dialplan.html", 422, session, name=name, versions=list(reversed(versions)),
-                    live=versions[-1] if versions else None, draft=text if not problems or len(text) < 2**20 else "",
-                    draft_from=None, flash="", note=note,
+                    live=versions[-1] if versions else None, draft=text, draft_from=None, flash="", note=note,
+                    recordings=[], whatif_calls=console.settings.console.whatif_calls,
                     problems=[views.problem_json(p) for p in problems],
                     error="Not published: " + (f"{len(problems)} problem(s) below" if problems else str(exc))
                           + "; the live version is unchanged.")
@@ -425,6 +465,7 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/dialplans/{name}/rollback", rollback, methods=["POST"]),
         Route("/api/validate", api_validate, methods=["POST"]),
         Route("/api/simulate", api_simulate, methods=["POST"]),
+        Route("/api/whatif", api_whatif, methods=["POST"]),
         Route("/calls", calls),
         Route("/calls/{call_id}", call_page),
         Route("/audit", audit),

@@ -109,6 +109,61 @@
     }).catch(function () { trace.textContent = "could not reach the console"; });
   });
 
+  const whatifButton = document.getElementById("whatif");
+  const whatifStatus = document.getElementById("whatif-status");
+  const results = document.getElementById("whatif-results");
+
+  function el(tag, text, cls) {
+    const node = document.createElement(tag);
+    if (text !== undefined) node.textContent = text;
+    if (cls) node.className = cls;
+    return node;
+  }
+
+  function showCall(c) {
+    const box = el("div", undefined, "whatif-call");
+    box.dataset.call = c.call_id;
+    box.appendChild(el("h3", c.call_id + " (" + c.recorded_at + ")" +
+      (c.error ? "" : c.changed.length ? ": changed " + c.changed.join(", ") : ": no change")));
+    if (c.error) { box.appendChild(el("p", c.error, "error")); return box; }
+    if (c.note) box.appendChild(el("p", c.note, "note"));
+    const table = el("table");
+    const head = el("tr");
+    ["", "live", "draft"].forEach(function (h) { head.appendChild(el("th", h)); });
+    table.appendChild(head);
+    ["intents", "outcome", "actions"].forEach(function (k) {
+      const row = el("tr", undefined, c.changed.indexOf(k) >= 0 ? "changed" : "");
+      row.dataset.field = k;
+      row.appendChild(el("th", k));
+      [c.live[k], c.draft[k]].forEach(function (v) { row.appendChild(el("td", Array.isArray(v) ? v.join(", ") : v)); });
+      table.appendChild(row);
+    });
+    box.appendChild(table);
+    const prompts = el("ul", undefined, "prompt-diff");
+    c.prompts_gone.forEach(function (p) { prompts.appendChild(el("li", "- " + p, "gone")); });
+    c.prompts_new.forEach(function (p) { prompts.appendChild(el("li", "+ " + p, "new")); });
+    if (prompts.children.length) { box.appendChild(el("p", "Prompts:")); box.appendChild(prompts); }
+    return box;
+  }
+
+  if (whatifButton) whatifButton.addEventListener("click", function () {
+    if (tooBig()) return;
+    const chosen = Array.from(document.querySelectorAll("#recordings input:checked")).map(function (i) { return i.value; });
+    whatifStatus.textContent = "replaying " + (chosen.length || "the newest") + " call(s) twice...";
+    results.textContent = "";
+    whatifButton.disabled = true;
+    post("/api/whatif", {text: draft.value, name: whatifButton.dataset.name, calls: chosen}).then(function (r) {
+      whatifButton.disabled = false;
+      if (r.data.calls) {
+        const changed = r.data.calls.filter(function (c) { return c.changed.length; }).length;
+        whatifStatus.textContent = r.data.calls.length + " call(s) replayed against live version " +
+          r.data.live_version + " and the draft: " + changed + " changed";
+        r.data.calls.forEach(function (c) { results.appendChild(showCall(c)); });
+      } else if (r.data.problems) { showProblems(r.data.problems); whatifStatus.textContent = "the draft has problems: fix them first"; }
+      else whatifStatus.textContent = r.data.refused || r.data.error;
+    }).catch(function () { whatifButton.disabled = false; whatifStatus.textContent = "could not reach the console"; });
+  });
+
   if (list.children.length === 0) validate(); else drawGutter(new Map(Array.from(list.children).map(
     function (li) { return [+li.dataset.line, li.textContent]; })));
 })();
