@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console_support import BANK, PASSWORDS, RunningConsole, running_console, seed
+from tests.console_support import BANK, PASSWORDS, RunningConsole, recorded_calls, running_console, seed
 from voiceivr.dialplan.store import list_versions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,14 +34,15 @@ if CHROMIUM is not None:
 
 
 @pytest.fixture
-def console(sqlite_url: str) -> Iterator[RunningConsole]:
+def console(sqlite_url: str, tmp_path: Path) -> Iterator[RunningConsole]:
     from voiceivr.db import migrate
     from voiceivr.db.engine import make_engine
 
     engine = make_engine(sqlite_url)
     migrate.upgrade(engine)
     seed(engine)
-    with running_console(engine) as running:
+    recorded_calls(tmp_path / "recordings", 2)
+    with running_console(engine, recordings=tmp_path / "recordings") as running:
         yield running
     engine.dispose()
 
@@ -122,15 +123,27 @@ def test_edit_validate_simulate_publish_roll_back(console: RunningConsole, brows
     assert "What can I do for you today?" in browser.find_element(By.ID, "trace").text
     shot(browser, "03-simulation")
 
+    for box in browser.find_elements(By.CSS_SELECTOR, "#recordings input[type=checkbox]"):
+        box.click()  # both recorded calls
+    browser.find_element(By.ID, "whatif").click()
+    wait(browser, 90).until(ec.text_to_be_present_in_element((By.ID, "whatif-status"), "replayed"))
+    assert "2 call(s) replayed against live version 1 and the draft: 2 changed" in \
+        browser.find_element(By.ID, "whatif-status").text
+    calls = browser.find_elements(By.CSS_SELECTOR, ".whatif-call")
+    assert len(calls) == 2 and all("changed prompts" in c.find_element(By.TAG_NAME, "h3").text for c in calls)
+    assert "+ What can I do for you today?" in calls[0].find_element(By.CSS_SELECTOR, ".prompt-diff .new").text
+    browser.execute_script("arguments[0].scrollIntoView()", calls[0])
+    shot(browser, "04-what-if")
+
     browser.find_element(By.ID, "note").send_keys("friendlier menu")
     browser.find_element(By.ID, "publish").click()
     assert flash(browser) == "published bank version 2"
     assert "friendlier menu" in browser.find_element(By.ID, "versions").text
-    shot(browser, "04-published")
+    shot(browser, "05-published")
 
     browser.find_element(By.CSS_SELECTOR, "tr[data-version='1'] button.rollback").click()
     assert flash(browser) == "rolled back to version 1: now version 3"
-    shot(browser, "05-rolled-back")
+    shot(browser, "06-rolled-back")
     v1, v2, v3 = list_versions(console.engine, "bank")
     assert "What can I do" in v2.source and v3.source.startswith(v1.source)
 
@@ -144,5 +157,5 @@ def test_a_viewer_is_refused_a_publish(console: RunningConsole, browser: WebDriv
     button.click()  # ...and the server refuses it anyway
     message = wait(browser).until(ec.presence_of_element_located((By.ID, "message"))).text
     assert "needs the publisher role" in message and "vera is a viewer" in message
-    shot(browser, "06-viewer-refused")
+    shot(browser, "07-viewer-refused")
     assert [v.version for v in list_versions(console.engine, "bank")] == [1]
