@@ -94,6 +94,27 @@ def test_twenty_wrong_passwords_are_throttled_and_audited(console: RunningConsol
     assert AuditTrail(console.engine).verify().ok
 
 
+def test_old_wrong_passwords_are_forgotten(migrated_engine: Engine) -> None:
+    import datetime as dt
+
+    from voiceivr.console.accounts import LoginRefused, authenticate
+
+    seed_admin = add_user(migrated_engine, "olga", "viewer", "olga-password-123", by="test")
+    throttle = Throttle(free_failures=2, max_delay_s=60)
+    for _ in range(2):
+        with pytest.raises(LoginRefused, match="wrong name or password"):
+            authenticate(migrated_engine, "olga", "nope", "10.0.0.9", throttle)
+    with pytest.raises(LoginRefused, match="too many"):
+        authenticate(migrated_engine, "olga", "olga-password-123", "10.0.0.9", throttle)
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    with migrated_engine.begin() as conn:
+        conn.execute(sa.text("UPDATE console_login_throttle SET locked_until = :t, last_failure_at = :t"),
+                     {"t": long_ago})
+    with pytest.raises(LoginRefused, match="wrong name or password"):  # counted afresh: no wait after one
+        authenticate(migrated_engine, "olga", "nope", "10.0.0.9", throttle)
+    assert authenticate(migrated_engine, "olga", "olga-password-123", "10.0.0.9", throttle) == seed_admin
+
+
 def test_throttle_delay_grows_and_is_capped() -> None:
     t = Throttle(free_failures=5, max_delay_s=900)
     assert [t.delay_after(n) for n in (1, 4, 5, 6, 7, 10)] == [0, 0, 1, 2, 4, 32]

@@ -158,11 +158,17 @@ def _locked_for(conn: Connection, keys: list[str], now: dt.datetime) -> float:
     return max([0.0, *waits])
 
 
+# Wrong passwords older than this are forgotten: an office address does not stay suspect forever.
+FORGET_AFTER = dt.timedelta(days=1)
+
+
 def _count_failure(conn: Connection, keys: list[str], now: dt.datetime, throttle: Throttle) -> float:
     longest = 0.0
     for key in keys:
-        row = conn.execute(sa.select(throttle_t.c.failures).where(throttle_t.c.key == key)).first()
-        failures = (row.failures if row else 0) + 1
+        row = conn.execute(sa.select(throttle_t.c.failures, throttle_t.c.last_failure_at)
+                           .where(throttle_t.c.key == key)).first()
+        recent = row is not None and (_aware(row.last_failure_at) or now) > now - FORGET_AFTER
+        failures = (row.failures if row is not None and recent else 0) + 1
         delay = throttle.delay_after(failures)
         values = {"failures": failures, "last_failure_at": now,
                   "locked_until": now + dt.timedelta(seconds=delay) if delay else None}
