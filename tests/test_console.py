@@ -219,3 +219,34 @@ def test_accounts_refuse_bad_names_roles_and_short_passwords(migrated_engine: En
     with migrated_engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT password_hash FROM console_users")).scalar_one()
     assert stored.startswith("$argon2") and "long-enough-password" not in stored
+
+
+def test_console_commands_manage_admins(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from voiceivr.cli import cli
+    from voiceivr.console.accounts import LoginRefused, authenticate, ensure_first_admin
+    from voiceivr.db import migrate
+    from voiceivr.db.engine import make_engine
+
+    monkeypatch.setenv("VOICEIVR_DATABASE_URL", sqlite_url)
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    first = ensure_first_admin(engine)
+    assert first is not None and len(first) >= 20 and ensure_first_admin(engine) is None  # once only
+    runner = CliRunner()
+    r = runner.invoke(cli, ["console", "add-user", "alice", "--role", "editor", "--password-stdin"],
+                      input="alice-password-99\n")
+    assert r.exit_code == 0 and "console admin alice: role editor" in r.output
+    r = runner.invoke(cli, ["console", "add-user", "Bad Name", "--role", "viewer", "--password-stdin"],
+                      input="whatever-password-1\n")
+    assert r.exit_code == 1 and "not a valid admin name" in r.output
+    r = runner.invoke(cli, ["console", "users"])
+    assert r.output.split() == ["admin", "publisher", "alice", "editor"]
+    assert authenticate(engine, "alice", "alice-password-99", "127.0.0.1", Throttle()).role == "editor"
+    assert runner.invoke(cli, ["console", "disable-user", "alice"]).exit_code == 0
+    with pytest.raises(LoginRefused, match="wrong name or password"):
+        authenticate(engine, "alice", "alice-password-99", "127.0.0.1", Throttle())
+    assert [k for k in kinds(engine) if k.startswith("console.user")] == [
+        "console.user_added", "console.user_added", "console.user_disabled"]
+    engine.dispose()
