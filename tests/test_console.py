@@ -250,3 +250,35 @@ def test_console_commands_manage_admins(sqlite_url: str, monkeypatch: pytest.Mon
     assert [k for k in kinds(engine) if k.startswith("console.user")] == [
         "console.user_added", "console.user_added", "console.user_disabled"]
     engine.dispose()
+
+
+def test_calls_list_filters_and_timeline(console: RunningConsole) -> None:
+    import datetime as dt
+
+    from voiceivr.db.models import Call, Turn
+
+    now = dt.datetime.now(dt.UTC)
+    with console.engine.begin() as conn:
+        for n, (outcome, caller, age_h) in enumerate([("resolved", "sip:+15550001@x", 1),
+                                                      ("transferred", "sip:+15550002@x", 1),
+                                                      ("resolved", "sip:<b>evil</b>@x", 30)]):
+            conn.execute(sa.insert(Call).values(
+                id=f"00000000-0000-4000-8000-00000000000{n}", started_at=now - dt.timedelta(hours=age_h),
+                ended_at=now - dt.timedelta(hours=age_h) + dt.timedelta(seconds=42), node="n", source="sip",
+                caller_uri=caller, outcome=outcome, resolved_tasks=1, engine_seconds=0.5,
+                stats_json='{"budget_breaches": [{"stage": "capture", "ms": 600}]}'))
+        conn.execute(sa.insert(Turn).values(call_id="00000000-0000-4000-8000-000000000000", idx=0, node="login",
+                                            input_kind="dtmf", transcript="[secret]", intent=None, barged_in=False))
+        conn.execute(sa.insert(Turn).values(call_id="00000000-0000-4000-8000-000000000000", idx=1,
+                                            node="main_menu", input_kind="speech", transcript="my balance",
+                                            intent="balance", tier=1, confidence=0.9, barged_in=True))
+    s, _ = sign_in(console.url, "vera")
+    html = s.get(f"{console.url}/calls").text
+    assert html.count("/calls/00000000-") == 3 and "42.0 s" in html and "<b>evil</b>" not in html
+    only = s.get(f"{console.url}/calls", params={"outcome": "transferred"}).text
+    assert only.count("/calls/00000000-") == 1 and "+15550002" in only
+    recent = s.get(f"{console.url}/calls", params={"since_hours": "2", "caller": "+1555"}).text
+    assert recent.count("/calls/00000000-") == 2
+    timeline = s.get(f"{console.url}/calls/00000000-0000-4000-8000-000000000000").text
+    assert "[secret]" in timeline and "my balance" in timeline and "balance" in timeline
+    assert s.get(f"{console.url}/calls/nope").status_code == 404

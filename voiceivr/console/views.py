@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +107,48 @@ def _call_rows(engine: Engine, query: sa.Select[Any]) -> list[CallRow]:
     return out
 
 
-def recent_calls(engine: Engine, limit: int) -> list[CallRow]:
-    return _call_rows(engine, sa.select(calls_t).order_by(calls_t.c.started_at.desc()).limit(limit))
+@dataclass(frozen=True)
+class CallFilter:
+    """What the calls page narrows the list to; empty fields do not filter."""
+
+    outcome: str = ""
+    source: str = ""
+    caller: str = ""  # part of the caller's URI
+    since_hours: float | None = None
+
+    @classmethod
+    def from_query(cls, q: Mapping[str, str]) -> CallFilter:
+        hours = q.get("since_hours", "").strip()
+        try:
+            since = float(hours) if hours else None
+        except ValueError:
+            since = None
+        if since is not None and not 0 < since <= 24 * 366:
+            since = None
+        return cls(q.get("outcome", "").strip()[:32], q.get("source", "").strip()[:16],
+                   q.get("caller", "").strip()[:64], since)
+
+    def apply(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        if self.outcome:
+            query = query.where(calls_t.c.outcome == self.outcome)
+        if self.source:
+            query = query.where(calls_t.c.source == self.source)
+        if self.caller:
+            query = query.where(calls_t.c.caller_uri.contains(self.caller, autoescape=True))
+        if self.since_hours is not None:
+            query = query.where(calls_t.c.started_at >= dt.datetime.now(dt.UTC) - dt.timedelta(hours=self.since_hours))
+        return query
+
+
+def recent_calls(engine: Engine, limit: int, where: CallFilter | None = None) -> list[CallRow]:
+    query = sa.select(calls_t).order_by(calls_t.c.started_at.desc()).limit(limit)
+    return _call_rows(engine, (where or CallFilter()).apply(query))
+
+
+def call_outcomes(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [r[0] for r in conn.execute(sa.select(calls_t.c.outcome).distinct().where(
+            calls_t.c.outcome.is_not(None)).order_by(calls_t.c.outcome))]
 
 
 def call_detail(engine: Engine, call_id: str) -> tuple[CallRow, list[dict[str, Any]]] | None:

@@ -417,8 +417,10 @@ async def rollback(request: Request, session: Session) -> Response:
 
 @needs("viewer")
 async def calls(request: Request, session: Session) -> Response:
-    rows = await run_in_threadpool(views.recent_calls, _console(request).engine, 200)
-    return page(request, "calls.html", session=session, calls=rows)
+    where = views.CallFilter.from_query(request.query_params)
+    rows = await run_in_threadpool(views.recent_calls, _console(request).engine, 200, where)
+    outcomes = await run_in_threadpool(views.call_outcomes, _console(request).engine)
+    return page(request, "calls.html", session=session, calls=rows, where=where, outcomes=outcomes)
 
 
 @needs("viewer")
