@@ -3,9 +3,12 @@ draft, over real HTTP (real pocketsphinx on the recorded audio, the demo bank's 
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
@@ -47,6 +50,14 @@ def test_what_if_shows_per_call_what_the_draft_changes(console: tuple[RunningCon
         assert c["live"]["intents"][:2] == ["balance", "transfer"] and c["draft"]["intents"] == c["live"]["intents"]
         assert any("How can I help you today?" in p for p in c["prompts_gone"])
         assert any("What can I do for you today?" in p for p in c["prompts_new"])
+    clip = s.get(f"{running.url}{calls[0]['draft_audio']}")
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(clip.content)) as w:
+        assert w.getframerate() == 8000 and 60 < w.getnframes() / 8000 < 80  # the whole call (69 s), agent side
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert np.abs(samples).max() > 1000  # it speaks
+    other, _ = sign_in(running.url, "pat")
+    assert other.get(f"{running.url}{calls[0]['draft_audio']}").status_code == 404  # clips are their admin's
 
     unchanged = s.post(f"{running.url}/api/whatif", json={"text": BANK, "name": "bank", "calls": [ids[2]]},
                        headers={"X-CSRF-Token": token}, timeout=300).json()["calls"]

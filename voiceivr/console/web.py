@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -51,7 +52,8 @@ COOKIE = "voiceivr_console"
 LOGIN_COOKIE = "voiceivr_console_login"  # the sign-in form's CSRF token (there is no session yet)
 # A form-encoded draft may take up to three bytes per character of the dialplan's limit.
 MAX_BODY = 3 * drafts.MAX_DRAFT_BYTES + 64 * 1024
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; media-src 'self'; "
+       "connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 
 
@@ -106,6 +108,29 @@ SECURITY_HEADERS = {
 }
 
 
+class Clips:
+    """The agent's audio of recent what-ifs, in memory, each under a random id and for the admin who ran it; the
+    oldest go when there are more than ``keep``."""
+
+    def __init__(self, keep: int = 40) -> None:
+        self.keep = keep
+        self._clips: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, owner: str, wav: bytes) -> str:
+        clip_id = secrets.token_urlsafe(16)
+        with self._lock:
+            self._clips[clip_id] = (owner, wav)
+            while len(self._clips) > self.keep:
+                self._clips.popitem(last=False)
+        return clip_id
+
+    def get(self, owner: str, clip_id: str) -> bytes | None:
+        with self._lock:
+            found = self._clips.get(clip_id)
+        return found[1] if found is not None and found[0] == owner else None
+
+
 @dataclass
 class Console:
     """What every request handler shares."""
@@ -117,6 +142,7 @@ class Console:
     templates: Environment
     # One what-if at a time: each replays calls through the whole pipeline, and the box also answers calls.
     whatif_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    clips: Clips = dataclasses.field(default_factory=Clips)
 
     @property
     def throttle(self) -> Throttle:
@@ -364,8 +390,21 @@ async def api_whatif(request: Request, session: Session) -> Response:
         diffs = await run_in_threadpool(whatif.compare, console.settings, versions[-1].source, text, picked)
     finally:
         console.whatif_lock.release()
-    return JSONResponse({"live_version": versions[-1].version, "calls": [d.to_json() for d in diffs]},
-                        headers=SECURITY_HEADERS)
+    calls = []
+    for d in diffs:
+        out = d.to_json()
+        for side, wav in (("live", d.live_audio), ("draft", d.draft_audio)):
+            out[f"{side}_audio"] = f"/whatif/audio/{console.clips.add(session.admin.name, wav)}" if wav else ""
+        calls.append(out)
+    return JSONResponse({"live_version": versions[-1].version, "calls": calls}, headers=SECURITY_HEADERS)
+
+
+@needs("editor")
+async def whatif_audio(request: Request, session: Session) -> Response:
+    wav = _console(request).clips.get(session.admin.name, request.path_params["clip"])
+    if wav is None:
+        raise Refused(404, "no such clip (clips of a what-if are kept for its admin, for the last 40 only)")
+    return Response(wav, media_type="audio/wav", headers=SECURITY_HEADERS)
 
 
 @needs("publisher")
@@ -468,6 +507,7 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/api/validate", api_validate, methods=["POST"]),
         Route("/api/simulate", api_simulate, methods=["POST"]),
         Route("/api/whatif", api_whatif, methods=["POST"]),
+        Route("/whatif/audio/{clip}", whatif_audio),
         Route("/calls", calls),
         Route("/calls/{call_id}", call_page),
         Route("/audit", audit),

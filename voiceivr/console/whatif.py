@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
+import json
 import tempfile
+import wave
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
@@ -37,12 +42,18 @@ def recordings(settings: Settings, limit: int = 50) -> list[Recording]:
     if not root.is_dir():
         return []
     found = sorted(root.glob("*/*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
-    out = []
-    for p in found:
-        wav = p.with_suffix(".wav")
-        seconds = (wav.stat().st_size - 44) / (2 * 2 * 8000) if wav.exists() else None  # stereo, 16-bit, 8 kHz
-        out.append(Recording(p.stem, p, dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC), seconds))
-    return out
+    return [Recording(p.stem, p, dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC), _duration(p)) for p in found]
+
+
+def _duration(path: Path) -> float | None:
+    """The recording's own ``duration_s``, if its JSON is small enough to be a recording and says so."""
+    try:
+        if path.stat().st_size > 4 * 1024 * 1024:
+            return None
+        value = json.loads(path.read_text(encoding="utf-8")).get("duration_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
 
 
 @dataclass(frozen=True)
@@ -70,6 +81,9 @@ class CallDiff:
     draft: Behaviour | None = None
     error: str = ""
     note: str = ""  # secret inputs the recording lacks
+    # What the agent said on each side, as WAV files (mono, the call's rate); not part of to_json().
+    live_audio: bytes = field(default=b"", repr=False)
+    draft_audio: bytes = field(default=b"", repr=False)
 
     @property
     def changed(self) -> list[str]:
@@ -111,11 +125,22 @@ def _runtime(settings: Settings, text: str, workdir: Path) -> Iterator[Any]:
         db.dispose()
 
 
-def _replay(runtime: Any, recording: Recording) -> tuple[Behaviour, str]:
+def wav_bytes(pcm: Any, rate: int) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+    return out.getvalue()
+
+
+def _replay(runtime: Any, recording: Recording) -> tuple[Behaviour, str, bytes]:
     from voiceivr.replay import load_call, run_replay
 
     result = run_replay(runtime, load_call(recording.path))
-    return Behaviour.of(result.timeline(), str(result.session.summary()["outcome"])), result.secret_note
+    behaviour = Behaviour.of(result.timeline(), str(result.session.summary()["outcome"]))
+    return behaviour, result.secret_note, wav_bytes(result.drive.agent, result.call.rate)
 
 
 def compare(settings: Settings, live_text: str, draft_text: str, chosen: list[Recording]) -> list[CallDiff]:
@@ -129,11 +154,11 @@ def compare(settings: Settings, live_text: str, draft_text: str, chosen: list[Re
                     if diffs[r.call_id].error:
                         continue
                     try:
-                        behaviour, note = _replay(runtime, r)
+                        behaviour, note, audio = _replay(runtime, r)
                     except (VoiceivrError, ValueError, OSError) as exc:
                         diffs[r.call_id] = CallDiff(r, error=f"cannot replay this recording: {exc}")
                         continue
                     d = diffs[r.call_id]
-                    diffs[r.call_id] = (dataclasses.replace(d, live=behaviour) if side == "live"
-                                        else dataclasses.replace(d, draft=behaviour, note=note))
+                    diffs[r.call_id] = (dataclasses.replace(d, live=behaviour, live_audio=audio) if side == "live"
+                                        else dataclasses.replace(d, draft=behaviour, note=note, draft_audio=audio))
     return [diffs[r.call_id] for r in chosen]

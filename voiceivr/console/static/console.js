@@ -139,6 +139,18 @@
       table.appendChild(row);
     });
     box.appendChild(table);
+    const audio = el("p", "What the agent said: ", "audio");
+    [["live", c.live_audio], ["draft", c.draft_audio]].forEach(function (pair) {
+      if (!pair[1]) return;
+      const player = el("audio");
+      player.controls = true;
+      player.preload = "none";
+      player.src = pair[1];
+      player.className = "agent-" + pair[0];
+      audio.appendChild(el("span", " " + pair[0] + " "));
+      audio.appendChild(player);
+    });
+    box.appendChild(audio);
     const prompts = el("ul", undefined, "prompt-diff");
     c.prompts_gone.forEach(function (p) { prompts.appendChild(el("li", "- " + p, "gone")); });
     c.prompts_new.forEach(function (p) { prompts.appendChild(el("li", "+ " + p, "new")); });
