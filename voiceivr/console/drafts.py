@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,9 @@ from voiceivr.actions.registry import ActionRegistry
 from voiceivr.audit.chain import append_in_transaction
 from voiceivr.console.accounts import Admin
 from voiceivr.dialplan import yamlpos
-from voiceivr.dialplan.loader import Problem, check_text
+from voiceivr.dialplan.loader import Problem, check_text, sha256_text
+from voiceivr.dialplan.model import Dialplan
+from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, describe
 from voiceivr.dialplan.store import PublishResult, VersionRow, publish, rollback
 from voiceivr.errors import VoiceivrError
@@ -90,6 +93,7 @@ class Simulator:
         self._db: Engine | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._lock = threading.Lock()
+        self._plans: OrderedDict[str, tuple[Dialplan, IntentRouter]] = OrderedDict()
 
     def scratch(self) -> Engine:
         from voiceivr.replay import scratch_database
@@ -103,17 +107,11 @@ class Simulator:
     def run(self, text: str, script: str) -> Simulation:
         from voiceivr.dialplan import simulate as sim
         from voiceivr.dialplan.gates import gate_for
-        from voiceivr.dialplan.loader import load_text
-        from voiceivr.dialplan.router import make_router
         from voiceivr.policy.gate import SessionBinding
 
         check_size(text)
         steps = parse_script(script)
-        plan = load_text(text, "draft", self.registry)
-        s = self.settings.dialplan
-        router = make_router(plan, list(s.tiers), embedding_model=s.embedding_model,
-                             embedding_threads=s.embedding_threads, llm_url=s.llm_url, llm_model=s.llm_model,
-                             llm_api_key=s.llm_api_key, llm_timeout_s=s.llm_timeout_s)
+        plan, router = self._built(text)
         call_id = str(uuid.uuid4())
         gate = gate_for(self.registry, self.scratch(), SessionBinding(call_id=call_id), settings=self.settings)
         result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, registry=self.registry)
@@ -121,6 +119,28 @@ class Simulator:
         if result.unused_inputs:
             lines.append(f"({result.unused_inputs} input(s) not used: the call had ended)")
         return Simulation(lines, result.ended or "still open when the inputs ran out")
+
+    def _built(self, text: str) -> tuple[Dialplan, IntentRouter]:
+        """The draft's plan and router; the last few are kept, since an admin simulates one draft many times and
+        embedding its examples costs more than the conversation."""
+        from voiceivr.dialplan.loader import load_text
+        from voiceivr.dialplan.router import make_router
+
+        key = sha256_text(text)
+        with self._lock:
+            if key in self._plans:
+                self._plans.move_to_end(key)
+                return self._plans[key]
+        plan = load_text(text, "draft", self.registry)
+        s = self.settings.dialplan
+        router = make_router(plan, list(s.tiers), embedding_model=s.embedding_model,
+                             embedding_threads=s.embedding_threads, llm_url=s.llm_url, llm_model=s.llm_model,
+                             llm_api_key=s.llm_api_key, llm_timeout_s=s.llm_timeout_s)
+        with self._lock:
+            self._plans[key] = (plan, router)
+            while len(self._plans) > 4:
+                self._plans.popitem(last=False)
+        return plan, router
 
     def close(self) -> None:
         if self._db is not None:
