@@ -282,3 +282,30 @@ def test_calls_list_filters_and_timeline(console: RunningConsole) -> None:
     timeline = s.get(f"{console.url}/calls/00000000-0000-4000-8000-000000000000").text
     assert "[secret]" in timeline and "my balance" in timeline and "balance" in timeline
     assert s.get(f"{console.url}/calls/nope").status_code == 404
+
+
+def test_stats_page_plots_latency_and_outcomes(console: RunningConsole) -> None:
+    import datetime as dt
+    import json
+
+    from voiceivr.db.models import Call
+
+    now = dt.datetime.now(dt.UTC)
+    with console.engine.begin() as conn:
+        for n, outcome in enumerate(["resolved", "resolved", "transferred"]):
+            stats = {"latency_samples": {"capture": [200.0 + n, 300.0], "e2e": [350.0, 900.0]},
+                     "budget_breaches": [{"stage": "e2e", "ms": 900.0}], "barge_ins": 1}
+            conn.execute(sa.insert(Call).values(
+                id=f"10000000-0000-4000-8000-00000000000{n}", started_at=now - dt.timedelta(minutes=5), node="n",
+                source="sip", outcome=outcome, resolved_tasks=1, engine_seconds=0.5, stats_json=json.dumps(stats)))
+    s, _ = sign_in(console.url, "vera")
+    html = s.get(f"{console.url}/stats", params={"since": "1h"}).text
+    assert "3 call(s)" in html and "3 barge-in(s)" in html
+    latency = html[html.index('id="latency-chart"'):html.index('id="outcome-chart"')]
+    assert latency.count('class="p50"') == 2 and latency.count('class="p95"') == 2  # capture and e2e had samples
+    assert "p95 900 ms" in latency and latency.count('class="budget"') == 6  # one budget mark per stage
+    outcomes = html[html.index('id="outcome-chart"'):]
+    assert outcomes.count('class="count"') == 2 and ">resolved<" in outcomes
+    bad = s.get(f"{console.url}/stats", params={"since": "<script>"}).text
+    assert "is not a time" in bad and "<script>" not in bad
+    assert s.get(f"{console.url}/stats", params={"since": "999999999999d"}).status_code == 200

@@ -472,6 +472,25 @@ async def call_page(request: Request, session: Session) -> Response:
 
 
 @needs("viewer")
+async def stats_page(request: Request, session: Session) -> Response:
+    from voiceivr.console import charts
+    from voiceivr.stats import compute_stats, parse_when
+
+    console = _console(request)
+    since_text = request.query_params.get("since", "24h").strip()[:32] or "24h"
+    error = ""
+    try:
+        since = parse_when(since_text)
+    except (VoiceivrError, ValueError, OverflowError):
+        error, since_text = f"{since_text!r} is not a time: give e.g. 1h, 24h, 7d or 2026-12-01; showing 24h", "24h"
+        since = parse_when(since_text)
+    figures = await run_in_threadpool(compute_stats, console.engine, since, dt.datetime.now(dt.UTC))
+    return page(request, "stats.html", session=session, stats=figures, since=since_text, error=error,
+                latency=charts.latency_chart(figures, console.settings.budget),
+                outcomes=charts.outcome_chart(figures))
+
+
+@needs("viewer")
 async def audit(request: Request, session: Session) -> Response:
     report, rows = await run_in_threadpool(views.audit_view, _console(request).engine, 200)
     return page(request, "audit.html", session=session, report=report, rows=rows)
@@ -511,6 +530,7 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/calls", calls),
         Route("/calls/{call_id}", call_page),
         Route("/audit", audit),
+        Route("/stats", stats_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ], lifespan=_lifespan(console))
     app.state.console = console
