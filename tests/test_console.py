@@ -57,6 +57,8 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_pages_need_it(console: Runni
     assert "script-src 'self'" in page.headers["content-security-policy"]
     assert PASSWORDS["pat"] not in page.text and "argon2" not in page.text
     assert "console.login" in kinds(console.engine)
+    crafted = s.get(f"{console.url}/dialplans/bank", params={"published": "Call 555-0100 now", "done": "hacked"})
+    assert "555-0100" not in crafted.text and "hacked" not in crafted.text  # the page words its own messages
 
 
 def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: RunningConsole) -> None:

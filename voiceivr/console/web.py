@@ -22,11 +22,12 @@ import logging
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from sqlalchemy.engine import Engine
@@ -313,7 +314,22 @@ async def dialplan_page(request: Request, session: Session) -> Response:
     return page(request, "dialplan.html", session=session, name=name, versions=list(reversed(versions)),
                 live=versions[-1], draft=start.source, draft_from=start.version, recordings=calls,
                 whatif_calls=console.settings.console.whatif_calls,
-                flash=request.query_params.get("done", "")[:200], problems=[], note="")
+                flash=_flash(name, request.query_params), problems=[], note="")
+
+
+def _flash(name: str, q: Mapping[str, str]) -> str:
+    """What the last publish or rollback did, worded here: a link cannot make the page say anything else."""
+    def number(key: str) -> str:
+        value = q.get(key, "")
+        return value if value.isdigit() and len(value) < 10 else ""
+
+    if number("published"):
+        return f"published {name} version {number('published')}"
+    if number("unchanged"):
+        return f"{name} version {number('unchanged')} is already live with this exact content"
+    if number("rolled_back_to") and number("now"):
+        return f"rolled back to version {number('rolled_back_to')}: now version {number('now')}"
+    return ""
 
 
 async def _json(request: Request) -> dict[str, Any]:
@@ -428,9 +444,9 @@ async def publish(request: Request, session: Session) -> Response:
     except VoiceivrError as exc:
         raise Refused(409, f"not published: {exc}") from None
     v = result.version
-    done = f"published {v.name} version {v.version}" if result.created else \
-        f"{v.name} version {v.version} is already live with this exact content"
-    return RedirectResponse(f"/dialplans/{v.name}?done={done}", status_code=303, headers=SECURITY_HEADERS)
+    done = "published" if result.created else "unchanged"
+    return RedirectResponse(f"/dialplans/{quote(v.name)}?{done}={v.version}", status_code=303,
+                            headers=SECURITY_HEADERS)
 
 
 @needs("publisher")
@@ -447,7 +463,7 @@ async def rollback(request: Request, session: Session) -> Response:
     except VoiceivrError as exc:
         raise Refused(409, f"not rolled back: {exc}") from None
     v = result.version
-    return RedirectResponse(f"/dialplans/{v.name}?done=rolled back to version {version}: now version {v.version}",
+    return RedirectResponse(f"/dialplans/{quote(v.name)}?rolled_back_to={version}&now={v.version}",
                             status_code=303, headers=SECURITY_HEADERS)
 
 
