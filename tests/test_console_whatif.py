@@ -69,3 +69,27 @@ def test_what_if_shows_per_call_what_the_draft_changes(console: tuple[RunningCon
     r = s.post(f"{running.url}/api/whatif", json={"text": BANK, "name": "bank", "calls": ["../../etc/passwd"]},
                headers={"X-CSRF-Token": token})
     assert r.status_code == 404  # a call id is looked up among the recordings, never used as a path
+
+
+def test_a_calls_page_plays_its_recording(console: tuple[RunningConsole, list[str]]) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from voiceivr.db.models import Call
+
+    running, ids = console
+    with running.engine.begin() as conn:
+        for call_id in (ids[0], "20000000-0000-4000-8000-000000000000"):
+            conn.execute(sa.insert(Call).values(id=call_id, started_at=dt.datetime.now(dt.UTC), node="n",
+                                                source="sip", resolved_tasks=0, engine_seconds=0.0))
+    s, _ = sign_in(running.url, "vera")
+    assert 'id="recording"' in s.get(f"{running.url}/calls/{ids[0]}").text
+    clip = s.get(f"{running.url}/calls/{ids[0]}/recording.wav")
+    assert clip.status_code == 200 and clip.headers["content-type"] == "audio/wav"
+    with wave.open(io.BytesIO(clip.content)) as w:  # G.711 on disk, 16-bit PCM for the browser
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (2, 2, 8000)
+        assert 68 < w.getnframes() / 8000 < 70
+    assert 'id="recording"' not in s.get(f"{running.url}/calls/20000000-0000-4000-8000-000000000000").text
+    assert s.get(f"{running.url}/calls/20000000-0000-4000-8000-000000000000/recording.wav").status_code == 404
+    assert s.get(f"{running.url}/calls/*/recording.wav").status_code == 404  # never a glob pattern

@@ -484,7 +484,20 @@ async def call_page(request: Request, session: Session) -> Response:
     found = await run_in_threadpool(views.call_detail, _console(request).engine, call_id)
     if found is None:
         raise Refused(404, "no call with that id")
-    return page(request, "call.html", session=session, call=found[0], turns=found[1])
+    recorded = await run_in_threadpool(whatif.recording_of, _console(request).settings, call_id)
+    return page(request, "call.html", session=session, call=found[0], turns=found[1], recorded=recorded is not None)
+
+
+@needs("viewer")
+async def call_recording(request: Request, session: Session) -> Response:
+    path = await run_in_threadpool(whatif.recording_of, _console(request).settings, request.path_params["call_id"])
+    if path is None:
+        raise Refused(404, "this call has no recording")
+    try:
+        wav = await run_in_threadpool(whatif.playable_wav, path)
+    except VoiceivrError as exc:
+        raise Refused(409, f"the recording cannot be read: {exc}") from None
+    return Response(wav, media_type="audio/wav", headers=SECURITY_HEADERS)
 
 
 @needs("viewer")
@@ -545,6 +558,7 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/whatif/audio/{clip}", whatif_audio),
         Route("/calls", calls),
         Route("/calls/{call_id}", call_page),
+        Route("/calls/{call_id}/recording.wav", call_recording),
         Route("/audit", audit),
         Route("/stats", stats_page),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import re
 import tempfile
 import wave
 from collections.abc import Iterator
@@ -43,6 +44,34 @@ def recordings(settings: Settings, limit: int = 50) -> list[Recording]:
         return []
     found = sorted(root.glob("*/*.json"), key=lambda p: p.stat().st_mtime, reverse=True)[:limit]
     return [Recording(p.stem, p, dt.datetime.fromtimestamp(p.stat().st_mtime, dt.UTC), _duration(p)) for p in found]
+
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def recording_of(settings: Settings, call_id: str) -> Path | None:
+    """The recording of one call, if there is one (the id must be a call id: it is never a pattern or a path)."""
+    root = settings.recordings_dir()
+    if not UUID_RE.match(call_id) or not root.is_dir():
+        return None
+    return next(iter(sorted(root.glob(f"*/{call_id}.json"))), None)
+
+
+def playable_wav(path: Path) -> bytes:
+    """A recording as a 16-bit PCM stereo WAV (caller left, agent right) that any browser plays; the file itself
+    may be G.711. Secret input is already silence in it (docs/recordings.md)."""
+    from voiceivr.replay import load_call
+
+    call = load_call(path)
+    agent = call.agent if call.agent is not None else np.zeros_like(call.caller)
+    frames = np.stack([np.asarray(call.caller, dtype="<i2"), np.asarray(agent, dtype="<i2")], axis=1)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(call.rate)
+        w.writeframes(frames.tobytes())
+    return out.getvalue()
 
 
 def _duration(path: Path) -> float | None:
