@@ -38,6 +38,10 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
     s = app.settings.console
     host, port = host or s.host, port or s.port
     click.echo(f"console: http://{host}:{port}/", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1") and not s.secure_cookies:
+        click.echo("console: warning: listening beyond this machine over plain HTTP; passwords and session "
+                   "cookies cross the network in clear. Put TLS in front and set console.secure_cookies = true.",
+                   err=True)
     uvicorn.run(make_app(app.settings, engine, plugin_registry(app.settings)), host=host, port=port,
                 log_level="warning", access_log=False, server_header=False)
 
