@@ -216,7 +216,8 @@ def list_cmd(app: AppContext, name: str | None) -> None:
     for r in rows:
         live = "  live" if newest[r.name] == r.version else ""
         click.echo(f"{r.name:<16} v{r.version:<4} id {r.id:<5} {r.sha256[:12]}  "
-                   f"{r.published_at:%Y-%m-%d %H:%M:%S}  {r.published_by or '-'}{live}")
+                   f"{r.published_at:%Y-%m-%d %H:%M:%S}  {r.published_by or '-'}{live}"
+                   + (f"  ({r.note})" if r.note else ""))
 
 
 @dialplan.command()
