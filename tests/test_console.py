@@ -66,8 +66,13 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: 
     edited = BANK.replace("How can I help you today?", "What can I do for you?")
     r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x"})
     assert r.status_code == 403 and "CSRF" in r.text
-    r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x", "csrf": "forged"})
-    assert r.status_code == 403
+    for forged in ("forged", "ünïcödé-tökén"):
+        r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x", "csrf": forged})
+        assert r.status_code == 403
+    s2 = requests.Session()
+    _login_token(s2, console.url)
+    r = s2.post(f"{console.url}/login", data={"csrf": "ünïcödé", "name": "pat", "password": PASSWORDS["pat"]})
+    assert r.status_code == 403 and "expired or came from another site" in r.text
     token = page_csrf(s, console.url)
     r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "csrf": token},
                headers={"Origin": "http://evil.example"})

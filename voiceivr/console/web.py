@@ -183,7 +183,8 @@ def _same_origin(request: Request) -> bool:
 
 
 def _token_ok(given: str | None, expected: str) -> bool:
-    return bool(given) and bool(expected) and hmac.compare_digest(str(given), expected)
+    # As bytes: compare_digest refuses str with non-ASCII characters, which a forged token may have.
+    return bool(given) and bool(expected) and hmac.compare_digest(str(given).encode(), expected.encode())
 
 
 Handler = Callable[[Request, Session], Awaitable[Response]]
