@@ -152,6 +152,17 @@ def test_a_yaml_bomb_is_a_problem_not_a_hang(console: RunningConsole) -> None:
     assert any("alias" in p["message"] or "values" in p["message"] for p in r.json()["problems"])
 
 
+def test_text_no_file_could_hold_is_refused_not_a_crash(console: RunningConsole) -> None:
+    s, _ = sign_in(console.url, "eddie")
+    h = {"X-CSRF-Token": page_csrf(s, console.url), "Content-Type": "application/json"}
+    r = s.post(f"{console.url}/api/validate", data=b'{"text": "name: x\\ud800"}', headers=h)
+    assert r.status_code == 413 and "not text" in r.json()["refused"]
+    r = s.post(f"{console.url}/api/validate", data=b'{"text": "name: x\\u0000"}', headers=h)
+    assert r.status_code == 200 and "U+0000" in r.json()["problems"][0]["message"]
+    r = s.post(f"{console.url}/api/simulate", data=b'{"text": "name: x", "script": "say \\udfff"}', headers=h)
+    assert r.status_code == 400 and "not text" in r.json()["refused"]
+
+
 def test_a_script_tag_in_a_prompt_is_escaped_everywhere(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "pat")
     token = page_csrf(s, console.url)

@@ -41,7 +41,13 @@ class DraftRefused(VoiceivrError):
 
 
 def check_size(text: str) -> None:
-    size = len(text.encode("utf-8", "surrogatepass"))
+    """Refuses text that is too big to be a dialplan, or is not text a file could hold (a lone surrogate from a
+    JSON escape: the YAML reader would choke on it)."""
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise DraftRefused(f"the dialplan has a character that is not text (at character {exc.start + 1}); "
+                           "nothing was checked or stored") from None
     if size > MAX_DRAFT_BYTES:
         raise DraftRefused(f"the dialplan is {size:,} bytes; at most {MAX_DRAFT_BYTES:,} are accepted "
                            "(a dialplan has a few kilobytes; check what was pasted)")
@@ -57,6 +63,10 @@ def parse_script(script: str) -> list[SimInput]:
     """One caller input per line: ``say TEXT``, ``dtmf DIGITS``, ``no-input`` or ``hangup`` (blank lines and
     lines starting with # are skipped)."""
     steps: list[SimInput] = []
+    try:
+        script.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DraftRefused("the caller's lines have a character that is not text") from None
     for n, raw in enumerate(script.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
