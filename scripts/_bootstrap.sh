@@ -15,6 +15,8 @@ APT_PACKAGES=(
   espeak-ng-data     # its voices and pronunciation dictionaries
   kamailio           # the SIP dispatcher `voiceivr serve` runs in front of its workers (core modules suffice)
   openssl            # self-signed certificates for SIP over TLS (tests; operators' own certificates)
+  chromium           # headless browser for the console's browser tests (tests/test_console_browser.py)
+  chromium-driver    # chromedriver, which selenium (dev extra) drives it with
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -129,3 +129,12 @@ def test_a_long_chain_of_nodes_is_checked_without_recursion(env: dict[str, str],
     run = run_voiceivr(["dialplan", "validate", str(plan)], tmp_path, env)
     assert_refused(run, baseline, f"{plan}:4:3: nodes n0 -> n1 -> n2 -> ")
     assert "n2999 -> n0 loop without ever waiting for the caller" in run.stdout
+
+
+def test_a_control_character_is_a_problem_at_its_place_not_a_crash() -> None:
+    from voiceivr.demo.actions import registry as demo_registry
+    from voiceivr.dialplan.loader import check_text
+
+    _, problems = check_text("name: x\nstart: a\n  \x00\n", "nul.yaml", demo_registry())
+    assert [str(p) for p in problems] == [
+        "nul.yaml:3:3: not valid YAML: character U+0000 is not allowed (a control character or a lone surrogate)"]

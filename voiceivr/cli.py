@@ -111,6 +111,7 @@ def config_show(app: AppContext, docs: bool) -> None:
 def _register() -> None:
     from voiceivr.actions.commands import backend
     from voiceivr.audit.commands import audit
+    from voiceivr.console.commands import console
     from voiceivr.db.commands import db
     from voiceivr.dialplan.commands import dialplan
     from voiceivr.plugin_commands import plugins
@@ -123,6 +124,7 @@ def _register() -> None:
     cli.add_command(db)
     cli.add_command(audit)
     cli.add_command(dialplan)
+    cli.add_command(console)
     cli.add_command(plugins)
     cli.add_command(stats)
     cli.add_command(replay)

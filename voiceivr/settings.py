@@ -597,6 +597,27 @@ class DialplanSettings:
 
 
 @dataclass
+class ConsoleSettings:
+    """The admins' web console (`voiceivr console`, docs/console.md)."""
+
+    host: str = setting("127.0.0.1", "Address the console listens on (keep it local, or put TLS in front).")
+    port: int = setting(8088, "Port the console listens on.", min=1, max=65535)
+    secure_cookies: bool = setting(
+        False, "Mark the session cookie Secure (browsers then send it over HTTPS only): set it when the console is "
+               "served over TLS, e.g. behind a TLS reverse proxy.")
+    session_hours: float = setting(8.0, "A console session ends this many hours after sign-in.", min=0.05, max=168)
+    login_free_failures: int = setting(
+        5, "Wrong passwords allowed per account and per address before each further attempt must wait.",
+        min=1, max=100)
+    login_max_delay_s: float = setting(
+        900.0, "The wait after wrong passwords doubles with each one past login_free_failures, up to this "
+               "(seconds).", min=1, max=86400)
+    whatif_calls: int = setting(
+        3, "How many of the newest recorded calls a what-if replays when none are chosen (each is replayed twice, "
+           "about 3 s each on one core).", min=1, max=20)
+
+
+@dataclass
 class PluginSettings:
     """Which installed plugins this node uses (voiceivr/plugins.py; docs/integration.md)."""
 
@@ -636,6 +657,7 @@ class Settings:
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     dialplan: DialplanSettings = field(default_factory=DialplanSettings)
     plugins: PluginSettings = field(default_factory=PluginSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     def database_url(self) -> str:
         """The effective database URL (the SQLite default spelled out)."""

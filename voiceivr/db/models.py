@@ -63,6 +63,8 @@ class DialplanVersion(Base):
     source: Mapped[str] = mapped_column(Text)  # the YAML exactly as published
     published_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
     published_by: Mapped[str] = mapped_column(String(128), default="")
+    # Why it was published (the console asks for it; a rollback says which version it brings back).
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Call(Base):
@@ -264,3 +266,41 @@ class PrincipalFlag(Base):
     call_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     cleared_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
     cleared_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class ConsoleUser(Base):
+    """An admin of the web console (``voiceivr.console``). Only an argon2 hash of the password is kept."""
+
+    __tablename__ = "console_users"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | editor | publisher
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is stored, so a copy of this table
+    opens no session."""
+
+    __tablename__ = "console_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(ForeignKey("console_users.name", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    address: Mapped[str] = mapped_column(String(64), default="")
+
+
+class ConsoleLoginThrottle(Base):
+    """Wrong console passwords per account (``user:NAME``) and per address (``addr:IP``), and the growing delay
+    before the next attempt is even checked."""
+
+    __tablename__ = "console_login_throttle"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    last_failure_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime, nullable=True)

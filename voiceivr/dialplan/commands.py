@@ -181,8 +181,9 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
 @dialplan.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--by", "published_by", default="", help="Who publishes it (kept with the version).")
+@click.option("--note", default="", help="Why (kept with the version; the console shows it).")
 @pass_app
-def publish(app: AppContext, file: Path, published_by: str) -> None:
+def publish(app: AppContext, file: Path, published_by: str, note: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
     from voiceivr.actions.registry import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, read_source
@@ -190,7 +191,8 @@ def publish(app: AppContext, file: Path, published_by: str) -> None:
 
     engine = app.ready_engine()
     try:
-        res = do_publish(engine, read_source(file), str(file), plugin_registry(app.settings), published_by)
+        res = do_publish(engine, read_source(file), str(file), plugin_registry(app.settings), published_by,
+                         note)
     except DialplanInvalid as exc:
         for p in exc.problems:
             click.echo(str(p), err=True)
@@ -220,7 +222,8 @@ def list_cmd(app: AppContext, name: str | None) -> None:
     for r in rows:
         live = "  live" if newest[r.name] == r.version else ""
         click.echo(f"{r.name:<16} v{r.version:<4} id {r.id:<5} {r.sha256[:12]}  "
-                   f"{r.published_at:%Y-%m-%d %H:%M:%S}  {r.published_by or '-'}{live}")
+                   f"{r.published_at:%Y-%m-%d %H:%M:%S}  {r.published_by or '-'}{live}"
+                   + (f"  ({r.note})" if r.note else ""))
 
 
 @dialplan.command()

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from voiceivr.actions.registry import ActionRegistry
 from voiceivr.db.models import Call, DialplanVersion
@@ -46,6 +46,7 @@ class VersionRow:
     published_at: dt.datetime
     published_by: str
     source: str
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,17 @@ class PublishResult:
 
 def _row(m: sa.RowMapping) -> VersionRow:
     return VersionRow(m["id"], m["name"], m["version"], m["sha256"], m["published_at"], m["published_by"],
-                      m["source"])
+                      m["source"], m["note"])
 
 
 def publish(
-    engine: Engine, text: str, filename: str, registry: ActionRegistry, published_by: str = ""
+    engine: Engine, text: str, filename: str, registry: ActionRegistry, published_by: str = "", note: str = "",
+    within: Callable[[Connection, VersionRow], None] | None = None,
 ) -> PublishResult:
-    """Validate and store a new version; raises DialplanInvalid (nothing stored) if it has any problem."""
+    """Validate and store a new version; raises DialplanInvalid (nothing stored) if it has any problem.
+
+    ``within`` runs in the same transaction once a new version is stored (e.g. to append its audit row, so
+    the version and its audit row commit together or not at all)."""
     plan = load_text(text, filename, registry)
     digest = sha256_text(text)
     with engine.connect().execution_options(sqlite_begin="IMMEDIATE") as conn, conn.begin():
@@ -86,11 +91,31 @@ def publish(
         number = (newest["version"] if newest else 0) + 1
         new_id = conn.execute(versions_t.insert().values(
             name=plan.name, version=number, sha256=digest, source=text, published_at=dt.datetime.now(dt.UTC),
-            published_by=published_by,
+            published_by=published_by, note=note,
         ).returning(versions_t.c.id)).scalar_one()
         row = conn.execute(sa.select(versions_t).where(versions_t.c.id == new_id)).mappings().one()
+        if within is not None:
+            within(conn, _row(row))
     log.info("dialplan published", extra={"dialplan": plan.name, "version": number, "version_id": new_id})
     return PublishResult(_row(row), created=True)
+
+
+def rollback(engine: Engine, name: str, version: int, registry: ActionRegistry, published_by: str = "",
+             note: str = "", within: Callable[[Connection, VersionRow], None] | None = None) -> PublishResult:
+    """Publish an earlier version's text again as the new live version.
+
+    Versions never change and each content is stored once, so the text gets a comment line saying what it is;
+    the rest is byte for byte the earlier version.
+    """
+    earlier = get_version(engine, name, version)
+    live = get_version(engine, name)
+    if live.version == earlier.version:
+        raise VoiceivrError(f"{name} version {version} is already the live one", hint="pick an earlier version")
+    when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = earlier.source if earlier.source.endswith("\n") else earlier.source + "\n"
+    text += f"# rollback to version {version} at {when}{' by ' + published_by if published_by else ''}\n"
+    why = f"rollback to version {version}" + (f": {note}" if note else "")
+    return publish(engine, text, f"{name} v{version}", registry, published_by, why, within)
 
 
 def list_versions(engine: Engine, name: str | None = None) -> list[VersionRow]:

@@ -204,7 +204,14 @@ def load(text: str) -> tuple[Any, list[YamlProblem]]:
     if len(text) > MAX_BYTES:
         raise YamlSyntaxError(Mark(1, 1), f"{len(text):,} characters; a dialplan may be at most {MAX_BYTES:,} "
                                           "(split it, or check this is the right file)")
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # the reader checks every character before it parses anything
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        raise YamlSyntaxError(Mark(line, col), f"not valid YAML: character U+{code:04X} is not allowed (a control "
+                                               "character or a lone surrogate)") from None
     problems: list[YamlProblem] = []
     try:
         node = loader.get_single_node()
