@@ -29,6 +29,7 @@ if CHROMIUM is not None:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -91,6 +92,14 @@ def flash(driver: WebDriver) -> str:
     return str(wait(driver).until(ec.presence_of_element_located((By.ID, "flash"))).text)
 
 
+def submit(driver: WebDriver, button: WebElement) -> None:
+    """Click a button that posts a form, and wait for the page it leads to: the old page's flash is still there
+    until the browser has navigated, and reading it then is a stale element."""
+    old = driver.find_element(By.TAG_NAME, "html")
+    button.click()
+    wait(driver).until(ec.staleness_of(old))
+
+
 def test_edit_validate_simulate_publish_roll_back(console: RunningConsole, browser: WebDriver) -> None:
     url = console.url
     sign_in(browser, url, "pat")
@@ -136,12 +145,12 @@ def test_edit_validate_simulate_publish_roll_back(console: RunningConsole, brows
     shot(browser, "04-what-if")
 
     browser.find_element(By.ID, "note").send_keys("friendlier menu")
-    browser.find_element(By.ID, "publish").click()
+    submit(browser, browser.find_element(By.ID, "publish"))
     assert flash(browser) == "published bank version 2"
     assert "friendlier menu" in browser.find_element(By.ID, "versions").text
     shot(browser, "05-published")
 
-    browser.find_element(By.CSS_SELECTOR, "tr[data-version='1'] button.rollback").click()
+    submit(browser, browser.find_element(By.CSS_SELECTOR, "tr[data-version='1'] button.rollback"))
     assert flash(browser) == "rolled back to version 1: now version 3"
     shot(browser, "06-rolled-back")
     v1, v2, v3 = list_versions(console.engine, "bank")
