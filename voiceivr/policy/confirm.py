@@ -107,7 +107,7 @@ def read_answer(text: str) -> Answer | None:
 # evaluation, dev, clean: 22 of 33 yes/no answers right, 7 wrong; with these pairs 33 of 33).
 YES_LEADS: tuple[str, ...] = ("yes", "yeah", "okay")
 YES_FOLLOWERS: tuple[str, ...] = (
-    "please", "thanks", "thank you", "go ahead", "that's right", "that's correct", "correct", "do it", "please do",
+    "please", "thanks", "thank you", "go ahead", "that's right", "that's correct", "correct", "do it",
 )
 NO_LEADS: tuple[str, ...] = ("no", "nope", "nah")
 NO_FOLLOWERS: tuple[str, ...] = (

@@ -104,13 +104,15 @@ MAX_REPEAT = 24  # longest phrase sequence a grammar spells out (card numbers ar
 # Money: "fifty", "a hundred and twenty five dollars", "fifteen hundred", "one thousand five hundred", "twenty five
 # dollars and fifty cents", "ninety nine cents". Cents always carry their word: with "and <number>" allowed on its
 # own, "twenty five dollars and fifty cents" came back as "twenty five dollar and fifty two" ($25.00) and "ninety
-# nine cents" as "eighty nine and eight" ($89.00) (understanding evaluation, dev, clean).
+# nine cents" as "eighty nine and eight" ($89.00) (understanding evaluation, dev, clean). Hundreds counted past
+# ten only as callers say them ("fifteen hundred", "twenty five hundred"; never "fifty hundred", which "fifteen
+# hundred" and "fifty" became when it was allowed).
 _MONEY_RULES = """<digit> = one | two | three | four | five | six | seven | eight | nine;
 <teen> = ten | eleven | twelve | thirteen | fourteen | fifteen | sixteen | seventeen | eighteen | nineteen;
 <tens> = twenty | thirty | forty | fifty | sixty | seventy | eighty | ninety;
 <below100> = <digit> | <teen> | <tens> [<digit>];
 <below1000> = <below100> | (<digit> | a) hundred [[and] <below100>];
-<hundreds> = (<teen> | <tens> [<digit>]) hundred [[and] <below100>];
+<hundreds> = (<teen> | <tens> <digit>) hundred [[and] <below100>];
 <number> = <below1000> [thousand [[and] <below1000>]] | a thousand [[and] <below1000>] | <hundreds>;
 <cents> = <below100> (cents | cent);
 <money> = <number> [dollars | dollar | bucks] [[and] <cents>] | <cents> | zero;
