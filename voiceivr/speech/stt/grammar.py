@@ -146,9 +146,10 @@ def _digits_rules(lo: int, hi: int) -> tuple[str, str]:
         pairs = " ".join(["<two>"] * (k // 2))
         body = pairs if k % 2 == 0 else f"<d> {pairs} | {pairs} <d>" if pairs else "<d>"
         rules.append(f"<n{k}> = {body.strip()};\n")
-    leadins = " | ".join(" ".join(normalize(p)) for p in DIGIT_LEADINS)
-    rules.append(f"<leadin> = {leadins};\n")
-    rules.append(f"<digits> = [<leadin>] ({' | '.join(f'<n{k}>' for k in range(lo, hi + 1))});\n")
+    lengths = " | ".join(f"<n{k}>" for k in range(lo, hi + 1))
+    if DIGIT_LEADINS:
+        rules.append(f"<leadin> = {' | '.join(' '.join(normalize(p)) for p in DIGIT_LEADINS)};\n")
+    rules.append(f"<digits> = {'[<leadin>] ' if DIGIT_LEADINS else ''}({lengths});\n")
     return "".join(rules), "<digits>"
 
 
@@ -187,7 +188,8 @@ def builtin_rules(name: str) -> tuple[str, str]:
 
 def builtin_words(name: str) -> frozenset[str]:
     """Every word a built-in grammar can produce (for recognisers that take a word list, not a structure)."""
-    return DIGIT_WORDS if _digits_range(name) else MONEY_WORDS if name == "money" else frozenset()
+    builtin_rules(name)  # a GrammarError for a name that is none
+    return MONEY_WORDS if name == "money" else DIGIT_WORDS
 
 
 def spoken_digit_count(words: Sequence[str]) -> int | None:
