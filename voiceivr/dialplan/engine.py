@@ -157,7 +157,7 @@ class Listen:
     # Or a run of these words (digits read one by one, an amount in words), repeat=(fewest, most) of them.
     sequence: tuple[str, ...] = ()
     repeat: tuple[int, int] | None = None
-    builtin: str | None = None  # or an utterance of a built-in grammar: "money"
+    builtin: str | None = None  # or an utterance of a built-in grammar: "money", "digits:8", "digits:4-6"
     secret: bool = False  # a PIN or a one-time code: nothing may keep what the caller gives (call/secrecy.py)
 
 
@@ -1450,7 +1450,7 @@ class Conversation:
         dtmf = DtmfSpec(1, None, fb.inter_digit_timeout_s)
         if spec.type == "digits":
             # counted in digits, pairs included ("twelve thirty four"): a free run of digit words inserted and
-            # dropped digits and had no grouped forms (dev, clean: 17 of 48 digit answers right; with it 22)
+            # dropped digits and had no grouped forms (dev, clean, whole clips offline: 17 of 48 right; with it 22)
             builtin = digits_grammar(min(spec.min_length, MAX_SPOKEN_RUN), min(spec.max_length, MAX_SPOKEN_RUN))
             dtmf = DtmfSpec(spec.max_length, "#", fb.inter_digit_timeout_s)
         elif spec.type == "money":
