@@ -113,7 +113,6 @@ from voiceivr.policy.gate import (
 from voiceivr.speech.stt.grammar import digits_grammar
 
 Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
-DIGIT_WORDS = ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 MAX_SPOKEN_RUN = 24  # longest run of words a recogniser grammar spells out (card numbers are 16-19 digits)
 MAX_HOPS = 64  # transitions without waiting for the caller (the loader rejects loops; this is a backstop)
 
@@ -1506,9 +1505,11 @@ class Conversation:
     def _listen_code(self) -> None:
         fb = self._fallback()
         globals_ = [p for g in self.plan.globals.values() for p in (*g.examples, *g.keywords)]
+        lo, hi = min(self.options.code_min_digits, MAX_SPOKEN_RUN), min(self.options.code_max_digits, MAX_SPOKEN_RUN)
+        # the digit grammar of a digits slot: a spoken code is never heard with a digit too many or too few
         self._listen = Listen("code", _dedup(globals_),
                               DtmfSpec(self.options.code_max_digits, "#", fb.inter_digit_timeout_s), fb.timeout_s * 2,
-                              DIGIT_WORDS, (self.options.code_min_digits, self.options.code_max_digits), secret=True)
+                              builtin=digits_grammar(lo, hi), secret=True)
 
     def _listen_simple(self, expect: str, grammar: Sequence[str], max_digits: int) -> None:
         fb = self._fallback()
