@@ -2,8 +2,8 @@
 """How well calls understand callers: every clip of the understanding set through the real call session.
 
     .venv/bin/python scripts/eval_understanding.py [--set dev|heldout|both] [--conditions clean,pink10,...]
-        [--limit N] [--workers 2] [--set-option SECTION.KEY=VALUE ...] [--versus SECTION.KEY=VALUE ...]
-        [--json] [--show]
+        [--limit N] [--kinds yesno,digits,...] [--workers 2] [--set-option SECTION.KEY=VALUE ...]
+        [--versus SECTION.KEY=VALUE ...] [--json] [--show]
 
 The clips are scripts/make_understanding_set.py's (text lists in tests/fixtures/understanding/, renders in
 var/understanding/, made here if missing). Each clip is one call on the virtual clock, as ``voiceivr replay``
@@ -569,6 +569,8 @@ def main() -> int:
     ap.add_argument("--conditions", default=",".join(uset.CONDITIONS),
                     help=f"comma-separated, of: {', '.join(uset.CONDITIONS)} (default all)")
     ap.add_argument("--limit", type=int, help="at most N clips per set (a seeded sample with some of every kind)")
+    ap.add_argument("--kinds", help="comma-separated item kinds to keep (e.g. yesno,digits,amount,choice), after the "
+                    "--limit sample is drawn, so the clips are the same as the full run's")
     ap.add_argument("--voices-per-item", type=int, default=3, help="voices each item is said in (default 3)")
     ap.add_argument("--workers", type=int, default=2, help="processes (default 2)")
     ap.add_argument("--set-option", "-o", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -588,6 +590,11 @@ def main() -> int:
     versus_env = settings_env(args.set_option + args.versus) if args.versus else None
     sets = uset.SETS if args.sets == "both" else (args.sets,)
     clips = pick(uset.plan_clips(sets, args.voices_per_item), args.limit, uset.SEED)
+    if args.kinds:
+        kinds = {k.strip() for k in args.kinds.split(",") if k.strip()}
+        clips = [c for c in clips if c.kind in kinds]
+        if not clips:
+            ap.error(f"--kinds {args.kinds}: no clip of those kinds in the sample")
     uset.build(args.cache, clips, quiet=True)
     runs: list[tuple[str, dict[str, str]]] = [("main", env)] + ([("versus", versus_env)] if versus_env else [])
     out: dict[str, Any] = {"command": " ".join(sys.argv[1:]), "code": str(CODE), "clips": len(clips),

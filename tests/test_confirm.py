@@ -15,6 +15,7 @@ import pytest
 from voiceivr.demo import abuse
 from voiceivr.policy.confirm import (
     NO_PHRASES,
+    YES_LEADS,
     YES_PHRASES,
     ConfirmRules,
     grammar_phrases,
@@ -90,7 +91,15 @@ def test_a_yes_in_a_longer_sentence_is_asked_again_not_taken() -> None:
 
 
 def test_the_confirm_grammar_is_the_policy_lexicon() -> None:
-    assert set(YES_PHRASES) | set(NO_PHRASES) == set(grammar_phrases())
+    phrases = grammar_phrases()
+    assert set(YES_PHRASES) | set(NO_PHRASES) <= set(phrases)
+    assert "no thanks" in phrases and "yes please" in phrases and "nope that's wrong" in phrases
+    for phrase in phrases:  # the pairs read as the answer they were built for, and a yes pair is an explicit yes
+        answer = read_answer(phrase)
+        assert answer is not None, phrase
+        is_yes = phrase in YES_PHRASES or (phrase.split()[0] in YES_LEADS and phrase not in NO_PHRASES)
+        assert answer.yes == is_yes, phrase
+        assert answer.yes == is_explicit_yes(Evidence("speech", phrase, 0.99)), phrase
 
 
 def test_the_dialplan_cannot_set_its_own_threshold(tmp_path: Path) -> None:

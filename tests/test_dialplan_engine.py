@@ -397,6 +397,31 @@ def test_choice_listens_offer_cued_phrases_for_the_node(plan, router, registry, 
     assert step.listen.sequence == ()
 
 
+def test_answer_listens_hand_the_recogniser_the_answers_callers_give(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
+    """Digits as a counted built-in grammar, choices with "my"/"please", the read-back's yes/no pairs and, of the
+    globals, only the agent (the others were heard for short answers: "no thanks" as "go back")."""
+    conv = Conversation(plan, FakeGate(registry, db), router, call_id="c", today=TODAY, registry=registry)
+    conv.start(0.0)
+    step = conv.utterance(Utterance("check my balance", 0.9, 1.0, 2.0))
+    assert step.listen is not None and step.listen.expect == "slot:account_number"
+    assert step.listen.builtin == "digits:8" and step.listen.sequence == () and step.listen.repeat is None
+    step = conv.dtmf("10000001", 3.0)
+    assert step.listen is not None and step.listen.builtin == "digits:4" and step.listen.secret
+    step = conv.dtmf("1234", 4.0)
+    assert step.listen is not None and step.listen.expect == "slot:account"
+    assert {"my savings", "the savings account please", "checking please"} <= set(step.listen.grammar)
+
+    confirm = Conversation(plan, FakeGate(registry, db), router, call_id="d", today=TODAY, registry=registry)
+    confirm.start(0.0)
+    confirm.utterance(Utterance("transfer fifty dollars to savings", 0.9, 1.0, 2.0))
+    for t, digits in enumerate(("10000001", "1234")):
+        step = confirm.dtmf(digits, 3.0 + t)
+    assert step.listen is not None and step.listen.expect == "confirm", step
+    grammar = set(step.listen.grammar)
+    assert {"no thanks", "yes please", "nope that's wrong", "talk to an agent", "agent"} <= grammar
+    assert not grammar & {"go back", "that's all", "repeat that", "main menu", "bye"}
+
+
 def test_an_answer_naming_two_accounts_fills_each_by_its_cue(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db, code="246810")
     res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("fifty dollars"), S("from checking to savings"))

@@ -32,6 +32,22 @@ from voiceivr.dialplan.slots import (
     ("no, fifty, not fifteen", 5000),
     ("not fifteen, fifty", 5000),
     ("two million dollars", 200_000_000),
+    # spoken forms the money grammar takes (voiceivr/speech/stt/grammar.py), each to its value
+    ("fifty", 5000),
+    ("a hundred dollars", 10000),
+    ("one hundred and twenty five dollars", 12500),
+    ("fifteen hundred dollars", 150000),
+    ("twenty five hundred", 250000),
+    ("one thousand five hundred", 150000),
+    ("a thousand and one dollars", 100100),
+    ("a hundred and twenty dollars fifty cents", 12050),
+    ("a hundred and twenty dollars and fifty cents", 12050),
+    ("twenty five dollars and fifty cents", 2550),
+    ("twenty five dollars fifty", 2550),
+    ("ninety nine cents", 99),
+    ("seventy five bucks", 7500),
+    ("one dollar", 100),
+    ("twelve hundred and fifty dollars", 125000),
 ])
 def test_money(text: str, cents: int) -> None:
     got = extract_money(text)
@@ -50,10 +66,25 @@ def test_money_needs_a_unit_unless_asked() -> None:
     ("oh four double five", "0455"),
     ("my pin is four three two one", "4321"),
     ("twelve thirty four", "1234"),
+    # spoken forms the digit grammar takes, each to its value
+    ("forty two forty two", "4242"),
+    ("it ends in five one five one", "5151"),
+    ("two oh oh oh oh oh oh two", "20000002"),
+    ("double five one two", "5512"),
+    ("oh twelve thirty four", "01234"),
+    ("nineteen oh five", "1905"),
+    ("ten ten", "1010"),
+    ("one two thirty four", "1234"),
+    ("my account number is one two three four five six seven eight", "12345678"),
 ])
 def test_digits(text: str, digits: str) -> None:
     got = extract_digits(text, 4, 8)
     assert got is not None and got.value == digits
+
+
+def test_oh_is_a_zero_only_inside_a_digit_string() -> None:
+    assert extract_digits("oh okay", 1, 8) is None
+    assert extract_digits("oh twelve", 1, 8).value == "012"  # type: ignore[union-attr]
 
 
 def test_digits_length_bounds() -> None:

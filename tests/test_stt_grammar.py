@@ -78,3 +78,41 @@ def test_money_grammar_is_structured() -> None:
     assert not accepts("fifty and", [], [], None, "money")
     with pytest.raises(GrammarError, match="no built-in grammar"):
         to_jsgf("t", [["x"]], builtin="euros")
+
+
+def test_money_grammar_takes_hundreds_as_callers_say_them_and_cents_with_their_word() -> None:
+    from voiceivr.speech.stt.grammar import accepts
+
+    rules = to_jsgf("t", [], builtin="money")
+    assert "<hundreds> = (<teen> | <tens> <digit>) hundred" in rules  # "fifteen hundred", never "fifty hundred"
+    assert "<cents> = <below100> (cents | cent);" in rules and "bucks" in rules
+    for text in ("fifteen hundred dollars", "a hundred and twenty dollars fifty cents", "seventy five bucks"):
+        assert accepts(text, [], [], None, "money"), text
+
+
+def test_digit_grammar_counts_digits_not_words() -> None:
+    from voiceivr.speech.stt.grammar import DIGIT_WORDS, accepts, builtin_words, digits_grammar, spoken_digit_count
+
+    assert digits_grammar(8, 8) == "digits:8" and digits_grammar(4, 6) == "digits:4-6"
+    rules = to_jsgf("t", [["talk", "to", "an", "agent"]], builtin="digits:4")
+    assert "<n4> = <two> <two>;" in rules and "<two> = <d> <d> | <teen> | <tens> [<nz>] | double <d>;" in rules
+    assert "public <utterance> = <digits> | <phrase>;" in rules and "<leadin> =" in rules
+    odd = to_jsgf("t", [], builtin="digits:3-5")
+    assert "<n3> = <d> <two> | <two> <d>;" in odd and "(<n3> | <n4> | <n5>)" in odd
+    for text, count in (("twelve thirty four", 4), ("my pin is four three two one", 4), ("double five", 2),
+                        ("forty two forty two", 4), ("one two three four five six seven eight", 8),
+                        ("forty", 2), ("pin is four", None), ("four my pin is", None), ("double", None)):
+        assert spoken_digit_count(text.split()) == count, text
+    assert accepts("twelve thirty four", [], [], None, "digits:4")
+    assert not accepts("one two three", [], [], None, "digits:4")
+    assert accepts("talk to an agent", ["talk to an agent"], [], None, "digits:4")
+    assert {"twelve", "double", "oh", "ends"} <= DIGIT_WORDS and builtin_words("digits:8") == DIGIT_WORDS
+    for bad in ("digits:0", "digits:5-3", "digits:25", "digits", "euros"):
+        with pytest.raises(GrammarError):
+            to_jsgf("t", [["x"]], builtin=bad)
+
+
+def test_a_long_digit_grammar_stays_small() -> None:
+    """Pairs are aligned: a free mix of pairs and single digits grew as 1.8^length (16 digits: 44 s to compile)."""
+    rules = to_jsgf("t", [], builtin="digits:1-24")
+    assert len(rules) < 10_000, len(rules)

@@ -202,9 +202,11 @@ def extract_money(text: str, *, bare_numbers: bool = True) -> Parsed | None:
             k = j + 1 if j < len(toks) and toks[j] == "and" else j
             if k < len(toks):
                 more = _read_number(toks, k)
-                if more and more[1] < len(toks) and toks[more[1]] in _CENT_WORDS and more[0] < 100:
+                # "and fifty cents", or a last number without its word: "twenty five dollars fifty" is $25.50
+                with_word = more is not None and more[1] < len(toks) and toks[more[1]] in _CENT_WORDS
+                if more and more[0] < 100 and more[0] == int(more[0]) and (with_word or more[1] == len(toks)):
                     cents += round(more[0])
-                    j = more[1] + 1
+                    j = more[1] + 1 if with_word else more[1]
         elif j < len(toks) and toks[j] in _CENT_WORDS:
             explicit = True
             cents = round(value)
@@ -224,6 +226,12 @@ _FILLERS = frozenset({"and", "uh", "um", "er", "dash", "space"})
 _REPEAT = {"double": 2, "triple": 3}
 
 
+def _starts_digits(toks: Sequence[str], i: int) -> bool:
+    """Does a digit string go on at ``toks[i]``? ("oh" is a zero only inside one: "oh twelve", not "oh, okay")."""
+    return i < len(toks) and (toks[i] in _DIGIT_WORDS or toks[i] in TEENS or toks[i] in TENS or toks[i] in _REPEAT
+                              or bool(re.fullmatch(r"\d+", toks[i])))
+
+
 def _digit_runs(toks: Sequence[str]) -> list[tuple[str, int]]:
     """Runs of digits spoken one by one (or as digits) -> [(digits, start index)]."""
     runs: list[tuple[str, int]] = []
@@ -236,8 +244,7 @@ def _digit_runs(toks: Sequence[str]) -> list[tuple[str, int]]:
         step = 1
         if re.fullmatch(r"\d[\d,]*", t):
             piece = t.replace(",", "")
-        elif t in _DIGIT_WORDS and (t not in ("o", "oh") or cur or (i + 1 < len(toks) and toks[i + 1] in
-                                                                    _DIGIT_WORDS)):
+        elif t in _DIGIT_WORDS and (t not in ("o", "oh") or cur or _starts_digits(toks, i + 1)):
             piece = _DIGIT_WORDS[t]
         elif t in TEENS:
             piece = str(TEENS[t])

@@ -127,7 +127,8 @@ class SttEngine(abc.ABC):
         account number read digit by digit, an amount in words). ``repeat`` alone: lo to hi of the phrases in
         a row. The tighter the range, the better a grammar recogniser does: eight digits is a much smaller
         search than "any digits". ``builtin``: a built-in grammar the caller may also use ("money": an
-        amount in words)."""
+        amount in words; "digits:8", "digits:4-6": a digit string of that many digits, one by one or in pairs;
+        voiceivr.speech.stt.grammar)."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

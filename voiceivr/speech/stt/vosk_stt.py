@@ -25,7 +25,7 @@ from typing import Any
 
 from voiceivr.audio.frames import Frame
 from voiceivr.speech.base import SttCapabilities, SttEngine, SttResult, SttStream
-from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError, number_words
+from voiceivr.speech.stt.grammar import GrammarError, builtin_words, number_words
 from voiceivr.speech.stt.pocketsphinx_stt import SttModelError
 
 _MODELS: dict[str, Any] = {}
@@ -145,8 +145,8 @@ class VoskEngine(SttEngine):
         # vosk's phrase list already accepts any sequence of its words, so ``repeat`` changes nothing here.
         import vosk
 
-        if builtin == "money":
-            sequence = [*sequence, *sorted(MONEY_WORDS)]
+        if builtin is not None:  # a word list stands for the built-in grammar's structure ("money", "digits:8")
+            sequence = [*sequence, *sorted(builtin_words(builtin))]
         if sequence:  # vosk already accepts any run of its phrases' words: the run words are just more phrases
             grammar = [*(grammar or []), *sequence]
         if grammar is None:
