@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import secrets
 import sqlite3
 import subprocess
+import threading
 import time
 import wave
 from collections.abc import Iterator
@@ -191,4 +193,83 @@ def test_a_pin_said_aloud_is_not_recorded(bank: tuple[siptools.Served, FakeTwili
     assert spans[0][0] < at < spans[0][1], (at, spans)
     assert np.abs(caller[: int(spans[0][0] * 8000)]).max() > 1000  # "check my balance" before it is kept
     assert abs(len(caller) / 8000 - doc["duration_s"]) < 0.05
+    assert ivr.alive()
+
+
+BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "20000001", "4321", "+15555550102"
+
+
+@pytest.fixture(scope="module")
+def http_bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Served, FakeTwilio, Any]]:
+    """`voiceivr serve` with no plugin at all: every action and the caller's identity come from the backends file,
+    served by the example backend (voiceivr/demo/backend.py) on 127.0.0.1, which checks every signature."""
+    from voiceivr.demo import backend as demo_backend
+
+    tmp = tmp_path_factory.mktemp("http-bank")
+    secret = secrets.token_hex(32)
+    server, books = demo_backend.make_server(secret.encode(), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    backends = tmp / "bank_http.backends.yaml"
+    text = (siptools.ROOT / "dialplans" / "bank_http.backends.yaml").read_text()
+    assert "http://127.0.0.1:8099" in text
+    backends.write_text(text.replace("http://127.0.0.1:8099", f"http://127.0.0.1:{server.server_address[1]}"))
+    try:
+        with FakeTwilio() as sms:
+            env_extra = {
+                "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+                "VOICEIVR_PLUGINS_ENABLED": "",
+                "VOICEIVR_PLUGINS_BACKENDS": str(backends),
+                "VOICEIVR_DEMO_BACKEND_SECRET": secret,
+                "VOICEIVR_DIALPLAN_LIVE_NAME": "bank_http",
+                "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": sms.account_sid,
+                "VOICEIVR_POLICY_TWILIO_AUTH_TOKEN": sms.auth_token,
+                "VOICEIVR_POLICY_TWILIO_BASE_URL": sms.base_url,
+                "VOICEIVR_POLICY_SMS_FROM": "+15550100000",
+            }
+            env = siptools.base_env(tmp, **env_extra)
+            for args in (["db", "upgrade"], ["backend", "check", str(backends)],
+                         ["dialplan", "publish", "dialplans/bank_http.yaml"]):
+                done = subprocess.run([siptools.PY, "-m", "voiceivr", *args], env=env, cwd=siptools.ROOT,
+                                      capture_output=True, text=True, timeout=120)
+                assert done.returncode == 0, f"voiceivr {' '.join(args)}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            with siptools.serve(tmp, workers=1, kamailio="no", timeout=60.0, **env_extra) as ivr:
+                yield ivr, sms, books
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_bank_over_signed_webhooks_by_phone(http_bank: tuple[siptools.Served, FakeTwilio, Any]) -> None:
+    """A login, a balance and a transfer with an SMS code by phone, every step answered by the contact centre's own
+    HTTP service: the PIN it checks, the phone on file it names, the transfer it makes once."""
+    ivr, sms, books = http_bank
+    api = {"base_url": sms.base_url, "sid": sms.account_sid, "token": sms.auth_token, "to": BOB_PHONE}
+    report = place(ivr, [
+        ["wait", 20],                                   # greeting and main menu
+        ["play", phrase("check_balance")], ["wait", 10],  # -> account number?
+        ["dtmf", f"{BOB_ACCOUNT}#"], ["wait", 10],      # -> PIN?
+        ["dtmf", f"{BOB_PIN}#"], ["wait", 10],          # the backend checks it -> which account?
+        ["dtmf", "1"], ["wait", 15],                    # checking -> the backend's balance, anything else?
+        ["play", phrase("transfer", "piper-joe")], ["wait", 10],  # -> how much?
+        ["dtmf", "5000#"], ["wait", 10],                # fifty dollars -> to which account?
+        ["dtmf", "2"], ["wait", 10],                    # savings -> from which account?
+        ["dtmf", "1"], ["wait", 15],                    # checking -> read back, "is that right?"
+        ["play", phrase("yes")], ["wait", 15],          # Bob has no authenticator: the code goes by text
+        ["sms_code", api, "#"], ["wait", 15],           # -> "Done. The reference is..."
+        ["play", phrase("goodbye")], ["wait", 10],
+    ], duration=2.0)
+    assert report["answered"] and not report["error"], report
+
+    call_id = db_rows(ivr, "select id from calls order by started_at desc limit 1")[0][0]
+    runs = {t: (s, r) for t, s, r in db_rows(
+        ivr, f"select action_type, status, result_json from action_runs where call_id = '{call_id}'")}
+    assert runs.get("login", ("",))[0] == "succeeded", runs
+    assert json.loads(runs["get_balance"][1] or "{}").get("balance") == 15_025, runs
+    assert runs.get("transfer_funds", ("",))[0] == "succeeded", runs
+    assert sms.messages and sms.messages[-1].to == BOB_PHONE  # the phone on file came from the backend's reply
+    # The backend ran each request once (a signed request with a bad signature would have been refused there).
+    assert books.executions and set(books.executions.values()) == {1}, books.executions
+    checking, savings = (books.customers["c-1002"].accounts[k][1] for k in ("checking", "savings"))
+    assert (checking, savings) == (15_025 - 5_000, 5_000)
+    assert not found(BOB_PIN, [list(r) for r in db_rows(ivr, "select * from turns")])
     assert ivr.alive()
