@@ -13,7 +13,7 @@ from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.loader import load_file
 from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError
-from voiceivr.speech.stt.pocketsphinx_stt import CONF_WHOLE_PHRASE, PocketsphinxEngine, SttModelError
+from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine, SttModelError
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +66,7 @@ def test_digital_silence_around_speech_does_not_break_it(engine: PocketsphinxEng
     for frame in split_frames(audio, 8000):
         stream.feed(frame)
     result = stream.finish()
-    assert result.text == "check my balance" and result.confidence == CONF_WHOLE_PHRASE
+    assert result.text == "check my balance" and result.confidence >= 0.5
 
 
 def test_16k_input_and_rate_checks(engine: PocketsphinxEngine) -> None:
@@ -191,5 +191,5 @@ def test_a_pooled_decoder_forgets_the_last_utterance(engine: PocketsphinxEngine)
 
 def test_grammar_decoders_load_no_language_model(engine: PocketsphinxEngine) -> None:
     """Left unset, pocketsphinx loads its default language model into every decoder (+60 MB each, unused)."""
-    decoder = engine._new_decoder(free_speech=False).decoder
+    decoder = engine._new_decoder("grammar").decoder
     assert decoder.config["lm"] is None and decoder.config["bestpath"] is False
