@@ -147,7 +147,7 @@ class Routing:
     # tier 0 on speech: a grammar result recognised below this calibrated confidence (the probability that it
     # is right, docs/speech.md) is not taken: the grammar forces every utterance onto some phrase, and a
     # reprompt is better than a wrong task. Typed text and keys are not affected.
-    speech_accept: float = 0.5
+    speech_accept: float = 0.7
 
 
 @dataclass(frozen=True)

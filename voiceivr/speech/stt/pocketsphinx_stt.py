@@ -57,7 +57,7 @@ CONF_PART_PHRASE = 0.2  # the most a result that stopped inside a phrase can get
 PHONE_LOOP_BEAM = 1e-15
 # Logistic calibration of the score: P(right) = 1 / (1 + exp(-(A * score + B))). Fitted on the development
 # set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md.
-CALIBRATION = (0.30, 0.0)
+CALIBRATION = (0.2026, 0.9895)
 
 
 def calibrated(score: float, calibration: tuple[float, float] = CALIBRATION) -> float:
