@@ -198,6 +198,6 @@ def test_an_unsure_spoken_phrase_is_not_routed(plan: Dialplan) -> None:
 def test_speech_accept_is_a_dialplan_setting(plan: Dialplan) -> None:
     text = (ROOT / "dialplans" / "bank.yaml").read_text().replace("routing:\n", "routing:\n  speech_accept: 0.9\n", 1)
     other = load_text(text, "bank.yaml", demo_registry())
-    assert other.routing.speech_accept == 0.9 and plan.routing.speech_accept == 0.7
+    assert other.routing.speech_accept == 0.9 and plan.routing.speech_accept == 0.6
     with pytest.raises(DialplanInvalid, match="speech_accept"):
         load_text(text.replace("speech_accept: 0.9", "speech_accept: 1.5"), "bank.yaml", demo_registry())
