@@ -52,7 +52,8 @@ def script() -> list[cs.Step]:
         cs.WaitForAgent(), cs.Keys("10000001#"),
         cs.WaitForAgent(), cs.Keys("1234#"),
         cs.WaitForAgent(), cs.Keys("1"),
-        cs.WaitForAgent(), cs.Say(phrase("transfer"), "transfer money"),
+        # piper: espeak-us's "transfer money" is recognised at confidence ~0.2 and reprompted (docs/speech.md)
+        cs.WaitForAgent(), cs.Say(phrase("transfer", "piper-joe"), "transfer money"),
         cs.WaitForAgent(), cs.Keys("5000#"),  # fifty dollars, in cents (amounts by voice: docs/speech.md)
         cs.WaitForAgent(), cs.Say(phrase("accounts"), "from checking to savings"),
         cs.WaitForAgent(), cs.Say(phrase("yes"), "yes"),

@@ -376,7 +376,7 @@ def test_same_inputs_same_trace(plan, router, registry, tmp_path) -> None:  # ty
 
 def test_a_slot_value_recognised_without_confidence_is_asked_again(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db, code="246810")
-    res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("eight eighty dollars", confidence=0.2),
+    res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("eight eighty dollars", confidence=0.1),
               S("fifty dollars"), S("to savings"))
     rejected = res.of("slot_rejected")
     assert rejected and rejected[0].data["reason"] == "low recognition confidence"

@@ -16,7 +16,7 @@ import yaml
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.embeddings import MiniLmEncoder
 from voiceivr.dialplan.llm import ChatCompletionsClient
-from voiceivr.dialplan.loader import load_file
+from voiceivr.dialplan.loader import DialplanInvalid, load_file, load_text
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
 
@@ -179,3 +179,25 @@ def test_tier3_unreachable_is_no_answer(plan: Dialplan) -> None:
                                                                        timeout_s=1.0))
     d = router.route("zzz qqq", candidates(plan))
     assert d.intent is None and d.tiers[-1].tier == 3
+
+
+def test_an_unsure_spoken_phrase_is_not_routed(plan: Dialplan) -> None:
+    """A grammar result under routing.speech_accept exits early with no intent (a reprompt), even when its
+    words are an exact example: the grammar put them there. Typed text and keys keep confidence 1.0."""
+    router = IntentRouter(plan, tiers=(0, 1))
+    accept = plan.routing.speech_accept
+    sure = router.route("check my balance", candidates(plan), recognition=accept)
+    assert sure.intent == "balance" and sure.tier == 0
+    unsure = router.route("check my balance", candidates(plan), recognition=accept - 0.01)
+    assert unsure.intent is None and unsure.tier is None
+    assert [(t.tier, t.intent, t.accepted) for t in unsure.tiers] == [(0, "balance", False)]
+    assert "speech_accept" in unsure.tiers[0].note
+    assert router.route("check my balance", candidates(plan)).intent == "balance"  # typed: no recogniser
+
+
+def test_speech_accept_is_a_dialplan_setting(plan: Dialplan) -> None:
+    text = (ROOT / "dialplans" / "bank.yaml").read_text().replace("routing:\n", "routing:\n  speech_accept: 0.9\n", 1)
+    other = load_text(text, "bank.yaml", demo_registry())
+    assert other.routing.speech_accept == 0.9 and plan.routing.speech_accept == 0.6
+    with pytest.raises(DialplanInvalid, match="speech_accept"):
+        load_text(text.replace("speech_accept: 0.9", "speech_accept: 1.5"), "bank.yaml", demo_registry())

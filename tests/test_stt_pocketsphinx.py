@@ -12,8 +12,15 @@ from tests.speech_fixtures import entries, frames, grammar_phrases, pcm
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.loader import load_file
+from voiceivr.dialplan.model import Routing
 from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError
-from voiceivr.speech.stt.pocketsphinx_stt import CONF_WHOLE_PHRASE, PocketsphinxEngine, SttModelError
+from voiceivr.speech.stt.pocketsphinx_stt import (
+    CALIBRATION,
+    UNSCORED_CONFIDENCE,
+    PocketsphinxEngine,
+    SttModelError,
+    calibrated,
+)
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +73,7 @@ def test_digital_silence_around_speech_does_not_break_it(engine: PocketsphinxEng
     for frame in split_frames(audio, 8000):
         stream.feed(frame)
     result = stream.finish()
-    assert result.text == "check my balance" and result.confidence == CONF_WHOLE_PHRASE
+    assert result.text == "check my balance" and result.confidence >= 0.5
 
 
 def test_16k_input_and_rate_checks(engine: PocketsphinxEngine) -> None:
@@ -191,5 +198,47 @@ def test_a_pooled_decoder_forgets_the_last_utterance(engine: PocketsphinxEngine)
 
 def test_grammar_decoders_load_no_language_model(engine: PocketsphinxEngine) -> None:
     """Left unset, pocketsphinx loads its default language model into every decoder (+60 MB each, unused)."""
-    decoder = engine._new_decoder(free_speech=False).decoder
+    decoder = engine._new_decoder("grammar").decoder
     assert decoder.config["lm"] is None and decoder.config["bestpath"] is False
+
+
+def test_confidence_rejects_out_of_grammar_human_speech_and_accepts_grammar_phrases(
+    engine: PocketsphinxEngine,
+) -> None:
+    """The grammar puts a phrase on almost anything; the score against the phone loop says when it is forced.
+    Measured at the time of writing: 19 of 20 real human recordings of other things (LibriVox readings, ALSA
+    channel names, card names, digits) under routing.speech_accept, 69 of 80 telephone phrases over it."""
+    accept = Routing().speech_accept
+    phrases = grammar_phrases()
+    human = sorted(p.name for p in (ROOT / "tests" / "fixtures" / "audio" / "human").glob("*.wav"))
+    assert len(human) == 20
+    kept_out = sum(recognise(engine, f"human/{h}", phrases)[1] < accept for h in human)
+    assert kept_out >= 18, kept_out
+    cases = [e for e in entries("phrase", "tel") if e["intent"] != "long"]
+    results = [(e, recognise(engine, e["file"], phrases)) for e in cases]
+    accepted = [(e, text) for e, (text, confidence, _) in results if confidence >= accept]
+    assert len(accepted) >= 60, len(accepted)
+    assert all(text == e["text"] for e, text in accepted)  # what passes is right
+
+
+def test_score_and_calibration(engine: PocketsphinxEngine) -> None:
+    stream = engine.stream(8000, grammar_phrases())
+    for frame in frames("human/librivox_0870.wav"):
+        stream.feed(frame)
+    result = stream.finish()
+    assert result.score is not None and result.confidence == pytest.approx(calibrated(result.score))
+    assert calibrated(-1e9) == pytest.approx(0.0) and calibrated(1e9) == pytest.approx(1.0)
+    scores = np.linspace(-30, 10, 41)
+    assert np.all(np.diff([calibrated(s) for s in scores]) > 0)  # a better fit is never less confident
+    a, b = CALIBRATION
+    assert calibrated(-b / a) == pytest.approx(0.5)
+
+
+def test_scoring_off_gives_the_fixed_confidence(engine: PocketsphinxEngine) -> None:
+    plain = PocketsphinxEngine(score_grammar_results=False)
+    e = next(x for x in entries("phrase", "tel") if x["intent"] == "check_balance" and "piper" in x["voice"])
+    stream = plain.stream(8000, grammar_phrases())
+    for frame in frames(e["file"]):
+        stream.feed(frame)
+    result = stream.finish()
+    assert result.text == "check my balance" and result.confidence == UNSCORED_CONFIDENCE and result.score is None

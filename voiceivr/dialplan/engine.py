@@ -642,7 +642,7 @@ class Conversation:
     def _menu_text(self, u: Utterance) -> None:
         node = self.plan.node(self.node_id)
         cands = [r.intent for r in node.routes] + list(self.plan.globals)
-        decision = self.router.route(u.text, cands)
+        decision = self.router.route(u.text, cands, self._recognition(u))
         self._intent_event(decision, cands)
         if decision.intent is None:
             self._no_match("no confident intent")
@@ -664,7 +664,7 @@ class Conversation:
         spec = self.plan.slots[self.slot]
         node = self.plan.node(self.node_id)
         # Globals first when they are unmistakable (tiers 0-1), so "agent" is never read as free text.
-        g = self._route_globals(u.text, cheap_only=True)
+        g = self._route_globals(u.text, cheap_only=True, recognition=self._recognition(u))
         if g is not None:
             self._global(g.intent or "", g)
             return
@@ -695,7 +695,7 @@ class Conversation:
         if parsed is not None:
             self._invalid_value(spec)
             return
-        g = self._route_globals(u.text, cheap_only=False)
+        g = self._route_globals(u.text, cheap_only=False, recognition=self._recognition(u))
         if g is not None:
             self._global(g.intent or "", g)
             return
@@ -731,7 +731,7 @@ class Conversation:
             self._prompt(self.plan.messages.confirm_retry, "reprompt")
             self._relisten()
             return
-        g = self._route_globals(u.text, cheap_only=True)
+        g = self._route_globals(u.text, cheap_only=True, recognition=self._recognition(u))
         if g is not None:
             self._global(g.intent or "", g)
             return
@@ -1201,11 +1201,16 @@ class Conversation:
 
     # === globals, fallbacks, checkpoints ===================================================================
 
-    def _route_globals(self, text: str, cheap_only: bool) -> RoutingDecision | None:
+    @staticmethod
+    def _recognition(u: Utterance) -> float:
+        """How sure the recogniser is of the words: spoken words carry its calibrated confidence."""
+        return u.confidence if u.kind == "speech" else 1.0
+
+    def _route_globals(self, text: str, cheap_only: bool, recognition: float = 1.0) -> RoutingDecision | None:
         cands = list(self.plan.globals)
         if not cands:
             return None
-        decision = self.router.route(text, cands)
+        decision = self.router.route(text, cands, recognition)
         if decision.intent is None or (cheap_only and (decision.tier or 0) > 1):
             return None
         self._intent_event(decision, cands)

@@ -143,7 +143,11 @@ class Routing:
     margin: float = 0.04  # tiers 1-2: the best intent must beat the runner-up by this much
     llm_accept: float = 0.70  # tier 3: the model's own confidence
     # a slot value recognised below this is not taken: asking again beats reading back a wrong amount
-    slot_min_confidence: float = 0.4
+    slot_min_confidence: float = 0.2
+    # tier 0 on speech: a grammar result recognised below this calibrated confidence (the probability that it
+    # is right, docs/speech.md) is not taken: the grammar forces every utterance onto some phrase, and a
+    # reprompt is better than a wrong task. Typed text and keys are not affected.
+    speech_accept: float = 0.6
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 =====  ====================================  ===============================================
 tier   how                                   accepts when
 =====  ====================================  ===============================================
-0      DTMF key; the utterance *is* one of   always (confidence 1.0)
-       the dialplan's example phrases
+0      DTMF key; the utterance *is* one of   a key always; words when the recogniser's
+       the dialplan's example phrases        confidence >= routing.speech_accept
 1      keyword phrases, fuzzy match to the   score >= routing.fuzzy_accept and it beats the
        examples (rapidfuzz)                  runner-up by routing.margin
 2      sentence embeddings (MiniLM) against  cosine >= routing.embedding_accept, and margin
        the examples                          over the runner-up
 3      an LLM (OpenAI-compatible), optional  the model's confidence >= routing.llm_accept
 =====  ====================================  ===============================================
+
+Early exit: a spoken result under routing.speech_accept ends routing with no intent. Its words are the
+grammar's nearest phrase, not what was said, so tiers 1-2 would only map the same phrase back to the same
+intent; the engine reprompts instead.
 
 Each tier that ran is recorded with its best guess, confidence and cost in seconds, so a call's trace
 shows why it went where it went and what it cost. When no tier accepts, the decision has no intent: the
@@ -114,13 +118,19 @@ class IntentRouter:
 
     # -- the tiers --
 
-    def route(self, text: str, candidates: Sequence[str]) -> RoutingDecision:
-        """The intent among ``candidates`` (names of intents and global intents) that ``text`` asks for."""
+    def route(self, text: str, candidates: Sequence[str], recognition: float = 1.0) -> RoutingDecision:
+        """The intent among ``candidates`` (names of intents and global intents) that ``text`` asks for.
+        ``recognition``: the recogniser's calibrated confidence in ``text`` (1.0 for typed text and keys)."""
         cands = [c for c in candidates if c in self.phrases]
         norm = normalise(text)
         results: list[TierResult] = []
         if not norm or not cands:
             return RoutingDecision(None, None, 0.0, 0.0, ())
+        if recognition < self.routing.speech_accept:
+            guess = self._tier0(norm, cands).intent
+            unsure = TierResult(0, guess, round(recognition, 4), 0.0, False,
+                                note="recognition below routing.speech_accept")
+            return RoutingDecision(None, None, recognition, 0.0, (unsure,))
         for tier in self.tiers:
             t0 = self.timer()
             if tier == 0:

@@ -85,6 +85,9 @@ class SttResult:
     audio_seconds: float = 0.0  # audio consumed for this result
     decode_seconds: float = 0.0  # time from finish() to the final result (finals only)
     words: tuple[str, ...] = ()
+    # The engine's raw evidence behind ``confidence``, for calibration and traces (None: the engine has none).
+    # pocketsphinx grammars: (grammar path - phone-loop path) per 10 ms frame, log base 1.0001.
+    score: float | None = None
 
 
 @dataclass(frozen=True)

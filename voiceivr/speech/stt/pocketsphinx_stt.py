@@ -11,13 +11,14 @@ ship inside the PyPI wheel, so it works offline out of the box.
   noise floor is added at the input rate (:data:`NOISE_FLOOR_LSB`): exact digital zeros (idle mu-law, TTS
   audio) otherwise throw the energy cepstrum far from the preset and recognition fails (8 espeak prompts
   padded with digital silence: 3/8 right without, 8/8 with).
-- Confidence (grammar mode), calibrated on the fixtures: pocketsphinx's lattice posterior (``get_prob``)
-  does not separate right from wrong results under a grammar (median 0.16 for both), but whether the
-  decoder ended on a whole grammar phrase does: :data:`CONF_WHOLE_PHRASE` when it did (89 of 96 were
-  right, telephone and noisy fixtures and out-of-grammar human speech together), :data:`CONF_PART_PHRASE`
-  when it stopped inside one (0 of 16 were right), 0 for no result. Free speech: the lattice posterior.
-  (Measured before the grammar decoders dropped the lattice best path; on noisy lines a whole phrase is now
-  wrong more often: docs/speech.md.)
+- Confidence (grammar mode): a grammar always ends on *some* phrase, so whether it did says little (the
+  grammar's best phrase was wrong for about half of the menu turns of the understanding evaluation). What
+  does separate right from wrong is how much worse the grammar's path explains the audio than an
+  unconstrained one: a phone-loop decoder (the wheel's en-us phone language model) is fed the same frames
+  while the caller speaks, and the score is (grammar path - phone-loop path) per 10 ms frame
+  (:attr:`SttResult.score`). :func:`calibrated` maps it to a probability of being right with a logistic
+  fitted on the development set (:data:`CALIBRATION`). A result that stopped inside a phrase is capped at
+  :data:`CONF_PART_PHRASE`; no result is 0. Free speech: the lattice posterior.
 - It does **not** release the GIL while decoding: in a process that carries live media use it through
   :mod:`voiceivr.speech.stt.remote` (``speech.stt_workers``). Figures in docs/speech.md.
 
@@ -31,7 +32,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,8 +50,21 @@ TELEPHONE_CMN = "44.84,24.74,-51.47,37.32,-29.21,-11.09,12.47,-37.57,14.52,-16.0
 PARTIAL_EVERY_S = 0.2  # how often feed() returns a partial hypothesis
 NOISE_FLOOR_LSB = 58.0  # -55 dBFS of white noise in the input band: the floor TELEPHONE_CMN was measured with
 MAX_GRAMMARS_PER_DECODER = 64
-CONF_WHOLE_PHRASE = 0.8
-CONF_PART_PHRASE = 0.2
+UNSCORED_CONFIDENCE = 0.8  # a whole phrase when scoring is off (PocketsphinxEngine(score_grammar_results=False))
+CONF_PART_PHRASE = 0.2  # the most a result that stopped inside a phrase can get (0 of 16 such were right)
+# The phone-loop decoder's beams: 1e-20 separates better on noisy lines than 1e-10 (AUC 0.84 vs 0.77 on the
+# development menu turns, clean + pink 10 dB) but costs 36-50 instead of 12-14 ms of CPU per second of speech.
+PHONE_LOOP_BEAM = 1e-15
+# Logistic calibration of the score: P(right) = 1 / (1 + exp(-(A * score + B))). Fitted on the development
+# set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md.
+CALIBRATION = (0.2026, 0.9895)
+
+
+def calibrated(score: float, calibration: tuple[float, float] = CALIBRATION) -> float:
+    """The probability that a grammar result is right, from its score against the phone loop."""
+    a, b = calibration
+    z = max(-60.0, min(60.0, a * score + b))
+    return float(1.0 / (1.0 + np.exp(-z)))
 
 
 class SttModelError(VoiceivrError):
@@ -67,12 +81,16 @@ def _wheel_model() -> Path:
     return Path(get_model_path())
 
 
-class _Decoder:
-    """One pocketsphinx Decoder and the grammars already compiled into it."""
+DecoderKind = Literal["grammar", "free", "phone"]
 
-    def __init__(self, decoder: Any, free_speech: bool) -> None:
+
+class _Decoder:
+    """One pocketsphinx Decoder and the grammars already compiled into it. ``kind``: grammars, free speech
+    (the general language model) or the phone loop that a grammar result is scored against."""
+
+    def __init__(self, decoder: Any, kind: DecoderKind) -> None:
         self.decoder = decoder
-        self.free_speech = free_speech
+        self.kind = kind
         # search name -> (phrases, run words, run range): what a whole utterance of it looks like
         self.grammars: dict[str, tuple[list[str], list[str], tuple[int, int] | None, str | None]] = {}
 
@@ -87,6 +105,9 @@ class PocketsphinxStream(SttStream):
         # the floor always lies in the telephone band: made at 8 kHz, upsampled for 16 kHz input
         self._noise_up = StreamResampler(8000, rate) if rate != 8000 else None
         self._grammar = dec.grammars.get(search) if search else None
+        # The phone loop hears the same frames as the grammar, while the caller speaks: the score costs no
+        # time after the end of speech.
+        self._phone = engine._borrow("phone") if search is not None and engine.score_grammar_results else None
         self._samples = 0
         self._since_partial = 0
         self._done = False
@@ -95,7 +116,7 @@ class PocketsphinxStream(SttStream):
         d = dec.decoder
         if search is not None:
             d.activate_search(search)
-        elif dec.free_speech:
+        elif dec.kind == "free":
             d.activate_search("_default")
         # A pooled decoder carries the front end's noise estimate from its last utterance into the next:
         # the same audio then decodes differently depending on which call used the decoder before (the
@@ -104,6 +125,12 @@ class PocketsphinxStream(SttStream):
         if engine.cmn:
             d.set_cmn(engine.cmn)
         d.start_utt()
+        if self._phone is not None:
+            self._phone.decoder.reinit_feat()
+            if engine.cmn:
+                self._phone.decoder.set_cmn(engine.cmn)
+            self._phone.decoder.start_utt()
+        self._phone_open = self._phone is not None
 
     def _floor(self, pcm: np.ndarray) -> np.ndarray:
         """Add the noise floor at the input rate, before upsampling: noise above the telephone band would be
@@ -118,7 +145,10 @@ class PocketsphinxStream(SttStream):
         return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
 
     def _process(self, pcm: np.ndarray) -> None:
-        self._dec.decoder.process_raw(pcm.astype("<i2").tobytes(), False, False)
+        raw = pcm.astype("<i2").tobytes()
+        self._dec.decoder.process_raw(raw, False, False)
+        if self._phone is not None:
+            self._phone.decoder.process_raw(raw, False, False)
 
     def feed(self, frame: Frame) -> SttResult | None:
         if self._done:
@@ -153,10 +183,13 @@ class PocketsphinxStream(SttStream):
             d.end_utt()
             hyp = d.hyp()
             text = hyp.hypstr.strip() if hyp is not None else ""
+            score = self._score_against_phone_loop(hyp) if text else None
             if not text:
                 confidence = 0.0
             elif self._grammar is not None:
-                confidence = CONF_WHOLE_PHRASE if accepts(text, *self._grammar) else CONF_PART_PHRASE
+                confidence = calibrated(score) if score is not None else UNSCORED_CONFIDENCE
+                if not accepts(text, *self._grammar):
+                    confidence = min(confidence, CONF_PART_PHRASE)
             else:
                 confidence = float(d.get_prob())
         finally:
@@ -169,7 +202,23 @@ class PocketsphinxStream(SttStream):
             audio_seconds=self._samples / self._rate,
             decode_seconds=time.perf_counter() - t0,
             words=tuple(text.split()),
+            score=score,
         )
+
+    def _score_against_phone_loop(self, hyp: Any) -> float | None:
+        """(grammar path - phone-loop path) per frame, in the decoder's log units (base 1.0001): 0 when the
+        grammar explains the audio as well as free phones do, very negative when it forced the words on."""
+        if self._phone is None or hyp is None:
+            return None
+        ph = self._phone.decoder
+        ph.end_utt()
+        self._phone_open = False
+        phone_hyp = ph.hyp()
+        frames = ph.n_frames()
+        if phone_hyp is None or frames <= 0 or hyp.score <= 0.0 or phone_hyp.score <= 0.0:
+            return None  # the Python binding returns exp(log score): 0 is an underflow, not a score
+        log = ph.get_logmath()
+        return float(log.log(hyp.score) - log.log(phone_hyp.score)) / frames
 
     def cancel(self) -> None:
         if self._done:
@@ -182,6 +231,12 @@ class PocketsphinxStream(SttStream):
     def _release(self) -> None:
         self._done = True
         self._engine._give_back(self._dec)
+        if self._phone is not None:
+            phone, self._phone = self._phone, None
+            if self._phone_open:
+                self._phone_open = False
+                phone.decoder.end_utt()
+            self._engine._give_back(phone)
 
 
 class PocketsphinxEngine(SttEngine):
@@ -195,6 +250,7 @@ class PocketsphinxEngine(SttEngine):
         extra_dictionary: str = "",
         language_model: str = "",
         cmn: str | None = TELEPHONE_CMN,
+        score_grammar_results: bool = True,
     ) -> None:
         base = _wheel_model()
         self.model = Path(model) if model else base / "en-us" / "en-us"
@@ -202,6 +258,10 @@ class PocketsphinxEngine(SttEngine):
         self.language_model = Path(language_model) if language_model else base / "en-us" / "en-us.lm.bin"
         self.extra_dictionary = Path(extra_dictionary) if extra_dictionary else None
         self.cmn = cmn
+        self.score_grammar_results = score_grammar_results
+        self.phone_lm = base / "en-us" / "en-us-phone.lm.bin"
+        if score_grammar_results and not self.phone_lm.is_file():
+            raise SttModelError(f"the phone language model {self.phone_lm} is missing from the pocketsphinx wheel")
         for path, setting_name, want_dir in (
             (self.model, "speech.pocketsphinx_model", True),
             (self.dictionary, "speech.pocketsphinx_dict", False),
@@ -214,8 +274,10 @@ class PocketsphinxEngine(SttEngine):
             )
         self._extra_words = self._read_extra_dictionary()
         self._lock = threading.Lock()
-        self._idle: dict[bool, list[_Decoder]] = {False: [], True: []}
-        self._give_back(self._new_decoder(free_speech=False))  # fail at start-up, not on the first turn
+        self._idle: dict[DecoderKind, list[_Decoder]] = {"grammar": [], "free": [], "phone": []}
+        self._give_back(self._new_decoder("grammar"))  # fail at start-up, not on the first turn
+        if score_grammar_results:
+            self._give_back(self._new_decoder("phone"))
 
     def _read_extra_dictionary(self) -> dict[str, str]:
         if self.extra_dictionary is None:
@@ -239,10 +301,14 @@ class PocketsphinxEngine(SttEngine):
             words[parts[0].lower()] = " ".join(parts[1:]).upper()
         return words
 
-    def _new_decoder(self, free_speech: bool) -> _Decoder:
+    def _new_decoder(self, kind: DecoderKind) -> _Decoder:
         from pocketsphinx import Config, Decoder
 
-        if free_speech:
+        if kind == "phone":
+            # Scores a grammar result (docs/speech.md); it never needs the dictionary's words.
+            config = Config(hmm=str(self.model), dict=str(self.dictionary), allphone=str(self.phone_lm),
+                            loglevel="FATAL", bestpath=False, beam=PHONE_LOOP_BEAM, pbeam=PHONE_LOOP_BEAM)
+        elif kind == "free":
             config = Config(hmm=str(self.model), dict=str(self.dictionary), lm=str(self.language_model),
                             loglevel="FATAL", bestpath=True)
         else:
@@ -260,37 +326,38 @@ class PocketsphinxEngine(SttEngine):
             raise SttModelError(
                 f"pocketsphinx cannot load its model from {self.model} (setting speech.pocketsphinx_model): {exc}"
             ) from None
-        for word, phones in self._extra_words.items():
-            try:
-                decoder.add_word(word, phones, False)
-            except (RuntimeError, ValueError) as exc:
-                raise SttModelError(
-                    f"bad pronunciation {phones!r} for {word!r} in {self.extra_dictionary} "
-                    f"(setting speech.pocketsphinx_extra_dict): {exc}"
-                ) from None
-        return _Decoder(decoder, free_speech)
+        if kind != "phone":
+            for word, phones in self._extra_words.items():
+                try:
+                    decoder.add_word(word, phones, False)
+                except (RuntimeError, ValueError) as exc:
+                    raise SttModelError(
+                        f"bad pronunciation {phones!r} for {word!r} in {self.extra_dictionary} "
+                        f"(setting speech.pocketsphinx_extra_dict): {exc}"
+                    ) from None
+        return _Decoder(decoder, kind)
 
-    def _borrow(self, free_speech: bool) -> _Decoder:
+    def _borrow(self, kind: DecoderKind) -> _Decoder:
         with self._lock:
-            idle = self._idle[free_speech]
+            idle = self._idle[kind]
             if idle:
                 return idle.pop()
-        if free_speech and not self.language_model.is_file():
+        if kind == "free" and not self.language_model.is_file():
             raise SttModelError(
                 f"language model {self.language_model} does not exist (setting speech.pocketsphinx_lm)"
             )
-        return self._new_decoder(free_speech)
+        return self._new_decoder(kind)
 
     def _give_back(self, dec: _Decoder) -> None:
         with self._lock:
-            self._idle[dec.free_speech].append(dec)
+            self._idle[dec.kind].append(dec)
 
     def known(self, word: str) -> bool:
         with self._lock:
-            idle = self._idle[False]
+            idle = self._idle["grammar"]
             dec = idle[-1] if idle else None
         if dec is None:
-            dec = self._borrow(False)
+            dec = self._borrow("grammar")
             try:
                 return dec.decoder.lookup_word(word) is not None
             finally:
@@ -316,9 +383,9 @@ class PocketsphinxEngine(SttEngine):
         if rate not in (8000, 16000):
             raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")
         if grammar is None:
-            return PocketsphinxStream(self, self._borrow(True), rate, None)
+            return PocketsphinxStream(self, self._borrow("free"), rate, None)
         search, phrases, words = self.compile(grammar, repeat, sequence, builtin)
-        dec = self._borrow(False)
+        dec = self._borrow("grammar")
         try:
             if search not in dec.grammars:
                 if len(dec.grammars) >= MAX_GRAMMARS_PER_DECODER:
