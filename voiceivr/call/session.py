@@ -51,6 +51,7 @@ from voiceivr.call.secrecy import hides
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsChunk, TtsEngine, VadEngine, WordMark
+from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class CallSession:
         control: CallControl | None = None,
         prompt_cache: Any | None = None,
         stats: StageStats | None = None,
+        denoiser: Denoiser | None = None,
     ) -> None:
         self.call_id = call_id
         self.media = media
@@ -137,6 +139,7 @@ class CallSession:
         self.stt_engine = stt
         self.audio = PromptAudio(tts, prompt_cache)
         self.echo = EchoCanceller(self.rate) if self.s.echo_suppression else None
+        self.denoise = denoiser.stream(self.rate) if denoiser is not None else None  # this call's own state
         self.latency = CallLatencies(call_id, budgets or Budgets())
         if stats is not None:
             self.latency.stats = stats
@@ -208,6 +211,10 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
+        if self.denoise is not None:  # after the echo canceller, which needs the line as it was
+            before = self.denoise.engine_seconds
+            clean = self.denoise.process(clean)
+            self.costs.add("denoise", self.denoise.engine_seconds - before)
         if self._track_levels:
             self._track_level(clean)
         caller = Frame(clean, self.rate, self._now)
@@ -862,6 +869,8 @@ class CallSession:
         if self._playing is not None and self._playing.stream is not None:
             self._playing.stream.cancel()
         self.media.clear()
+        if self.denoise is not None:
+            self.denoise.close()
         self.ended = True
         self.outcome = outcome
         self.end_reason = reason
