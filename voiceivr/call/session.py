@@ -45,6 +45,7 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
+from voiceivr.call.levelgate import LevelGate
 from voiceivr.call.limits import IDLE_REASON, LIMIT_OF_REASON, CallLimits, LimitEnd
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
 from voiceivr.call.secrecy import hides
@@ -109,6 +110,7 @@ class _Turn:
     fed_until: float = float("-inf")  # end of the last frame given to the recogniser
     quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
+    gate_quiet_since: float | None = None  # start of the current run of frames the level gate calls quiet
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
 
 
@@ -176,7 +178,9 @@ class CallSession:
         if self.s.barge_in_hold not in ("energy", "vad", "off"):
             raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
-        self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
+        self._gate = LevelGate(self.s.level_gate_open_db, self.s.level_gate_quiet_db) if self.s.level_gate else None
+        self._vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
+        self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn or self.s.level_gate
         self.limits = CallLimits(self.s)
         self.ended = False
         self.outcome = ""
@@ -276,9 +280,18 @@ class CallSession:
         self._preroll.append(frame)
         for e in events:
             if e.kind == "start":
+                if self._gate is not None and self._turn is None and not self._gate.loud:
+                    self._vad_unconfirmed = True  # other voices on the line: wait for the caller's level
+                    continue
                 self._speech_started(e.t, e.decided_at)
             else:
+                self._vad_unconfirmed = False
                 self._speech_stopped(e.t)
+        if self._vad_unconfirmed and self._turn is None and self._gate is not None and self._gate.loud:
+            self._vad_unconfirmed = False
+            # the level rose over the background while the VAD heard speech: the caller began about a short
+            # window (100 ms) ago
+            self._speech_started(max(self._now + FRAME_S - 0.1, 0.0), self._now + FRAME_S)
         if self._turn is None and self.s.barge_in and self._playing is not None and self.s.barge_in_hold != "off":
             tentative = self.vad.tentative_onset
             if tentative is not None and not self._is_echo(tentative):
@@ -304,6 +317,10 @@ class CallSession:
         if turn.speaking and self._now - turn.onset >= self.s.max_utterance_s:
             self._end_turn(turn, reason="max_utterance")
             return
+        if turn.speaking and self._gate_says_ended(turn):
+            assert turn.gate_quiet_since is not None
+            self._speech_stopped(turn.gate_quiet_since)
+            self._vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
         if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self._quiet_long_enough(turn):
             # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
             # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
@@ -438,6 +455,15 @@ class CallSession:
             turn.quiet_since = self._now
         waited_ms = (self._now + FRAME_S - turn.quiet_since) * 1000
         return waited_ms >= self.s.fast_end_of_turn_ms and self._complete_phrase(turn.partial)
+
+    def _gate_says_ended(self, turn: _Turn) -> bool:
+        """Has the level stayed at the line's background for level_gate_end_ms while the VAD heard speech?"""
+        if self._gate is None or not self._gate.quiet:
+            turn.gate_quiet_since = None
+            return False
+        if turn.gate_quiet_since is None:
+            turn.gate_quiet_since = self._now
+        return (self._now + FRAME_S - turn.gate_quiet_since) * 1000 >= self.s.level_gate_end_ms
 
     def _listen_for(self, listen: b.Listen) -> None:
         self._listen = listen
@@ -751,6 +777,8 @@ class CallSession:
         x = clean.astype(np.float64)
         level = 10 * np.log10(max(float(np.mean(x * x)), 1.0) / 32768.0**2)
         self._level = level
+        if self._gate is not None:
+            self._gate.feed(level)
         floor = self._noise_floor
         # The floor falls at once and rises slowly (3 dB a second): speech never becomes the floor. It never
         # goes below -70 dBFS, so a line that was digitally silent does not hold the prompt on its first hiss.
