@@ -484,7 +484,7 @@ class CallSettings:
         "whatever the VAD says. The background is a low percentile of the last 3 s of 100 ms levels.",
     )
     level_gate_open_db: float = setting(
-        8.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
+        10.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
         min=0, max=60,
     )
     level_gate_quiet_db: float = setting(

@@ -16,9 +16,16 @@ import math
 from collections import deque
 
 import numpy as np
+import numpy.typing as npt
 
 SHORT_FRAMES = 5  # 100 ms of 20 ms frames: one loud frame of babble is not the caller starting to speak
 UPDATE_EVERY = 5  # frames between recomputing the percentile (its cost is most of the gate's)
+
+
+def level_dbfs(pcm: npt.NDArray[np.int16]) -> float:
+    """A frame's mean power in dBFS (floored at -90: digital silence)."""
+    x = pcm.astype(np.float64)
+    return 10 * math.log10(max(float(np.mean(x * x)) if len(x) else 0.0, 1.0) / 32768.0**2)
 
 
 class LevelGate:

@@ -45,7 +45,7 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
-from voiceivr.call.levelgate import LevelGate
+from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.limits import IDLE_REASON, LIMIT_OF_REASON, CallLimits, LimitEnd
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
 from voiceivr.call.secrecy import hides
@@ -180,7 +180,7 @@ class CallSession:
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
         self._gate = LevelGate(self.s.level_gate_open_db, self.s.level_gate_quiet_db) if self.s.level_gate else None
         self._vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
-        self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn or self.s.level_gate
+        self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
         self.limits = CallLimits(self.s)
         self.ended = False
         self.outcome = ""
@@ -215,6 +215,10 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
+        if self._gate is not None:
+            # before the suppressor: it turns steady babble into bursts over a lower floor, which the gate's
+            # percentile background would take for the caller (measured in docs/speech.md)
+            self._gate.feed(level_dbfs(clean))
         if self.denoise is not None:  # after the echo canceller, which needs the line as it was
             before = self.denoise.engine_seconds
             clean = self.denoise.process(clean)
@@ -774,11 +778,8 @@ class CallSession:
 
     def _track_level(self, clean: Pcm) -> None:
         """The caller channel's level against its noise floor: a sudden rise is the earliest sign of speech."""
-        x = clean.astype(np.float64)
-        level = 10 * np.log10(max(float(np.mean(x * x)), 1.0) / 32768.0**2)
+        level = level_dbfs(clean)
         self._level = level
-        if self._gate is not None:
-            self._gate.feed(level)
         floor = self._noise_floor
         # The floor falls at once and rises slowly (3 dB a second): speech never becomes the floor. It never
         # goes below -70 dBFS, so a line that was digitally silent does not hold the prompt on its first hiss.
