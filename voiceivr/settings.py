@@ -480,18 +480,15 @@ class CallSettings:
         "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "
         "hears as speech without end: a VAD start only opens a turn while the caller's level is level_gate_open_db "
         "over the line's background (else it waits, while the VAD still hears speech, for the level to rise), and "
-        "a turn ends once the level has stayed under the background + level_gate_quiet_db for level_gate_end_ms, "
-        "whatever the VAD says. The background is a low percentile of the last 3 s of 100 ms levels.",
+        "a turn ends once the level has not been that loud for level_gate_end_ms, whatever the VAD says. The "
+        "background is the 20th percentile of the last 3 s of 100 ms levels (voiceivr/call/levelgate.py).",
     )
     level_gate_open_db: float = setting(
-        10.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
+        12.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
         min=0, max=60,
     )
-    level_gate_quiet_db: float = setting(
-        4.0, "Level under which (over the background) the caller is taken to be silent.", min=0, max=60,
-    )
     level_gate_end_ms: int = setting(
-        1000, "Quiet by level this long ends a turn the VAD still hears speech in (longer than the VAD's own end "
+        1000, "Not loud by level this long ends a turn the VAD still hears speech in (longer than the VAD's own end "
         "plus end_of_turn_ms on a quiet line, so that it only decides where the VAD cannot).", min=100, max=10000,
     )
     max_utterance_s: float = setting(

@@ -4,10 +4,13 @@ Silero hears any voice as speech, so with people talking behind the caller (babb
 ends: a turn opened on the babble ran to ``call.max_utterance_s`` and swallowed the caller's request. What
 tells the caller from the babble is level: the caller is near the phone, the others are not (the evaluation's
 babble is 10 dB under the caller). The gate keeps the line's background level, the ``percentile`` of the last
-``window_s`` of 100 ms levels, and answers two questions for the session: is the line ``loud`` now (``open_db``
-over the background: a VAD start there is the caller), and is it ``quiet`` (under ``background + quiet_db``:
-whatever the VAD says, the caller is not speaking). The background includes the caller's own words; a low
-percentile over a few seconds stays on the pauses between them.
+``window_s`` of 100 ms levels, and answers one question for the session: is the line ``loud`` now, ``open_db``
+over the background? A VAD start is the caller's only while it is; a turn during which it has not been for a
+while is over, whatever the VAD says. (Quiet by a margin over the background does not work for the end: babble's
+100 ms level wanders several dB about its mean, so a run of "quiet" frames keeps being broken.) The background
+includes the caller's own words; a low percentile over a few seconds stays on the pauses between them. For the
+first ``warmup_s`` of a call the background is not known yet and everything is loud: the VAD decides alone, as
+it did before the gate (a caller may answer a short greeting within a second).
 """
 
 from __future__ import annotations
@@ -29,11 +32,11 @@ def level_dbfs(pcm: npt.NDArray[np.int16]) -> float:
 
 
 class LevelGate:
-    def __init__(self, open_db: float, quiet_db: float, window_s: float = 3.0, percentile: float = 20.0,
+    def __init__(self, open_db: float, window_s: float = 3.0, percentile: float = 20.0, warmup_s: float = 1.0,
                  frame_s: float = 0.02) -> None:
         self.open_db = open_db
-        self.quiet_db = quiet_db
         self.percentile = percentile
+        self._warmup = round(warmup_s / frame_s)
         self._powers: deque[float] = deque(maxlen=SHORT_FRAMES)
         self._history: deque[float] = deque(maxlen=max(SHORT_FRAMES, round(window_s / frame_s)))
         self._n = 0
@@ -51,8 +54,4 @@ class LevelGate:
 
     @property
     def loud(self) -> bool:
-        return self.level >= self.background + self.open_db
-
-    @property
-    def quiet(self) -> bool:
-        return self.level < self.background + self.quiet_db
+        return self._n < self._warmup or self.level >= self.background + self.open_db

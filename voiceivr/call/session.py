@@ -110,7 +110,7 @@ class _Turn:
     fed_until: float = float("-inf")  # end of the last frame given to the recogniser
     quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
-    gate_quiet_since: float | None = None  # start of the current run of frames the level gate calls quiet
+    gate_quiet_since: float | None = None  # end of the turn's last frame the level gate called loud
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
 
 
@@ -178,7 +178,7 @@ class CallSession:
         if self.s.barge_in_hold not in ("energy", "vad", "off"):
             raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
-        self._gate = LevelGate(self.s.level_gate_open_db, self.s.level_gate_quiet_db) if self.s.level_gate else None
+        self._gate = LevelGate(self.s.level_gate_open_db) if self.s.level_gate else None
         self._vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
         self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
         self.limits = CallLimits(self.s)
@@ -461,8 +461,8 @@ class CallSession:
         return waited_ms >= self.s.fast_end_of_turn_ms and self._complete_phrase(turn.partial)
 
     def _gate_says_ended(self, turn: _Turn) -> bool:
-        """Has the level stayed at the line's background for level_gate_end_ms while the VAD heard speech?"""
-        if self._gate is None or not self._gate.quiet:
+        """Has the caller not been loud over the line's background for level_gate_end_ms, whatever the VAD says?"""
+        if self._gate is None or self._gate.loud:
             turn.gate_quiet_since = None
             return False
         if turn.gate_quiet_since is None:
