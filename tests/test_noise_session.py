@@ -105,7 +105,7 @@ def test_babble_on_the_line_no_longer_holds_the_turn_open(tmp_path: Path) -> Non
     assert first.text != "check my balance"
 
     brain = menu_brain()
-    session = make(brain, tmp_path)
+    session = make(brain, tmp_path, call=CallSettings(level_gate=True))
     drive(session, noisy, tail_s=0.0)
     finals = [e for e in session.timeline if isinstance(e, ev.TranscriptFinal) and not e.ignored]
     assert finals, [type(e).__name__ for e in session.timeline]

@@ -476,7 +476,7 @@ class CallSettings:
         min=0, max=96,
     )
     level_gate: bool = setting(
-        True,
+        False,
         "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "
         "hears as speech without end: a VAD start only opens a turn while the caller's level is level_gate_open_db "
         "over the line's background (else it waits, while the VAD still hears speech, for the level to rise), and "
