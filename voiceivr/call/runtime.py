@@ -34,6 +34,7 @@ from voiceivr.dialplan.store import LiveDialplans, NoLiveDialplan
 from voiceivr.policy.gate import CallGate, SessionBinding
 from voiceivr.settings import Settings
 from voiceivr.speech.base import SttEngine, TtsEngine, VadEngine
+from voiceivr.speech.denoise import build_denoiser
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class CallRuntime:
         self.settings = settings
         self.db = db
         self.vad, self.stt, self.tts, self.prompt_cache = vad, stt, tts, prompt_cache
+        self.denoiser = build_denoiser(settings.speech.noise_suppression)  # per process; a stream per call
         self.registry = registry
         self.services = services
         self.store = store
@@ -185,6 +187,7 @@ class CallRuntime:
             media=media,
             brain=brain,
             vad=self.vad,
+            denoiser=self.denoiser,
             stt=self.stt,
             tts=self.tts,
             settings=self.settings.call,

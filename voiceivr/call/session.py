@@ -45,12 +45,14 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
+from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.limits import IDLE_REASON, LIMIT_OF_REASON, CallLimits, LimitEnd
 from voiceivr.call.media import InboundFrame, MediaChannel, PlayedMark
 from voiceivr.call.secrecy import hides
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsChunk, TtsEngine, VadEngine, WordMark
+from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +110,7 @@ class _Turn:
     fed_until: float = float("-inf")  # end of the last frame given to the recogniser
     quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
+    gate_quiet_since: float | None = None  # end of the turn's last frame the level gate called loud
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
 
 
@@ -126,6 +129,7 @@ class CallSession:
         control: CallControl | None = None,
         prompt_cache: Any | None = None,
         stats: StageStats | None = None,
+        denoiser: Denoiser | None = None,
     ) -> None:
         self.call_id = call_id
         self.media = media
@@ -137,6 +141,7 @@ class CallSession:
         self.stt_engine = stt
         self.audio = PromptAudio(tts, prompt_cache)
         self.echo = EchoCanceller(self.rate) if self.s.echo_suppression else None
+        self.denoise = denoiser.stream(self.rate) if denoiser is not None else None  # this call's own state
         self.latency = CallLatencies(call_id, budgets or Budgets())
         if stats is not None:
             self.latency.stats = stats
@@ -173,6 +178,8 @@ class CallSession:
         if self.s.barge_in_hold not in ("energy", "vad", "off"):
             raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {self.s.barge_in_hold!r}")
         self._hold_confirm_s = self.s.barge_in_hold_confirm_ms / 1000 if self.s.barge_in_hold == "energy" else 0.0
+        self._gate = LevelGate(self.s.level_gate_open_db) if self.s.level_gate else None
+        self._vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
         self._track_levels = self.s.barge_in_hold == "energy" or self.s.energy_end_of_turn
         self.limits = CallLimits(self.s)
         self.ended = False
@@ -208,6 +215,14 @@ class CallSession:
         else:
             clean = mic
             self._dominant.append(True)
+        if self._gate is not None:
+            # before the suppressor: it turns steady babble into bursts over a lower floor, which the gate's
+            # percentile background would take for the caller (measured in docs/speech.md)
+            self._gate.feed(level_dbfs(clean))
+        if self.denoise is not None:  # after the echo canceller, which needs the line as it was
+            before = self.denoise.engine_seconds
+            clean = self.denoise.process(clean)
+            self.costs.add("denoise", self.denoise.engine_seconds - before)
         if self._track_levels:
             self._track_level(clean)
         caller = Frame(clean, self.rate, self._now)
@@ -269,9 +284,18 @@ class CallSession:
         self._preroll.append(frame)
         for e in events:
             if e.kind == "start":
+                if self._gate is not None and self._turn is None and not self._gate.loud:
+                    self._vad_unconfirmed = True  # other voices on the line: wait for the caller's level
+                    continue
                 self._speech_started(e.t, e.decided_at)
             else:
+                self._vad_unconfirmed = False
                 self._speech_stopped(e.t)
+        if self._vad_unconfirmed and self._turn is None and self._gate is not None and self._gate.loud:
+            self._vad_unconfirmed = False
+            # the level rose over the background while the VAD heard speech: the caller began about a short
+            # window (100 ms) ago
+            self._speech_started(max(self._now + FRAME_S - 0.1, 0.0), self._now + FRAME_S)
         if self._turn is None and self.s.barge_in and self._playing is not None and self.s.barge_in_hold != "off":
             tentative = self.vad.tentative_onset
             if tentative is not None and not self._is_echo(tentative):
@@ -297,6 +321,10 @@ class CallSession:
         if turn.speaking and self._now - turn.onset >= self.s.max_utterance_s:
             self._end_turn(turn, reason="max_utterance")
             return
+        if turn.speaking and self._gate_says_ended(turn):
+            assert turn.gate_quiet_since is not None
+            self._speech_stopped(turn.gate_quiet_since)
+            self._vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
         if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self._quiet_long_enough(turn):
             # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
             # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
@@ -431,6 +459,15 @@ class CallSession:
             turn.quiet_since = self._now
         waited_ms = (self._now + FRAME_S - turn.quiet_since) * 1000
         return waited_ms >= self.s.fast_end_of_turn_ms and self._complete_phrase(turn.partial)
+
+    def _gate_says_ended(self, turn: _Turn) -> bool:
+        """Has the caller not been loud over the line's background for level_gate_end_ms, whatever the VAD says?"""
+        if self._gate is None or self._gate.loud:
+            turn.gate_quiet_since = None
+            return False
+        if turn.gate_quiet_since is None:
+            turn.gate_quiet_since = self._now
+        return (self._now + FRAME_S - turn.gate_quiet_since) * 1000 >= self.s.level_gate_end_ms
 
     def _listen_for(self, listen: b.Listen) -> None:
         self._listen = listen
@@ -741,8 +778,7 @@ class CallSession:
 
     def _track_level(self, clean: Pcm) -> None:
         """The caller channel's level against its noise floor: a sudden rise is the earliest sign of speech."""
-        x = clean.astype(np.float64)
-        level = 10 * np.log10(max(float(np.mean(x * x)), 1.0) / 32768.0**2)
+        level = level_dbfs(clean)
         self._level = level
         floor = self._noise_floor
         # The floor falls at once and rises slowly (3 dB a second): speech never becomes the floor. It never
@@ -862,6 +898,8 @@ class CallSession:
         if self._playing is not None and self._playing.stream is not None:
             self._playing.stream.cancel()
         self.media.clear()
+        if self.denoise is not None:
+            self.denoise.close()
         self.ended = True
         self.outcome = outcome
         self.end_reason = reason
