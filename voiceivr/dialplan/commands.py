@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -107,6 +108,37 @@ def _parse_steps(args: list[str]) -> list[SimInput]:
     return steps
 
 
+class CallStart(click.ParamType):
+    """A date, or a date and time (an offset optional): what ``datetime.fromisoformat`` reads."""
+
+    name = "YYYY-MM-DD[THH:MM[+HH:MM]]"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) == 10:  # a date alone: midday, so the date is the same in every zone around it
+                return dt.datetime.combine(dt.date.fromisoformat(text), dt.time(12, 0))
+            return dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a date (2026-12-24) or a date and time (2026-12-24T16:30, "
+                      "2026-12-24T16:30-05:00)", param, ctx)
+
+
+def _call_start(when: dt.datetime | None, zone: str) -> dt.datetime | None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        tz = ZoneInfo(zone)
+    except (KeyError, ValueError, OSError):
+        raise click.BadParameter(f"unknown time zone {zone!r}; use an IANA name such as America/New_York",
+                                 param_hint="--tz") from None
+    if when is None:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=tz)
+
+
 def _step(kind: str, value: str) -> SimInput:
     if kind == "dtmf" and (not value or not set(value) <= DTMF_KEYS):
         raise click.UsageError(f"--dtmf {value!r}: keys are 0-9, * and #")
@@ -118,10 +150,14 @@ def _step(kind: str, value: str) -> SimInput:
 @click.option("--json", "as_json", is_flag=True, help="Print the whole trace as JSON.")
 @click.option("--tiers", type=TierList(), default=None,
               help="Router tiers, e.g. 0,1 (default: the dialplan.tiers setting).")
-@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="The date the caller lives in (YYYY-MM-DD), for date slots.")
+@click.option("--today", type=CallStart(), default=None,
+              help="When the call starts: YYYY-MM-DD for date slots (12:00 for business hours), or "
+                   "YYYY-MM-DDTHH:MM[+HH:MM] for schedule: nodes too.")
+@click.option("--tz", "zone", default="UTC", show_default=True,
+              help="The time zone of a --today without an offset (an IANA name, e.g. America/New_York).")
 @click.pass_context
-def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | None, today: dt.datetime | None) -> None:
+def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | None, today: dt.datetime | None,
+             zone: str) -> None:
     """Run a text conversation through the engine, in order:
 
     voiceivr dialplan simulate FILE --say "what's my balance" --dtmf 10000001 --dtmf 1234 --say savings
@@ -155,8 +191,9 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
         note = f"note: no database ({exc}); actions that need one will fail"
     call_id = str(uuid.uuid4())
     gate = gate_for(registry, db, SessionBinding(call_id=call_id), settings=app.settings)
-    day = today.date() if today else None
-    result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=day, registry=registry)
+    now = _call_start(today, zone)
+    result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=now.date() if now else None,
+                     now=now, registry=registry)
     from voiceivr.dialplan.gates import NO_SAFE_PATH, LowRiskOnlyGate
 
     if isinstance(gate, LowRiskOnlyGate):

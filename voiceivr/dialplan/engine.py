@@ -2,7 +2,8 @@
 
 The call session (or ``voiceivr dialplan simulate``, or a test) feeds it inputs and gets back a :class:`Step`
 saying what to do. It has no threads, never sleeps, reads no clock of its own (times come with the inputs;
-``today`` is injected for dates) and does I/O only through the objects it is given: the
+``today`` is injected for dates, ``now`` -- the call's start -- for business hours) and does I/O only through
+the objects it is given: the
 :class:`~voiceivr.policy.gate.CallGate` (every action) and the :class:`~voiceivr.dialplan.router.IntentRouter`
 (tier 3 may call an LLM).
 
@@ -69,6 +70,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from voiceivr.actions.registry import ActionRegistry
+from voiceivr.dialplan import hours
 from voiceivr.dialplan.freetext import check_address, check_text, extract_address
 from voiceivr.dialplan.model import (
     AGENT,
@@ -81,6 +83,7 @@ from voiceivr.dialplan.model import (
     Fallback,
     Node,
     PromptSpec,
+    ScheduleBranch,
     SlotSpec,
 )
 from voiceivr.dialplan.router import IntentRouter, RoutingDecision
@@ -255,6 +258,7 @@ class Conversation:
         *,
         call_id: str,
         today: dt.date | None = None,
+        now: dt.datetime | None = None,
         registry: ActionRegistry | None = None,
         options: ConversationOptions | None = None,
     ) -> None:
@@ -263,6 +267,11 @@ class Conversation:
         self.router = router
         self.call_id = call_id
         self.today = today or dt.date.today()
+        # The call's start: every schedule: node reads the hours at this moment, so a caller who got in at
+        # 16:59 is not turned away at 17:00 mid-call, and a replay or simulation always takes the same branch.
+        self.started = now if now is not None else dt.datetime.now(dt.UTC)
+        if self.started.tzinfo is None:
+            raise ValueError("Conversation(now=...) must be an aware datetime (give it a time zone)")
         self.registry = registry
         self.options = options or ConversationOptions()
         self.phase: Phase = "idle"
@@ -577,6 +586,8 @@ class Conversation:
         return self._continue(node)
 
     def _continue(self, node: Node) -> tuple[str, str, str] | None:
+        if node.schedule is not None:
+            return self._branch_on_schedule(node.schedule)
         if node.routes:
             self.phase = "menu"
             self._listen_for_intents(node)
@@ -588,6 +599,18 @@ class Conversation:
         else:
             self._goodbye("end of dialplan")
         return None
+
+    def _branch_on_schedule(self, branch: ScheduleBranch) -> tuple[str, str, str]:
+        schedule = self.plan.schedules[branch.schedule]
+        reading = hours.state_at(schedule, self.started)
+        holiday = reading.holiday
+        self._event("schedule", schedule=branch.schedule, state=reading.state,
+                    local=reading.local.isoformat(timespec="minutes"), holiday=holiday.name if holiday else None)
+        said = schedule.emergency.say if reading.state == "emergency" else \
+            holiday.say if holiday is not None and reading.state == "holiday" else None
+        if said is not None:
+            self._prompt(said)
+        return branch.target(reading.state), f"schedule {branch.schedule}: {reading.state}", ""
 
     # === caller input ======================================================================================
 

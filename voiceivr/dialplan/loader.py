@@ -18,6 +18,7 @@ first. What is checked:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping
@@ -27,7 +28,7 @@ from typing import Any
 
 from voiceivr.actions.address import MAX_ADDRESS_CHARS
 from voiceivr.actions.registry import SLOT_TYPES_FOR_PARAM, ActionRegistry
-from voiceivr.dialplan import yamlpos
+from voiceivr.dialplan import hours, yamlpos
 from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS, MAX_TEXT_CHARS
 from voiceivr.dialplan.model import (
     AGENT,
@@ -49,6 +50,7 @@ from voiceivr.dialplan.model import (
     PromptSpec,
     Route,
     Routing,
+    ScheduleBranch,
     SlotSpec,
 )
 from voiceivr.dialplan.slots import FREE_TEXT_TYPES, SLOT_TYPES, Money, Option, extract_money
@@ -304,7 +306,8 @@ class _Builder:
             self.err(Mark(1, 1), "a dialplan is a YAML mapping with name:, start: and nodes:")
             return None
         self.keys(doc, ("name", "description", "start", "main_menu", "login", "vars", "agent", "routing",
-                        "fallback", "messages", "intents", "global_intents", "slots", "nodes"), "the dialplan")
+                        "fallback", "messages", "intents", "global_intents", "slots", "schedules", "nodes"),
+                  "the dialplan")
         name = self.string(doc, "name", "the dialplan", required=True) or ""
         if name and not name.replace("-", "").replace("_", "").isalnum():
             self.err(doc.value_mark("name"), "name must be letters, digits, - and _ (it names published versions)")
@@ -322,13 +325,14 @@ class _Builder:
         intents = self.build_intents(doc)
         globals_ = self.build_globals(doc)
         slots = self.build_slots(doc)
+        schedules = self.build_schedules(doc, vars_)
 
         nodes_raw = self.mapping(doc, "nodes", "the dialplan", required=True)
         infos: dict[str, _NodeInfo] = {}
         if nodes_raw is not None:
             for nid, raw in nodes_raw.items():
                 info = self.build_node(nid, raw, nodes_raw.key_mark(nid), nodes_raw.value_mark(nid), fallback,
-                                       intents, slots, globals_)
+                                       intents, slots, globals_, schedules)
                 if info is not None:
                     infos[nid] = info
         if nodes_raw is not None and not nodes_raw:
@@ -353,6 +357,7 @@ class _Builder:
             name=name, description=description, start=start, main_menu=main_menu, login=login, vars=vars_,
             agent_target=agent_target, intents=intents, globals=globals_, slots=slots,
             nodes={k: v.node for k, v in infos.items()}, routing=routing, messages=messages, fallback=fallback,
+            schedules=schedules,
             source_path=self.file, sha256=sha256_text(self.text),
         )
 
@@ -596,7 +601,8 @@ class _Builder:
 
     def build_node(self, nid: str, raw: Any, key_mark: Mark, value_mark: Mark, base_fallback: Fallback,
                    intents: Mapping[str, IntentSpec], slots: Mapping[str, SlotSpec],
-                   globals_: Mapping[str, GlobalIntent]) -> _NodeInfo | None:
+                   globals_: Mapping[str, GlobalIntent],
+                   schedules: Mapping[str, hours.Schedule] | None = None) -> _NodeInfo | None:
         where = f"node {nid}"
         if nid.startswith("$"):
             self.err(key_mark, f"{where}: node names cannot start with $ ({', '.join(SPECIAL_TARGETS)} are built in)")
@@ -604,7 +610,8 @@ class _Builder:
         if not isinstance(raw, MDict):
             self.err(value_mark, f"{where} must be a mapping (say:, collect:, action:, routes:, goto:, end:)")
             return None
-        self.keys(raw, ("say", "requires", "collect", "action", "routes", "goto", "end", "fallback", "menu"), where)
+        self.keys(raw, ("say", "requires", "collect", "action", "routes", "goto", "end", "fallback", "menu",
+                        "schedule"), where)
         say = tuple(p for p, _ in self.prompts(raw, "say", where))
         requires = self.string(raw, "requires", where)
         if requires is not None and requires != "login":
@@ -639,14 +646,188 @@ class _Builder:
         if goto and routes:
             self.err(raw.key_mark("goto"), f"{where}: goto: and routes: exclude each other (routes wait for the "
                                            "caller, goto moves on at once)")
+        branch = self.build_branch(raw, where, schedules or {})
+        if branch is not None and (goto or routes or end):
+            self.err(raw.key_mark("schedule"), f"{where}: schedule: chooses where to go, so it cannot be combined "
+                                               "with goto:, routes: or end:")
         fallback = self.build_fallback(self.mapping(raw, "fallback", where), f"{where}.fallback", base_fallback)
         menu = self.prompts(raw, "menu", where, kind="menu")
         node = Node(
             id=nid, say=say, requires_login=requires == "login", collect=tuple(collect), action=action,
             routes=routes, goto=goto, end=end,  # type: ignore[arg-type]
-            fallback=fallback, menu=menu[0][0] if menu else None,
+            fallback=fallback, menu=menu[0][0] if menu else None, schedule=branch,
         )
         return _NodeInfo(node=node, raw=raw, mark=key_mark)
+
+    def build_branch(self, raw: MDict, where: str, schedules: Mapping[str, hours.Schedule]) -> ScheduleBranch | None:
+        b = self.mapping(raw, "schedule", where)
+        if b is None:
+            return None
+        w = f"{where}.schedule"
+        self.keys(b, ("name", *hours.STATES), w)
+        name = self.string(b, "name", w, required=True)
+        open_ = self.string(b, "open", w, required=True)
+        closed = self.string(b, "closed", w, required=True)
+        if name is None or open_ is None or closed is None:
+            return None
+        if name not in schedules:
+            self.err(b.value_mark("name"), f"{w}: unknown schedule {name!r}{_suggest(name, schedules)}; declare it "
+                                           "under schedules:")
+            return None
+        emergency = self.string(b, "emergency", w) or schedules[name].emergency.goto or closed
+        return ScheduleBranch(schedule=name, open=open_, closed=closed,
+                              holiday=self.string(b, "holiday", w) or closed, emergency=emergency)
+
+    # -- schedules --
+
+    def build_schedules(self, doc: MDict, vars_: Mapping[str, str]) -> dict[str, hours.Schedule]:
+        raw = self.mapping(doc, "schedules", "the dialplan")
+        out: dict[str, hours.Schedule] = {}
+        if raw is None:
+            return out
+        for name, v in raw.items():
+            try:
+                out[name] = self.build_schedule(name, v, raw, vars_)
+            except _Skip:
+                pass
+        return out
+
+    def build_schedule(self, name: str, v: Any, parent: MDict, vars_: Mapping[str, str]) -> hours.Schedule:
+        where = f"schedules.{name}"
+        if not name.isidentifier():
+            self.err(parent.key_mark(name), f"{where}: a schedule name is letters, digits and _")
+            raise _Skip
+        if not isinstance(v, MDict):
+            self.err(parent.value_mark(name), f"{where} must be a mapping with timezone: and open:")
+            raise _Skip
+        self.keys(v, ("timezone", "open", "holidays", "emergency"), where)
+        zone = self.string(v, "timezone", where, required=True)
+        if zone is None:
+            raise _Skip
+        try:
+            hours.ZoneInfo(zone)
+        except (KeyError, ValueError, OSError):  # not found is a KeyError; "../x" a ValueError
+            self.err(v.value_mark("timezone"), f"{where}.timezone: unknown time zone {zone!r}; use an IANA name "
+                                               "such as America/New_York, Europe/London or UTC")
+            raise _Skip from None
+        week = self.build_week(v, where)
+        holidays = self.build_holidays(v, where, vars_)
+        emergency = self.build_emergency(v, where, vars_)
+        return hours.Schedule(name=name, timezone=zone, week=week, holidays=holidays, emergency=emergency)
+
+    def time_ranges(self, v: Any, mark: Mark, where: str, overnight: bool) -> tuple[hours.TimeRange, ...]:
+        """``"09:00-17:00"``, a list of those, or ``closed``."""
+        if v == "closed" or v is None:
+            return ()
+        items = [(v, mark)] if isinstance(v, str) else \
+            [(item, v.item_mark(i)) for i, item in enumerate(v)] if isinstance(v, MList) else None
+        if items is None:
+            self.err(mark, f"{where} must be a range such as \"09:00-17:00\", a list of them, or closed")
+            return ()
+        out = []
+        for item, imark in items:
+            try:
+                if not isinstance(item, str):
+                    raise hours.BadHours(f"{item!r} is not a time range; write it in quotes as \"09:00-17:00\"")
+                out.append(hours.parse_range(item, overnight=overnight))
+            except hours.BadHours as exc:
+                self.err(imark, f"{where}: {exc}")
+        return tuple(sorted(out))
+
+    def build_week(self, v: MDict, where: str) -> tuple[tuple[hours.TimeRange, ...], ...]:
+        raw = self.mapping(v, "open", where)
+        week: list[tuple[hours.TimeRange, ...]] = [()] * 7
+        if raw is None:
+            return tuple(week)
+        named: dict[int, str] = {}
+        marks: dict[int, Mark] = {}
+        for key, ranges in raw.items():
+            try:
+                days = hours.parse_days(str(key))
+            except hours.BadHours as exc:
+                self.err(raw.key_mark(key), f"{where}.open: {exc}")
+                continue
+            parsed = self.time_ranges(ranges, raw.value_mark(key), f"{where}.open.{key}", overnight=True)
+            for day in days:
+                if day in named:
+                    self.err(raw.key_mark(key), f"{where}.open: {hours.WEEKDAYS[day]} is given twice ({named[day]} "
+                                                f"and {key}); give each day once")
+                    continue
+                named[day] = str(key)
+                marks[day] = raw.value_mark(key)
+                week[day] = parsed
+        for d1, r1, d2, r2 in hours.overlaps(tuple(week)):
+            self.err(marks[d2], f"{where}.open: {hours.WEEKDAYS[d2]} {r2} overlaps {hours.WEEKDAYS[d1]} {r1}; "
+                                "join them into one range")
+        return tuple(week)
+
+    def build_holidays(self, v: MDict, where: str, vars_: Mapping[str, str]) -> dict[dt.date, hours.Holiday]:
+        out: dict[dt.date, hours.Holiday] = {}
+        if "holidays" not in v or v["holidays"] is None:
+            return out
+        raw = v["holidays"]
+        if not isinstance(raw, MList):
+            self.err(v.value_mark("holidays"), f"{where}.holidays must be a list of {{date:, name:}}")
+            return out
+        for i, h in enumerate(raw):
+            w = f"{where}.holidays[{i}]"
+            if not isinstance(h, MDict):
+                self.err(raw.item_mark(i), f"{w} must be a mapping with date: and name:")
+                continue
+            self.keys(h, ("date", "name", "open", "say"), w)
+            day = self.date(h, "date", w)
+            name = self.string(h, "name", w, required=True) or ""
+            ranges = self.time_ranges(h.get("open"), h.value_mark("open"), f"{w}.open", overnight=False)
+            for _, r1, _, r2 in hours.overlaps((ranges, (), (), (), (), (), ())):
+                self.err(h.value_mark("open"), f"{w}.open: {r2} overlaps {r1}; join them into one range")
+            say = self.schedule_prompt(h, w, vars_)
+            if day is None:
+                continue
+            if day in out:
+                self.err(h.value_mark("date"), f"{w}: {day.isoformat()} is already a holiday ({out[day].name})")
+                continue
+            out[day] = hours.Holiday(date=day, name=name, hours=ranges, say=say)
+        return out
+
+    def build_emergency(self, v: MDict, where: str, vars_: Mapping[str, str]) -> hours.Emergency:
+        raw = v.get("emergency")
+        if raw is None:
+            return hours.Emergency()
+        if isinstance(raw, bool):
+            return hours.Emergency(active=raw)
+        w = f"{where}.emergency"
+        if not isinstance(raw, MDict):
+            self.err(v.value_mark("emergency"), f"{w} must be true, false, or a mapping with active:, say:, goto:")
+            return hours.Emergency()
+        self.keys(raw, ("active", "say", "goto"), w)
+        if "active" not in raw:
+            self.err(raw.mark, f"{w} needs active: true or false (the switch an admin flips)")
+        return hours.Emergency(active=self.boolean(raw, "active", w, False), say=self.schedule_prompt(raw, w, vars_),
+                               goto=self.string(raw, "goto", w))
+
+    def schedule_prompt(self, d: MDict, where: str, vars_: Mapping[str, str]) -> PromptSpec | None:
+        """A holiday's or an emergency's own message: it may use vars: only (no slot is certain at a branch)."""
+        said = self.prompts(d, "say", where)
+        for p, mark in said:
+            for var, fld in p.variables():
+                if var not in vars_ or fld:
+                    shown = f"{{{var}.{fld}}}" if fld else f"{{{var}}}"
+                    self.err(self.var_mark(mark, shown), f"{where}.say uses {shown}; here only vars: are defined "
+                                                         f"({', '.join(sorted(vars_)) or 'none'})")
+        return said[0][0] if said else None
+
+    def date(self, d: MDict, key: str, where: str) -> dt.date | None:
+        if key not in d or d[key] is None:
+            self.err(d.mark, f"{where} needs {key}:")
+            return None
+        v = d[key]
+        if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
+            return v
+        try:
+            return dt.date.fromisoformat(str(v).strip())
+        except ValueError:
+            self.err(d.value_mark(key), f"{where}.{key}: {v!r} is not a date; write it as 2026-12-25")
+            return None
 
     def build_routes(self, raw: MDict, where: str, intents: Mapping[str, IntentSpec]) -> tuple[Route, ...]:
         routes_raw = self.mapping(raw, "routes", where)
@@ -802,6 +983,10 @@ class _Builder:
                             "on_success"),
                            (info.node.action.on_failure if info.node.action else None, a.value_mark("on_failure"),
                             "on_failure")]
+            branch, braw = info.node.schedule, raw.get("schedule")
+            if branch is not None and isinstance(braw, MDict):
+                checks += [(branch.target(state), braw.value_mark(state) if state in braw else braw.mark,
+                            f"schedule.{state}") for state in hours.STATES]
             routes_raw = raw.get("routes")
             for r in info.node.routes:
                 mark = raw.mark
@@ -846,13 +1031,13 @@ class _Builder:
                 self.err(info.mark, f"node {nid} is unreachable: nothing leads to it from start ({start})")
         for nid, info in infos.items():
             n = info.node
-            forward = bool(n.routes or n.goto or n.end)
+            forward = bool(n.routes or n.goto or n.end or n.schedule)
             if n.action and n.action.on_success and n.action.on_failure:
                 forward = True
             if not forward:
                 self.err(info.mark, f"node {nid} is a dead end: after it the caller would hear silence; add goto:, "
                                     "routes:, or end: hangup|agent")
-            elif not n.routes and not n.goto and not n.end and n.action and not (
+            elif not n.routes and not n.goto and not n.end and not n.schedule and n.action and not (
                     n.action.on_success and n.action.on_failure):
                 self.err(info.mark, f"node {nid}: its action needs both on_success: and on_failure: or the node a "
                                     "goto:")
@@ -862,6 +1047,7 @@ class _Builder:
         auto: dict[str, list[str]] = {}
         for nid, i in infos.items():
             outs = [i.node.goto] + ([i.node.action.on_success, i.node.action.on_failure] if i.node.action else [])
+            outs += _branch_targets(i.node)
             auto[nid] = [t for t in outs if t is not None and t in infos and not waits[nid]]
         # A depth-first walk with its own stack: a recursive one hit Python's recursion limit on a chain of
         # ~1,000 nodes. state: 1 = on the path being walked, 2 = done.
@@ -1009,6 +1195,7 @@ def _targets(node: Node) -> list[str]:
     out = [r.goto for r in node.routes]
     if node.goto:
         out.append(node.goto)
+    out += _branch_targets(node)
     if node.action:
         out += [t for t in (node.action.on_success, node.action.on_failure) if t]
     if node.end == "agent":
@@ -1016,6 +1203,11 @@ def _targets(node: Node) -> list[str]:
     if node.end == "hangup":
         out.append(GOODBYE)
     return out
+
+
+def _branch_targets(node: Node) -> list[str]:
+    b = node.schedule
+    return [] if b is None else list(dict.fromkeys(b.target(state) for state in hours.STATES))
 
 
 def _edges_with_defs(node: Node) -> list[tuple[str, frozenset[str]]]:
@@ -1028,6 +1220,7 @@ def _edges_with_defs(node: Node) -> list[tuple[str, frozenset[str]]]:
     out: list[tuple[str, frozenset[str]]] = [(r.goto, carry_on) for r in node.routes]
     if node.goto:
         out.append((node.goto, carry_on))
+    out += [(t, carry_on) for t in _branch_targets(node)]
     if a and a.on_success:
         out.append((a.on_success, success))
     if a and a.on_failure:

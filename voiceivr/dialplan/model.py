@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from voiceivr.dialplan.slots import Money, Option, SlotType
+
+if TYPE_CHECKING:
+    from voiceivr.dialplan.hours import Schedule
 
 PromptKind = Literal["prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye"]
 # A read-back, a disclosure and a code request play to the end whatever the flag says.
@@ -123,6 +126,21 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class ScheduleBranch:
+    """A node's ``schedule:``: where to go for each state of a named schedule (emergency first, then
+    holiday, closed, open), read at the call's start."""
+
+    schedule: str
+    open: str
+    closed: str
+    holiday: str  # default: the closed target
+    emergency: str  # default: the schedule's emergency goto, else the closed target
+
+    def target(self, state: str) -> str:
+        return {"emergency": self.emergency, "holiday": self.holiday, "closed": self.closed}.get(state, self.open)
+
+
+@dataclass(frozen=True)
 class Node:
     id: str
     say: tuple[PromptSpec, ...] = ()
@@ -134,6 +152,7 @@ class Node:
     end: Literal["hangup", "agent"] | None = None
     fallback: Fallback = field(default_factory=Fallback)
     menu: PromptSpec | None = None  # the DTMF menu; generated from routes when absent
+    schedule: ScheduleBranch | None = None  # branch on business hours instead of routes/goto/end
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,7 @@ class Dialplan:
     routing: Routing
     messages: Messages
     fallback: Fallback
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
     source_path: str = ""
     sha256: str = ""
 

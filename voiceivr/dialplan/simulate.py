@@ -66,8 +66,9 @@ def _jsonable(data: Any) -> Any:
 
 
 def run(plan: Dialplan, inputs: Sequence[SimInput], *, gate: CallGate, router: IntentRouter, call_id: str = "sim",
-        today: dt.date | None = None, registry: Any = None, words_per_second: float = 2.5) -> SimResult:
-    conv = Conversation(plan, gate, router, call_id=call_id, today=today, registry=registry,
+        today: dt.date | None = None, now: dt.datetime | None = None, registry: Any = None,
+        words_per_second: float = 2.5) -> SimResult:
+    conv = Conversation(plan, gate, router, call_id=call_id, today=today, now=now, registry=registry,
                         options=ConversationOptions(words_per_second=words_per_second))
     result = SimResult(conversation=conv)
     t = 0.0
@@ -143,6 +144,9 @@ def describe(e: TraceEvent) -> str | None:
         return f"    gate.{d['call']}({rest})"
     if e.kind == "action_result":
         return f"    result {d['action']}: {'ok ' + str(d.get('result', {})) if d['ok'] else 'failed: ' + d['reason']}"
+    if e.kind == "schedule":
+        why = f", {d['holiday']}" if d.get("holiday") else ""
+        return f"    schedule {d['schedule']}: {d['state']} (at {d['local']}{why})"
     if e.kind in ("rewind", "correction", "checkpoint", "fallback", "no_match", "transfer", "hangup", "ignored",
                   "error", "repeat", "slot_rejected"):
         return f"    {e.kind}: " + ", ".join(f"{k}={v}" for k, v in d.items())
