@@ -985,8 +985,13 @@ class _Builder:
                             "on_failure")]
             branch, braw = info.node.schedule, raw.get("schedule")
             if branch is not None and isinstance(braw, MDict):
-                checks += [(branch.target(state), braw.value_mark(state) if state in braw else braw.mark,
-                            f"schedule.{state}") for state in hours.STATES]
+                # A state left out takes the closed target (checked once, there), or for emergency the
+                # schedule's own emergency goto, reported at this node, where it is used.
+                checks += [(branch.target(state), braw.value_mark(state), f"schedule.{state}")
+                           for state in hours.STATES if state in braw]
+                if "emergency" not in braw and branch.emergency != branch.closed:
+                    checks.append((branch.emergency, braw.mark,
+                                   f"schedule (schedules.{branch.schedule}.emergency.goto)"))
             routes_raw = raw.get("routes")
             for r in info.node.routes:
                 mark = raw.mark

@@ -47,6 +47,63 @@ _FALLBACK = {
         "inter_digit_timeout_s": {"type": "number", "minimum": 0.5, "maximum": 30},
     },
 }
+_RANGE = {"type": "string", "pattern": r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$",
+          "description": "\"09:00-17:00\" (24-hour clock); \"22:00-02:00\" runs overnight"}
+_HOURS = {"oneOf": [{"const": "closed"}, {"type": "null"}, _RANGE, {"type": "array", "items": _RANGE}]}
+_DAYS = "mon|tue|wed|thu|fri|sat|sun"
+_SCHEDULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["timezone"],
+    "properties": {
+        "timezone": {"type": "string", "description": "an IANA time zone, e.g. America/New_York"},
+        "open": {
+            "type": "object",
+            "description": "hours per day (mon, or a span such as mon-fri); a day left out is closed",
+            "propertyNames": {"pattern": f"^({_DAYS})(-({_DAYS}))?$"},
+            "additionalProperties": _HOURS,
+        },
+        "holidays": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["date", "name"],
+                "properties": {
+                    "date": {"type": "string", "format": "date"},
+                    "name": {"type": "string"},
+                    "open": {**_HOURS, "description": "reduced hours on the day; left out: closed all day"},
+                    "say": _PROMPT,
+                },
+            },
+        },
+        "emergency": {
+            "oneOf": [
+                {"type": "boolean"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["active"],
+                    "properties": {"active": {"type": "boolean"}, "say": _PROMPT, "goto": _TARGET},
+                },
+            ],
+            "description": "the override switch: publish a version with true to take every emergency branch",
+        },
+    },
+}
+_BRANCH = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "open", "closed"],
+    "description": "go by the schedule's state at the call's start: emergency, then holiday, closed, open",
+    "properties": {
+        "name": {"type": "string", "description": "a schedule under schedules:"},
+        "open": _TARGET,
+        "closed": _TARGET,
+        "holiday": {**_TARGET, "description": "default: the closed target"},
+        "emergency": {**_TARGET, "description": "default: the schedule's emergency goto, else the closed target"},
+    },
+}
 
 
 def dialplan_schema() -> dict[str, Any]:
@@ -144,6 +201,7 @@ def dialplan_schema() -> dict[str, Any]:
             "end": {"enum": ["hangup", "agent"]},
             "fallback": _FALLBACK,
             "menu": _PROMPT,
+            "schedule": _BRANCH,
         },
     }
     from dataclasses import fields
@@ -189,6 +247,7 @@ def dialplan_schema() -> dict[str, Any]:
                 },
             },
             "slots": {"type": "object", "additionalProperties": slot},
+            "schedules": {"type": "object", "additionalProperties": _SCHEDULE},
             "nodes": {"type": "object", "minProperties": 1, "additionalProperties": node},
         },
     }
