@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -230,3 +232,16 @@ def test_secret_values_that_do_not_fit_are_one_line_errors(env: dict[str, str], 
         code, _, err = _replay(env, str(masked_call), *args)
         assert code == 2 and piece in err and "Traceback" not in err, err
         assert "12x4" not in err and "98765" not in err  # a value is never echoed
+
+
+def test_a_recordings_start_is_the_replayed_calls_start(tmp_path: Path) -> None:
+    # schedule: nodes read the hours at the call's start: a replay takes the branch the caller got.
+    doc = json.loads(CALL.read_text())
+    shutil.copy(CALL.with_suffix(".wav"), tmp_path / doc["wav"])
+    for started, expected in (("2026-12-24T21:30:00+00:00", dt.datetime(2026, 12, 24, 21, 30, tzinfo=dt.UTC)),
+                              (None, None)):
+        (tmp_path / "call.json").write_text(json.dumps({**doc, "started_at": started}))
+        assert load_call(tmp_path / "call.json").started_at == expected
+    (tmp_path / "call.json").write_text(json.dumps({**doc, "started_at": "2026-12-24T21:30"}))
+    with pytest.raises(ReplayInputError, match="is not a date and time with its offset"):
+        load_call(tmp_path / "call.json")

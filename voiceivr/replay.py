@@ -69,6 +69,9 @@ class RecordedCall:
     sip: dict[str, Any] = field(default_factory=dict)
     agent: Pcm | None = None  # what the live agent said, if this is a SIP recording
     masked: list[MaskedInput] = field(default_factory=list)  # secret inputs the recording does not hold
+    # When the recorded call started (a SIP recording says): schedule: nodes take the branch the caller got,
+    # whenever the replay runs. None (a bare WAV): the replay's own start.
+    started_at: dt.datetime | None = None
 
     @property
     def duration(self) -> float:
@@ -104,7 +107,22 @@ def load_call(path: Path, rate: int = 8000) -> RecordedCall:
         caller = resample(caller, audio.rate, rate)
         agent = resample(agent, audio.rate, rate) if agent is not None else None
     return RecordedCall(path, caller.astype(np.int16), rate, control_events(doc) if doc else [],
-                        sip_facts(doc) if doc else {}, agent, _masked(path, doc) if doc else [])
+                        sip_facts(doc) if doc else {}, agent, _masked(path, doc) if doc else [],
+                        _started_at(path, doc) if doc else None)
+
+
+def _started_at(path: Path, doc: dict[str, Any]) -> dt.datetime | None:
+    raw = doc.get("started_at")
+    if raw is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(str(raw))
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise ReplayInputError(f"{path}: started_at {str(raw)[:40]!r} is not a date and time with its offset "
+                               "(2026-12-24T16:30:00+00:00)")
+    return when
 
 
 def _masked(path: Path, doc: dict[str, Any]) -> list[MaskedInput]:
@@ -198,7 +216,7 @@ def run_replay(
                              str(sip.get("remote_tag", "")),
                              f"{remote.get('host')}:{remote.get('port')}" if remote else "")
     media = MediaChannel(call.rate)
-    session, _brain, choice = runtime.new_session(call_id, media, binding)
+    session, _brain, choice = runtime.new_session(call_id, media, binding, now=call.started_at)
     started = dt.datetime.now(dt.UTC)
     if runtime.store is not None:
         runtime.store.call_started(call_id, source="replay", dialplan_version_id=choice.version_id,

@@ -78,8 +78,9 @@ class SessionHandler:
     def start(self, info: CallInfo, media: MediaChannel, control: CallControl) -> CallEvents:
         media_address = f"{info.remote_media.host}:{info.remote_media.port}" if info.remote_media else ""
         binding = SessionBinding(info.call_id, info.sip_call_id, info.local_tag, info.remote_tag, media_address)
-        session, _brain, choice = self.runtime.new_session(info.call_id, media, binding, control=control)
         started = dt.datetime.now(dt.UTC)
+        session, _brain, choice = self.runtime.new_session(info.call_id, media, binding, control=control,
+                                                           now=started)
         if self.runtime.store is not None:
             self.runtime.store.call_started(info.call_id, source="sip", sip_call_id=info.sip_call_id,
                                             caller_uri=info.from_uri[:255] or None,

@@ -9,6 +9,7 @@ conversation, and the :class:`~voiceivr.call.session.CallSession` that runs them
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import socket
 import threading
@@ -177,10 +178,12 @@ class CallRuntime:
         binding: SessionBinding,
         *,
         control: CallControl | None = None,
+        now: dt.datetime | None = None,
     ) -> tuple[CallSession, DialplanBrain, PlanChoice]:
+        """``now``: when the call started (aware); a dialplan's schedule: nodes read their hours at it."""
         choice = self.plan_for_new_call()
         gate = TimedGate(self.gate_for(binding))
-        conv = Conversation(choice.plan, gate, choice.router, call_id=call_id, registry=self.registry)
+        conv = Conversation(choice.plan, gate, choice.router, call_id=call_id, registry=self.registry, now=now)
         brain = DialplanBrain(conv, gate, flag_text=self.flag_text)
         session = CallSession(
             call_id=call_id,
