@@ -327,3 +327,25 @@ def test_stats_page_plots_latency_and_outcomes(console: RunningConsole) -> None:
     bad = s.get(f"{console.url}/stats", params={"since": "<script>"}).text
     assert "is not a time" in bad and "<script>" not in bad
     assert s.get(f"{console.url}/stats", params={"since": "999999999999d"}).status_code == 200
+
+
+def test_the_editor_checks_schedules_and_simulates_a_chosen_start(console: RunningConsole) -> None:
+    # Schedules are dialplan YAML like the rest: a bad time zone is a problem at its line and column, and
+    # the simulate pane's "at" line says when the call starts, so each branch can be tried.
+    from pathlib import Path
+
+    hours_yaml = (Path(__file__).resolve().parents[1] / "dialplans" / "hours.yaml").read_text()
+    s, _ = sign_in(console.url, "pat")
+    token = page_csrf(s, console.url)
+    h = {"X-CSRF-Token": token}
+    typo = hours_yaml.replace("timezone: America/New_York", "timezone: America/New_Yrok")
+    line = typo.splitlines().index("    timezone: America/New_Yrok") + 1
+    problems = s.post(f"{console.url}/api/validate", json={"text": typo}, headers=h).json()["problems"]
+    assert [(p["line"], p["col"]) for p in problems if "unknown time zone" in p["message"]] == [(line, 15)]
+    for at, state in (("2026-12-22T10:00-05:00", "open"), ("2026-12-25T10:00-05:00", "holiday")):
+        r = s.post(f"{console.url}/api/simulate", json={"text": hours_yaml, "script": f"at {at}\nsay agent"},
+                   headers=h)
+        assert r.status_code == 200, r.text
+        assert any(line.startswith(f"    schedule contact_centre: {state}") for line in r.json()["lines"])
+    r = s.post(f"{console.url}/api/simulate", json={"text": hours_yaml, "script": "at christmas"}, headers=h)
+    assert r.status_code == 400 and "is not a start time" in r.text

@@ -8,6 +8,7 @@ data), never against the operator's data.
 
 from __future__ import annotations
 
+import datetime as dt
 import tempfile
 import threading
 import uuid
@@ -61,7 +62,7 @@ def problems_of(text: str, registry: ActionRegistry, filename: str = "draft") ->
 
 def parse_script(script: str) -> list[SimInput]:
     """One caller input per line: ``say TEXT``, ``dtmf DIGITS``, ``no-input`` or ``hangup`` (blank lines and
-    lines starting with # are skipped)."""
+    lines starting with # are skipped; an ``at`` line is :func:`script_start`'s)."""
     steps: list[SimInput] = []
     try:
         script.encode("utf-8")
@@ -77,14 +78,37 @@ def parse_script(script: str) -> list[SimInput]:
             steps.append(SimInput("say", rest[:500]))
         elif word == "dtmf" and rest and set(rest) <= DTMF_KEYS:
             steps.append(SimInput("dtmf", rest[:64]))
+        elif word == "at":
+            continue
         elif word in ("no-input", "hangup") and not rest:
             steps.append(SimInput("no_input" if word == "no-input" else "hangup"))
         else:
             raise DraftRefused(f"caller line {n}: {line[:60]!r} is not a caller input",
-                               hint="one per line: say TEXT, dtmf DIGITS (0-9 * #), no-input, hangup")
+                               hint="one per line: say TEXT, dtmf DIGITS (0-9 * #), no-input, hangup; "
+                                    "at 2026-12-24T16:30-05:00 for when the call starts")
         if len(steps) > MAX_SIM_STEPS:
             raise DraftRefused(f"at most {MAX_SIM_STEPS} caller inputs per simulation")
     return steps
+
+
+def script_start(script: str) -> dt.datetime | None:
+    """An ``at 2026-12-24T16:30-05:00`` line: when the simulated call starts, for ``schedule:`` nodes (a time
+    without an offset is UTC). None: now."""
+    found: dt.datetime | None = None
+    for n, raw in enumerate(script.splitlines(), 1):
+        word, _, rest = raw.strip().partition(" ")
+        if word.lower().rstrip(":") != "at":
+            continue
+        if found is not None:
+            raise DraftRefused(f"caller line {n}: a call starts once; give one at line")
+        try:
+            found = dt.datetime.fromisoformat(rest.strip()[:40])
+        except ValueError:
+            raise DraftRefused(f"caller line {n}: {raw.strip()[:60]!r} is not a start time",
+                               hint="at 2026-12-24T16:30-05:00 (a date, a time and its UTC offset)") from None
+        if found.tzinfo is None:
+            found = found.replace(tzinfo=dt.UTC)
+    return found
 
 
 @dataclass(frozen=True)
@@ -121,10 +145,12 @@ class Simulator:
 
         check_size(text)
         steps = parse_script(script)
+        start = script_start(script)
         plan, router = self._built(text)
         call_id = str(uuid.uuid4())
         gate = gate_for(self.registry, self.scratch(), SessionBinding(call_id=call_id), settings=self.settings)
-        result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, registry=self.registry)
+        result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, registry=self.registry,
+                         today=start.date() if start else None, now=start)
         lines = [line for line in (describe(e) for e in result.events) if line]
         if result.unused_inputs:
             lines.append(f"({result.unused_inputs} input(s) not used: the call had ended)")
