@@ -69,7 +69,9 @@ def test_publish_list_show_and_simulate(runner: CliRunner) -> None:
 
 
 @pytest.mark.parametrize(("args", "words"), [
-    (["--today", "2026-13-45"], "Invalid value for '--today': '2026-13-45' does not match the format '%Y-%m-%d'"),
+    (["--today", "2026-13-45"], "Invalid value for '--today': '2026-13-45' is not a date (2026-12-24) or a date and "
+                                "time"),
+    (["--today", "2026-12-24", "--tz", "Mars/Base"], "Invalid value for '--tz': unknown time zone 'Mars/Base'"),
     (["--tiers", "x"], "Invalid value for '--tiers': 'x' is not a list of router tiers"),
     (["--tiers", "0,9"], "Invalid value for '--tiers': '0,9' is not a list of router tiers"),
     (["--tiers", ","], "Invalid value for '--tiers': ',' is not a list of router tiers"),

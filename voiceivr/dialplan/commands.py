@@ -126,17 +126,19 @@ class CallStart(click.ParamType):
                       "2026-12-24T16:30-05:00)", param, ctx)
 
 
-def _call_start(when: dt.datetime | None, zone: str) -> dt.datetime | None:
+def _zone(name: str) -> dt.tzinfo:
     from zoneinfo import ZoneInfo
 
     try:
-        tz = ZoneInfo(zone)
-    except (KeyError, ValueError, OSError):
-        raise click.BadParameter(f"unknown time zone {zone!r}; use an IANA name such as America/New_York",
-                                 param_hint="--tz") from None
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError):  # not found is a KeyError; "../x" a ValueError
+        raise click.BadParameter(f"unknown time zone {name!r}; use an IANA name such as America/New_York") from None
+
+
+def _call_start(when: dt.datetime | None, zone: dt.tzinfo) -> dt.datetime | None:
     if when is None:
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=tz)
+    return when if when.tzinfo is not None else when.replace(tzinfo=zone)
 
 
 def _step(kind: str, value: str) -> SimInput:
@@ -153,11 +155,11 @@ def _step(kind: str, value: str) -> SimInput:
 @click.option("--today", type=CallStart(), default=None,
               help="When the call starts: YYYY-MM-DD for date slots (12:00 for business hours), or "
                    "YYYY-MM-DDTHH:MM[+HH:MM] for schedule: nodes too.")
-@click.option("--tz", "zone", default="UTC", show_default=True,
+@click.option("--tz", "zone", default="UTC", show_default=True, callback=lambda _c, _p, v: _zone(v),
               help="The time zone of a --today without an offset (an IANA name, e.g. America/New_York).")
 @click.pass_context
 def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | None, today: dt.datetime | None,
-             zone: str) -> None:
+             zone: dt.tzinfo) -> None:
     """Run a text conversation through the engine, in order:
 
     voiceivr dialplan simulate FILE --say "what's my balance" --dtmf 10000001 --dtmf 1234 --say savings
