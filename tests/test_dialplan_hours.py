@@ -206,6 +206,19 @@ def test_a_schedule_node_cannot_also_go_elsewhere_and_its_messages_use_vars_only
     assert any(p.startswith("t.yaml:10:54: schedules.main.holidays[0].say uses {x}") for p in found), found
 
 
+def test_the_emergency_goto_is_checked_where_it_is_written_and_used_where_no_node_says() -> None:
+    text = PLAN.format(zone="UTC", weekdays='"09:00-17:00"', extra_day="", date="2026-12-25", schedule="main",
+                       closed="b")
+    text = text.replace("    holidays:", "    emergency: {active: true, goto: $agent}\n    holidays:")
+    plan, problems = check_text(text + "agent: {target: 'sip:a@b'}\n", "t.yaml", demo_registry())
+    assert plan is not None, problems
+    node = plan.nodes["a"].schedule
+    assert node is not None and node.target("emergency") == "$agent" and node.target("holiday") == "b"
+    _, problems = check_text(text.replace("goto: $agent", "goto: c"), "t.yaml", demo_registry())
+    assert [str(p) for p in problems] == [
+        "t.yaml:9:37: schedules.main.emergency.goto: unknown node 'c' (or one of $agent, $goodbye, $return)"]
+
+
 def test_the_shipped_example_and_its_typed_objects() -> None:
     plan = load_file(HOURS_YAML, demo_registry())
     sched = plan.schedules["contact_centre"]

@@ -344,6 +344,7 @@ class _Builder:
 
         if nodes_raw is not None and infos:
             self.check_targets(infos, nodes_raw)
+            self.check_schedule_targets(schedules, infos, doc)
             self.check_login(infos, login, doc)
             self.check_graph(infos, nodes_raw, start, main_menu, login)
             self.check_dtmf(infos, globals_, doc)
@@ -985,13 +986,10 @@ class _Builder:
                             "on_failure")]
             branch, braw = info.node.schedule, raw.get("schedule")
             if branch is not None and isinstance(braw, MDict):
-                # A state left out takes the closed target (checked once, there), or for emergency the
-                # schedule's own emergency goto, reported at this node, where it is used.
+                # A state left out takes the closed target, or for emergency the schedule's own goto: each
+                # is checked once, where it is written (check_schedule_targets).
                 checks += [(branch.target(state), braw.value_mark(state), f"schedule.{state}")
                            for state in hours.STATES if state in braw]
-                if "emergency" not in braw and branch.emergency != branch.closed:
-                    checks.append((branch.emergency, braw.mark,
-                                   f"schedule (schedules.{branch.schedule}.emergency.goto)"))
             routes_raw = raw.get("routes")
             for r in info.node.routes:
                 mark = raw.mark
@@ -1003,6 +1001,16 @@ class _Builder:
                 if target is not None and target not in infos and target not in SPECIAL_TARGETS:
                     self.err(mark, f"node {nid}.{what}: unknown node {target!r}{_suggest(target, infos)} "
                                    f"(or one of {', '.join(SPECIAL_TARGETS)})")
+
+    def check_schedule_targets(self, schedules: Mapping[str, hours.Schedule], infos: Mapping[str, _NodeInfo],
+                               doc: MDict) -> None:
+        for name, sched in schedules.items():
+            target = sched.emergency.goto
+            if target is None or target in infos or target in SPECIAL_TARGETS:
+                continue
+            raw = doc["schedules"][name]["emergency"]
+            self.err(raw.value_mark("goto"), f"schedules.{name}.emergency.goto: unknown node {target!r}"
+                                             f"{_suggest(target, infos)} (or one of {', '.join(SPECIAL_TARGETS)})")
 
     def check_login(self, infos: Mapping[str, _NodeInfo], login: str | None, doc: MDict) -> None:
         needing = [i for i in infos.values() if i.node.requires_login]
