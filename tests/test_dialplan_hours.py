@@ -196,6 +196,11 @@ def test_loader_errors_point_at_the_value(over: dict[str, str], expected: str) -
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_an_impossible_date_is_reported_once() -> None:
+    assert len(problems_of(date="2026-12-32")) == 1
+    assert problems_of(date="") == ["t.yaml:10:9: schedules.main.holidays[0] needs date:"]
+
+
 def test_a_schedule_node_cannot_also_go_elsewhere_and_its_messages_use_vars_only() -> None:
     text = PLAN.format(zone="UTC", weekdays='"09:00-17:00"', extra_day="", date="2026-12-25", schedule="main",
                        closed="b").replace("    schedule:", "    goto: b\n    schedule:")

@@ -819,7 +819,10 @@ class _Builder:
 
     def date(self, d: MDict, key: str, where: str) -> dt.date | None:
         if key not in d or d[key] is None:
-            self.err(d.mark, f"{where} needs {key}:")
+            mark = d.value_mark(key)
+            # None is also what the YAML reader leaves for "2026-12-32", which it has already reported there.
+            if not any((p.line, p.col) == (mark.line, mark.col) for p in self.problems):
+                self.err(d.mark, f"{where} needs {key}:")
             return None
         v = d[key]
         if isinstance(v, dt.date) and not isinstance(v, dt.datetime):
