@@ -90,6 +90,32 @@ def test_overnight_ranges_spill_into_the_next_day_and_over_the_week_end() -> Non
     assert state_at(late, at(2026, 12, 14, 1, 30, london)).state == "closed"
 
 
+def test_evaluation_agrees_with_a_minute_by_minute_table_of_the_week() -> None:
+    # Random weeks of ranges (overnight ones included) that do not overlap, against the plain reading: the set
+    # of open minutes of the week, a range's minutes past Sunday midnight wrapping to Monday.
+    import random
+
+    rng = random.Random(18)
+    monday = dt.datetime(2026, 12, 7, tzinfo=UTC)
+    kept = 0
+    for _ in range(150):
+        days: list[list[TimeRange]] = [[] for _ in range(7)]
+        for _ in range(rng.randint(1, 10)):
+            start = rng.randrange(0, hours.DAY, 15)
+            days[rng.randrange(7)].append(TimeRange(start, start + rng.randrange(15, hours.DAY, 15)))
+        the_week = tuple(tuple(sorted(d)) for d in days)
+        if hours.overlaps(the_week):
+            continue
+        open_minutes = {(day * hours.DAY + m) % (7 * hours.DAY)
+                        for day in range(7) for r in the_week[day] for m in range(r.start, r.end)}
+        kept += 1
+        sched = Schedule("r", "UTC", the_week)
+        for minute in rng.sample(range(7 * hours.DAY), 300):
+            state = state_at(sched, monday + dt.timedelta(minutes=minute)).state
+            assert state == ("open" if minute in open_minutes else "closed"), (the_week, minute)
+    assert kept >= 30  # the overlap filter left enough weeks to mean something
+
+
 def test_a_holiday_replaces_the_days_hours() -> None:
     xmas = Holiday(dt.date(2026, 12, 25), "Christmas Day")
     eve = Holiday(dt.date(2026, 12, 24), "Christmas Eve", hours=(parse_range("09:00-12:00"),))
