@@ -250,11 +250,12 @@ def test_bank_over_signed_webhooks_by_phone(http_bank: tuple[siptools.Served, Fa
         ["dtmf", f"{BOB_ACCOUNT}#"], ["wait", 10],      # -> PIN?
         ["dtmf", f"{BOB_PIN}#"], ["wait", 10],          # the backend checks it -> which account?
         ["dtmf", "1"], ["wait", 15],                    # checking -> the backend's balance, anything else?
-        ["play", phrase("transfer", "piper-joe")], ["wait", 10],  # -> how much?
+        # The rest on the keypad: this test is about the backend; what speech gets right is the test above's.
+        ["dtmf", "3"], ["wait", 10],                    # transfer -> how much?
         ["dtmf", "5000#"], ["wait", 10],                # fifty dollars -> to which account?
         ["dtmf", "2"], ["wait", 10],                    # savings -> from which account?
         ["dtmf", "1"], ["wait", 15],                    # checking -> read back, "is that right?"
-        ["play", phrase("yes")], ["wait", 15],          # Bob has no authenticator: the code goes by text
+        ["dtmf", "1"], ["wait", 15],                    # yes; Bob has no authenticator: the code goes by text
         ["sms_code", api, "#"], ["wait", 15],           # -> "Done. The reference is..."
         ["play", phrase("goodbye")], ["wait", 10],
     ], duration=2.0)
