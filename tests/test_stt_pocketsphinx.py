@@ -243,3 +243,27 @@ def test_scoring_off_gives_the_fixed_confidence(engine: PocketsphinxEngine) -> N
         stream.feed(frame)
     result = stream.finish()
     assert result.text == "check my balance" and result.confidence == UNSCORED_CONFIDENCE and result.score is None
+
+
+def test_the_phone_loop_beam_setting_reaches_the_scoring_decoder(engine: PocketsphinxEngine) -> None:
+    from dataclasses import replace
+
+    from voiceivr.settings import Settings
+    from voiceivr.speech.registry import build_stt
+
+    settings = Settings()
+    settings = replace(settings, speech=replace(settings.speech, pocketsphinx_phone_beam=1e-10))
+    narrow = build_stt(settings, workers=0)
+    assert isinstance(narrow, PocketsphinxEngine) and narrow.phone_loop_beam == 1e-10
+    e = next(x for x in entries("phrase", "tel") if x["intent"] == "check_balance" and "piper" in x["voice"])
+    scores = []
+    for eng in (engine, narrow):
+        stream = eng.stream(8000, grammar_phrases())
+        for frame in frames(e["file"]):
+            stream.feed(frame)
+        result = stream.finish()
+        assert result.text == "check my balance" and result.score is not None
+        scores.append(result.score)
+    # the same grammar path against a differently pruned phone loop (not monotone in the beam: 7.9 at 1e-15,
+    # 2.6 at 1e-10 here, as measured)
+    assert scores[0] != pytest.approx(scores[1], abs=0.1)

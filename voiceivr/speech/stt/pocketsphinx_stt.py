@@ -52,8 +52,9 @@ NOISE_FLOOR_LSB = 58.0  # -55 dBFS of white noise in the input band: the floor T
 MAX_GRAMMARS_PER_DECODER = 64
 UNSCORED_CONFIDENCE = 0.8  # a whole phrase when scoring is off (PocketsphinxEngine(score_grammar_results=False))
 CONF_PART_PHRASE = 0.2  # the most a result that stopped inside a phrase can get (0 of 16 such were right)
-# The phone-loop decoder's beams: 1e-20 separates better on noisy lines than 1e-10 (AUC 0.84 vs 0.77 on the
-# development menu turns, clean + pink 10 dB) but costs 36-50 instead of 12-14 ms of CPU per second of speech.
+# The phone-loop decoder's beams (the default of speech.pocketsphinx_phone_beam): 1e-20 separates better on
+# noisy lines than 1e-10 (AUC 0.84 vs 0.77 on the development menu turns, clean + pink 10 dB) but costs 36-50
+# instead of 12-14 ms of CPU per second of speech.
 PHONE_LOOP_BEAM = 1e-15
 # Logistic calibration of the score: P(right) = 1 / (1 + exp(-(A * score + B))). Fitted on the development
 # set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md.
@@ -251,6 +252,7 @@ class PocketsphinxEngine(SttEngine):
         language_model: str = "",
         cmn: str | None = TELEPHONE_CMN,
         score_grammar_results: bool = True,
+        phone_loop_beam: float = PHONE_LOOP_BEAM,
     ) -> None:
         base = _wheel_model()
         self.model = Path(model) if model else base / "en-us" / "en-us"
@@ -259,6 +261,7 @@ class PocketsphinxEngine(SttEngine):
         self.extra_dictionary = Path(extra_dictionary) if extra_dictionary else None
         self.cmn = cmn
         self.score_grammar_results = score_grammar_results
+        self.phone_loop_beam = phone_loop_beam
         self.phone_lm = base / "en-us" / "en-us-phone.lm.bin"
         if score_grammar_results and not self.phone_lm.is_file():
             raise SttModelError(f"the phone language model {self.phone_lm} is missing from the pocketsphinx wheel")
@@ -307,7 +310,8 @@ class PocketsphinxEngine(SttEngine):
         if kind == "phone":
             # Scores a grammar result (docs/speech.md); it never needs the dictionary's words.
             config = Config(hmm=str(self.model), dict=str(self.dictionary), allphone=str(self.phone_lm),
-                            loglevel="FATAL", bestpath=False, beam=PHONE_LOOP_BEAM, pbeam=PHONE_LOOP_BEAM)
+                            loglevel="FATAL", bestpath=False, beam=self.phone_loop_beam,
+                            pbeam=self.phone_loop_beam)
         elif kind == "free":
             config = Config(hmm=str(self.model), dict=str(self.dictionary), lm=str(self.language_model),
                             loglevel="FATAL", bestpath=True)
