@@ -102,7 +102,7 @@ def main() -> int:
     x, y = np.array(scores), np.array(right, dtype=float)
     a, b = fit_logistic(x, y)
     p = 1 / (1 + np.exp(-(a * x + b)))
-    p_now = np.array([calibrated(s) for s in x])
+    p_now = np.array([calibrated(s, engine.calibration) for s in x])
     print(f"{len(clips)} clips x {args.conditions}: {len(x)} results ({int(y.sum())} right), "
           f"{nothing} nothing heard, {unscored} unscored")
     print(f"fitted CALIBRATION = ({a:.4f}, {b:.4f}); ECE fitted {ece(p, y):.3f}, with the code's {ece(p_now, y):.3f}")

