@@ -62,6 +62,7 @@ PHONE_LOOP_BEAM = 1e-15
 # the nearest one (in decades) and should be refitted.
 CALIBRATIONS: dict[float, tuple[float, float]] = {
     1e-15: (0.2026, 0.9895),
+    1e-10: (0.1193, 1.5003),  # AUC 0.745 (1e-15: 0.80); ~10 instead of ~24 ms of CPU per second of speech
 }
 CALIBRATION = CALIBRATIONS[PHONE_LOOP_BEAM]
 
