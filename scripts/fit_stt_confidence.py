@@ -3,6 +3,7 @@
 understanding evaluation's development set, and report how well it is calibrated.
 
     .venv/bin/python scripts/fit_stt_confidence.py [--set dev] [--conditions clean,pink10] [--every 1]
+        [--phone-beam 1e-15]
 
 Every main-menu clip of the set (examples, paraphrases, hesitations, false starts, out-of-domain requests, bad
 input) is played on its line condition (make_understanding_set.play: the lead-in, the words, the tail) into one
@@ -30,7 +31,7 @@ import make_understanding_set as uset  # noqa: E402
 
 from voiceivr.audio.frames import split_frames  # noqa: E402
 from voiceivr.dialplan.slots import normalise  # noqa: E402
-from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine, calibrated  # noqa: E402
+from voiceivr.speech.stt.pocketsphinx_stt import PHONE_LOOP_BEAM, PocketsphinxEngine, calibrated  # noqa: E402
 
 
 def menu_phrases(bank: Path) -> tuple[list[str], dict[str, str]]:
@@ -68,10 +69,12 @@ def main() -> int:
     ap.add_argument("--set", default="dev")
     ap.add_argument("--conditions", default="clean,pink10")
     ap.add_argument("--every", type=int, default=1, help="take every Nth clip (a quicker, smaller sample)")
+    ap.add_argument("--phone-beam", type=float, default=PHONE_LOOP_BEAM,
+                    help="the phone loop's beam (setting speech.pocketsphinx_phone_beam) to fit at")
     ap.add_argument("--cache", type=Path, default=ROOT / "var" / "understanding")
     args = ap.parse_args()
     phrases, owner = menu_phrases(ROOT / "dialplans" / "bank.yaml")
-    engine = PocketsphinxEngine()
+    engine = PocketsphinxEngine(phone_loop_beam=args.phone_beam)
     talkers = uset.load_talkers(args.cache)
     clips = [c for c in uset.plan_clips((args.set,)) if c.node == "menu"][:: args.every]
     scores: list[float] = []
@@ -99,7 +102,7 @@ def main() -> int:
     x, y = np.array(scores), np.array(right, dtype=float)
     a, b = fit_logistic(x, y)
     p = 1 / (1 + np.exp(-(a * x + b)))
-    p_now = np.array([calibrated(s) for s in x])
+    p_now = np.array([calibrated(s, engine.calibration) for s in x])
     print(f"{len(clips)} clips x {args.conditions}: {len(x)} results ({int(y.sum())} right), "
           f"{nothing} nothing heard, {unscored} unscored")
     print(f"fitted CALIBRATION = ({a:.4f}, {b:.4f}); ECE fitted {ece(p, y):.3f}, with the code's {ece(p_now, y):.3f}")

@@ -16,10 +16,13 @@ from voiceivr.dialplan.model import Routing
 from voiceivr.speech.stt.grammar import MONEY_WORDS, GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import (
     CALIBRATION,
+    CALIBRATIONS,
+    PHONE_LOOP_BEAM,
     UNSCORED_CONFIDENCE,
     PocketsphinxEngine,
     SttModelError,
     calibrated,
+    calibration_for,
 )
 
 pytestmark = pytest.mark.slow
@@ -233,6 +236,8 @@ def test_score_and_calibration(engine: PocketsphinxEngine) -> None:
     assert np.all(np.diff([calibrated(s) for s in scores]) > 0)  # a better fit is never less confident
     a, b = CALIBRATION
     assert calibrated(-b / a) == pytest.approx(0.5)
+    assert engine.calibration == calibration_for(PHONE_LOOP_BEAM) == CALIBRATION
+    assert all(calibration_for(beam * 3) == fit for beam, fit in CALIBRATIONS.items())  # an unfitted beam: nearest
 
 
 def test_scoring_off_gives_the_fixed_confidence(engine: PocketsphinxEngine) -> None:
@@ -243,3 +248,28 @@ def test_scoring_off_gives_the_fixed_confidence(engine: PocketsphinxEngine) -> N
         stream.feed(frame)
     result = stream.finish()
     assert result.text == "check my balance" and result.confidence == UNSCORED_CONFIDENCE and result.score is None
+
+
+def test_the_phone_loop_beam_setting_reaches_the_scoring_decoder(engine: PocketsphinxEngine) -> None:
+    from dataclasses import replace
+
+    from voiceivr.settings import Settings
+    from voiceivr.speech.registry import build_stt
+
+    settings = Settings()
+    settings = replace(settings, speech=replace(settings.speech, pocketsphinx_phone_beam=1e-10))
+    narrow = build_stt(settings, workers=0)
+    assert isinstance(narrow, PocketsphinxEngine) and narrow.phone_loop_beam == 1e-10
+    assert narrow.calibration == calibration_for(1e-10)
+    e = next(x for x in entries("phrase", "tel") if x["intent"] == "check_balance" and "piper" in x["voice"])
+    scores = []
+    for eng in (engine, narrow):
+        stream = eng.stream(8000, grammar_phrases())
+        for frame in frames(e["file"]):
+            stream.feed(frame)
+        result = stream.finish()
+        assert result.text == "check my balance" and result.score is not None
+        scores.append(result.score)
+    # the same grammar path against a differently pruned phone loop (not monotone in the beam: 7.9 at 1e-15,
+    # 2.6 at 1e-10 here, as measured)
+    assert scores[0] != pytest.approx(scores[1], abs=0.1)

