@@ -24,14 +24,13 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceivr.audit.chain import AuditTrail  # noqa: E402
 from voiceivr.db import migrate  # noqa: E402
-from voiceivr.db.engine import make_engine  # noqa: E402
+from voiceivr.db.engine import make_engine, scratch_postgres  # noqa: E402
 
 PAYLOAD = {
     "request_id": "r-" + "0" * 30,
@@ -96,16 +95,11 @@ def main() -> None:
         print(_quote("sqlite", label, times))
         if args.postgres:
             admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-            name = f"voiceivr_bench_{uuid.uuid4().hex[:10]}"
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
             try:
-                url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-                label, times = run(url, args.rows, Path(tmp), args.every_rows, args.every_s)
-                print(_quote("postgresql", label, times))
+                with scratch_postgres(admin, "voiceivr_bench_") as url:
+                    label, times = run(url, args.rows, Path(tmp), args.every_rows, args.every_s)
+                    print(_quote("postgresql", label, times))
             finally:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin.dispose()
 
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,7 +40,7 @@ from voiceivr.actions.runner import ActionRunner, RunnerRegistry  # noqa: E402
 from voiceivr.actions.webhooks import Backend, build_actions, verify  # noqa: E402
 from voiceivr.audit.config import bind, release, scratch_config  # noqa: E402
 from voiceivr.db import migrate  # noqa: E402
-from voiceivr.db.engine import make_engine  # noqa: E402
+from voiceivr.db.engine import make_engine, scratch_postgres  # noqa: E402
 
 SECRET = "bench-webhook-secret-" + "x" * 32
 
@@ -160,16 +159,11 @@ def main() -> None:
         print(f"backend on 127.0.0.1 answering in {args.delay_ms:g} ms; {args.runs} runs each")
         report("sqlite", args.delay_ms, *measure(f"sqlite:///{tmp}/bench.sqlite3", url, args.runs, Path(tmp)))
         if args.postgres:
-            name = f"bench_webhook_{uuid.uuid4().hex[:8]}"
             admin = sa.create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
             try:
-                pg = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
-                report("postgresql", args.delay_ms, *measure(pg, url, args.runs, Path(tmp)))
+                with scratch_postgres(admin, "bench_webhook_") as pg:
+                    report("postgresql", args.delay_ms, *measure(pg, url, args.runs, Path(tmp)))
             finally:
-                with admin.connect() as conn:
-                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 admin.dispose()
 
 

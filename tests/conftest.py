@@ -11,16 +11,15 @@ import atexit
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 
 from tests import entrypoints
-from voiceivr.db.engine import make_engine
+from voiceivr.db.engine import make_engine, scratch_postgres
 
 PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
 
@@ -72,15 +71,10 @@ def _pg_admin_engine() -> Engine:
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test; dropped afterwards."""
     admin = _pg_admin_engine()
-    name = f"voiceivr_t_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     try:
-        yield url
+        with scratch_postgres(admin, "voiceivr_t_") as url:
+            yield url
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
 
 

@@ -8,6 +8,9 @@ with the execution option ``sqlite_begin="IMMEDIATE"``; other transactions begin
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +120,17 @@ def check_connection(engine: Engine) -> None:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def scratch_postgres(admin: Engine, prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on ``admin``'s server (an AUTOCOMMIT engine the caller owns), for a test or
+    a benchmark: yields its URL and drops it on the way out, whoever is still connected."""
+    name = f"{prefix}{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
