@@ -66,12 +66,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from voiceivr.actions.registry import ActionRegistry
 from voiceivr.dialplan import hours
 from voiceivr.dialplan.freetext import check_address, check_text, extract_address
+from voiceivr.dialplan.io import DtmfSpec, Listen, Say, Step, TraceEvent, Transfer, Utterance
 from voiceivr.dialplan.model import (
     AGENT,
     GOODBYE,
@@ -118,76 +119,6 @@ from voiceivr.speech.stt.grammar import digits_grammar
 Phase = Literal["idle", "menu", "slot", "confirm", "channel", "code", "ended"]
 MAX_SPOKEN_RUN = 24  # longest run of words a recogniser grammar spells out (card numbers are 16-19 digits)
 MAX_HOPS = 64  # transitions without waiting for the caller (the loader rejects loops; this is a backstop)
-
-
-# --- inputs and outputs -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Utterance:
-    text: str
-    confidence: float = 1.0
-    started_at: float = 0.0  # call clock, seconds
-    ended_at: float = 0.0
-    kind: InputKind = "speech"
-    id: str = ""  # a repeated id is a duplicate delivery and is ignored
-    audio_sha256: str | None = None
-    flagged: tuple[str, ...] = ()  # the injection filter's findings
-
-
-@dataclass(frozen=True)
-class Say:
-    id: str
-    text: str
-    kind: str  # prompt | reprompt | menu | readback | disclosure | code_request | info | goodbye
-    interruptible: bool
-
-
-@dataclass(frozen=True)
-class DtmfSpec:
-    max_digits: int = 1
-    terminator: str | None = None  # "#" ends collection early (not part of the digits)
-    inter_digit_timeout_s: float = 3.0
-
-
-@dataclass(frozen=True)
-class Listen:
-    expect: str  # "intent", "slot:<name>", "confirm", "channel", "code"
-    grammar: tuple[str, ...]  # phrases for a grammar-based STT, one of which is said (empty: free speech)
-    dtmf: DtmfSpec
-    no_input_timeout_s: float
-    # Or a run of these words (digits read one by one, an amount in words), repeat=(fewest, most) of them.
-    sequence: tuple[str, ...] = ()
-    repeat: tuple[int, int] | None = None
-    builtin: str | None = None  # or an utterance of a built-in grammar: "money", "digits:8", "digits:4-6"
-    secret: bool = False  # a PIN or a one-time code: nothing may keep what the caller gives (call/secrecy.py)
-
-
-@dataclass(frozen=True)
-class Transfer:
-    target: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class TraceEvent:
-    kind: str
-    at: float
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Step:
-    say: tuple[Say, ...] = ()
-    listen: Listen | None = None
-    transfer: Transfer | None = None
-    hangup: bool = False  # hang up once the prompts in ``say`` have played
-    events: tuple[TraceEvent, ...] = ()
-
-    @property
-    def ended(self) -> bool:
-        return self.transfer is not None or self.hangup
-
 
 @dataclass(frozen=True)
 class HistoryEntry:
