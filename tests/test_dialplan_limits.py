@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.measure import Run, assert_refused, run_voiceivr
+from voiceivr import yamlpos
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
-from voiceivr.dialplan import yamlpos
 
 ROOT = Path(__file__).resolve().parents[1]
 TAIL = "nodes: {a: {say: hi, end: hangup}}\n"

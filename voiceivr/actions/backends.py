@@ -34,11 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voiceivr import yamlpos
 from voiceivr.actions.registry import PARAM_TYPES
-from voiceivr.dialplan import yamlpos
-from voiceivr.dialplan.loader import Problem
-from voiceivr.dialplan.yamlpos import Mark, MDict
 from voiceivr.errors import VoiceivrError
+from voiceivr.yamlpos import Mark, MDict, Problem
 
 DEFAULT_FAILURE = "I couldn't reach the account system; let me connect you to someone."
 MIN_SECRET_BYTES = 16  # an HMAC key shorter than this is guessable offline from one signed request

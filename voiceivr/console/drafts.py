@@ -19,17 +19,18 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from voiceivr import yamlpos
 from voiceivr.actions.registry import ActionRegistry
 from voiceivr.audit.chain import append_in_transaction
 from voiceivr.console.accounts import Admin
-from voiceivr.dialplan import yamlpos
-from voiceivr.dialplan.loader import Problem, check_text, sha256_text
+from voiceivr.dialplan.loader import check_text, sha256_text
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, describe
 from voiceivr.dialplan.store import PublishResult, VersionRow, publish, rollback
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
+from voiceivr.yamlpos import Problem
 
 MAX_DRAFT_BYTES = yamlpos.MAX_BYTES
 MAX_NOTE_CHARS = 500

@@ -18,9 +18,9 @@ from sqlalchemy.engine import Engine
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.audit.verify import VerifyReport
 from voiceivr.db.models import Call, Turn
-from voiceivr.dialplan.loader import Problem
 from voiceivr.dialplan.store import VersionRow, list_versions, versions_t
 from voiceivr.errors import VoiceivrError
+from voiceivr.yamlpos import Problem
 
 calls_t: sa.Table = Call.__table__  # type: ignore[assignment]
 turns_t: sa.Table = Turn.__table__  # type: ignore[assignment]

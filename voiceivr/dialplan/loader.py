@@ -1,7 +1,7 @@
 """Load a YAML dialplan into typed objects, or say exactly what is wrong with it, where.
 
 Every check runs here, when a dialplan is loaded or published, never mid-call. Problems come back as
-``file:line:col: message`` (positions kept by :mod:`voiceivr.dialplan.yamlpos`), all of them, not just the
+``file:line:col: message`` (positions kept by :mod:`voiceivr.yamlpos`), all of them, not just the
 first. What is checked:
 
 - YAML syntax, duplicate keys, unknown keys (typos), wrong value types;
@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from voiceivr import yamlpos
 from voiceivr.actions.address import MAX_ADDRESS_CHARS
 from voiceivr.actions.registry import SLOT_TYPES_FOR_PARAM, ActionRegistry
-from voiceivr.dialplan import hours, yamlpos
+from voiceivr.dialplan import hours
 from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS, MAX_TEXT_CHARS
 from voiceivr.dialplan.model import (
     AGENT,
@@ -54,8 +55,8 @@ from voiceivr.dialplan.model import (
     SlotSpec,
 )
 from voiceivr.dialplan.slots import FREE_TEXT_TYPES, SLOT_TYPES, Money, Option, extract_money
-from voiceivr.dialplan.yamlpos import Mark, MDict, MList
 from voiceivr.errors import VoiceivrError
+from voiceivr.yamlpos import Mark, MDict, MList, Problem
 
 PROMPT_KINDS = ("prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye")
 DTMF_KEYS = frozenset("0123456789*#")
@@ -65,17 +66,6 @@ MESSAGE_BUILTINS: Mapping[str, frozenset[str]] = {
     "clarify": frozenset({"options"}),
     "clarify_choice": frozenset({"options"}),
 }
-
-
-@dataclass(frozen=True, order=True)
-class Problem:
-    file: str
-    line: int
-    col: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
 class DialplanInvalid(VoiceivrError):

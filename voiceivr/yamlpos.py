@@ -10,6 +10,9 @@ built from it: :data:`MAX_BYTES` of text, :data:`MAX_DEPTH` levels of nesting an
 counted both as written and as aliases expand (``&a [*b, *b, ...]`` nine deep is a billion values in 488
 bytes), and an alias may not point into itself. Past a limit, :func:`load` raises :class:`YamlSyntaxError`
 naming the limit and where it was reached, instead of running out of memory or recursion.
+
+:class:`Problem` is the ``file:line:col: message`` record every checker of an admin's YAML reports with (the
+dialplan loader, the webhook-action files). It sits here, at the bottom, so both can import it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,17 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 MAX_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 MAX_VALUES = 100_000
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
 
 
 @dataclass(frozen=True)
