@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from voiceivr.cli import cli
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan import hours
-from voiceivr.dialplan.hours import Emergency, Holiday, Schedule, TimeRange, parse_range, state_at
+from voiceivr.dialplan.hours import parse_range, state_at
 from voiceivr.dialplan.loader import check_text, load_file
+from voiceivr.dialplan.model import Emergency, Holiday, Schedule, TimeRange
 
 ROOT = Path(__file__).resolve().parents[1]
 HOURS_YAML = ROOT / "dialplans" / "hours.yaml"

@@ -9,61 +9,26 @@ clock on the wall, as callers expect.
 Ranges are minutes after the local midnight of the day they open on; an overnight range ("22:00-02:00")
 ends after 24:00 and covers the small hours of the next day -- unless that next day is a holiday, whose
 own hours replace everything on its date.
+
+The schedule's data (:class:`Schedule`, :class:`TimeRange`, ...) lives with the rest of the dialplan's types in
+:mod:`voiceivr.dialplan.model`; this module reads them and reads what admins write.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from voiceivr.dialplan.model import PromptSpec
+from voiceivr.dialplan.model import DAY, Holiday, Schedule, ScheduleState, TimeRange
 
-ScheduleState = Literal["emergency", "holiday", "closed", "open"]
-STATES: tuple[ScheduleState, ...] = ("emergency", "holiday", "closed", "open")  # evaluated in this order
-DAY = 24 * 60
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
 class BadHours(ValueError):
     """A range or day name an admin wrote that cannot be read; the message says what to write instead."""
-
-
-@dataclass(frozen=True, order=True)
-class TimeRange:
-    start: int  # minutes after local midnight of the day it opens on
-    end: int  # after start; past DAY for an overnight range
-
-    def __str__(self) -> str:
-        return f"{_hhmm(self.start)}-{_hhmm(self.end % DAY if self.end > DAY else self.end)}"
-
-
-@dataclass(frozen=True)
-class Holiday:
-    date: dt.date
-    name: str
-    hours: tuple[TimeRange, ...] = ()  # reduced hours on the day; none: closed all day
-    say: PromptSpec | None = None  # said when a node branches on it ("We're closed today for ...")
-
-
-@dataclass(frozen=True)
-class Emergency:
-    active: bool = False  # the admin's switch: publish a version with true to close everything at once
-    say: PromptSpec | None = None
-    goto: str | None = None  # where every node using the schedule goes (unless the node names its own)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    name: str
-    timezone: str  # IANA, e.g. America/New_York
-    week: tuple[tuple[TimeRange, ...], ...]  # Monday first, 7 entries
-    holidays: Mapping[dt.date, Holiday] = field(default_factory=dict)
-    emergency: Emergency = Emergency()
 
 
 @dataclass(frozen=True)
@@ -144,6 +109,3 @@ def overlaps(week: tuple[tuple[TimeRange, ...], ...]) -> list[tuple[int, TimeRan
                 out.append((d1, r1, d2, r2))
     return out
 
-
-def _hhmm(minutes: int) -> str:
-    return f"{minutes // 60:02d}:{minutes % 60:02d}"

@@ -37,13 +37,16 @@ from voiceivr.dialplan.model import (
     GOODBYE,
     RETURN,
     SPECIAL_TARGETS,
+    STATES,
     UNINTERRUPTIBLE_KINDS,
     VAR_RE,
     ActionCall,
     Confirm,
     Dialplan,
+    Emergency,
     Fallback,
     GlobalIntent,
+    Holiday,
     IntentSpec,
     Messages,
     Node,
@@ -51,8 +54,10 @@ from voiceivr.dialplan.model import (
     PromptSpec,
     Route,
     Routing,
+    Schedule,
     ScheduleBranch,
     SlotSpec,
+    TimeRange,
 )
 from voiceivr.dialplan.slots import FREE_TEXT_TYPES, SLOT_TYPES, Money, Option, extract_money
 from voiceivr.errors import VoiceivrError
@@ -593,7 +598,7 @@ class _Builder:
     def build_node(self, nid: str, raw: Any, key_mark: Mark, value_mark: Mark, base_fallback: Fallback,
                    intents: Mapping[str, IntentSpec], slots: Mapping[str, SlotSpec],
                    globals_: Mapping[str, GlobalIntent],
-                   schedules: Mapping[str, hours.Schedule] | None = None) -> _NodeInfo | None:
+                   schedules: Mapping[str, Schedule] | None = None) -> _NodeInfo | None:
         where = f"node {nid}"
         if nid.startswith("$"):
             self.err(key_mark, f"{where}: node names cannot start with $ ({', '.join(SPECIAL_TARGETS)} are built in)")
@@ -650,12 +655,12 @@ class _Builder:
         )
         return _NodeInfo(node=node, raw=raw, mark=key_mark)
 
-    def build_branch(self, raw: MDict, where: str, schedules: Mapping[str, hours.Schedule]) -> ScheduleBranch | None:
+    def build_branch(self, raw: MDict, where: str, schedules: Mapping[str, Schedule]) -> ScheduleBranch | None:
         b = self.mapping(raw, "schedule", where)
         if b is None:
             return None
         w = f"{where}.schedule"
-        self.keys(b, ("name", *hours.STATES), w)
+        self.keys(b, ("name", *STATES), w)
         name = self.string(b, "name", w, required=True)
         open_ = self.string(b, "open", w, required=True)
         closed = self.string(b, "closed", w, required=True)
@@ -671,9 +676,9 @@ class _Builder:
 
     # -- schedules --
 
-    def build_schedules(self, doc: MDict, vars_: Mapping[str, str]) -> dict[str, hours.Schedule]:
+    def build_schedules(self, doc: MDict, vars_: Mapping[str, str]) -> dict[str, Schedule]:
         raw = self.mapping(doc, "schedules", "the dialplan")
-        out: dict[str, hours.Schedule] = {}
+        out: dict[str, Schedule] = {}
         if raw is None:
             return out
         for name, v in raw.items():
@@ -683,7 +688,7 @@ class _Builder:
                 pass
         return out
 
-    def build_schedule(self, name: str, v: Any, parent: MDict, vars_: Mapping[str, str]) -> hours.Schedule:
+    def build_schedule(self, name: str, v: Any, parent: MDict, vars_: Mapping[str, str]) -> Schedule:
         where = f"schedules.{name}"
         if not name.isidentifier():
             self.err(parent.key_mark(name), f"{where}: a schedule name is letters, digits and _")
@@ -704,9 +709,9 @@ class _Builder:
         week = self.build_week(v, where)
         holidays = self.build_holidays(v, where, vars_)
         emergency = self.build_emergency(v, where, vars_)
-        return hours.Schedule(name=name, timezone=zone, week=week, holidays=holidays, emergency=emergency)
+        return Schedule(name=name, timezone=zone, week=week, holidays=holidays, emergency=emergency)
 
-    def time_ranges(self, v: Any, mark: Mark, where: str, overnight: bool) -> tuple[hours.TimeRange, ...]:
+    def time_ranges(self, v: Any, mark: Mark, where: str, overnight: bool) -> tuple[TimeRange, ...]:
         """``"09:00-17:00"``, a list of those, or ``closed``."""
         if v == "closed" or v is None:
             return ()
@@ -725,9 +730,9 @@ class _Builder:
                 self.err(imark, f"{where}: {exc}")
         return tuple(sorted(out))
 
-    def build_week(self, v: MDict, where: str) -> tuple[tuple[hours.TimeRange, ...], ...]:
+    def build_week(self, v: MDict, where: str) -> tuple[tuple[TimeRange, ...], ...]:
         raw = self.mapping(v, "open", where)
-        week: list[tuple[hours.TimeRange, ...]] = [()] * 7
+        week: list[tuple[TimeRange, ...]] = [()] * 7
         if raw is None:
             return tuple(week)
         named: dict[int, str] = {}
@@ -752,8 +757,8 @@ class _Builder:
                                 "join them into one range")
         return tuple(week)
 
-    def build_holidays(self, v: MDict, where: str, vars_: Mapping[str, str]) -> dict[dt.date, hours.Holiday]:
-        out: dict[dt.date, hours.Holiday] = {}
+    def build_holidays(self, v: MDict, where: str, vars_: Mapping[str, str]) -> dict[dt.date, Holiday]:
+        out: dict[dt.date, Holiday] = {}
         if "holidays" not in v or v["holidays"] is None:
             return out
         raw = v["holidays"]
@@ -777,23 +782,23 @@ class _Builder:
             if day in out:
                 self.err(h.value_mark("date"), f"{w}: {day.isoformat()} is already a holiday ({out[day].name})")
                 continue
-            out[day] = hours.Holiday(date=day, name=name, hours=ranges, say=say)
+            out[day] = Holiday(date=day, name=name, hours=ranges, say=say)
         return out
 
-    def build_emergency(self, v: MDict, where: str, vars_: Mapping[str, str]) -> hours.Emergency:
+    def build_emergency(self, v: MDict, where: str, vars_: Mapping[str, str]) -> Emergency:
         raw = v.get("emergency")
         if raw is None:
-            return hours.Emergency()
+            return Emergency()
         if isinstance(raw, bool):
-            return hours.Emergency(active=raw)
+            return Emergency(active=raw)
         w = f"{where}.emergency"
         if not isinstance(raw, MDict):
             self.err(v.value_mark("emergency"), f"{w} must be true, false, or a mapping with active:, say:, goto:")
-            return hours.Emergency()
+            return Emergency()
         self.keys(raw, ("active", "say", "goto"), w)
         if "active" not in raw:
             self.err(raw.mark, f"{w} needs active: true or false (the switch an admin flips)")
-        return hours.Emergency(active=self.boolean(raw, "active", w, False), say=self.schedule_prompt(raw, w, vars_),
+        return Emergency(active=self.boolean(raw, "active", w, False), say=self.schedule_prompt(raw, w, vars_),
                                goto=self.string(raw, "goto", w))
 
     def schedule_prompt(self, d: MDict, where: str, vars_: Mapping[str, str]) -> PromptSpec | None:
@@ -982,7 +987,7 @@ class _Builder:
                 # A state left out takes the closed target, or for emergency the schedule's own goto: each
                 # is checked once, where it is written (check_schedule_targets).
                 checks += [(branch.target(state), braw.value_mark(state), f"schedule.{state}")
-                           for state in hours.STATES if state in braw]
+                           for state in STATES if state in braw]
             routes_raw = raw.get("routes")
             for r in info.node.routes:
                 mark = raw.mark
@@ -995,7 +1000,7 @@ class _Builder:
                     self.err(mark, f"node {nid}.{what}: unknown node {target!r}{_suggest(target, infos)} "
                                    f"(or one of {', '.join(SPECIAL_TARGETS)})")
 
-    def check_schedule_targets(self, schedules: Mapping[str, hours.Schedule], infos: Mapping[str, _NodeInfo],
+    def check_schedule_targets(self, schedules: Mapping[str, Schedule], infos: Mapping[str, _NodeInfo],
                                doc: MDict) -> None:
         for name, sched in schedules.items():
             target = sched.emergency.goto
@@ -1213,7 +1218,7 @@ def _targets(node: Node) -> list[str]:
 
 def _branch_targets(node: Node) -> list[str]:
     b = node.schedule
-    return [] if b is None else list(dict.fromkeys(b.target(state) for state in hours.STATES))
+    return [] if b is None else list(dict.fromkeys(b.target(state) for state in STATES))
 
 
 def _edges_with_defs(node: Node) -> list[tuple[str, frozenset[str]]]:

@@ -6,15 +6,13 @@ dialplan that passed every check, so the engine can trust them mid-call.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from voiceivr.dialplan.slots import Money, Option, SlotType
-
-if TYPE_CHECKING:
-    from voiceivr.dialplan.hours import Schedule
 
 PromptKind = Literal["prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye"]
 # A read-back, a disclosure and a code request play to the end whatever the flag says.
@@ -138,6 +136,50 @@ class ScheduleBranch:
 
     def target(self, state: str) -> str:
         return {"emergency": self.emergency, "holiday": self.holiday, "closed": self.closed}.get(state, self.open)
+
+
+# --- schedules (business hours; read by voiceivr.dialplan.hours) ----------------------------------------
+
+ScheduleState = Literal["emergency", "holiday", "closed", "open"]
+STATES: tuple[ScheduleState, ...] = ("emergency", "holiday", "closed", "open")  # evaluated in this order
+DAY = 24 * 60
+
+
+@dataclass(frozen=True, order=True)
+class TimeRange:
+    start: int  # minutes after local midnight of the day it opens on
+    end: int  # after start; past DAY for an overnight range
+
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start)}-{_hhmm(self.end % DAY if self.end > DAY else self.end)}"
+
+
+@dataclass(frozen=True)
+class Holiday:
+    date: dt.date
+    name: str
+    hours: tuple[TimeRange, ...] = ()  # reduced hours on the day; none: closed all day
+    say: PromptSpec | None = None  # said when a node branches on it ("We're closed today for ...")
+
+
+@dataclass(frozen=True)
+class Emergency:
+    active: bool = False  # the admin's switch: publish a version with true to close everything at once
+    say: PromptSpec | None = None
+    goto: str | None = None  # where every node using the schedule goes (unless the node names its own)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    timezone: str  # IANA, e.g. America/New_York
+    week: tuple[tuple[TimeRange, ...], ...]  # Monday first, 7 entries
+    holidays: Mapping[dt.date, Holiday] = field(default_factory=dict)
+    emergency: Emergency = Emergency()
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 @dataclass(frozen=True)
