@@ -27,6 +27,7 @@ from voiceivr.dialplan.checks import PlanChecks, targets
 from voiceivr.dialplan.model import AGENT, Dialplan, Fallback
 from voiceivr.dialplan.nodes import NodeBuilder, NodeInfo
 from voiceivr.dialplan.schedules import ScheduleBuilder
+from voiceivr.dialplan.schema import AGENT_SECTION, DIALPLAN
 from voiceivr.errors import VoiceivrError
 from voiceivr.yamlpos import Mark, MDict, Problem
 
@@ -97,9 +98,7 @@ class _Builder(NodeBuilder, ScheduleBuilder, PlanChecks):
         if not isinstance(doc, MDict):
             self.err(Mark(1, 1), "a dialplan is a YAML mapping with name:, start: and nodes:")
             return None
-        self.keys(doc, ("name", "description", "start", "main_menu", "login", "vars", "agent", "routing",
-                        "fallback", "messages", "intents", "global_intents", "slots", "schedules", "nodes"),
-                  "the dialplan")
+        self.keys(doc, DIALPLAN.names, "the dialplan")
         name = self.string(doc, "name", "the dialplan", required=True) or ""
         if name and not name.replace("-", "").replace("_", "").isalnum():
             self.err(doc.value_mark("name"), "name must be letters, digits, - and _ (it names published versions)")
@@ -112,7 +111,7 @@ class _Builder(NodeBuilder, ScheduleBuilder, PlanChecks):
         agent = self.mapping(doc, "agent", "the dialplan")
         agent_target = ""
         if agent is not None:
-            self.keys(agent, ("target",), "agent")
+            self.keys(agent, AGENT_SECTION.names, "agent")
             agent_target = self.string(agent, "target", "agent", required=True) or ""
         intents = self.build_intents(doc)
         globals_ = self.build_globals(doc)

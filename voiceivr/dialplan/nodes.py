@@ -14,7 +14,6 @@ from typing import Any
 from voiceivr.actions.registry import SLOT_TYPES_FOR_PARAM
 from voiceivr.dialplan.model import (
     SPECIAL_TARGETS,
-    STATES,
     VAR_RE,
     ActionCall,
     Confirm,
@@ -29,6 +28,7 @@ from voiceivr.dialplan.model import (
     ScheduleBranch,
     SlotSpec,
 )
+from voiceivr.dialplan.schema import ACTION, BRANCH, CONFIRM, NODE, ROUTE
 from voiceivr.dialplan.sections import SectionBuilder
 from voiceivr.dialplan.typed import suggest
 from voiceivr.yamlpos import Mark, MDict, MList
@@ -63,11 +63,10 @@ class NodeBuilder(SectionBuilder):
         if not isinstance(raw, MDict):
             self.err(value_mark, f"{where} must be a mapping (say:, collect:, action:, routes:, goto:, end:)")
             return None
-        self.keys(raw, ("say", "requires", "collect", "action", "routes", "goto", "end", "fallback", "menu",
-                        "schedule"), where)
+        self.keys(raw, NODE.names, where)
         say = tuple(p for p, _ in self.prompts(raw, "say", where))
         requires = self.string(raw, "requires", where)
-        if requires is not None and requires != "login":
+        if requires is not None and requires not in NODE.choices("requires"):
             self.err(raw.value_mark("requires"), f"{where}.requires can only be login")
         collect: list[str] = []
         if "collect" in raw:
@@ -91,7 +90,7 @@ class NodeBuilder(SectionBuilder):
         routes = self.build_routes(raw, where, intents)
         goto = self.string(raw, "goto", where)
         end = self.string(raw, "end", where)
-        if end is not None and end not in ("hangup", "agent"):
+        if end is not None and end not in NODE.choices("end"):
             self.err(raw.value_mark("end"), f"{where}.end must be hangup or agent")
             end = None
         if end and (goto or routes):
@@ -117,7 +116,7 @@ class NodeBuilder(SectionBuilder):
         if b is None:
             return None
         w = f"{where}.schedule"
-        self.keys(b, ("name", *STATES), w)
+        self.keys(b, BRANCH.names, w)
         name = self.string(b, "name", w, required=True)
         open_ = self.string(b, "open", w, required=True)
         closed = self.string(b, "closed", w, required=True)
@@ -148,7 +147,7 @@ class NodeBuilder(SectionBuilder):
             if not isinstance(rv, MDict):
                 self.err(routes_raw.value_mark(intent), f"{w} must be a node name or a mapping with goto:")
                 continue
-            self.keys(rv, ("goto", "dtmf"), w)
+            self.keys(rv, ROUTE.names, w)
             goto = self.string(rv, "goto", w, required=True)
             dtmf = self.dtmf(rv, "dtmf", w)
             spec = intents[intent]
@@ -165,8 +164,7 @@ class NodeBuilder(SectionBuilder):
         if a is None:
             return None
         w = f"{where}.action"
-        self.keys(a, ("name", "risk", "params", "confirm", "save_as", "success", "failure", "on_success",
-                      "on_failure"), w)
+        self.keys(a, ACTION.names, w)
         name = self.string(a, "name", w, required=True)
         if name is None:
             return None
@@ -180,7 +178,7 @@ class NodeBuilder(SectionBuilder):
         risk = spec.risk
         declared = self.string(a, "risk", w)
         if declared is not None:
-            if declared not in ("low", "high"):
+            if declared not in ACTION.choices("risk"):
                 self.err(a.value_mark("risk"), f"{w}.risk must be low or high")
             elif declared == "low" and spec.risk == "high":
                 self.err(a.value_mark("risk"), f"{w}: action {name} is high risk; a dialplan can raise an "
@@ -240,7 +238,7 @@ class NodeBuilder(SectionBuilder):
         confirm = None
         craw = self.mapping(a, "confirm", w)
         if craw is not None:
-            self.keys(craw, ("readback", "ask"), f"{w}.confirm")
+            self.keys(craw, CONFIRM.names, f"{w}.confirm")
             rb = self.prompts(craw, "readback", f"{w}.confirm", kind="readback")
             ask = self.prompts(craw, "ask", f"{w}.confirm", kind="prompt")
             if not rb:

@@ -11,6 +11,7 @@ from typing import Any
 
 from voiceivr.dialplan import hours
 from voiceivr.dialplan.model import Emergency, Holiday, PromptSpec, Schedule, TimeRange
+from voiceivr.dialplan.schema import EMERGENCY, HOLIDAY, SCHEDULE
 from voiceivr.dialplan.typed import Skip, TypedReader
 from voiceivr.yamlpos import Mark, MDict, MList
 
@@ -38,7 +39,7 @@ class ScheduleBuilder(TypedReader):
         if not isinstance(v, MDict):
             self.err(parent.value_mark(name), f"{where} must be a mapping with timezone: and open:")
             raise Skip
-        self.keys(v, ("timezone", "open", "holidays", "emergency"), where)
+        self.keys(v, SCHEDULE.names, where)
         zone = self.string(v, "timezone", where, required=True)
         if zone is None:
             raise Skip
@@ -112,7 +113,7 @@ class ScheduleBuilder(TypedReader):
             if not isinstance(h, MDict):
                 self.err(raw.item_mark(i), f"{w} must be a mapping with date: and name:")
                 continue
-            self.keys(h, ("date", "name", "open", "say"), w)
+            self.keys(h, HOLIDAY.names, w)
             day = self.date(h, "date", w)
             name = self.string(h, "name", w, required=True) or ""
             ranges = self.time_ranges(h.get("open"), h.value_mark("open"), f"{w}.open", overnight=False)
@@ -137,7 +138,7 @@ class ScheduleBuilder(TypedReader):
         if not isinstance(raw, MDict):
             self.err(v.value_mark("emergency"), f"{w} must be true, false, or a mapping with active:, say:, goto:")
             return Emergency()
-        self.keys(raw, ("active", "say", "goto"), w)
+        self.keys(raw, EMERGENCY.names, w)
         if "active" not in raw:
             self.err(raw.mark, f"{w} needs active: true or false (the switch an admin flips)")
         return Emergency(active=self.boolean(raw, "active", w, False), say=self.schedule_prompt(raw, w, vars_),

@@ -5,12 +5,11 @@ and built into :mod:`voiceivr.dialplan.model` objects.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from voiceivr.actions.address import MAX_ADDRESS_CHARS
-from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS, MAX_TEXT_CHARS
+from voiceivr.dialplan.freetext import DEFAULT_ADDRESS_CHARS, DEFAULT_TEXT_CHARS
 from voiceivr.dialplan.model import (
     GLOBAL_NAMES,
     Fallback,
@@ -21,6 +20,7 @@ from voiceivr.dialplan.model import (
     Routing,
     SlotSpec,
 )
+from voiceivr.dialplan.schema import FALLBACK, GLOBAL_INTENT, INTENT, MESSAGES, OPTION, ROUTING, SLOT
 from voiceivr.dialplan.slots import FREE_TEXT_TYPES, SLOT_TYPES, Money, Option, extract_money
 from voiceivr.dialplan.typed import Skip, TypedReader
 from voiceivr.yamlpos import MDict, MList
@@ -54,7 +54,7 @@ class SectionBuilder(TypedReader):
         raw = self.mapping(doc, "routing", "the dialplan")
         if raw is None:
             return Routing()
-        names = [f.name for f in dataclasses.fields(Routing)]
+        names = ROUTING.names
         if "confirm_min_confidence" in raw:
             # One threshold for the engine and the gate (they disagreed: 0.5 here, 0.6 in the policy).
             self.err(raw.key_mark("confirm_min_confidence"),
@@ -62,31 +62,31 @@ class SectionBuilder(TypedReader):
                      "(policy.confirm_min_confidence); remove it here")
         self.keys(raw, [*names, "confirm_min_confidence"], "routing")
         base = Routing()
-        return Routing(**{n: self.number(raw, n, "routing", getattr(base, n), 0.0, 1.0) for n in names})
+        return Routing(**{n: self.number(raw, n, "routing", getattr(base, n), *ROUTING.range(n)) for n in names})
 
     def build_fallback(self, raw: MDict | None, where: str, base: Fallback) -> Fallback:
         if raw is None:
             return base
-        self.keys(raw, [f.name for f in dataclasses.fields(Fallback)], where)
+        self.keys(raw, FALLBACK.names, where)
         then = self.string(raw, "then", where, default=base.then) or base.then
-        if then not in ("agent", "goodbye"):
+        if then not in FALLBACK.choices("then"):
             self.err(raw.value_mark("then"), f"{where}.then must be agent or goodbye")
             then = base.then
         return Fallback(
-            no_input=self.integer(raw, "no_input", where, base.no_input, 0, 10),
-            no_match=self.integer(raw, "no_match", where, base.no_match, 0, 10),
+            no_input=self.integer(raw, "no_input", where, base.no_input, *FALLBACK.range("no_input")),
+            no_match=self.integer(raw, "no_match", where, base.no_match, *FALLBACK.range("no_match")),
             dtmf_menu=self.boolean(raw, "dtmf_menu", where, base.dtmf_menu),
             then=then,  # type: ignore[arg-type]
-            timeout_s=self.number(raw, "timeout_s", where, base.timeout_s, 1.0, 60.0),
+            timeout_s=self.number(raw, "timeout_s", where, base.timeout_s, *FALLBACK.range("timeout_s")),
             inter_digit_timeout_s=self.number(raw, "inter_digit_timeout_s", where, base.inter_digit_timeout_s,
-                                              0.5, 30.0),
+                                              *FALLBACK.range("inter_digit_timeout_s")),
         )
 
     def build_messages(self, doc: MDict, vars_: Mapping[str, str]) -> Messages:
         raw = self.mapping(doc, "messages", "the dialplan")
         if raw is None:
             return Messages()
-        names = [f.name for f in dataclasses.fields(Messages)]
+        names = MESSAGES.names
         self.keys(raw, names, "messages")
         values: dict[str, str] = {}
         for n in names:
@@ -114,7 +114,7 @@ class SectionBuilder(TypedReader):
             if not isinstance(v, MDict):
                 self.err(raw.value_mark(name), f"{where} must be a mapping with examples:")
                 continue
-            self.keys(v, ("label", "examples", "keywords", "description"), where)
+            self.keys(v, INTENT.names, where)
             examples = self.strings(v, "examples", where)
             keywords = self.strings(v, "keywords", where)
             if name in GLOBAL_NAMES:
@@ -140,7 +140,7 @@ class SectionBuilder(TypedReader):
             if not isinstance(v, MDict):
                 self.err(raw.value_mark(name), f"{where} must be a mapping with examples:")
                 continue
-            self.keys(v, ("examples", "keywords", "dtmf"), where)
+            self.keys(v, GLOBAL_INTENT.names, where)
             out[name] = GlobalIntent(name=name, examples=self.strings(v, "examples", where),
                                      keywords=self.strings(v, "keywords", where), dtmf=self.dtmf(v, "dtmf", where))
         return out
@@ -165,8 +165,7 @@ class SectionBuilder(TypedReader):
         if not isinstance(v, MDict):
             self.err(parent.value_mark(name), f"{where} must be a mapping with type: and ask:")
             raise Skip
-        self.keys(v, ("type", "ask", "keyed", "length", "min_length", "max_length", "min", "max", "options", "cues",
-                      "default", "secret", "prefer", "max_chars"), where)
+        self.keys(v, SLOT.names, where)
         stype = self.string(v, "type", where, required=True)
         if stype is None:
             raise Skip
@@ -178,10 +177,10 @@ class SectionBuilder(TypedReader):
             self.err(v.mark, f"{where} needs ask: (what to say to ask for it)")
             raise Skip
         keyed = self.prompts(v, "keyed", where)
-        min_len = self.integer(v, "min_length", where, 1, 1, 64)
-        max_len = self.integer(v, "max_length", where, 32, 1, 64)
+        min_len = self.integer(v, "min_length", where, 1, *SLOT.range("min_length"))
+        max_len = self.integer(v, "max_length", where, 32, *SLOT.range("max_length"))
         if "length" in v:
-            min_len = max_len = self.integer(v, "length", where, 4, 1, 64)
+            min_len = max_len = self.integer(v, "length", where, 4, *SLOT.range("length"))
         if min_len > max_len:
             self.err(v.mark, f"{where}: min_length is more than max_length")
         min_amount = self.money(v, "min", where)
@@ -197,15 +196,16 @@ class SectionBuilder(TypedReader):
                 self.err(v.key_mark(key), f"{where}.{key} applies only to money slots")
         if "options" in v and stype != "choice":
             self.err(v.key_mark("options"), f"{where}.options applies only to choice slots")
+        least, most = SLOT.range("max_chars")  # declared for a text slot; an address slot takes fewer
         max_chars = self.integer(v, "max_chars", where, DEFAULT_ADDRESS_CHARS if stype == "address" else
-                                 DEFAULT_TEXT_CHARS, 1, MAX_ADDRESS_CHARS if stype == "address" else MAX_TEXT_CHARS)
+                                 DEFAULT_TEXT_CHARS, least, MAX_ADDRESS_CHARS if stype == "address" else most)
         if "max_chars" in v and stype not in FREE_TEXT_TYPES:
             self.err(v.key_mark("max_chars"), f"{where}.max_chars applies only to text and address slots")
         default = self.string(v, "default", where)
         if default is not None and default not in {o.key for o in options}:
             self.err(v.value_mark("default"), f"{where}.default must be one of its options")
         prefer = self.string(v, "prefer", where, default="future") or "future"
-        if prefer not in ("future", "past"):
+        if prefer not in SLOT.choices("prefer"):
             self.err(v.value_mark("prefer"), f"{where}.prefer must be future or past")
             prefer = "future"
         return SlotSpec(
@@ -241,7 +241,7 @@ class SectionBuilder(TypedReader):
             say = key
             dtmf = None
             if isinstance(ov, MDict):
-                self.keys(ov, ("synonyms", "say", "dtmf"), w)
+                self.keys(ov, OPTION.names, w)
                 synonyms = self.strings(ov, "synonyms", w)
                 say = self.string(ov, "say", w, default=key) or key
                 dtmf = self.dtmf(ov, "dtmf", w)

@@ -14,9 +14,9 @@ from typing import Any
 
 from voiceivr.actions.registry import ActionRegistry
 from voiceivr.dialplan.model import UNINTERRUPTIBLE_KINDS, VAR_RE, PromptSpec
+from voiceivr.dialplan.schema import PROMPT_KINDS, PROMPT_MAPPING
 from voiceivr.yamlpos import Mark, MDict, MList, Problem
 
-PROMPT_KINDS = ("prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye")
 DTMF_KEYS = frozenset("0123456789*#")
 
 
@@ -150,7 +150,7 @@ class TypedReader:
     def prompt(self, v: Any, mark: Mark, where: str, kind: str = "prompt") -> PromptSpec | None:
         interruptible = kind not in UNINTERRUPTIBLE_KINDS
         if isinstance(v, MDict):
-            self.keys(v, ("text", "interruptible", "kind"), where)
+            self.keys(v, PROMPT_MAPPING.names, where)
             text = self.string(v, "text", where, required=True)
             kind = self.string(v, "kind", where, default=kind) or kind
             if kind not in PROMPT_KINDS:
