@@ -13,6 +13,13 @@ first. What is checked:
   require one, a secret slot (a PIN) spoken in a prompt, a secret action parameter filled by a slot not marked
   ``secret: true``;
 - prompts using variables that are not defined on every path to them.
+
+This module is the loader's public face (:func:`load_file`, :func:`load_text`, :func:`check_text`,
+:class:`DialplanInvalid`) and puts the document together; the work is split by job: the format's declaration
+(:mod:`~voiceivr.dialplan.schema`), typed getters with positions (:mod:`~voiceivr.dialplan.typed`), the
+dialplan-wide sections (:mod:`~voiceivr.dialplan.sections`), nodes and their actions
+(:mod:`~voiceivr.dialplan.nodes`), schedules (:mod:`~voiceivr.dialplan.schedules`) and the whole-plan checks
+(:mod:`~voiceivr.dialplan.checks`).
 """
 
 from __future__ import annotations
