@@ -13,7 +13,7 @@ from voiceivr.call import brain
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.cli import cli
 from voiceivr.demo import abuse
-from voiceivr.dialplan import engine as dialplan_engine
+from voiceivr.dialplan import confirmation as dialplan_confirmation
 from voiceivr.policy.gate import StepResult
 from voiceivr.policy.safepath import SafePathGate
 
@@ -78,7 +78,7 @@ def test_scorecard_catches_flagged_text_that_is_no_longer_carried_to_the_gate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: an engine that forgets where slot values came from lets flagged words fill a transfer.
     The attacker still lacks the code, so nothing runs -- but the evidence the attack must leave is missing."""
-    monkeypatch.setattr(dialplan_engine, "_union", lambda *groups: ())
+    monkeypatch.setattr(dialplan_confirmation, "_union", lambda *groups: ())
     card = abuse.simulate(only=["injection-in-payee-name"])
     (r,) = card.results
     assert not r.passed and "EVIDENCE MISSING: policy.decide:flagged_input" in r.verdict
