@@ -167,7 +167,7 @@ class CallRuntime:
         if self.services is not None:
             gate: CallGate = self.services.gate(binding)
             return gate
-        from voiceivr.dialplan.gates import LowRiskOnlyGate
+        from voiceivr.policy.lowrisk import LowRiskOnlyGate
 
         return LowRiskOnlyGate(self.registry, None, binding)
 

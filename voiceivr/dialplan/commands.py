@@ -196,7 +196,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
     now = _call_start(today, zone)
     result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=now.date() if now else None,
                      now=now, registry=registry)
-    from voiceivr.dialplan.gates import NO_SAFE_PATH, LowRiskOnlyGate
+    from voiceivr.policy.lowrisk import NO_SAFE_PATH, LowRiskOnlyGate
 
     if isinstance(gate, LowRiskOnlyGate):
         note = (note + "\n" if note else "") + f"note: {NO_SAFE_PATH}"

@@ -66,7 +66,7 @@ def make_gate(
     if engine is None:
         if not isinstance(actions, DialplanRegistry):
             raise TypeError("make_gate without a database needs the dialplan's ActionRegistry")
-        from voiceivr.dialplan.gates import LowRiskOnlyGate
+        from voiceivr.policy.lowrisk import LowRiskOnlyGate
 
         log.warning("no database: no audit trail, so no safe path; high-risk actions will be refused",
                     extra={"call_id": binding.call_id})
