@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.test_safepath_dialplan import Talk
-from voiceivr.actions.registry import ActionRegistry, plugin_registry
+from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.demo import backend as demo_backend
 from voiceivr.dialplan.loader import load_file

@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import ActionRegistry, plugin_registry
+from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
 from voiceivr.call.handler import CallControl

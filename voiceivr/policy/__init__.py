@@ -60,7 +60,7 @@ def make_gate(
     if binding is None:
         raise TypeError("make_gate needs the call's SessionBinding")
     if actions is None:
-        from voiceivr.actions.registry import plugin_registry
+        from voiceivr.actions.catalog import plugin_registry
 
         actions = plugin_registry(settings)
     if engine is None:
