@@ -44,7 +44,7 @@ def make_gate(
     ``runner``/``registry``: an :class:`~voiceivr.actions.runner.ActionRunner`, runner actions, or the
     dialplan's :class:`~voiceivr.actions.registry.ActionRegistry` (adapted). ``engine``/``db``: the database.
     ``identity``: defaults to the enabled plugins' identity provider (``plugins.identity``). Without a database
-    there is no audit trail and so no safe path: the dialplan's low-risk-only gate is returned (high actions
+    there is no audit trail and so no safe path: the low-risk-only gate (policy.lowrisk) is returned (high actions
     refused, never faked).
 
     A server should build :class:`~voiceivr.policy.services.SafePathServices` once (it recovers crashed runs
