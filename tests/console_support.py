@@ -15,7 +15,7 @@ from pathlib import Path
 import uvicorn
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import plugin_registry
+from voiceivr.actions.catalog import plugin_registry
 from voiceivr.console.accounts import add_user
 from voiceivr.console.web import make_app
 from voiceivr.dialplan.store import publish

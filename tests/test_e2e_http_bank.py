@@ -20,14 +20,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.test_safepath_dialplan import Talk
-from voiceivr.actions.registry import ActionRegistry, plugin_registry
+from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.actions.runner import RunnerRegistry
-from voiceivr.actions.webhooks import HttpIdentity
 from voiceivr.demo import backend as demo_backend
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter, make_router
-from voiceivr.policy.identity import enabled_identity
+from voiceivr.policy.identity import HttpIdentity, enabled_identity
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
 from voiceivr.policy.twilio_fake import FakeTwilio

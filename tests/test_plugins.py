@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from tests import entrypoints
 from voiceivr import plugins as pl
-from voiceivr.actions.registry import plugin_registry
+from voiceivr.actions.catalog import plugin_registry
 from voiceivr.cli import cli
 from voiceivr.dialplan.loader import DialplanInvalid, load_file, load_text
 from voiceivr.errors import ConfigError

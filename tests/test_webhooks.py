@@ -18,14 +18,15 @@ from sqlalchemy.engine import Engine
 from tests.http_backend import closed_port, fault_backend
 from voiceivr import metrics
 from voiceivr.actions.backends import DEFAULT_FAILURE, BackendsInvalid, parse_backends
-from voiceivr.actions.registry import ActionContext, ActionError, ActionOutcomeUnknown, ActionRegistry, plugin_registry
+from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.registry import ActionContext, ActionError, ActionOutcomeUnknown, ActionRegistry
 from voiceivr.actions.runner import ActionRunner, RunnerRegistry
-from voiceivr.actions.webhooks import Backend, CircuitBreaker, HttpAction, HttpIdentity, build_actions, sign, verify
+from voiceivr.actions.webhooks import Backend, CircuitBreaker, HttpAction, build_actions, sign, verify
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.cli import cli
 from voiceivr.errors import ConfigError
 from voiceivr.plugins import PluginError
-from voiceivr.policy.identity import Contact, IdentityUnavailable, enabled_identity
+from voiceivr.policy.identity import Contact, HttpIdentity, IdentityUnavailable, enabled_identity
 from voiceivr.settings import Settings
 
 SECRET = "s3cret-for-tests-0123456789abcdef"

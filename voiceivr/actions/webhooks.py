@@ -1,5 +1,6 @@
-"""Actions and caller identity answered by an admin's HTTP service: signed requests, bounded replies, a
-circuit breaker per backend, and failures the caller understands.
+"""Actions answered by an admin's HTTP service: signed requests, bounded replies, a circuit breaker per
+backend, and failures the caller understands. The caller identity such a service answers is
+:class:`voiceivr.policy.identity.HttpIdentity`, over the same :class:`Backend` (its signed requests).
 
 The contract (docs/integration.md, "HTTP backends"; JSON Schemas in ``voiceivr/actions/schemas/``):
 
@@ -21,7 +22,6 @@ acted (``unknown``: the runner settles it by calling again with the same key).
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import hmac
 import http.client
@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from voiceivr import metrics
-from voiceivr.actions.backends import ActionSpec, BackendsFile, BackendSpec, IdentitySpec
+from voiceivr.actions.backends import ActionSpec, BackendsFile, BackendSpec
 from voiceivr.actions.registry import (
     Action,
     ActionContext,
@@ -46,7 +46,6 @@ from voiceivr.actions.registry import (
     value_has_type,
 )
 from voiceivr.policy import injection
-from voiceivr.policy.identity import Contact, IdentityUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -345,47 +344,14 @@ def build_actions(spec: BackendsFile, backends: Mapping[str, Backend]) -> list[A
     return out
 
 
-class HttpIdentity:
-    """:class:`~voiceivr.policy.identity.IdentityProvider` over a backend: the login reply names the phone on
-    file and whether TOTP is enrolled (one round trip); a TOTP code is checked by a signed request, so the
-    secret stays with the backend."""
-
-    def __init__(self, spec: IdentitySpec, backend: Backend) -> None:
-        self.spec, self.backend = spec, backend
-
-    def contact(self, principal: str, login: Mapping[str, Any]) -> Contact | None:
-        phone = login.get("phone_on_file")
-        phone = phone if isinstance(phone, str) and phone.startswith("+") and phone[1:].isdigit() else None
-        return Contact(principal, phone, bool(self.spec.totp) and login.get("totp_enrolled") is True)
-
-    def verify_totp(self, principal: str, code: str, at: dt.datetime, window: int) -> int | None:
-        if not self.spec.totp:
-            return None
-        key = f"totp-{uuid.uuid4().hex}"
-        payload = {"action": "identity.verify_totp", "params": {"principal": principal, "code": code,
-                                                                "at": at.isoformat(), "window": window},
-                   "principal": principal, "call_id": "", "idempotency_key": key, "audit_seq": None}
-        try:
-            reply = self.backend.signed_post(self.spec.totp, payload, key=key, call_id="", audit_seq=None,
-                                             timeout=self.backend.spec.timeout_s, what="identity.verify_totp")
-        except BackendFailure as exc:
-            raise IdentityUnavailable(f"backend {self.backend.name!r}: {exc.outcome}") from None
-        step = reply.data.get("step") if reply.status == 200 and isinstance(reply.data, dict) else "bad"
-        if step is None:
-            return None
-        if not isinstance(step, int) or isinstance(step, bool):
-            raise IdentityUnavailable(f"backend {self.backend.name!r}: the TOTP reply is not {{\"step\": int|null}}")
-        return step
-
-
 @dataclass
 class Node:
-    """One node's backends file, loaded: the backends (each with its breaker), their actions and identity."""
+    """One node's backends file, loaded: the backends (each with its breaker) and their actions. Its identity
+    section is answered over the same backends by :class:`voiceivr.policy.identity.HttpIdentity`."""
 
     spec: BackendsFile
     backends: dict[str, Backend]
     actions: list[Action]
-    identity: HttpIdentity | None
 
 
 _nodes: dict[tuple[str, int], Node] = {}
@@ -407,6 +373,5 @@ def node(path: str) -> Node:
         if (path, version) not in _nodes:
             spec = load_backends(path)
             backends = {name: Backend(b) for name, b in spec.backends.items()}
-            identity = HttpIdentity(spec.identity, backends[spec.identity.backend]) if spec.identity else None
-            _nodes[(path, version)] = Node(spec, backends, build_actions(spec, backends), identity)
+            _nodes[(path, version)] = Node(spec, backends, build_actions(spec, backends))
         return _nodes[(path, version)]

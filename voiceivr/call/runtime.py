@@ -20,7 +20,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.registry import ActionRegistry, plugin_registry
+from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.registry import ActionRegistry
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
 from voiceivr.call.handler import CallControl
@@ -167,7 +168,7 @@ class CallRuntime:
         if self.services is not None:
             gate: CallGate = self.services.gate(binding)
             return gate
-        from voiceivr.dialplan.gates import LowRiskOnlyGate
+        from voiceivr.policy.lowrisk import LowRiskOnlyGate
 
         return LowRiskOnlyGate(self.registry, None, binding)
 

@@ -24,7 +24,7 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
         return
     import uvicorn
 
-    from voiceivr.actions.registry import plugin_registry
+    from voiceivr.actions.catalog import plugin_registry
     from voiceivr.console.accounts import ensure_first_admin
     from voiceivr.console.web import make_app
 

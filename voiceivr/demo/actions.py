@@ -26,7 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from voiceivr.actions.address import address_problem, canonical_address
 from voiceivr.actions.registry import Action, ActionContext, ActionError, ActionRegistry, Param
-from voiceivr.demo.models import (
+from voiceivr.demo.tables import (
     BankAccount,
     BankAddress,
     BankCard,

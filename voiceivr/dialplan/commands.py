@@ -35,7 +35,7 @@ def validate(app: AppContext, files: tuple[Path, ...]) -> None:
     """Check dialplans against the actions of the enabled plugins and the backends file (plugins.backends, checked
     too); print every problem as FILE:LINE:COL: MESSAGE and exit 1 if there is any."""
     from voiceivr.actions.backends import BackendsInvalid
-    from voiceivr.actions.registry import plugin_registry
+    from voiceivr.actions.catalog import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, check_text, read_source
 
     try:
@@ -169,7 +169,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
     plugin's data: voiceivr demo seed). High-risk actions
     need the safe path (voiceivr.policy); without it they are refused, never faked.
     """
-    from voiceivr.actions.registry import plugin_registry
+    from voiceivr.actions.catalog import plugin_registry
     from voiceivr.dialplan import simulate as sim
     from voiceivr.dialplan.gates import gate_for
     from voiceivr.dialplan.loader import load_file
@@ -196,7 +196,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
     now = _call_start(today, zone)
     result = sim.run(plan, steps, gate=gate, router=router, call_id=call_id, today=now.date() if now else None,
                      now=now, registry=registry)
-    from voiceivr.dialplan.gates import NO_SAFE_PATH, LowRiskOnlyGate
+    from voiceivr.policy.lowrisk import NO_SAFE_PATH, LowRiskOnlyGate
 
     if isinstance(gate, LowRiskOnlyGate):
         note = (note + "\n" if note else "") + f"note: {NO_SAFE_PATH}"
@@ -224,7 +224,7 @@ def simulate(ctx: click.Context, file: Path, as_json: bool, tiers: list[int] | N
 @pass_app
 def publish(app: AppContext, file: Path, published_by: str, note: str) -> None:
     """Validate FILE and store it as the new live version for new calls (refused if it has any problem)."""
-    from voiceivr.actions.registry import plugin_registry
+    from voiceivr.actions.catalog import plugin_registry
     from voiceivr.dialplan.loader import DialplanInvalid, read_source
     from voiceivr.dialplan.store import publish as do_publish
 

@@ -44,7 +44,7 @@ def make_gate(
     ``runner``/``registry``: an :class:`~voiceivr.actions.runner.ActionRunner`, runner actions, or the
     dialplan's :class:`~voiceivr.actions.registry.ActionRegistry` (adapted). ``engine``/``db``: the database.
     ``identity``: defaults to the enabled plugins' identity provider (``plugins.identity``). Without a database
-    there is no audit trail and so no safe path: the dialplan's low-risk-only gate is returned (high actions
+    there is no audit trail and so no safe path: the low-risk-only gate (policy.lowrisk) is returned (high actions
     refused, never faked).
 
     A server should build :class:`~voiceivr.policy.services.SafePathServices` once (it recovers crashed runs
@@ -60,13 +60,13 @@ def make_gate(
     if binding is None:
         raise TypeError("make_gate needs the call's SessionBinding")
     if actions is None:
-        from voiceivr.actions.registry import plugin_registry
+        from voiceivr.actions.catalog import plugin_registry
 
         actions = plugin_registry(settings)
     if engine is None:
         if not isinstance(actions, DialplanRegistry):
             raise TypeError("make_gate without a database needs the dialplan's ActionRegistry")
-        from voiceivr.dialplan.gates import LowRiskOnlyGate
+        from voiceivr.policy.lowrisk import LowRiskOnlyGate
 
         log.warning("no database: no audit trail, so no safe path; high-risk actions will be refused",
                     extra={"call_id": binding.call_id})

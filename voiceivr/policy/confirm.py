@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from voiceivr.settings import PolicySettings
-
-if TYPE_CHECKING:  # gate.py names ConfirmRules in the CallGate protocol
-    from voiceivr.policy.gate import Evidence
 
 # Phrases are lower case, words separated by one space; apostrophes are optional when matched ("thats right").
 YES_PHRASES: tuple[str, ...] = (
@@ -139,7 +136,18 @@ class ConfirmRules:
         return evidence_kind != "speech" or confidence >= self.min_confidence
 
 
-def is_explicit_yes(evidence: Evidence) -> bool:
+class Answered(Protocol):
+    """What :func:`is_explicit_yes` reads of an answer: a :class:`~voiceivr.policy.gate.Evidence` (named by its
+    shape, as gate.py imports this module for :class:`ConfirmRules`)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def text(self) -> str: ...
+
+
+def is_explicit_yes(evidence: Answered) -> bool:
     """DTMF 1, or a short answer of yes phrases (and courtesy words) with no negation."""
     text = evidence.text.strip()
     if evidence.kind == "dtmf":

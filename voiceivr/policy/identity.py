@@ -28,15 +28,20 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pyotp
 from sqlalchemy.engine import Engine
 
 from voiceivr.errors import ConfigError, VoiceivrError
 from voiceivr.settings import Settings
+
+if TYPE_CHECKING:  # the backends file is imported when it is used, as the plugins are
+    from voiceivr.actions.backends import IdentitySpec
+    from voiceivr.actions.webhooks import Backend
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +121,9 @@ def _backends_identity(settings: Settings) -> IdentityProvider | None:
         return None
     from voiceivr.actions.webhooks import node
 
-    return node(settings.plugins.backends).identity
+    loaded = node(settings.plugins.backends)
+    spec = loaded.spec.identity
+    return HttpIdentity(spec, loaded.backends[spec.backend]) if spec else None
 
 
 def enabled_identity(settings: Settings, engine: Engine | None) -> IdentityProvider | None:
@@ -154,6 +161,41 @@ def enabled_identity(settings: Settings, engine: Engine | None) -> IdentityProvi
         raise pl.describe_error(name, pl.IDENTITY, f"made a {type(provider).__name__}, which lacks contact() "
                                 "or verify_totp()")
     return provider
+
+
+class HttpIdentity:
+    """:class:`IdentityProvider` over a backend of the backends file (:mod:`voiceivr.actions.webhooks`, which
+    signs the requests): the login reply names the phone on file and whether TOTP is enrolled (one round trip);
+    a TOTP code is checked by a signed request, so the secret stays with the backend."""
+
+    def __init__(self, spec: IdentitySpec, backend: Backend) -> None:
+        self.spec, self.backend = spec, backend
+
+    def contact(self, principal: str, login: Mapping[str, Any]) -> Contact | None:
+        phone = login.get("phone_on_file")
+        phone = phone if isinstance(phone, str) and phone.startswith("+") and phone[1:].isdigit() else None
+        return Contact(principal, phone, bool(self.spec.totp) and login.get("totp_enrolled") is True)
+
+    def verify_totp(self, principal: str, code: str, at: dt.datetime, window: int) -> int | None:
+        if not self.spec.totp:
+            return None
+        from voiceivr.actions.webhooks import BackendFailure
+
+        key = f"totp-{uuid.uuid4().hex}"
+        payload = {"action": "identity.verify_totp", "params": {"principal": principal, "code": code,
+                                                                "at": at.isoformat(), "window": window},
+                   "principal": principal, "call_id": "", "idempotency_key": key, "audit_seq": None}
+        try:
+            reply = self.backend.signed_post(self.spec.totp, payload, key=key, call_id="", audit_seq=None,
+                                             timeout=self.backend.spec.timeout_s, what="identity.verify_totp")
+        except BackendFailure as exc:
+            raise IdentityUnavailable(f"backend {self.backend.name!r}: {exc.outcome}") from None
+        step = reply.data.get("step") if reply.status == 200 and isinstance(reply.data, dict) else "bad"
+        if step is None:
+            return None
+        if not isinstance(step, int) or isinstance(step, bool):
+            raise IdentityUnavailable(f"backend {self.backend.name!r}: the TOTP reply is not {{\"step\": int|null}}")
+        return step
 
 
 class LoginContacts:

@@ -20,7 +20,8 @@ What the dialplan engine calls, in order::
 Every step and every refusal writes an audit row; the action's own intent row is committed before it runs
 (voiceivr.actions.runner). The gate keeps its own copy of each request's parameters, canonical JSON, taken at
 ``decide``: what runs is exactly what was read back and bound to the code, whatever happens to the engine's
-objects afterwards.
+objects afterwards. What the gate keeps of a request between its steps, and the audit form of evidence and
+bindings, are in :mod:`voiceivr.policy.pending`.
 """
 
 from __future__ import annotations
@@ -31,13 +32,13 @@ import json
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 from voiceivr.actions.runner import ActionRunner, RunContext
 from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.policy import injection
-from voiceivr.policy.codes import BoundAction, Checked, CodeBook, Issued
+from voiceivr.policy.codes import BoundAction, Checked, CodeBook
 from voiceivr.policy.confirm import ConfirmRules, is_explicit_yes
 from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import (
@@ -52,44 +53,13 @@ from voiceivr.policy.gate import (
     StepResult,
 )
 from voiceivr.policy.identity import IdentityProvider, LoginContacts
+from voiceivr.policy.pending import PendingRequest, binding_audit, evidence_audit
 from voiceivr.policy.rules import Policy
 from voiceivr.policy.sms import SmsSender
 
 log = logging.getLogger(__name__)
 
-State = Literal["decided", "read_back", "confirmed", "challenged", "verified", "executed", "void"]
 REQUEST_ID_MAX = 64
-
-
-@dataclass
-class _Pending:
-    request: ActionRequest
-    decision: Decision
-    principal: str | None
-    session_id: str
-    epoch: int
-    state: State = "decided"
-    readback_at: float | None = None
-    confirmation: Evidence | None = None
-    confirm_seq: int | None = None
-    challenge: Issued | None = None
-    code_check: Checked | None = None
-    code_evidence: Evidence | None = None
-    flags: tuple[str, ...] = ()
-
-
-def _evidence_audit(e: Evidence | None, mask: Callable[[str], str] = str) -> dict[str, Any] | None:
-    if e is None:
-        return None
-    return {
-        "kind": e.kind, "text": mask(e.text), "confidence": e.confidence, "intent": e.intent, "tier": e.tier,
-        "started_at": e.started_at, "ended_at": e.ended_at, "audio_sha256": e.audio_sha256,
-        "flagged": list(e.flagged),
-    }
-
-
-def _binding_audit(b: SessionBinding) -> dict[str, str]:
-    return asdict(b)
 
 
 class SafePathGate:
@@ -120,7 +90,7 @@ class SafePathGate:
         self._principal: str | None = None
         self._epoch = 0
         self._closed = False
-        self._requests: dict[str, _Pending] = {}
+        self._requests: dict[str, PendingRequest] = {}
         # principal -> epoch in which an identification action of this call vouched for them
         self._identified: dict[str, int] = {}
         # What the identity provider said at each identification (phone on file, TOTP); None: no plugin
@@ -137,7 +107,7 @@ class SafePathGate:
         return self.binding.call_id
 
     def _audit(self, kind: str, payload: Mapping[str, Any]) -> int:
-        record = self.audit.append(kind, {**payload, "binding": _binding_audit(self.binding), "epoch": self._epoch},
+        record = self.audit.append(kind, {**payload, "binding": binding_audit(self.binding), "epoch": self._epoch},
                                    actor="policy", call_id=self.call_id)
         return record.seq
 
@@ -147,7 +117,7 @@ class SafePathGate:
         return text
 
     def _ev(self, e: Evidence | None) -> dict[str, Any] | None:
-        return _evidence_audit(e, self._mask)
+        return evidence_audit(e, self._mask)
 
     def _session_id(self, principal: str | None) -> str:
         b = self.binding
@@ -159,7 +129,7 @@ class SafePathGate:
         log.info("safe path refused a step", extra={"step": kind, "reason": reason, "call_id": self.call_id})
         return self._audit(f"policy.{kind}_refused", {**payload, "reason": reason})
 
-    def _live(self, request_id: str, step: str) -> tuple[_Pending | None, str]:
+    def _live(self, request_id: str, step: str) -> tuple[PendingRequest | None, str]:
         """The request if it may still go on in this session, else why not."""
         p = self._requests.get(request_id)
         if p is None:
@@ -174,7 +144,7 @@ class SafePathGate:
             return p, "principal_changed"
         return p, ""
 
-    def _bound(self, p: _Pending) -> BoundAction:
+    def _bound(self, p: PendingRequest) -> BoundAction:
         return BoundAction(p.request.action, p.request.params, p.session_id, self.policy.amount_params,
                            self.policy.destination_params)
 
@@ -216,8 +186,8 @@ class SafePathGate:
                 raise ValueError("a binding change keeps the call id; a new call gets a new gate")
             self.binding = new_binding
         self._audit("policy.binding_changed", {
-            "reason": reason, "old_binding": _binding_audit(old),
-            "new_binding": _binding_audit(new_binding) if new_binding else None,
+            "reason": reason, "old_binding": binding_audit(old),
+            "new_binding": binding_audit(new_binding) if new_binding else None,
             "dropped_principal": dropped,
         })
 
@@ -312,7 +282,7 @@ class SafePathGate:
             allowed=not refusal,
             channels=tuple(channels) if not refusal else (),
         )
-        pending = _Pending(req, decision, principal, self._session_id(principal), self._epoch, flags=flags)
+        pending = PendingRequest(req, decision, principal, self._session_id(principal), self._epoch, flags=flags)
         if refusal:
             pending.state = "void"
         self._requests[rid] = pending
@@ -387,7 +357,7 @@ class SafePathGate:
             request_id=request_id, call_id=self.call_id, principal=p.principal, bound=self._bound(p),
             channel=channel, to_number=to_number,
             describe=self.policy.describe(p.request.action, p.request.params),
-            audit={"binding": _binding_audit(self.binding), "confirm_seq": p.confirm_seq},
+            audit={"binding": binding_audit(self.binding), "confirm_seq": p.confirm_seq},
         )
         if isinstance(issued, Checked):
             raise GateRefused(issued.reason)
@@ -409,7 +379,7 @@ class SafePathGate:
             request_id=request_id, call_id=self.call_id, principal=p.principal, bound=self._bound(p),
             code_text=code,
             totp=self.contacts.totp_check(p.principal) if p.challenge.channel == "totp" else None,
-            audit={"binding": _binding_audit(self.binding), "evidence": payload["evidence"]},
+            audit={"binding": binding_audit(self.binding), "evidence": payload["evidence"]},
         )
         if checked.ok:
             p.code_check, p.code_evidence, p.state = checked, evidence, "verified"
@@ -456,7 +426,7 @@ class SafePathGate:
                 "channel": p.challenge.channel, "confirmation_id": p.challenge.confirmation_id,
                 "issued_seq": p.challenge.audit_seq, "verified_seq": p.code_check.audit_seq,
                 "evidence": {**(self._ev(p.code_evidence) or {}), "text": "[code]"}},
-            "binding": _binding_audit(self.binding),
+            "binding": binding_audit(self.binding),
             "injection_flags": list(p.flags),
         }
         key = f"{self.call_id}:{request_id}"
