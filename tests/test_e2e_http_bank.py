@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.test_safepath_dialplan import Talk
+from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionRegistry, plugin_registry
-from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.actions.webhooks import HttpIdentity
 from voiceivr.demo import backend as demo_backend
 from voiceivr.dialplan.loader import load_file

@@ -103,7 +103,7 @@ class CallRuntime:
         node = settings.policy.runner_node or socket.gethostname()
         services = None
         if db is not None:
-            from voiceivr.actions.runner import RunnerRegistry
+            from voiceivr.actions.effects import RunnerRegistry
             from voiceivr.policy.identity import enabled_identity
             from voiceivr.policy.services import SafePathServices
 

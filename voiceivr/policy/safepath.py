@@ -34,7 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
-from voiceivr.actions.runner import ActionRunner, RunContext
+from voiceivr.actions.effects import RunContext
+from voiceivr.actions.runner import ActionRunner
 from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook, Issued
