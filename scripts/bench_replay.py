@@ -44,9 +44,9 @@ from voiceivr.audio.wav import read_wav  # noqa: E402
 from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
-from voiceivr.call.runtime import CallRuntime  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import load_call, scratch_database  # noqa: E402
+from voiceivr.runtime import CallRuntime  # noqa: E402
 from voiceivr.settings import Settings, load_settings  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"

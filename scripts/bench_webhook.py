@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceivr.actions.backends import parse_backends  # noqa: E402
+from voiceivr.actions.effects import RunnerRegistry  # noqa: E402
 from voiceivr.actions.registry import Action, ActionContext, ActionRegistry, Param  # noqa: E402
-from voiceivr.actions.runner import ActionRunner, RunnerRegistry  # noqa: E402
+from voiceivr.actions.runner import ActionRunner  # noqa: E402
 from voiceivr.actions.webhooks import Backend, build_actions, verify  # noqa: E402
 from voiceivr.audit.config import bind, release, scratch_config  # noqa: E402
 from voiceivr.db import migrate  # noqa: E402

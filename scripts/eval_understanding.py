@@ -277,8 +277,8 @@ class Evaluator:
 
     def __init__(self, env: Mapping[str, str], cache: Path, noise_at_turn: bool = False) -> None:
         from voiceivr.call.budget import StageStats
-        from voiceivr.call.runtime import CallRuntime
         from voiceivr.replay import scratch_database
+        from voiceivr.runtime import CallRuntime
         from voiceivr.settings import load_settings
 
         settings, _ = load_settings(environ=dict(env), config_file=ROOT / "absent.toml")

@@ -31,9 +31,9 @@ from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call import events as ev  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
-from voiceivr.call.runtime import CallRuntime  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import RECORDING_FORMAT, scratch_database  # noqa: E402
+from voiceivr.runtime import CallRuntime  # noqa: E402
 from voiceivr.settings import load_settings  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"

@@ -21,8 +21,8 @@ from sqlalchemy.engine import Engine
 
 from tests.test_safepath_dialplan import Talk
 from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionRegistry
-from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.demo import backend as demo_backend
 from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan

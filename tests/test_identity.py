@@ -23,7 +23,7 @@ from tests.safepath_support import (  # noqa: F401 - env_fixture provides the en
     say,
     transfer,
 )
-from voiceivr.actions.runner import DbAction, RunContext, RunnerRegistry
+from voiceivr.actions.effects import DbAction, RunContext, RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.cli import cli
 from voiceivr.db.models import CodeFailure, PrincipalFlag

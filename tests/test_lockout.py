@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.safepath_support import Clock
+from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionContext, ActionError
-from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import SmsOutbox
 from voiceivr.demo import actions as bank

@@ -283,8 +283,9 @@ def test_only_an_action_that_dedupes_is_called_again_after_a_crash(migrated_engi
 
     import sqlalchemy as sa
 
+    from voiceivr.actions.effects import RunContext, RunnerRegistry
     from voiceivr.actions.registry import Action, ActionContext, ActionRegistry, Param
-    from voiceivr.actions.runner import ActionRunner, RunContext, RunnerRegistry
+    from voiceivr.actions.runner import ActionRunner
     from voiceivr.audit.chain import AuditTrail
 
     engine: sa.Engine = migrated_engine  # type: ignore[assignment]

@@ -19,11 +19,11 @@ from voiceivr.audio.wav import read_wav, write_wav
 from voiceivr.call import caller_script as cs
 from voiceivr.call.driver import drive
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.runtime import CallRuntime
 from voiceivr.cli import cli
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.policy.secret_at_rest import found
 from voiceivr.replay import ReplayInputError, load_call, scratch_database
+from voiceivr.runtime import CallRuntime
 from voiceivr.settings import load_settings
 from voiceivr.telephony.recording import CallRecording
 

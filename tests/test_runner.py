@@ -10,15 +10,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import (
-    ActionFailed,
-    ActionRunner,
-    DbAction,
-    ExternalAction,
-    RunContext,
-    RunnerRegistry,
-    UnknownAction,
-)
+from voiceivr.actions.effects import ActionFailed, DbAction, ExternalAction, RunContext, RunnerRegistry
+from voiceivr.actions.registry import UnknownAction
+from voiceivr.actions.runner import ActionRunner
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db.models import ActionRun
 from voiceivr.sim import ledger

@@ -19,8 +19,9 @@ from tests.http_backend import closed_port, fault_backend
 from voiceivr import metrics
 from voiceivr.actions.backends import DEFAULT_FAILURE, BackendsInvalid, parse_backends
 from voiceivr.actions.catalog import plugin_registry
+from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionContext, ActionError, ActionOutcomeUnknown, ActionRegistry
-from voiceivr.actions.runner import ActionRunner, RunnerRegistry
+from voiceivr.actions.runner import ActionRunner
 from voiceivr.actions.webhooks import Backend, CircuitBreaker, HttpAction, build_actions, sign, verify
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.cli import cli

@@ -1,4 +1,10 @@
-"""What every command shares: settings and the database engine, built on first use."""
+"""What every command shares: settings and the database engine, built on first use.
+
+Wiring, like ``cli.py`` and ``runtime.py``: it imports down into ``voiceivr.db`` (the engine, the schema check)
+and ``voiceivr.audit`` (this process's audit keys), and only when a command first asks for the engine. The
+bottom floor (settings, errors, logs, metrics, bounds) never imports it; each area's ``commands.py`` (the
+CLI beside its code, registered by ``cli.py``) does.
+"""
 
 from __future__ import annotations
 

@@ -110,9 +110,9 @@ def config_show(app: AppContext, docs: bool) -> None:
 
 def _register() -> None:
     from voiceivr.actions.commands import backend
-    from voiceivr.audit.commands import audit
+    from voiceivr.audit.commands import AFTER_DB_UPGRADE, audit
     from voiceivr.console.commands import console
-    from voiceivr.db.commands import db
+    from voiceivr.db.commands import after_upgrade, db
     from voiceivr.dialplan.commands import dialplan
     from voiceivr.plugin_commands import plugins
     from voiceivr.policy.commands import flags, sms
@@ -122,6 +122,7 @@ def _register() -> None:
     from voiceivr.telephony.commands import call, serve, serve_worker
 
     cli.add_command(db)
+    after_upgrade.extend(AFTER_DB_UPGRADE)  # db sits below audit: the audit trail's steps after an upgrade
     cli.add_command(audit)
     cli.add_command(dialplan)
     cli.add_command(console)

@@ -42,7 +42,6 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.runtime import CallRuntime
 from voiceivr.call.secrecy import MASK
 from voiceivr.call.session import CallSession
 from voiceivr.clitypes import Finite
@@ -57,6 +56,7 @@ from voiceivr.replay_input import (
     wav_beside,
 )
 from voiceivr.replay_secrets import MaskedInput, masked_inputs, note, supply
+from voiceivr.runtime import CallRuntime
 from voiceivr.settings import Settings
 
 

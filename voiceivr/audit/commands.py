@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
 import click
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from voiceivr.app import AppContext, pass_app
 from voiceivr.audit.chain import AuditTrail, canonical_time
+from voiceivr.audit.records import AuditRecord
 from voiceivr.errors import ConfigError
 
 
@@ -123,3 +127,46 @@ def export(app: AppContext, fmt: str, since_seq: int, output: TextIO) -> None:
     auditor comparing heads with signed checkpoints, can recheck it)."""
     for r in AuditTrail(app.ready_engine()).rows(since_seq=since_seq):
         output.write(json.dumps(r.as_dict(), ensure_ascii=False, sort_keys=True) + "\n")
+
+
+# --- after `voiceivr db upgrade` (the wiring hands these to voiceivr.db.commands.after_upgrade) ---------------
+
+
+def _make_audit_key_note(engine: Engine) -> str | None:
+    made = _make_audit_key(engine)
+    if made is None:
+        return None
+    return f"generated the audit key {made} (one node; nodes sharing the database need the same key)"
+
+
+def _seal_legacy_audit_rows_note(engine: Engine) -> str | None:
+    sealed = _seal_legacy_audit_rows(engine)
+    if sealed is None:
+        return None
+    return (f"audit trail: {sealed.seq - 1} legacy SHA-256 rows sealed by keyed row {sealed.seq} "
+            f"(key {sealed.key_id})")
+
+
+def _make_audit_key(engine: Engine) -> Path | None:
+    """An unconfigured single node gets its audit key now rather than at its first append, so `audit verify`
+    works from the start and no worker races to make it."""
+    from voiceivr.audit.config import binding_for
+
+    config = binding_for(engine).config
+    if not config.generate_key or config.key_file is None or config.key_file.exists():
+        return None
+    config.keys(create=True)
+    return config.key_file
+
+
+def _seal_legacy_audit_rows(engine: Engine) -> AuditRecord | None:
+    """Right after the keyed chain arrives (0005), vouch for the rows written before it: a keyed row whose MAC
+    covers the last legacy link, before anyone else can append a legacy row that would then be vouched for."""
+    if "key_id" not in {c["name"] for c in sa.inspect(engine).get_columns("audit_events")}:
+        return None  # upgraded to a revision before 0005
+    from voiceivr.audit.chain import seal_legacy_rows
+
+    return seal_legacy_rows(engine)
+
+
+AFTER_DB_UPGRADE: tuple[Callable[[Engine], str | None], ...] = (_make_audit_key_note, _seal_legacy_audit_rows_note)

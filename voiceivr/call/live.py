@@ -1,7 +1,7 @@
 """The call session as the SIP edge's call handler: what ``voiceivr serve`` answers calls with.
 
 ``sip.handler = "voiceivr.call.live:handler_factory"`` (the default). Each worker process builds one
-:class:`SessionHandler`: the shared :class:`~voiceivr.call.runtime.CallRuntime` (speech engines, the live
+:class:`SessionHandler`: the shared :class:`~voiceivr.runtime.CallRuntime` (speech engines, the live
 dialplan, the safe path, the call store), with the recogniser in separate processes so its GIL never stalls
 the media of the worker's calls (docs/speech.md). For each answered call the edge calls :meth:`start` on its
 SIP thread; it builds the call's session, bound to the call's SIP dialog and media address, starts the call's
@@ -20,9 +20,9 @@ from voiceivr import metrics
 from voiceivr.call import events as ev
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.runtime import CallRuntime
 from voiceivr.call.session import CallSession, CallWorker
 from voiceivr.policy.gate import SessionBinding
+from voiceivr.runtime import CallRuntime
 from voiceivr.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -135,8 +135,8 @@ class CallDiff:
 @contextmanager
 def _runtime(settings: Settings, text: str, workdir: Path) -> Iterator[Any]:
     from voiceivr.call.budget import StageStats
-    from voiceivr.call.runtime import CallRuntime
     from voiceivr.replay import scratch_database
+    from voiceivr.runtime import CallRuntime
 
     workdir.mkdir()
     plan = workdir / "dialplan.yaml"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import click
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from voiceivr.app import AppContext, pass_app
@@ -14,8 +12,11 @@ from voiceivr.db import migrate
 from voiceivr.db.engine import check_connection, redacted
 from voiceivr.db.roles import create_app_role, refresh_grants_if_role_exists
 
-if TYPE_CHECKING:
-    from voiceivr.audit.records import AuditRecord
+# Steps run after every `voiceivr db upgrade`, in order: each gets the engine and returns a line to print (or
+# None). The wiring (voiceivr/cli.py) adds the audit trail's (voiceivr.audit.commands.AFTER_DB_UPGRADE): db sits
+# below audit and does not import it.
+AfterUpgrade = Callable[[Engine], str | None]
+after_upgrade: list[AfterUpgrade] = []
 
 
 @click.group()
@@ -34,13 +35,10 @@ def upgrade(app: AppContext, revision: str) -> None:
     before = migrate.describe_current(engine)
     migrate.upgrade(engine, revision, plugins)
     after = migrate.describe_current(engine)
-    made = _make_audit_key(engine)
-    if made is not None:
-        click.echo(f"generated the audit key {made} (one node; nodes sharing the database need the same key)")
-    sealed = _seal_legacy_audit_rows(engine)
-    if sealed is not None:
-        click.echo(f"audit trail: {sealed.seq - 1} legacy SHA-256 rows sealed by keyed row {sealed.seq} "
-                   f"(key {sealed.key_id})")
+    for step in after_upgrade:
+        note = step(engine)
+        if note:
+            click.echo(note)
     if refresh_grants_if_role_exists(engine, app.settings.audit.app_role):
         click.echo(f"grants refreshed for role {app.settings.audit.app_role}")
     url = redacted(app.settings.database_url())
@@ -48,28 +46,6 @@ def upgrade(app: AppContext, revision: str) -> None:
         click.echo(f"{url}: already at {after}")
     else:
         click.echo(f"{url}: {before or 'empty'} -> {after}")
-
-
-def _make_audit_key(engine: Engine) -> Path | None:
-    """An unconfigured single node gets its audit key now rather than at its first append, so `audit verify`
-    works from the start and no worker races to make it."""
-    from voiceivr.audit.config import binding_for
-
-    config = binding_for(engine).config
-    if not config.generate_key or config.key_file is None or config.key_file.exists():
-        return None
-    config.keys(create=True)
-    return config.key_file
-
-
-def _seal_legacy_audit_rows(engine: Engine) -> AuditRecord | None:
-    """Right after the keyed chain arrives (0005), vouch for the rows written before it: a keyed row whose MAC
-    covers the last legacy link, before anyone else can append a legacy row that would then be vouched for."""
-    if "key_id" not in {c["name"] for c in sa.inspect(engine).get_columns("audit_events")}:
-        return None  # upgraded to a revision before 0005
-    from voiceivr.audit.chain import seal_legacy_rows
-
-    return seal_legacy_rows(engine)
 
 
 @db.command()

@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
     from sqlalchemy.engine import Engine
 
+    from voiceivr.actions.effects import RunnerRegistry
     from voiceivr.actions.registry import ActionRegistry
-    from voiceivr.actions.runner import ActionRunner, RunnerRegistry
+    from voiceivr.actions.runner import ActionRunner
     from voiceivr.policy.gate import CallGate, SessionBinding
     from voiceivr.policy.identity import IdentityProvider
     from voiceivr.policy.sms import SmsSender
@@ -51,8 +52,8 @@ def make_gate(
     and runs the SMS sender in the background) and call ``services.gate(binding)`` per call; this shortcut
     builds the services each time (simulations, tests, one-off tools).
     """
+    from voiceivr.actions.effects import RunnerRegistry
     from voiceivr.actions.registry import ActionRegistry as DialplanRegistry
-    from voiceivr.actions.runner import RunnerRegistry
     from voiceivr.settings import load_settings
 
     engine = engine or db

@@ -35,7 +35,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from voiceivr.actions.runner import ActionRunner, RunContext
+from voiceivr.actions.effects import RunContext
+from voiceivr.actions.runner import ActionRunner
 from voiceivr.audit.chain import AuditTrail, canonical_json
 from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import ActionRunner, RecoveryReport, RunnerRegistry
+from voiceivr.actions.effects import RunnerRegistry
+from voiceivr.actions.runner import ActionRunner, RecoveryReport
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.policy.codes import CodeBook
 from voiceivr.policy.flags import PrincipalFlags

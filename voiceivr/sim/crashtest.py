@@ -41,7 +41,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from voiceivr.actions.runner import ActionFailed, ActionRunner, ExternalAction, RunContext
+from voiceivr.actions.effects import ActionFailed, ExternalAction, RunContext
+from voiceivr.actions.runner import ActionRunner
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from voiceivr.actions.runner import ActionFailed, DbAction, RunContext, RunnerRegistry
+from voiceivr.actions.effects import ActionFailed, DbAction, RunContext, RunnerRegistry
 
 sim_metadata = sa.MetaData()
 

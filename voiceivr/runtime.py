@@ -1,4 +1,7 @@
-"""Everything the calls of one process share, and how one call's session is put together.
+"""Wiring: everything the calls of one process share, and how one call's session is put together.
+
+It sits on the top floor with ``cli.py`` and ``replay.py`` and imports down (call, dialplan, policy, actions,
+speech, db); nothing below imports it but ``voiceivr.call.live``, the default ``sip.handler``.
 
 A :class:`CallRuntime` is built once per process (a SIP worker, ``voiceivr replay``, a benchmark): the
 speech engines (one model each, shared), the action registry, the dialplan (the live published version, or
@@ -104,7 +107,7 @@ class CallRuntime:
         node = settings.policy.runner_node or socket.gethostname()
         services = None
         if db is not None:
-            from voiceivr.actions.runner import RunnerRegistry
+            from voiceivr.actions.effects import RunnerRegistry
             from voiceivr.policy.identity import enabled_identity
             from voiceivr.policy.services import SafePathServices
 

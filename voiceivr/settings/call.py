@@ -1,0 +1,141 @@
+"""One call's settings: turns, timers, barge-in, prompts, and the per-stage time budgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voiceivr.settings.fields import setting
+
+
+@dataclass
+class CallSettings:
+    end_of_turn_ms: int = setting(
+        600, "Silence that ends a caller turn when what was said so far is not a complete expected phrase.",
+        min=100, max=5000,
+    )
+    fast_end_of_turn_ms: int = setting(
+        200, "Silence that ends a turn when the partial transcript already matches an expected phrase.",
+        min=20, max=5000,
+    )
+    energy_end_of_turn: bool = setting(
+        True,
+        "End a turn whose partial transcript is already a complete expected phrase once the caller's level has "
+        "stayed quiet (end_of_turn_quiet_db, end_of_turn_drop_db) for fast_end_of_turn_ms, without waiting for "
+        "the VAD's end of speech (Silero reports it about 200 ms after the audible end).",
+    )
+    end_of_turn_quiet_db: float = setting(
+        6.0, "For the energy end of turn, caller frames less than this far over the line's noise floor are quiet...",
+        min=0, max=60,
+    )
+    end_of_turn_drop_db: float = setting(
+        30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line).",
+        min=0, max=96,
+    )
+    level_gate: bool = setting(
+        False,
+        "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "
+        "hears as speech without end: a VAD start only opens a turn while the caller's level is level_gate_open_db "
+        "over the line's background (else it waits, while the VAD still hears speech, for the level to rise), and "
+        "a turn ends once the level has not been that loud for level_gate_end_ms, whatever the VAD says. The "
+        "background is the 20th percentile of the last 3 s of 100 ms levels (voiceivr/call/levelgate.py).",
+    )
+    level_gate_open_db: float = setting(
+        12.0, "Level over the line's background (100 ms mean) at which speech the VAD hears is the caller's.",
+        min=0, max=60,
+    )
+    level_gate_end_ms: int = setting(
+        1000, "Not loud by level this long ends a turn the VAD still hears speech in (longer than the VAD's own end "
+        "plus end_of_turn_ms on a quiet line, so that it only decides where the VAD cannot).", min=100, max=10000,
+    )
+    max_utterance_s: float = setting(
+        15.0, "Longest caller turn; the turn is closed after this much speech.", min=1, max=120
+    )
+    preroll_ms: int = setting(
+        300, "Audio before the detected onset that is also sent to the recogniser.", min=0, max=2000
+    )
+    barge_in: bool = setting(True, "Caller speech or a key press stops an interruptible prompt.")
+    barge_in_min_speech_ms: int = setting(
+        100, "Speech needed (from its onset) before it may interrupt a prompt.",
+        min=0, max=2000,
+    )
+    barge_in_hold: str = setting(
+        "energy",
+        "When an interruptible prompt goes quiet for caller speech, before the barge-in is decided: 'energy' at "
+        "the first caller frame barge_in_hold_db over the line's noise floor (undone after barge_in_hold_confirm_ms "
+        "if the VAD hears no speech), 'vad' at the VAD's first speech window, 'off' only at the barge-in.",
+        choices=("energy", "vad", "off"),
+    )
+    barge_in_hold_db: float = setting(
+        12.0, "Caller frame level over the noise floor that holds a prompt (energy).", min=0, max=96
+    )
+    barge_in_hold_confirm_ms: int = setting(
+        160, "An energy hold the VAD has not confirmed as speech within this long is released (the prompt goes on).",
+        min=20, max=2000,
+    )
+    backchannel: str = setting(
+        "stop",
+        "What short acknowledgements (uh-huh, okay) do during a prompt: 'stop' treats them as barge-in; "
+        "'ignore' lets the prompt go on (barge-in then waits for backchannel_max_ms of speech or a "
+        "non-backchannel word).",
+        choices=("stop", "ignore"),
+    )
+    backchannel_words: list[str] = setting(
+        ["uh huh", "uh-huh", "mm hmm", "mhm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
+        "Phrases counted as backchannels.",
+    )
+    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.", min=0, max=5000)
+    echo_suppression: bool = setting(
+        True, "Remove the echo of our own prompts from the caller channel before the VAD listens."
+    )
+    lookahead_ms: int = setting(
+        400, "Agent audio queued ahead of the media clock (barge-in drops it all at once).",
+        min=20, max=2000,
+    )
+    idle_sleep_s: float = setting(
+        30.0, "After this much caller silence the call sleeps: no reprompts, only the VAD listens.",
+        min=1, max=3600,
+    )
+    idle_hangup_s: float = setting(
+        60.0, "After this much caller silence the call says goodbye and ends.", min=1, max=3600
+    )
+    idle_goodbye: str = setting(
+        "It seems you have stepped away. Please call again any time. Goodbye.", "Said before an idle hang-up."
+    )
+    no_progress_hangup_s: float = setting(
+        180.0,
+        "A call whose conversation has not moved on for this long says no_progress_goodbye and ends, whatever "
+        "keys or words keep arriving: input counts as progress only when the answer to it says something this call "
+        "has not said before (a repeat, a reprompt or a menu heard before does not). 0 = no limit.",
+        off=0, min=30, max=86400,
+    )
+    no_progress_goodbye: str = setting(
+        "We don't seem to be getting anywhere. Please call again any time. Goodbye.",
+        "Said before a no-progress hang-up.",
+    )
+    max_duration_s: float = setting(
+        1800.0,
+        "Longest call: after this long the call says max_duration_goodbye (cutting any prompt) and hangs up. "
+        "0 = no limit. Behind Kamailio a call still up a minute later is ended there (a BYE to the caller).",
+        off=0, min=1, max=86400,
+    )
+    max_duration_goodbye: str = setting(
+        "This call has reached its time limit. Please call again if you need more help. Goodbye.",
+        "Said before a max-duration hang-up.",
+    )
+
+
+@dataclass
+class BudgetSettings:
+    """Milliseconds per stage of a turn (see voiceivr/call/budget.py for what each one measures)."""
+
+    capture: float = setting(
+        250.0, "End of caller speech -> final transcript, end-of-turn wait included.", min=1, max=10_000
+    )
+    intent: float = setting(60.0, "Transcript or digits -> intent decided (all router tiers).", min=1, max=10_000)
+    policy: float = setting(30.0, "Safe-path gate decisions of a turn.", min=1, max=10_000)
+    tool: float = setting(250.0, "Actions run in a turn.", min=1, max=10_000)
+    synthesis: float = setting(60.0, "Response decided -> its first audio frame queued.", min=1, max=10_000)
+    e2e: float = setting(400.0, "End of caller speech -> first agent audio sent (voice to voice).", min=1, max=10_000)
+
+    def of(self, stage: str) -> float:
+        return float(getattr(self, stage))
