@@ -23,7 +23,7 @@ from pathlib import Path
 from voiceivr.errors import ConfigError
 from voiceivr.settings import SipSettings
 from voiceivr.telephony.admission import check_settings
-from voiceivr.telephony.edge import SOURCE_HEADER
+from voiceivr.telephony.edgeconfig import SOURCE_HEADER
 from voiceivr.telephony.sipmsg import parse_networks
 
 LOOPBACK = "127.0.0.1"
