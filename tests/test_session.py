@@ -28,8 +28,9 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.session import CallSession, CallWorker
+from voiceivr.call.session import CallSession
 from voiceivr.call.store import turns_from_timeline
+from voiceivr.call.worker import CallWorker
 from voiceivr.settings import CallSettings
 
 WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}

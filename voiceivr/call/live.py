@@ -21,7 +21,8 @@ from voiceivr.call import events as ev
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.runtime import CallRuntime
-from voiceivr.call.session import CallSession, CallWorker
+from voiceivr.call.session import CallSession
+from voiceivr.call.worker import CallWorker
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.settings import Settings
 
