@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceivr.audio.frames import FRAME_MS, Frame, samples_per_frame
+from voiceivr.audio.frames import FRAME_MS, Frame
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.bargein import Decision, Heard, PromptState, Rules, decide
@@ -47,10 +47,19 @@ from voiceivr.call.media import InboundFrame, MediaChannel
 from voiceivr.call.playback import Playback, PromptAudio
 from voiceivr.call.secrecy import hides
 from voiceivr.call.timers import DigitsTimedOut, FallAsleep, GoodbyeOverdue, IdleHangup, LimitDue, NoInputDue, Timers
-from voiceivr.call.turns import ECHO, UNINTERRUPTIBLE, Turn, TurnDetector
-from voiceivr.errors import VoiceivrError
+from voiceivr.call.turns import (
+    ECHO,
+    UNINTERRUPTIBLE,
+    Offset,
+    Onset,
+    Partial,
+    StillSpeaking,
+    Tentative,
+    Turn,
+    TurnDetector,
+)
 from voiceivr.settings import CallSettings
-from voiceivr.speech.base import SttEngine, SttResult, SttStream, TtsEngine, VadEngine
+from voiceivr.speech.base import SttEngine, SttResult, TtsEngine, VadEngine
 from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
@@ -82,7 +91,6 @@ class CallSession:
         self.s = settings or CallSettings()
         self.control = control
         self.vad = vad.stream(self.rate)
-        self.stt_engine = stt
         self.audio = PromptAudio(tts, prompt_cache)
         self.echo = EchoCanceller(self.rate) if self.s.echo_suppression else None
         self.denoise = denoiser.stream(self.rate) if denoiser is not None else None  # this call's own state
@@ -92,11 +100,11 @@ class CallSession:
         self.costs = EngineCosts()
         self.timeline: list[ev.Event] = []
         self._control: queue.SimpleQueue[ev.SystemEvent] = queue.SimpleQueue()
-        self._frame_samples = samples_per_frame(self.rate)
         self._now = 0.0
         self._seq = -1
         self.rules = Rules.of(self.s)  # barge-in (voiceivr/call/bargein.py)
-        self.turns = TurnDetector(self.s, self.vad)
+        self.turns = TurnDetector(self.s, call_id=call_id, rate=self.rate, vad=self.vad, stt=stt,
+                                  latency=self.latency, costs=self.costs)
         self.play = Playback(call_id=call_id, media=media, audio=self.audio, lookahead_ms=self.s.lookahead_ms,
                              latency=self.latency, costs=self.costs)
         self.keys = DigitCollector()
@@ -104,7 +112,6 @@ class CallSession:
         self.limits = self.timers.limits
         self._after_playback: list[b.BrainOutput] = []
         self._listen = b.Listen()
-        self._turn: Turn | None = None
         self._awaiting_response_since: float | None = None  # end of the caller input we owe an answer to
         self._response_wall: float | None = None  # wall clock when the brain answered (synthesis stage)
         self.ended = False
@@ -153,7 +160,7 @@ class CallSession:
         if self.ended:
             return
         if self.play.current is not None:
-            pending = self._turn is not None and self._turn.barge_pending
+            pending = self.turns.current is not None and self.turns.current.barge_pending
             quiet = Heard("quiet", vad_onset=self.vad.tentative_onset is not None, pending=pending)
             if decide(self.rules, self._prompt_state(), quiet) is Decision.RELEASE:
                 self._release_hold()  # the sound that held the prompt did not become a barge-in
@@ -208,76 +215,37 @@ class CallSession:
                            held_s=self._now - pb.held_at)
 
     def _hear(self, frame: Frame) -> None:
-        vad_before = self.vad.engine_seconds
-        events = self.turns.hear(frame)
-        self.costs.add("vad", self.vad.engine_seconds - vad_before)
-        for e in events:
-            if e.kind == "start":
-                if self._turn is None and not self.turns.gate_loud:
-                    self.turns.vad_unconfirmed = True  # other voices on the line: wait for the caller's level
-                    continue
-                self._speech_started(e.t, e.decided_at)
+        for signal in self.turns.hear(frame, self._now):
+            if isinstance(signal, Onset):
+                self._speech_started(signal.onset, signal.decided_at)
+            elif isinstance(signal, Offset):
+                stopped = self.turns.stopped(signal.t)
+                if stopped is not None:
+                    self._emit(stopped)
+            elif isinstance(signal, Tentative):
+                decision = decide(self.rules, self._prompt_state(), signal.heard)
+                if decision is Decision.HOLD_VAD:
+                    self._hold("vad")  # one window of speech over a prompt: go quiet now, decide at the start event
+                elif decision is Decision.HOLD_ENERGY:
+                    self._hold("energy")  # the caller's line went loud: go quiet, let the VAD confirm
+            elif isinstance(signal, Partial):
+                self._partial(signal.turn, signal.text)
+            elif isinstance(signal, StillSpeaking):
+                decision = decide(self.rules, self._prompt_state(), signal.heard)
+                if decision in (Decision.CANCEL, Decision.BARGE):
+                    signal.turn.barge_pending = False
+                if decision is Decision.BARGE:
+                    self._barge_in(signal.turn.onset)
             else:
-                self.turns.vad_unconfirmed = False
-                self._speech_stopped(e.t)
-        if self.turns.vad_unconfirmed and self._turn is None and self.turns.gate_loud:
-            self.turns.vad_unconfirmed = False
-            # the level rose over the background while the VAD heard speech: the caller began about a short
-            # window (100 ms) ago
-            self._speech_started(max(self._now + FRAME_S - 0.1, 0.0), self._now + FRAME_S)
-        if self._turn is None:
-            tentative = self.vad.tentative_onset
-            heard = Heard("tentative", vad_onset=tentative is not None,
-                          echo=tentative is not None and self.turns.is_echo(tentative, self._now),
-                          loud_onset=self.turns.loud_onset, caller_dominant=self.turns.caller_dominant)
-            decision = decide(self.rules, self._prompt_state(), heard)
-            if decision is Decision.HOLD_VAD:
-                self._hold("vad")  # one window of speech over a prompt: go quiet now, decide at the start event
-            elif decision is Decision.HOLD_ENERGY:
-                self._hold("energy")  # the caller's line went loud: go quiet, let the VAD confirm
-        turn = self._turn
-        if turn is None:
-            return
-        if turn.ignored == ECHO:
-            back = self.turns.echo_became_speech(turn)
-            if back is not None:
-                self._turn = None
-                self._speech_started(self._now + FRAME_S - back, self._now)
-            return
-        if turn.speaking and turn.stt is not None:
-            self._feed_stt(turn, frame)
-        if turn.barge_pending:
-            self._maybe_barge_in_late(turn)
-        if turn.speaking and self._now - turn.onset >= self.s.max_utterance_s:
-            self._end_turn(turn, reason="max_utterance")
-            return
-        if turn.speaking and self.turns.gate_says_ended(turn, self._now):
-            assert turn.gate_quiet_since is not None
-            self._speech_stopped(turn.gate_quiet_since)
-            self.turns.vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
-        if (turn.speaking and self.s.energy_end_of_turn and turn.stt is not None
-                and self.turns.quiet_long_enough(turn, self._now)):
-            # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
-            # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
-            # speech after this turn starts a turn of its own.
-            assert turn.quiet_since is not None
-            self._speech_stopped(turn.quiet_since)
-            self.vad.reset()
-            self._end_turn(turn, reason="silence")
-            return
-        if not turn.speaking and turn.last_speech_end is not None and self.turns.silence_ends(turn, self._now):
-            self._end_turn(turn, reason="silence")
+                self._end_turn(signal.turn, signal.reason)
 
     def _speech_started(self, onset: float, decided_at: float) -> None:
-        turn = self._turn
-        if turn is not None:  # speech resumed within the end-of-turn wait: same turn
-            turn.speaking = True
-            turn.last_speech_end = None
+        if self.turns.resumed():  # speech resumed within the end-of-turn wait: same turn
             return
         playing = self.play.current.prompt if self.play.current else None
         if playing is not None and self.turns.is_echo(onset, self._now):
             self._emit(ev.EchoSuppressed(self._now, prompt_id=playing.prompt_id))
-            self._turn = Turn(onset, decided_at, None, ignored=ECHO)
+            self.turns.current = Turn(onset, decided_at, None, ignored=ECHO)
             return
         if self.limits.fired is not None:
             return  # saying goodbye: nothing the caller says now is an answer
@@ -288,15 +256,20 @@ class CallSession:
         decision = decide(self.rules, self._prompt_state(), Heard("start", speech_ms=(self._now - onset) * 1000))
         if decision is Decision.IGNORE:
             assert playing is not None
-            self._turn = Turn(onset, decided_at, None, ignored=UNINTERRUPTIBLE, during_prompt=playing.prompt_id)
+            self.turns.current = Turn(onset, decided_at, None, ignored=UNINTERRUPTIBLE,
+                                      during_prompt=playing.prompt_id)
             return
-        stt = self._open_stt()
+        stt = None
+        if not self.timers.sleeping:
+            stt, grammar_error = self.turns.open_stt(self._listen, self._now)
+            if grammar_error is not None:
+                self._emit(grammar_error)
         turn = Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None,
                     secret=self._listen.secret)
-        self._turn = turn
+        self.turns.current = turn
         for f in self.turns.preroll:
-            if f.end > onset - self.s.preroll_ms / 1000:
-                self._feed_stt(turn, f)
+            if f.end > onset - self.s.preroll_ms / 1000 and turn.stt is not None:
+                self._partial(turn, self.turns.feed(turn, f))
         if decision is Decision.BARGE:
             self._barge_in(onset)
         elif decision in (Decision.WAIT, Decision.WAIT_AND_HOLD):
@@ -304,56 +277,9 @@ class CallSession:
             if decision is Decision.WAIT_AND_HOLD:
                 self._hold()
 
-    def _speech_stopped(self, t: float) -> None:
-        turn = self._turn
-        if turn is None:
-            return
-        self._emit(ev.SpeechStopped(t))
-        turn.speaking = False
-        turn.last_speech_end = t
-        if turn.ignored == ECHO:
-            self._turn = None
-
-    def _maybe_barge_in_late(self, turn: Turn) -> None:
-        speech_until = self._now + FRAME_S if turn.speaking else (turn.last_speech_end or self._now)
-        heard = Heard("speech", speech_ms=(speech_until - turn.onset) * 1000, words=turn.partial)
-        decision = decide(self.rules, self._prompt_state(), heard)
-        if decision in (Decision.CANCEL, Decision.BARGE):
-            turn.barge_pending = False
-        if decision is Decision.BARGE:
-            self._barge_in(turn.onset)
-
-    def _open_stt(self) -> SttStream | None:
-        if self.timers.sleeping:
-            return None
-        grammar = self._listen.grammar
-        try:
-            return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=self._listen.repeat,
-                                          sequence=tuple(self._listen.sequence), builtin=self._listen.builtin)
-        except VoiceivrError as exc:
-            # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
-            # caller must not pay for: listen with free speech instead, and say so loudly.
-            log.error("grammar rejected; using free speech for this turn",
-                      extra={"call_id": self.call_id, "node": self._listen.node, "error": str(exc)})
-            self._emit(ev.Note(self._now, kind="stt.grammar_error", detail={"node": self._listen.node,
-                                                                             "error": str(exc)}))
-            return self.stt_engine.stream(self.rate, None)
-
-    def _feed_stt(self, turn: Turn, frame: Frame) -> None:
-        assert turn.stt is not None
-        # The pre-roll holds the frame that set the turn off, which the frame loop then feeds again: a
-        # repeated 20 ms mid-word turned "check my balance" into "get me a" (6 of 8 calls).
-        if frame.end <= turn.fed_until + 1e-6:
-            return
-        turn.fed_until = frame.end
-        turn.audio.update(frame.pcm.tobytes())
-        before = turn.stt.engine_seconds
-        result = turn.stt.feed(frame)
-        self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
-        if result is not None and result.text and result.text != turn.partial:
-            turn.partial = result.text
-            if not (turn.secret or self._listen.secret):  # a partial is nothing but its words
-                self._emit(ev.TranscriptPartial(self._now, text=result.text))
+    def _partial(self, turn: Turn, text: str | None) -> None:
+        if text is not None and not (turn.secret or self._listen.secret):  # a partial is nothing but its words
+            self._emit(ev.TranscriptPartial(self._now, text=text))
 
     def _listen_for(self, listen: b.Listen) -> None:
         self._listen = listen
@@ -362,7 +288,7 @@ class CallSession:
         self.turns.expect(listen.grammar, whole)
 
     def _end_turn(self, turn: Turn, reason: str) -> None:
-        self._turn = None
+        self.turns.current = None
         speech_end = turn.last_speech_end if turn.last_speech_end is not None else self._now
         if turn.stt is None:
             if turn.ignored and turn.ignored != ECHO:
@@ -372,12 +298,7 @@ class CallSession:
                 self._handle_outputs(self._brain_call(
                     b.Overheard(turn.during_prompt, "speech", turn.onset, speech_end)))
             return
-        wall = time.perf_counter()
-        before = turn.stt.engine_seconds
-        result: SttResult = turn.stt.finish()
-        decode_ms = (time.perf_counter() - wall) * 1000
-        self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
-        self.latency.record("capture", (self._now + FRAME_S - speech_end) * 1000 + decode_ms)
+        result: SttResult = self.turns.finish(turn, speech_end, self._now)
         text = result.text.strip()
         secret = turn.secret or self._listen.secret
         if turn.barge_pending:
@@ -435,7 +356,7 @@ class CallSession:
 
     def _secret_input(self) -> bool:
         """Is the caller giving a secret: asked for one, or in the middle of an entry or turn begun as one?"""
-        return self._listen.secret or self.keys.secret or (self._turn is not None and self._turn.secret)
+        return self._listen.secret or self.keys.secret or (self.turns.current is not None and self.turns.current.secret)
 
     def _sync_secret(self) -> None:
         self.media.secret.active = self._secret_input()
@@ -444,7 +365,7 @@ class CallSession:
 
     def _timers(self) -> None:
         now = self._now
-        busy = self.play.current is not None or self._turn is not None or bool(self.keys.digits)
+        busy = self.play.current is not None or self.turns.current is not None or bool(self.keys.digits)
         due = self.timers.check(now, busy=busy, digits_timed_out=self.keys.timed_out(self._listen.digits, now))
         if isinstance(due, LimitDue):
             self._end_by_limit(due.end)
@@ -469,9 +390,7 @@ class CallSession:
         self._emit(ev.Note(self._now, kind=f"limit.{end.kind}",
                            detail={"after_s": round(self._now, 1),
                                    "since_progress_s": round(self._now - self.limits.last_progress, 1)}))
-        if self._turn is not None and self._turn.stt is not None:
-            self._turn.stt.cancel()
-        self._turn = None
+        self.turns.cancel()
         self.keys.clear()
         self.timers.no_input_deadline = None
         if self.play.current is not None:
@@ -540,7 +459,7 @@ class CallSession:
                     self.control.transfer(out.target)
                 self._finish("transferred", f"transfer to {out.target}", hang_up=False)
                 return
-        if self._turn is None and not self.keys.digits and not self.timers.sleeping:
+        if self.turns.current is None and not self.keys.digits and not self.timers.sleeping:
             self.timers.listen_from(self._now, self._listen.no_input_timeout_s)
 
     def _hold(self, trigger: str = "vad") -> None:
@@ -605,7 +524,7 @@ class CallSession:
                     self._playback_idle()
             elif isinstance(out, b.Trace):
                 self._trace(out)
-        quiet = not self.play.busy and self._turn is None
+        quiet = not self.play.busy and self.turns.current is None
         if not said and quiet and not self.ended and not self.keys.digits and not self.timers.sleeping:
             self.timers.listen_from(self._now, self._listen.no_input_timeout_s)
 
@@ -627,9 +546,7 @@ class CallSession:
     def _finish(self, outcome: str, reason: str, hang_up: bool = True) -> None:
         if self.ended:
             return
-        if self._turn is not None and self._turn.stt is not None:
-            self._turn.stt.cancel()
-        self._turn = None
+        self.turns.cancel()
         self.play.cancel()
         if self.denoise is not None:
             self.denoise.close()

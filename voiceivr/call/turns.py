@@ -11,14 +11,23 @@ The session (:mod:`voiceivr.call.session`) opens and ends turns and decides what
 from __future__ import annotations
 
 import hashlib
+import logging
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from voiceivr.audio.frames import FRAME_MS, Frame, Pcm
+from voiceivr.call import brain as b
+from voiceivr.call import events as ev
+from voiceivr.call.bargein import Heard
+from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.levelgate import LevelGate, level_dbfs
+from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
-from voiceivr.speech.base import SttStream, VadEvent, VadStream
+from voiceivr.speech.base import SttEngine, SttResult, SttStream, VadStream
+
+log = logging.getLogger(__name__)
 
 FRAME_S = FRAME_MS / 1000
 ECHO = "echo of our prompt"  # Turn.ignored: the onset was our own prompt on the caller channel
@@ -46,12 +55,78 @@ class Turn:
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
 
 
+# What a caller frame says about turns (TurnDetector.hear), in the order it happened.
+
+
+@dataclass(frozen=True)
+class Onset:
+    """The caller began to speak (or, within the end-of-turn wait, went on speaking)."""
+
+    onset: float
+    decided_at: float
+
+
+@dataclass(frozen=True)
+class Offset:
+    """The caller stopped speaking (the turn may still go on)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class Tentative:
+    """No turn yet, but maybe speech over a prompt: barge-in may hold it."""
+
+    heard: Heard
+
+
+@dataclass(frozen=True)
+class Partial:
+    """The recogniser's words so far changed."""
+
+    turn: Turn
+    text: str
+
+
+@dataclass(frozen=True)
+class StillSpeaking:
+    """A frame of a turn whose barge-in is pending."""
+
+    turn: Turn
+    heard: Heard
+
+
+@dataclass(frozen=True)
+class TurnOver:
+    turn: Turn
+    reason: str  # silence | max_utterance
+
+
+Signal = Onset | Offset | Tentative | Partial | StillSpeaking | TurnOver
+
+
 class TurnDetector:
     """The caller channel's speech, level and echo state for one call. Owned by the session's thread."""
 
-    def __init__(self, settings: CallSettings, vad: VadStream) -> None:
+    def __init__(
+        self,
+        settings: CallSettings,
+        *,
+        call_id: str,
+        rate: int,
+        vad: VadStream,
+        stt: SttEngine,
+        latency: CallLatencies,
+        costs: EngineCosts,
+    ) -> None:
         self.s = settings
+        self.call_id = call_id
+        self.rate = rate
         self.vad = vad
+        self.stt_engine = stt
+        self.latency = latency
+        self.costs = costs
+        self.current: Turn | None = None
         self.preroll: deque[Frame] = deque(maxlen=max(1, settings.preroll_ms // FRAME_MS))
         self.dominant: deque[bool] = deque(maxlen=100)  # per frame: the line carries the caller, not our echo
         self.noise_floor = -60.0  # dBFS of the caller channel between words
@@ -83,11 +158,133 @@ class TurnDetector:
         self.noise_floor = max(-70.0, level if level < floor else floor + 3.0 * FRAME_S)
         self.loud_onset = level > -45.0 and level > floor + self.s.barge_in_hold_db
 
-    def hear(self, frame: Frame) -> list[VadEvent]:
-        """The VAD's events for this frame (which also goes into the pre-roll)."""
+    def hear(self, frame: Frame, now: float) -> Iterator[Signal]:
+        """What this caller frame says about turns, in order. The session acts on each signal before the next
+        one is made: what it does (open a turn, cut a prompt) is what the rest of the frame is judged against."""
+        before = self.vad.engine_seconds
         events = self.vad.feed(frame)
+        self.costs.add("vad", self.vad.engine_seconds - before)
         self.preroll.append(frame)
-        return events
+        for e in events:
+            if e.kind == "start":
+                if self.current is None and not self.gate_loud:
+                    self.vad_unconfirmed = True  # other voices on the line: wait for the caller's level
+                    continue
+                yield Onset(e.t, e.decided_at)
+            else:
+                self.vad_unconfirmed = False
+                yield Offset(e.t)
+        if self.vad_unconfirmed and self.current is None and self.gate_loud:
+            self.vad_unconfirmed = False
+            # the level rose over the background while the VAD heard speech: the caller began about a short
+            # window (100 ms) ago
+            yield Onset(max(now + FRAME_S - 0.1, 0.0), now + FRAME_S)
+        if self.current is None:
+            tentative = self.vad.tentative_onset
+            yield Tentative(Heard("tentative", vad_onset=tentative is not None,
+                                  echo=tentative is not None and self.is_echo(tentative, now),
+                                  loud_onset=self.loud_onset, caller_dominant=self.caller_dominant))
+        turn = self.current
+        if turn is None:
+            return
+        if turn.ignored == ECHO:
+            back = self.echo_became_speech(turn)
+            if back is not None:
+                self.current = None
+                yield Onset(now + FRAME_S - back, now)
+            return
+        if turn.speaking and turn.stt is not None:
+            text = self.feed(turn, frame)
+            if text is not None:
+                yield Partial(turn, text)
+        if turn.barge_pending:
+            speech_until = now + FRAME_S if turn.speaking else (turn.last_speech_end or now)
+            yield StillSpeaking(turn, Heard("speech", speech_ms=(speech_until - turn.onset) * 1000, words=turn.partial))
+        if turn.speaking and now - turn.onset >= self.s.max_utterance_s:
+            yield TurnOver(turn, "max_utterance")
+            return
+        if turn.speaking and self.gate_says_ended(turn, now):
+            assert turn.gate_quiet_since is not None
+            yield Offset(turn.gate_quiet_since)
+            self.vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
+        if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self.quiet_long_enough(turn, now):
+            # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
+            # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
+            # speech after this turn starts a turn of its own.
+            assert turn.quiet_since is not None
+            yield Offset(turn.quiet_since)
+            self.vad.reset()
+            yield TurnOver(turn, "silence")
+            return
+        if not turn.speaking and turn.last_speech_end is not None and self.silence_ends(turn, now):
+            yield TurnOver(turn, "silence")
+
+    def resumed(self) -> bool:
+        """Speech started again within the end-of-turn wait: the same turn goes on (False: no turn)."""
+        turn = self.current
+        if turn is None:
+            return False
+        turn.speaking = True
+        turn.last_speech_end = None
+        return True
+
+    def stopped(self, t: float) -> ev.SpeechStopped | None:
+        turn = self.current
+        if turn is None:
+            return None
+        turn.speaking = False
+        turn.last_speech_end = t
+        if turn.ignored == ECHO:
+            self.current = None
+        return ev.SpeechStopped(t)
+
+    def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.Note | None]:
+        """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
+        grammar = listen.grammar
+        try:
+            return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
+                                          sequence=tuple(listen.sequence), builtin=listen.builtin), None
+        except VoiceivrError as exc:
+            # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
+            # caller must not pay for: listen with free speech instead, and say so loudly.
+            log.error("grammar rejected; using free speech for this turn",
+                      extra={"call_id": self.call_id, "node": listen.node, "error": str(exc)})
+            note = ev.Note(now, kind="stt.grammar_error", detail={"node": listen.node, "error": str(exc)})
+            return self.stt_engine.stream(self.rate, None), note
+
+    def feed(self, turn: Turn, frame: Frame) -> str | None:
+        """Give the turn's recogniser a frame: its new words so far, if they changed."""
+        assert turn.stt is not None
+        # The pre-roll holds the frame that set the turn off, which the frame loop then feeds again: a
+        # repeated 20 ms mid-word turned "check my balance" into "get me a" (6 of 8 calls).
+        if frame.end <= turn.fed_until + 1e-6:
+            return None
+        turn.fed_until = frame.end
+        turn.audio.update(frame.pcm.tobytes())
+        before = turn.stt.engine_seconds
+        result = turn.stt.feed(frame)
+        self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
+        if result is not None and result.text and result.text != turn.partial:
+            turn.partial = result.text
+            return result.text
+        return None
+
+    def finish(self, turn: Turn, speech_end: float, now: float) -> SttResult:
+        """The turn's final transcript (its decoding time counts towards the capture stage)."""
+        assert turn.stt is not None
+        wall = time.perf_counter()
+        before = turn.stt.engine_seconds
+        result = turn.stt.finish()
+        decode_ms = (time.perf_counter() - wall) * 1000
+        self.costs.add(f"stt.{self.stt_engine.name}", turn.stt.engine_seconds - before)
+        self.latency.record("capture", (now + FRAME_S - speech_end) * 1000 + decode_ms)
+        return result
+
+    def cancel(self) -> None:
+        """Drop the turn in progress (the call ends, or a limit ran out)."""
+        if self.current is not None and self.current.stt is not None:
+            self.current.stt.cancel()
+        self.current = None
 
     @property
     def caller_dominant(self) -> bool:
