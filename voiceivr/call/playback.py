@@ -20,6 +20,7 @@ import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.call import events as ev
+from voiceivr.call.bargein import PromptState
 from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.media import MediaChannel, PlayedMark
 from voiceivr.speech.base import TtsChunk, TtsEngine, Utterance, WordMark
@@ -89,6 +90,13 @@ class Playback:
         self.current: Playing | None = None
         self.queued: deque[ev.Prompt] = deque()
         self._own_prompt_id = 0
+
+    def state(self, now: float) -> PromptState:
+        """The prompt on the wire, as barge-in sees it."""
+        pb = self.current
+        if pb is None:
+            return PromptState(playing=False)
+        return PromptState(playing=True, interruptible=pb.prompt.interruptible, held=pb.held, held_s=now - pb.held_at)
 
     @property
     def busy(self) -> bool:
@@ -207,6 +215,15 @@ class Playback:
         flushed = [(p, ev.Note(now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id})) for p in self.queued]
         self.queued.clear()
         return flushed
+
+    def stop_all(self, now: float) -> list[ev.Event]:
+        """Cut the prompt on the wire and drop the queued ones (a limit ran out): what to put on the timeline."""
+        events: list[ev.Event] = []
+        if self.current is not None:
+            _, played = self.stop()
+            events.append(self.cut(now, played)[1])
+        events += [dropped for _, dropped in self.drop_queued(now)]
+        return events
 
     def hold(self, now: float, trigger: str) -> ev.Note | None:
         """Caller speech started over an interruptible prompt: stop sending it at once, keep its place.

@@ -32,12 +32,11 @@ import queue
 import time
 from typing import Any
 
-import numpy as np
-
 from voiceivr.audio.frames import FRAME_MS, Frame
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
-from voiceivr.call.bargein import Decision, Heard, PromptState, Rules, decide
+from voiceivr.call import turns as td
+from voiceivr.call.bargein import Decision, Heard, Rules, decide
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
 from voiceivr.call.dtmf import DigitCollector, Entry
 from voiceivr.call.echo import EchoCanceller
@@ -47,19 +46,8 @@ from voiceivr.call.media import InboundFrame, MediaChannel
 from voiceivr.call.playback import Playback, PromptAudio
 from voiceivr.call.secrecy import hides
 from voiceivr.call.timers import DigitsTimedOut, FallAsleep, GoodbyeOverdue, IdleHangup, LimitDue, NoInputDue, Timers
-from voiceivr.call.turns import (
-    ECHO,
-    UNINTERRUPTIBLE,
-    Offset,
-    Onset,
-    Partial,
-    StillSpeaking,
-    Tentative,
-    Turn,
-    TurnDetector,
-)
 from voiceivr.settings import CallSettings
-from voiceivr.speech.base import SttEngine, SttResult, TtsEngine, VadEngine
+from voiceivr.speech.base import SttEngine, TtsEngine, VadEngine
 from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
@@ -103,8 +91,8 @@ class CallSession:
         self._now = 0.0
         self._seq = -1
         self.rules = Rules.of(self.s)  # barge-in (voiceivr/call/bargein.py)
-        self.turns = TurnDetector(self.s, call_id=call_id, rate=self.rate, vad=self.vad, stt=stt,
-                                  latency=self.latency, costs=self.costs)
+        self.turns = td.TurnDetector(self.s, call_id=call_id, rate=self.rate, vad=self.vad, stt=stt, echo=self.echo,
+                                  denoise=self.denoise, latency=self.latency, costs=self.costs)
         self.play = Playback(call_id=call_id, media=media, audio=self.audio, lookahead_ms=self.s.lookahead_ms,
                              latency=self.latency, costs=self.costs)
         self.keys = DigitCollector()
@@ -139,30 +127,14 @@ class CallSession:
         if self.ended:
             return
         self._track_playback()
-        mic = np.frombuffer(frame.pcm, dtype="<i2").astype(np.int16)
-        sent = None if frame.sent is None else np.frombuffer(frame.sent, dtype="<i2").astype(np.int16)
-        if self.echo is not None:
-            clean = self.echo.process(mic, sent)
-            self.turns.dominant.append(self.echo.speech_dominant())
-        else:
-            clean = mic
-            self.turns.dominant.append(True)
-        # before the suppressor: it turns steady babble into bursts over a lower floor, which the gate's
-        # percentile background would take for the caller (measured in docs/speech.md)
-        self.turns.feed_gate(clean)
-        if self.denoise is not None:  # after the echo canceller, which needs the line as it was
-            before = self.denoise.engine_seconds
-            clean = self.denoise.process(clean)
-            self.costs.add("denoise", self.denoise.engine_seconds - before)
-        self.turns.track_level(clean)
-        caller = Frame(clean, self.rate, self._now)
+        caller = self.turns.caller_frame(frame, self._now)
         self._hear(caller)
         if self.ended:
             return
         if self.play.current is not None:
             pending = self.turns.current is not None and self.turns.current.barge_pending
             quiet = Heard("quiet", vad_onset=self.vad.tentative_onset is not None, pending=pending)
-            if decide(self.rules, self._prompt_state(), quiet) is Decision.RELEASE:
+            if decide(self.rules, self.play.state(self._now), quiet) is Decision.RELEASE:
                 self._release_hold()  # the sound that held the prompt did not become a barge-in
                 self.turns.noise_floor = max(self.turns.noise_floor, self.turns.level)  # the line's noise for now
         self._timers()
@@ -207,31 +179,22 @@ class CallSession:
 
     # ------------------------------------------------------------------------------------------ speech
 
-    def _prompt_state(self) -> PromptState:
-        pb = self.play.current
-        if pb is None:
-            return PromptState(playing=False)
-        return PromptState(playing=True, interruptible=pb.prompt.interruptible, held=pb.held,
-                           held_s=self._now - pb.held_at)
-
     def _hear(self, frame: Frame) -> None:
         for signal in self.turns.hear(frame, self._now):
-            if isinstance(signal, Onset):
+            if isinstance(signal, td.Onset):
                 self._speech_started(signal.onset, signal.decided_at)
-            elif isinstance(signal, Offset):
-                stopped = self.turns.stopped(signal.t)
-                if stopped is not None:
-                    self._emit(stopped)
-            elif isinstance(signal, Tentative):
-                decision = decide(self.rules, self._prompt_state(), signal.heard)
-                if decision is Decision.HOLD_VAD:
-                    self._hold("vad")  # one window of speech over a prompt: go quiet now, decide at the start event
-                elif decision is Decision.HOLD_ENERGY:
-                    self._hold("energy")  # the caller's line went loud: go quiet, let the VAD confirm
-            elif isinstance(signal, Partial):
+            elif isinstance(signal, td.Offset):
+                self._emit(self.turns.stopped(signal.t))
+            elif isinstance(signal, td.Tentative):
+                # a window of speech over a prompt (vad), or the caller's line went loud (energy): go quiet now,
+                # decide at the VAD's start event
+                decision = decide(self.rules, self.play.state(self._now), signal.heard)
+                if decision in (Decision.HOLD_VAD, Decision.HOLD_ENERGY):
+                    self._emit(self.play.hold(self._now, "vad" if decision is Decision.HOLD_VAD else "energy"))
+            elif isinstance(signal, td.Partial):
                 self._partial(signal.turn, signal.text)
-            elif isinstance(signal, StillSpeaking):
-                decision = decide(self.rules, self._prompt_state(), signal.heard)
+            elif isinstance(signal, td.StillSpeaking):
+                decision = decide(self.rules, self.play.state(self._now), signal.heard)
                 if decision in (Decision.CANCEL, Decision.BARGE):
                     signal.turn.barge_pending = False
                 if decision is Decision.BARGE:
@@ -245,7 +208,7 @@ class CallSession:
         playing = self.play.current.prompt if self.play.current else None
         if playing is not None and self.turns.is_echo(onset, self._now):
             self._emit(ev.EchoSuppressed(self._now, prompt_id=playing.prompt_id))
-            self.turns.current = Turn(onset, decided_at, None, ignored=ECHO)
+            self.turns.current = td.Turn(onset, decided_at, None, ignored=td.ECHO)
             return
         if self.limits.fired is not None:
             return  # saying goodbye: nothing the caller says now is an answer
@@ -253,18 +216,17 @@ class CallSession:
         self.timers.no_input_deadline = None
         self._emit(ev.SpeechStarted(onset, decided_at=decided_at,
                                     during_prompt=playing.prompt_id if playing else None))
-        decision = decide(self.rules, self._prompt_state(), Heard("start", speech_ms=(self._now - onset) * 1000))
+        decision = decide(self.rules, self.play.state(self._now), Heard("start", speech_ms=(self._now - onset) * 1000))
         if decision is Decision.IGNORE:
             assert playing is not None
-            self.turns.current = Turn(onset, decided_at, None, ignored=UNINTERRUPTIBLE,
+            self.turns.current = td.Turn(onset, decided_at, None, ignored=td.UNINTERRUPTIBLE,
                                       during_prompt=playing.prompt_id)
             return
         stt = None
         if not self.timers.sleeping:
             stt, grammar_error = self.turns.open_stt(self._listen, self._now)
-            if grammar_error is not None:
-                self._emit(grammar_error)
-        turn = Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None,
+            self._emit(grammar_error)
+        turn = td.Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None,
                     secret=self._listen.secret)
         self.turns.current = turn
         for f in self.turns.preroll:
@@ -275,9 +237,9 @@ class CallSession:
         elif decision in (Decision.WAIT, Decision.WAIT_AND_HOLD):
             turn.barge_pending = True
             if decision is Decision.WAIT_AND_HOLD:
-                self._hold()
+                self._emit(self.play.hold(self._now, "vad"))
 
-    def _partial(self, turn: Turn, text: str | None) -> None:
+    def _partial(self, turn: td.Turn, text: str | None) -> None:
         if text is not None and not (turn.secret or self._listen.secret):  # a partial is nothing but its words
             self._emit(ev.TranscriptPartial(self._now, text=text))
 
@@ -287,36 +249,26 @@ class CallSession:
         whole = bool(listen.grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
         self.turns.expect(listen.grammar, whole)
 
-    def _end_turn(self, turn: Turn, reason: str) -> None:
-        self.turns.current = None
-        speech_end = turn.last_speech_end if turn.last_speech_end is not None else self._now
-        if turn.stt is None:
-            if turn.ignored and turn.ignored != ECHO:
-                self._emit(ev.TranscriptFinal(self._now, text="", speech_start=turn.onset,
-                                              speech_end=speech_end, ignored=turn.ignored))
-            if turn.during_prompt is not None and turn.ignored == UNINTERRUPTIBLE:
-                self._handle_outputs(self._brain_call(
-                    b.Overheard(turn.during_prompt, "speech", turn.onset, speech_end)))
+    def _end_turn(self, turn: td.Turn, reason: str) -> None:
+        end = self.turns.end(turn, self._now, self._listen.secret)
+        if end.answer is None:  # no recogniser ran: our echo, or speech over an uninterruptible prompt
+            self._emit(end.final)
+            if end.overheard is not None:
+                self._handle_outputs(self._brain_call(end.overheard))
             return
-        result: SttResult = self.turns.finish(turn, speech_end, self._now)
-        text = result.text.strip()
-        secret = turn.secret or self._listen.secret
         if turn.barge_pending:
-            decision = decide(self.rules, self._prompt_state(), Heard("end", words=text))
+            decision = decide(self.rules, self.play.state(self._now), Heard("end", words=end.text))
             if decision is Decision.BACKCHANNEL:
-                self._emit(ev.Backchannel(self._now, text="" if secret else text, secret=secret))
+                self._emit(ev.Backchannel(self._now, text="" if end.secret else end.text, secret=end.secret))
                 self._release_hold()
                 return
             turn.barge_pending = False
             if decision is Decision.BARGE:
                 self._barge_in(turn.onset)
-        final = ev.TranscriptFinal(self._now, text="" if secret else text, confidence=result.confidence,
-                                   speech_start=turn.onset, speech_end=speech_end, secret=secret)
-        self._emit(final)
+        self._emit(end.final)
         self.timers.no_input_count = 0
-        self._awaiting_response_since = speech_end
-        utterance = b.Utterance(text, result.confidence, turn.onset, speech_end, turn.audio.hexdigest())
-        self._handle_outputs(self._brain_call(utterance))
+        self._awaiting_response_since = end.answer.ended_at
+        self._handle_outputs(self._brain_call(end.answer))
         self._sync_secret()
 
     # -------------------------------------------------------------------------------------------- DTMF
@@ -325,15 +277,14 @@ class CallSession:
         masked = hides(digit) and self._secret_input()
         self.media.secret.key_handled(masked)  # the recorder strips a typed-ahead digit it wrote down in clear
         self._emit(ev.DtmfDigit(self._now, digit="" if masked else digit, method=method, secret=masked))
-        if self.keys.swallows(digit, self._now):
-            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "terminator after a full entry"}))
-            return
-        if self.limits.fired is not None:
-            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "call ending"}))
+        swallowed = self.keys.swallows(digit, self._now)  # always asked: any other key ends the grace
+        ignored = "terminator after a full entry" if swallowed else "call ending" if self.limits.fired else ""
+        if ignored:
+            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": ignored}))
             return
         self.timers.caller_active(self._now)
         playing = self.play.current.prompt if self.play.current else None
-        decision = decide(self.rules, self._prompt_state(), Heard("dtmf"))
+        decision = decide(self.rules, self.play.state(self._now), Heard("dtmf"))
         if decision is Decision.IGNORE:
             assert playing is not None
             self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "during uninterruptible prompt"}))
@@ -393,11 +344,8 @@ class CallSession:
         self.turns.cancel()
         self.keys.clear()
         self.timers.no_input_deadline = None
-        if self.play.current is not None:
-            _, played = self.play.stop()
-            self._emit(self.play.cut(self._now, played)[1])
-        for _, dropped in self.play.drop_queued(self._now):
-            self._emit(dropped)
+        for event in self.play.stop_all(self._now):
+            self._emit(event)
         self._after_playback = [b.EndCall(end.reason, outcome=end.outcome)]
         self._brain_call(b.HungUp(self._now))  # pending requests are void; what it answers is not said
         self._queue_prompt(ev.Disclosure(self._now, prompt_id=self.play.new_prompt_id(), text=end.goodbye,
@@ -461,13 +409,6 @@ class CallSession:
                 return
         if self.turns.current is None and not self.keys.digits and not self.timers.sleeping:
             self.timers.listen_from(self._now, self._listen.no_input_timeout_s)
-
-    def _hold(self, trigger: str = "vad") -> None:
-        """Caller speech started over an interruptible prompt: stop sending it at once, keep its place
-        (:meth:`voiceivr.call.playback.Playback.hold`)."""
-        held = self.play.hold(self._now, trigger)
-        if held is not None:
-            self._emit(held)
 
     def _release_hold(self) -> None:
         resumed = self.play.resume(self._now)
@@ -557,8 +498,9 @@ class CallSession:
         if hang_up and self.control is not None:
             self.control.hangup(reason)
 
-    def _emit(self, event: ev.Event) -> None:
-        self.timeline.append(event)
+    def _emit(self, event: ev.Event | None) -> None:
+        if event is not None:
+            self.timeline.append(event)
 
     # ---------------------------------------------------------------------------------------- reports
 

@@ -17,15 +17,20 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from voiceivr.audio.frames import FRAME_MS, Frame, Pcm
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.bargein import Heard
 from voiceivr.call.budget import CallLatencies, EngineCosts
+from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
+from voiceivr.call.media import InboundFrame
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, VadStream
+from voiceivr.speech.denoise import DenoiseStream
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +110,17 @@ class TurnOver:
 Signal = Onset | Offset | Tentative | Partial | StillSpeaking | TurnOver
 
 
+@dataclass(frozen=True)
+class TurnEnd:
+    """What a finished turn comes to."""
+
+    text: str  # the final transcript (also when secret: the brain needs it, the timeline does not get it)
+    secret: bool
+    final: ev.TranscriptFinal | None  # for the timeline (None: our own echo)
+    answer: b.Utterance | None = None  # for the brain, when a recogniser heard the turn
+    overheard: b.Overheard | None = None  # for the brain: speech over an uninterruptible prompt
+
+
 class TurnDetector:
     """The caller channel's speech, level and echo state for one call. Owned by the session's thread."""
 
@@ -116,6 +132,8 @@ class TurnDetector:
         rate: int,
         vad: VadStream,
         stt: SttEngine,
+        echo: EchoCanceller | None,
+        denoise: DenoiseStream | None,
         latency: CallLatencies,
         costs: EngineCosts,
     ) -> None:
@@ -124,6 +142,8 @@ class TurnDetector:
         self.rate = rate
         self.vad = vad
         self.stt_engine = stt
+        self.echo = echo
+        self.denoise = denoise  # this call's own state
         self.latency = latency
         self.costs = costs
         self.current: Turn | None = None
@@ -137,9 +157,26 @@ class TurnDetector:
         self.track_levels = settings.barge_in_hold == "energy" or settings.energy_end_of_turn
         self._whole_phrases: frozenset[str] = frozenset()  # the grammar's phrases, normalised (complete_phrase)
 
-    def feed_gate(self, clean: Pcm) -> None:
+    def caller_frame(self, inbound: InboundFrame, now: float) -> Frame:
+        """The caller's audio of this tick: our echo removed, the line's noise suppressed, its level followed."""
+        mic = np.frombuffer(inbound.pcm, dtype="<i2").astype(np.int16)
+        sent = None if inbound.sent is None else np.frombuffer(inbound.sent, dtype="<i2").astype(np.int16)
+        if self.echo is not None:
+            clean = self.echo.process(mic, sent)
+            self.dominant.append(self.echo.speech_dominant())
+        else:
+            clean = mic
+            self.dominant.append(True)
         if self.gate is not None:
+            # before the suppressor: it turns steady babble into bursts over a lower floor, which the gate's
+            # percentile background would take for the caller (measured in docs/speech.md)
             self.gate.feed(level_dbfs(clean))
+        if self.denoise is not None:  # after the echo canceller, which needs the line as it was
+            before = self.denoise.engine_seconds
+            clean = self.denoise.process(clean)
+            self.costs.add("denoise", self.denoise.engine_seconds - before)
+        self.track_level(clean)
+        return Frame(clean, self.rate, now)
 
     @property
     def gate_loud(self) -> bool:
@@ -269,7 +306,28 @@ class TurnDetector:
             return result.text
         return None
 
-    def finish(self, turn: Turn, speech_end: float, now: float) -> SttResult:
+    def end(self, turn: Turn, now: float, secret_asked: bool) -> TurnEnd:
+        """The turn is over (``secret_asked``: the brain now listens for a secret)."""
+        self.current = None
+        speech_end = turn.last_speech_end if turn.last_speech_end is not None else now
+        if turn.stt is None:
+            final = None
+            if turn.ignored and turn.ignored != ECHO:
+                final = ev.TranscriptFinal(now, text="", speech_start=turn.onset, speech_end=speech_end,
+                                           ignored=turn.ignored)
+            overheard = None
+            if turn.during_prompt is not None and turn.ignored == UNINTERRUPTIBLE:
+                overheard = b.Overheard(turn.during_prompt, "speech", turn.onset, speech_end)
+            return TurnEnd("", False, final, overheard=overheard)
+        result = self._finish(turn, speech_end, now)
+        text = result.text.strip()
+        secret = turn.secret or secret_asked
+        final = ev.TranscriptFinal(now, text="" if secret else text, confidence=result.confidence,
+                                   speech_start=turn.onset, speech_end=speech_end, secret=secret)
+        answer = b.Utterance(text, result.confidence, turn.onset, speech_end, turn.audio.hexdigest())
+        return TurnEnd(text, secret, final, answer=answer)
+
+    def _finish(self, turn: Turn, speech_end: float, now: float) -> SttResult:
         """The turn's final transcript (its decoding time counts towards the capture stage)."""
         assert turn.stt is not None
         wall = time.perf_counter()
