@@ -23,7 +23,7 @@ from voiceivr.call import events as ev
 from voiceivr.call.bargein import PromptState
 from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.media import MediaChannel, PlayedMark
-from voiceivr.speech.base import TtsChunk, TtsEngine, Utterance, WordMark
+from voiceivr.speech.base import Synthesis, TtsChunk, TtsEngine, WordMark
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class Playback:
         cache = self.audio.cache
         assert cache is not None
         try:
-            cache.put(pb.prompt.text, self.audio.tts.voice, self.rate, Utterance(pcm, self.rate, pb.words))
+            cache.put(pb.prompt.text, self.audio.tts.voice, self.rate, Synthesis(pcm, self.rate, pb.words))
         except OSError as exc:  # a full disk must not end the call
             log.warning("prompt cache write failed", extra={"call_id": self.call_id, "error": str(exc)})
 
@@ -210,9 +210,9 @@ class Playback:
                                 total_ms=int(pb.produced * 1000 / self.rate), words_heard=len(heard),
                                 words_total=len(pb.words), heard_text=" ".join(w.word for w in heard))
 
-    def drop_queued(self, now: float) -> list[tuple[ev.Prompt, ev.Note]]:
+    def drop_queued(self, now: float) -> list[tuple[ev.Prompt, ev.PromptDropped]]:
         """Throw away the prompts that never started (heard with 0 words)."""
-        flushed = [(p, ev.Note(now, kind="prompt.dropped", detail={"prompt_id": p.prompt_id})) for p in self.queued]
+        flushed = [(p, ev.PromptDropped(now, prompt_id=p.prompt_id)) for p in self.queued]
         self.queued.clear()
         return flushed
 
@@ -225,7 +225,7 @@ class Playback:
         events += [dropped for _, dropped in self.drop_queued(now)]
         return events
 
-    def hold(self, now: float, trigger: str) -> ev.Note | None:
+    def hold(self, now: float, trigger: str) -> ev.PromptHeld | None:
         """Caller speech started over an interruptible prompt: stop sending it at once, keep its place.
 
         The VAD's start event comes about 70 ms after the true onset; the barge-in itself waits for
@@ -244,16 +244,15 @@ class Playback:
             del pb.all_pcm[-len(taken):]
         pb.held = True
         pb.held_at = now
-        return ev.Note(now, kind="prompt.held", detail={"prompt_id": pb.prompt.prompt_id, "by": trigger,
-                                                        "frames_taken_back": len(taken)})
+        return ev.PromptHeld(now, prompt_id=pb.prompt.prompt_id, by=trigger, frames_taken_back=len(taken))
 
-    def resume(self, now: float) -> ev.Note | None:
+    def resume(self, now: float) -> ev.PromptResumed | None:
         """Take a hold off (the caller then fills the outbox again)."""
         pb = self.current
         if pb is None or not pb.held:
             return None
         pb.held = False
-        return ev.Note(now, kind="prompt.resumed", detail={"prompt_id": pb.prompt.prompt_id})
+        return ev.PromptResumed(now, prompt_id=pb.prompt.prompt_id)
 
     def cancel(self) -> None:
         """The call is over: stop synthesising and sending."""

@@ -45,7 +45,7 @@ from voiceivr.call.limits import IDLE_REASON, LIMIT_OF_REASON, LimitEnd
 from voiceivr.call.media import InboundFrame, MediaChannel
 from voiceivr.call.playback import Playback, PromptAudio
 from voiceivr.call.secrecy import hides
-from voiceivr.call.timers import DigitsTimedOut, FallAsleep, GoodbyeOverdue, IdleHangup, LimitDue, NoInputDue, Timers
+from voiceivr.call.timers import DigitsTimedOut, FallAsleep, GoodbyeOverdue, IdleDue, LimitDue, NoInputDue, Timers
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, TtsEngine, VadEngine
 from voiceivr.speech.denoise import Denoiser
@@ -280,14 +280,14 @@ class CallSession:
         swallowed = self.keys.swallows(digit, self._now)  # always asked: any other key ends the grace
         ignored = "terminator after a full entry" if swallowed else "call ending" if self.limits.fired else ""
         if ignored:
-            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": ignored}))
+            self._emit(ev.DtmfIgnored(self._now, reason=ignored))
             return
         self.timers.caller_active(self._now)
         playing = self.play.current.prompt if self.play.current else None
         decision = decide(self.rules, self.play.state(self._now), Heard("dtmf"))
         if decision is Decision.IGNORE:
             assert playing is not None
-            self._emit(ev.Note(self._now, kind="dtmf.ignored", detail={"reason": "during uninterruptible prompt"}))
+            self._emit(ev.DtmfIgnored(self._now, reason="during uninterruptible prompt"))
             self._handle_outputs(self._brain_call(b.Overheard(playing.prompt_id, "dtmf", self._now, self._now)))
             return
         if decision is Decision.BARGE:
@@ -324,8 +324,8 @@ class CallSession:
             self._finish(due.end.outcome, due.end.reason)
         elif isinstance(due, DigitsTimedOut):
             self._digits_done(self.keys.done(self.keys.digits, "timeout", now, self._listen.secret))
-        elif isinstance(due, IdleHangup):
-            self._emit(ev.Note(now, kind="idle.hangup", detail={"idle_s": round(due.idle_s, 1)}))
+        elif isinstance(due, IdleDue):
+            self._emit(ev.IdleHangup(now, idle_s=round(due.idle_s, 1)))
             self._queue_prompt(ev.Reply(now, prompt_id=self.play.new_prompt_id(), text=self.s.idle_goodbye,
                                         node="idle", cacheable=True))
             self._after_playback.append(b.EndCall(IDLE_REASON, outcome="abandoned"))
@@ -338,9 +338,8 @@ class CallSession:
     def _end_by_limit(self, end: LimitEnd) -> None:
         """A limit ran out (voiceivr/call/limits.py): stop listening and talking, void what the brain had
         pending, and say an uninterruptible goodbye, after which the call hangs up."""
-        self._emit(ev.Note(self._now, kind=f"limit.{end.kind}",
-                           detail={"after_s": round(self._now, 1),
-                                   "since_progress_s": round(self._now - self.limits.last_progress, 1)}))
+        self._emit(ev.LimitReached(self._now, kind=f"limit.{end.kind}", after_s=round(self._now, 1),
+                                   since_progress_s=round(self._now - self.limits.last_progress, 1)))
         self.turns.cancel()
         self.keys.clear()
         self.timers.no_input_deadline = None
@@ -475,7 +474,7 @@ class CallSession:
             self._emit(ev.IntentRecognized(self._now, intent=str(d.get("intent", "")), tier=d.get("tier"),
                                            confidence=float(d.get("confidence", 0.0)), node=str(d.get("node", ""))))
         elif out.detail:
-            self._emit(ev.Note(self._now, kind=out.kind, detail=dict(out.detail)))
+            self._emit(ev.traced(self._now, out.kind, dict(out.detail)))
         for stage, seconds in out.stage_seconds.items():
             if stage in ("intent", "policy", "tool"):
                 self.latency.record(stage, seconds * 1000)

@@ -34,7 +34,7 @@ class DigitsTimedOut:
 
 
 @dataclass(frozen=True)
-class IdleHangup:
+class IdleDue:
     """The caller has been silent for call.idle_hangup_s: say goodbye (once) and hang up."""
 
     idle_s: float
@@ -52,7 +52,7 @@ class NoInputDue:
     count: int
 
 
-TimerDecision = LimitDue | GoodbyeOverdue | DigitsTimedOut | IdleHangup | FallAsleep | NoInputDue
+TimerDecision = LimitDue | GoodbyeOverdue | DigitsTimedOut | IdleDue | FallAsleep | NoInputDue
 
 
 class Timers:
@@ -89,7 +89,7 @@ class Timers:
         idle = now - self.last_activity
         if not busy and idle >= self.s.idle_hangup_s:
             self.last_activity = now  # say goodbye once
-            return IdleHangup(idle)
+            return IdleDue(idle)
         if not busy and not self.sleeping and idle >= self.s.idle_sleep_s:
             self.sleeping = True
             self.no_input_deadline = None

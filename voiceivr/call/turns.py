@@ -275,7 +275,7 @@ class TurnDetector:
             self.current = None
         return ev.SpeechStopped(t)
 
-    def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.Note | None]:
+    def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.SttGrammarError | None]:
         """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
         grammar = listen.grammar
         try:
@@ -286,7 +286,7 @@ class TurnDetector:
             # caller must not pay for: listen with free speech instead, and say so loudly.
             log.error("grammar rejected; using free speech for this turn",
                       extra={"call_id": self.call_id, "node": listen.node, "error": str(exc)})
-            note = ev.Note(now, kind="stt.grammar_error", detail={"node": listen.node, "error": str(exc)})
+            note = ev.SttGrammarError(now, node=listen.node, error=str(exc))
             return self.stt_engine.stream(self.rate, None), note
 
     def feed(self, turn: Turn, frame: Frame) -> str | None:
