@@ -12,17 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voiceivr.call.events import Prompt
+from voiceivr.dialplan.io import Utterance
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class Utterance:
-    text: str
-    confidence: float
-    started_at: float
-    ended_at: float
-    audio_sha256: str = ""
 
 
 @dataclass(frozen=True)

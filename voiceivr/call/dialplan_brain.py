@@ -10,6 +10,7 @@ words the caller heard), and the time each input spent in routing (intent), in t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -153,8 +154,8 @@ class DialplanBrain:
     def handle(self, event: b.BrainInput) -> list[b.BrainOutput]:
         if isinstance(event, b.Utterance):
             flagged = self.flag_text(event.text) if event.text else ()
-            u = de.Utterance(event.text, event.confidence, event.started_at, event.ended_at, kind="speech",
-                             id=uuid.uuid4().hex, audio_sha256=event.audio_sha256 or None, flagged=flagged)
+            # a fresh id (a redelivered one is a duplicate to the engine) and the injection filter's findings
+            u = dataclasses.replace(event, id=uuid.uuid4().hex, flagged=flagged)
             return self._run(lambda: self.conv.utterance(u))
         if isinstance(event, b.Digits):
             return self._run(lambda: self.conv.dtmf(event.digits, event.ended_at))

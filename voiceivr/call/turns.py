@@ -27,6 +27,7 @@ from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
+from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, VadStream
@@ -117,7 +118,7 @@ class TurnEnd:
     text: str  # the final transcript (also when secret: the brain needs it, the timeline does not get it)
     secret: bool
     final: ev.TranscriptFinal | None  # for the timeline (None: our own echo)
-    answer: b.Utterance | None = None  # for the brain, when a recogniser heard the turn
+    answer: Utterance | None = None  # for the brain, when a recogniser heard the turn
     overheard: b.Overheard | None = None  # for the brain: speech over an uninterruptible prompt
 
 
@@ -324,7 +325,7 @@ class TurnDetector:
         secret = turn.secret or secret_asked
         final = ev.TranscriptFinal(now, text="" if secret else text, confidence=result.confidence,
                                    speech_start=turn.onset, speech_end=speech_end, secret=secret)
-        answer = b.Utterance(text, result.confidence, turn.onset, speech_end, turn.audio.hexdigest())
+        answer = Utterance(text, result.confidence, turn.onset, speech_end, audio_sha256=turn.audio.hexdigest())
         return TurnEnd(text, secret, final, answer=answer)
 
     def _finish(self, turn: Turn, speech_end: float, now: float) -> SttResult:
