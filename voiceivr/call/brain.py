@@ -2,17 +2,17 @@
 
 The session owns time, audio and turn taking; the brain (the dialplan engine behind an adapter) owns what
 to say and what an answer means. They speak in these small typed messages, so the session can be tested
-with a scripted brain and the dialplan engine with text alone.
+with a scripted brain and the dialplan engine with text alone. What an answer is (:class:`Utterance`) and
+what to listen for (:class:`Listen`) are the dialplan's own types (:mod:`voiceivr.dialplan.io`), not copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voiceivr.call.events import Prompt
-from voiceivr.dialplan.io import Utterance
+from voiceivr.dialplan.io import Listen, Utterance
 
 # ---------------------------------------------------------------------------------------------- inputs
 
@@ -72,29 +72,6 @@ BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChang
 
 
 # --------------------------------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class DigitSpec:
-    max_digits: int = 0  # 0: digits are not being collected; a single key is a menu choice
-    terminator: str = "#"
-    inter_digit_timeout_s: float = 3.0
-
-
-@dataclass(frozen=True)
-class Listen:
-    """What to listen for after the prompts queued so far have played."""
-
-    grammar: Sequence[str] | None = None  # phrases expected (None: free speech)
-    sequence: Sequence[str] = ()  # or a run of these words (digits one by one, an amount in words) ...
-    repeat: tuple[int, int] | None = None  # ... this many of them: (fewest, most)
-    builtin: str | None = None  # or an utterance of a built-in grammar ("money")
-    digits: DigitSpec = DigitSpec()
-    no_input_timeout_s: float = 6.0
-    node: str = ""
-    # The answer is a secret (a PIN, a one-time code): the session keeps no digits or words of it and the
-    # recording pauses (voiceivr.call.secrecy).
-    secret: bool = False
 
 
 @dataclass(frozen=True)

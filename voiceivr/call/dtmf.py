@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from voiceivr.call.brain import DigitSpec as DtmfSpec
+from voiceivr.dialplan.io import DtmfSpec
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class DigitCollector:
 
     def key(self, digit: str, spec: DtmfSpec, now: float, secret: bool) -> Entry | None:
         """A key of an entry (``secret``: the brain listens for a secret). The entry, if this key ends it."""
-        if spec.max_digits <= 0:
+        if spec.single_key:
             return self.done(digit, "single", now, secret)
         if digit == spec.terminator:
             return self.done(self.digits, "terminator", now, secret)

@@ -293,7 +293,7 @@ class CallSession:
         if decision is Decision.BARGE:
             self._barge_in(self._now)
         self.timers.no_input_deadline = None
-        entry = self.keys.key(digit, self._listen.digits, self._now, self._listen.secret)
+        entry = self.keys.key(digit, self._listen.dtmf, self._now, self._listen.secret)
         if entry is not None:
             self._digits_done(entry)
 
@@ -317,7 +317,7 @@ class CallSession:
     def _timers(self) -> None:
         now = self._now
         busy = self.play.current is not None or self.turns.current is not None or bool(self.keys.digits)
-        due = self.timers.check(now, busy=busy, digits_timed_out=self.keys.timed_out(self._listen.digits, now))
+        due = self.timers.check(now, busy=busy, digits_timed_out=self.keys.timed_out(self._listen.dtmf, now))
         if isinstance(due, LimitDue):
             self._end_by_limit(due.end)
         elif isinstance(due, GoodbyeOverdue):

@@ -286,8 +286,8 @@ class TurnDetector:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.
             log.error("grammar rejected; using free speech for this turn",
-                      extra={"call_id": self.call_id, "node": listen.node, "error": str(exc)})
-            note = ev.SttGrammarError(now, node=listen.node, error=str(exc))
+                      extra={"call_id": self.call_id, "node": listen.expect, "error": str(exc)})
+            note = ev.SttGrammarError(now, node=listen.expect, error=str(exc))
             return self.stt_engine.stream(self.rate, None), note
 
     def feed(self, turn: Turn, frame: Frame) -> str | None:
