@@ -37,7 +37,7 @@ from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call import turns as td
 from voiceivr.call.bargein import Decision, Heard, Rules, decide
-from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats
+from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts, StageStats, account
 from voiceivr.call.dtmf import DigitCollector, Entry
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.handler import CallControl
@@ -132,8 +132,7 @@ class CallSession:
         if self.ended:
             return
         if self.play.current is not None:
-            pending = self.turns.current is not None and self.turns.current.barge_pending
-            quiet = Heard("quiet", vad_onset=self.vad.tentative_onset is not None, pending=pending)
+            quiet = Heard("quiet", vad_onset=self.vad.tentative_onset is not None, pending=self.turns.pending)
             if decide(self.rules, self.play.state(self._now), quiet) is Decision.RELEASE:
                 self._release_hold()  # the sound that held the prompt did not become a barge-in
                 self.turns.noise_floor = max(self.turns.noise_floor, self.turns.level)  # the line's noise for now
@@ -191,15 +190,15 @@ class CallSession:
                 decision = decide(self.rules, self.play.state(self._now), signal.heard)
                 if decision in (Decision.HOLD_VAD, Decision.HOLD_ENERGY):
                     self._emit(self.play.hold(self._now, "vad" if decision is Decision.HOLD_VAD else "energy"))
-            elif isinstance(signal, td.Partial):
-                self._partial(signal.turn, signal.text)
+            elif isinstance(signal, td.Partial) and not (signal.turn.secret or self._listen.secret):
+                self._emit(ev.TranscriptPartial(self._now, text=signal.text))  # a partial is nothing but its words
             elif isinstance(signal, td.StillSpeaking):
                 decision = decide(self.rules, self.play.state(self._now), signal.heard)
                 if decision in (Decision.CANCEL, Decision.BARGE):
                     signal.turn.barge_pending = False
                 if decision is Decision.BARGE:
                     self._barge_in(signal.turn.onset)
-            else:
+            elif isinstance(signal, td.TurnOver):
                 self._end_turn(signal.turn, signal.reason)
 
     def _speech_started(self, onset: float, decided_at: float) -> None:
@@ -220,18 +219,12 @@ class CallSession:
         if decision is Decision.IGNORE:
             assert playing is not None
             self.turns.current = td.Turn(onset, decided_at, None, ignored=td.UNINTERRUPTIBLE,
-                                      during_prompt=playing.prompt_id)
+                                         during_prompt=playing.prompt_id)
             return
-        stt = None
-        if not self.timers.sleeping:
-            stt, grammar_error = self.turns.open_stt(self._listen, self._now)
-            self._emit(grammar_error)
-        turn = td.Turn(onset, decided_at, stt, during_prompt=playing.prompt_id if playing else None,
-                    secret=self._listen.secret)
-        self.turns.current = turn
-        for f in self.turns.preroll:
-            if f.end > onset - self.s.preroll_ms / 1000 and turn.stt is not None:
-                self._partial(turn, self.turns.feed(turn, f))
+        turn, events = self.turns.begin(onset, decided_at, self._listen, playing.prompt_id if playing else None,
+                                        sleeping=self.timers.sleeping, now=self._now)
+        for event in events:
+            self._emit(event)
         if decision is Decision.BARGE:
             self._barge_in(onset)
         elif decision in (Decision.WAIT, Decision.WAIT_AND_HOLD):
@@ -239,15 +232,10 @@ class CallSession:
             if decision is Decision.WAIT_AND_HOLD:
                 self._emit(self.play.hold(self._now, "vad"))
 
-    def _partial(self, turn: td.Turn, text: str | None) -> None:
-        if text is not None and not (turn.secret or self._listen.secret):  # a partial is nothing but its words
-            self._emit(ev.TranscriptPartial(self._now, text=text))
-
     def _listen_for(self, listen: b.Listen) -> None:
         self._listen = listen
         self._sync_secret()
-        whole = bool(listen.grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
-        self.turns.expect(listen.grammar, whole)
+        self.turns.expect(listen)
 
     def _end_turn(self, turn: td.Turn, reason: str) -> None:
         end = self.turns.end(turn, self._now, self._listen.secret)
@@ -326,8 +314,7 @@ class CallSession:
             self._digits_done(self.keys.done(self.keys.digits, "timeout", now, self._listen.secret))
         elif isinstance(due, IdleDue):
             self._emit(ev.IdleHangup(now, idle_s=round(due.idle_s, 1)))
-            self._queue_prompt(ev.Reply(now, prompt_id=self.play.new_prompt_id(), text=self.s.idle_goodbye,
-                                        node="idle", cacheable=True))
+            self._queue_prompt(ev.Reply(now, self.play.new_prompt_id(), self.s.idle_goodbye, "idle", cacheable=True))
             self._after_playback.append(b.EndCall(IDLE_REASON, outcome="abandoned"))
         elif isinstance(due, FallAsleep):
             self._emit(ev.Sleeping(now))
@@ -347,8 +334,7 @@ class CallSession:
             self._emit(event)
         self._after_playback = [b.EndCall(end.reason, outcome=end.outcome)]
         self._brain_call(b.HungUp(self._now))  # pending requests are void; what it answers is not said
-        self._queue_prompt(ev.Disclosure(self._now, prompt_id=self.play.new_prompt_id(), text=end.goodbye,
-                                         node="limit", cacheable=True))
+        self._queue_prompt(ev.Disclosure(self._now, self.play.new_prompt_id(), end.goodbye, "limit", cacheable=True))
 
     # ---------------------------------------------------------------------------------------- playback
 
@@ -475,11 +461,7 @@ class CallSession:
                                            confidence=float(d.get("confidence", 0.0)), node=str(d.get("node", ""))))
         elif out.detail:
             self._emit(ev.traced(self._now, out.kind, dict(out.detail)))
-        for stage, seconds in out.stage_seconds.items():
-            if stage in ("intent", "policy", "tool"):
-                self.latency.record(stage, seconds * 1000)
-            else:
-                self.costs.add(stage, seconds)
+        account(self.latency, self.costs, out.stage_seconds)
 
     # -------------------------------------------------------------------------------------------- end
 

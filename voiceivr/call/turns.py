@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,6 +257,11 @@ class TurnDetector:
         if not turn.speaking and turn.last_speech_end is not None and self.silence_ends(turn, now):
             yield TurnOver(turn, "silence")
 
+    @property
+    def pending(self) -> bool:
+        """A turn is on whose barge-in is pending."""
+        return self.current is not None and self.current.barge_pending
+
     def resumed(self) -> bool:
         """Speech started again within the end-of-turn wait: the same turn goes on (False: no turn)."""
         turn = self.current
@@ -275,6 +280,24 @@ class TurnDetector:
         if turn.ignored == ECHO:
             self.current = None
         return ev.SpeechStopped(t)
+
+    def begin(self, onset: float, decided_at: float, listen: b.Listen, during_prompt: int | None, *,
+              sleeping: bool, now: float) -> tuple[Turn, list[ev.Event]]:
+        """A new turn, with its recogniser fed the pre-roll (none while the call sleeps): the turn, and what to
+        put on the timeline."""
+        events: list[ev.Event] = []
+        stt = None
+        if not sleeping:
+            stt, grammar_error = self.open_stt(listen, now)
+            events += [grammar_error] if grammar_error is not None else []
+        turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
+        self.current = turn
+        for f in self.preroll:
+            if f.end > onset - self.s.preroll_ms / 1000 and stt is not None:
+                text = self.feed(turn, f)
+                if text is not None and not listen.secret:  # a partial is nothing but its words
+                    events.append(ev.TranscriptPartial(now, text=text))
+        return turn, events
 
     def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.SttGrammarError | None]:
         """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
@@ -397,8 +420,10 @@ class TurnDetector:
             wait_ms = self.s.fast_end_of_turn_ms
         return (now + FRAME_S - turn.last_speech_end) * 1000 >= wait_ms
 
-    def expect(self, grammar: Sequence[str] | None, whole: bool) -> None:
+    def expect(self, listen: b.Listen) -> None:
         """What the brain listens for: the grammar's phrases are whole answers unless a run goes on after pauses."""
+        grammar = listen.grammar
+        whole = bool(grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
         self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in grammar or ()) if whole \
             else frozenset()
 
