@@ -68,8 +68,8 @@ def make_session(brain: ScriptedBrain, vad: EnergyVad | None = None,
     return session, tts, stt, control
 
 
-def say(text: str, kind: type[ev.Prompt] = ev.Reply, pid: int = 0) -> b.Say:
-    return b.Say(kind(0.0, prompt_id=pid, text=text))
+def say(text: str, kind: type[ev.Prompt] = ev.Reply, pid: int = 0) -> ev.Prompt:
+    return kind(0.0, prompt_id=pid, text=text)
 
 
 def events(session: CallSession, kind: type[ev.Event]) -> list:  # type: ignore[type-arg]

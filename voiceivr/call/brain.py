@@ -75,11 +75,6 @@ BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChang
 
 
 @dataclass(frozen=True)
-class Say:
-    prompt: Prompt
-
-
-@dataclass(frozen=True)
 class TransferCall:
     target: str
 
@@ -100,7 +95,8 @@ class Trace:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-BrainOutput = Say | Listen | TransferCall | EndCall | Trace
+# A prompt to say is the prompt itself (voiceivr.call.events): its class says whether barge-in may cut it.
+BrainOutput = Prompt | Listen | TransferCall | EndCall | Trace
 
 
 class Brain(Protocol):

@@ -229,7 +229,7 @@ class DialplanBrain:
         if stage:
             out.append(b.Trace("timing", {}, stage))
         for say in step.say:
-            out.append(b.Say(self._prompt(say)))
+            out.append(self._prompt(say))
         if step.listen is not None:
             out.append(step.listen)
         if step.transfer is not None:

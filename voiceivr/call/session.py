@@ -421,8 +421,8 @@ class CallSession:
             return self.brain.start() if event is None else self.brain.handle(event)
         except Exception:  # one call's bug must not take the worker down silently: end this call cleanly
             log.exception("conversation logic failed; ending the call", extra={"call_id": self.call_id})
-            return [b.Say(ev.Reply(self._now, prompt_id=0,
-                                   text="Sorry, something went wrong on our side. Please call again later.")),
+            return [ev.Reply(self._now, prompt_id=0,
+                             text="Sorry, something went wrong on our side. Please call again later."),
                     b.EndCall("internal error", outcome="error")]
 
     def _handle_outputs(self, outputs: list[b.BrainOutput]) -> None:
@@ -431,8 +431,8 @@ class CallSession:
             self.media.secret.active = True
         said = False
         for out in outputs:
-            if isinstance(out, b.Say):
-                prompt = out.prompt
+            if isinstance(out, ev.Prompt):
+                prompt = out
                 if prompt.prompt_id <= 0:
                     prompt = dataclasses.replace(prompt, prompt_id=self.play.new_prompt_id(), t=self._now)
                 if not said:
