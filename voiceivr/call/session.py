@@ -131,7 +131,7 @@ class CallSession:
         self._hear(caller)
         if self.ended:
             return
-        if self.play.current is not None:
+        if self.play.current is not None and self.play.current.held:
             quiet = Heard("quiet", vad_onset=self.vad.tentative_onset is not None, pending=self.turns.pending)
             if decide(self.rules, self.play.state(self._now), quiet) is Decision.RELEASE:
                 self._release_hold()  # the sound that held the prompt did not become a barge-in

@@ -217,8 +217,8 @@ class TurnDetector:
             # the level rose over the background while the VAD heard speech: the caller began about a short
             # window (100 ms) ago
             yield Onset(max(now + FRAME_S - 0.1, 0.0), now + FRAME_S)
-        if self.current is None:
-            tentative = self.vad.tentative_onset
+        tentative = self.vad.tentative_onset
+        if self.current is None and (tentative is not None or self.loud_onset):  # else nothing to hold a prompt for
             yield Tentative(Heard("tentative", vad_onset=tentative is not None,
                                   echo=tentative is not None and self.is_echo(tentative, now),
                                   loud_onset=self.loud_onset, caller_dominant=self.caller_dominant))
