@@ -1,14 +1,18 @@
 """One call's brain-side worker: turn taking, barge-in, playback, budgets and costs.
 
-The session knows nothing of SIP. It is driven one 20 ms tick at a time by :meth:`CallSession.process`,
-with the caller frame of that tick (which also carries the agent frame sent in the same tick), and it
-queues its own audio into the call's :class:`~voiceivr.call.media.MediaChannel`. Control events (DTMF,
-hangup, media moved) arrive through :meth:`CallSession.post` from any thread and are handled before the
-next caller audio. :class:`~voiceivr.call.worker.CallWorker` runs a session on its own thread for a live call;
-``voiceivr.replay`` drives the very same object from a recorded call, frame by frame, on a virtual clock.
+The session knows nothing of SIP. It is driven one 20 ms tick at a time by :meth:`CallSession.process`, with the
+caller frame of that tick (which also carries the agent frame sent in the same tick), and it queues its own audio
+into the call's :class:`~voiceivr.call.media.MediaChannel`. Control events (DTMF, hangup, media moved) arrive
+through :meth:`CallSession.post` from any thread and are handled before the next caller audio.
+:class:`~voiceivr.call.worker.CallWorker` runs a session on its own thread for a live call; ``voiceivr.replay``
+drives the very same object from a recorded call, frame by frame, on a virtual clock.
 
-Time inside a session is the media clock: tick ``seq`` covers ``[seq * 20 ms, (seq + 1) * 20 ms)``. Wall
-time is used only to measure how long our own computations take (stage latencies, engine costs).
+Its parts decide, the session (which owns the tick) applies: turn detection (:mod:`voiceivr.call.turns`), barge-in
+(:mod:`voiceivr.call.bargein`, a pure function), playback (:mod:`voiceivr.call.playback`), keypad entries
+(:mod:`voiceivr.call.dtmf`), timers (:mod:`voiceivr.call.timers`).
+
+Time inside a session is the media clock: tick ``seq`` covers ``[seq * 20 ms, (seq + 1) * 20 ms)``. Wall time is
+used only to measure how long our own computations take (stage latencies, engine costs).
 
 What the session guarantees (each has a test in tests/test_session.py):
 
@@ -213,8 +217,7 @@ class CallSession:
             return  # saying goodbye: nothing the caller says now is an answer
         self.timers.caller_active(self._now)
         self.timers.no_input_deadline = None
-        self._emit(ev.SpeechStarted(onset, decided_at=decided_at,
-                                    during_prompt=playing.prompt_id if playing else None))
+        self._emit(ev.SpeechStarted(onset, decided_at=decided_at, during_prompt=playing.prompt_id if playing else None))
         decision = decide(self.rules, self.play.state(self._now), Heard("start", speech_ms=(self._now - onset) * 1000))
         if decision is Decision.IGNORE:
             assert playing is not None
@@ -421,9 +424,8 @@ class CallSession:
             return self.brain.start() if event is None else self.brain.handle(event)
         except Exception:  # one call's bug must not take the worker down silently: end this call cleanly
             log.exception("conversation logic failed; ending the call", extra={"call_id": self.call_id})
-            return [ev.Reply(self._now, prompt_id=0,
-                             text="Sorry, something went wrong on our side. Please call again later."),
-                    b.EndCall("internal error", outcome="error")]
+            sorry = "Sorry, something went wrong on our side. Please call again later."
+            return [ev.Reply(self._now, prompt_id=0, text=sorry), b.EndCall("internal error", outcome="error")]
 
     def _handle_outputs(self, outputs: list[b.BrainOutput]) -> None:
         if any(isinstance(out, b.Listen) and out.secret for out in outputs):
