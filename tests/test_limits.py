@@ -146,8 +146,8 @@ def _chatty_session(**call: object) -> tuple[CallSession, ScriptedBrain, WordTts
     """A caller who talks every 6 s and a brain with something new to say each time (progress all along)."""
     long_reply = " ".join(f"word{i}" for i in range(30))  # ~5.4 s
     brain = ScriptedBrain(
-        greeting=[b.Say(ev.Reply(0.0, prompt_id=1, text="hello")), b.Listen()],
-        replies=[[b.Say(ev.Reply(0.0, prompt_id=10 + i, text=f"answer {i} {long_reply}")), b.Listen()]
+        greeting=[ev.Reply(0.0, prompt_id=1, text="hello"), b.Listen()],
+        replies=[[ev.Reply(0.0, prompt_id=10 + i, text=f"answer {i} {long_reply}"), b.Listen()]
                  for i in range(40)],
     )
     tts, control = WordTts(), Control()

@@ -38,8 +38,8 @@ def make(brain: ScriptedBrain, tmp_path: Path, noise_suppression: str = "off",
 
 def menu_brain() -> ScriptedBrain:
     return ScriptedBrain(
-        greeting=[b.Say(ev.Reply(0.0, prompt_id=1, text="How can I help?")), b.Listen(grammar=grammar_phrases())],
-        replies=[[b.Say(ev.Reply(0.0, prompt_id=2, text="Goodbye.")), b.EndCall("done")]],
+        greeting=[ev.Reply(0.0, prompt_id=1, text="How can I help?"), b.Listen(grammar=grammar_phrases())],
+        replies=[[ev.Reply(0.0, prompt_id=2, text="Goodbye."), b.EndCall("done")]],
     )
 
 

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import wave
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from voiceivr.call import events as ev
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.db.models import Turn
 from voiceivr.demo import abuse
+from voiceivr.dialplan.io import Listen
 from voiceivr.policy.secret_at_rest import AtRest, found, spoken
 
 
@@ -92,9 +94,12 @@ def test_a_login_and_a_code_leave_no_secret_behind(db_url: str, tmp_path: Path) 
 def test_the_scenario_catches_a_session_that_keeps_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: a dialplan brain that never says the answer is a secret (as before secret input existed)
     fails the scenario, and the verdict says where the secrets went."""
-    listen = DialplanBrain._listen
-    monkeypatch.setattr(DialplanBrain, "_listen",
-                        staticmethod(lambda spec: dataclasses.replace(listen(spec), secret=False)))
+    convert = DialplanBrain._convert
+
+    def never_secret(self: DialplanBrain, *args: Any) -> list[Any]:
+        return [dataclasses.replace(o, secret=False) if isinstance(o, Listen) else o for o in convert(self, *args)]
+
+    monkeypatch.setattr(DialplanBrain, "_convert", never_secret)
     card = abuse.simulate(only=["secret-at-rest"])
     (r,) = card.results
     assert not r.passed and r.verdict.startswith("GOT THROUGH: "), r.verdict

@@ -28,8 +28,10 @@ from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.session import CallSession, CallWorker
+from voiceivr.call.session import CallSession
 from voiceivr.call.store import turns_from_timeline
+from voiceivr.call.worker import CallWorker
+from voiceivr.dialplan.io import DtmfSpec
 from voiceivr.settings import CallSettings
 
 WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}
@@ -66,8 +68,8 @@ def make_session(brain: ScriptedBrain, vad: EnergyVad | None = None,
     return session, tts, stt, control
 
 
-def say(text: str, kind: type[ev.Prompt] = ev.Reply, pid: int = 0) -> b.Say:
-    return b.Say(kind(0.0, prompt_id=pid, text=text))
+def say(text: str, kind: type[ev.Prompt] = ev.Reply, pid: int = 0) -> ev.Prompt:
+    return kind(0.0, prompt_id=pid, text=text)
 
 
 def events(session: CallSession, kind: type[ev.Event]) -> list:  # type: ignore[type-arg]
@@ -247,7 +249,7 @@ def test_uninterruptible_prompt_plays_to_the_end_and_speech_over_it_is_no_answer
 
 def test_keys_during_uninterruptible_prompt_are_ignored() -> None:
     brain = ScriptedBrain(greeting=[say("your code was sent to the phone ending 1234", kind=ev.CodeRequest, pid=1),
-                                    b.Listen(digits=b.DigitSpec(max_digits=6))])
+                                    b.Listen(dtmf=DtmfSpec(max_digits=6, terminator="#"))])
     session, *_ = make_session(brain)
     drive(session, caller_audio([], total_s=2.0), control=[(0.5, ev.DtmfDigit(0, digit="9"))])
     assert events(session, ev.BargeIn) == [] and brain.inputs(b.Digits) == []
@@ -352,10 +354,10 @@ def test_backchannel_stops_the_prompt_in_stop_mode() -> None:
 
 
 def test_digits_collected_with_terminator_timeout_and_max_length() -> None:
-    spec = b.DigitSpec(max_digits=6, terminator="#", inter_digit_timeout_s=1.0)
+    spec = DtmfSpec(max_digits=6, terminator="#", inter_digit_timeout_s=1.0)
     brain = ScriptedBrain(
-        greeting=[say("key your account number", pid=1), b.Listen(digits=spec)],
-        replies=[[b.Listen(digits=spec)], [b.Listen(digits=b.DigitSpec(max_digits=4))], [], []],
+        greeting=[say("key your account number", pid=1), b.Listen(dtmf=spec)],
+        replies=[[b.Listen(dtmf=spec)], [b.Listen(dtmf=DtmfSpec(max_digits=4, terminator="#"))], [], []],
     )
     session, *_ = make_session(brain)
     keys = [(2.0, "1"), (2.3, "2"), (2.6, "3"), (2.9, "#"), (4.0, "4"), (4.2, "5"),
@@ -369,9 +371,9 @@ def test_pound_after_a_full_entry_neither_barges_in_nor_answers_the_next_questio
     """The PIN is complete at its fourth digit and the brain answers at once, with a new question that takes one
     key; the # the caller presses out of habit belongs to the PIN, not to the reply or the question."""
     brain = ScriptedBrain(
-        greeting=[say("your pin please", pid=1), b.Listen(digits=b.DigitSpec(max_digits=4, terminator="#"))],
+        greeting=[say("your pin please", pid=1), b.Listen(dtmf=DtmfSpec(max_digits=4, terminator="#"))],
         replies=[[say("thank you alice you asked me to transfer fifty dollars", pid=2),
-                  b.Listen(digits=b.DigitSpec(max_digits=0, terminator=""))], [say("got it", pid=3)]],
+                  b.Listen(dtmf=DtmfSpec(max_digits=0))], [say("got it", pid=3)]],
     )
     session, *_ = make_session(brain)
     keys = [(2.0 + 0.15 * i, d) for i, d in enumerate("1234#")]
@@ -385,7 +387,8 @@ def test_pound_after_a_full_entry_neither_barges_in_nor_answers_the_next_questio
 def test_dtmf_mixed_with_speech() -> None:
     brain = ScriptedBrain(
         greeting=[say("say yes or press one", pid=1), b.Listen(grammar=["yes"])],
-        replies=[[say("and now your pin", pid=2), b.Listen(digits=b.DigitSpec(max_digits=4))], [say("thanks", pid=3)]],
+        replies=[[say("and now your pin", pid=2), b.Listen(dtmf=DtmfSpec(max_digits=4, terminator="#"))],
+                 [say("thanks", pid=3)]],
     )
     session, *_ = make_session(brain)
     start = prompt_seconds("say yes or press one") + 0.3
@@ -421,7 +424,7 @@ class FlagSpy:
 def test_secret_input_leaves_no_digits_or_words_on_the_timeline() -> None:
     """A PIN keyed and a code said while the brain listens for a secret: the brain gets both, but the timeline
     (and the turn rows made from it) keep neither, and the recorder is told for as long as the secret input lasts."""
-    pin = b.Listen(digits=b.DigitSpec(max_digits=4, terminator="#"), secret=True)
+    pin = b.Listen(dtmf=DtmfSpec(max_digits=4, terminator="#"), secret=True)
     code = b.Listen(grammar=["check my balance"], secret=True)  # tone 900 stands for the code, read out
     brain = ScriptedBrain(
         greeting=[say("your pin please", pid=1), pin],

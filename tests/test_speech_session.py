@@ -43,8 +43,8 @@ def caller(file: str, at_s: float, total_s: float) -> np.ndarray:
 def test_a_turn_with_real_engines(tmp_path: Path) -> None:
     greeting = "Welcome to First Bank. How can I help?"
     brain = ScriptedBrain(
-        greeting=[b.Say(ev.Reply(0.0, prompt_id=1, text=greeting)), b.Listen(grammar=grammar_phrases())],
-        replies=[[b.Say(ev.Reply(0.0, prompt_id=2, text="Goodbye.")), b.EndCall("done")]],
+        greeting=[ev.Reply(0.0, prompt_id=1, text=greeting), b.Listen(grammar=grammar_phrases())],
+        replies=[[ev.Reply(0.0, prompt_id=2, text="Goodbye."), b.EndCall("done")]],
     )
     session = make(brain, tmp_path)
     answer = next(e for e in entries("phrase", "tel") if e["intent"] == "check_balance" and e["voice"] == "piper-joe")
@@ -59,7 +59,7 @@ def test_talking_over_a_prompt_cuts_it_where_the_caller_was(tmp_path: Path) -> N
     long_prompt = ("Please listen carefully as our menu options have changed. For your balance say balance. "
                    "To transfer money say transfer. To hear our opening hours say hours.")
     brain = ScriptedBrain(
-        greeting=[b.Say(ev.Reply(0.0, prompt_id=1, text=long_prompt)), b.Listen(grammar=grammar_phrases())],
+        greeting=[ev.Reply(0.0, prompt_id=1, text=long_prompt), b.Listen(grammar=grammar_phrases())],
         replies=[[b.EndCall("done")]],
     )
     session = make(brain, tmp_path)

@@ -2,27 +2,19 @@
 
 The session owns time, audio and turn taking; the brain (the dialplan engine behind an adapter) owns what
 to say and what an answer means. They speak in these small typed messages, so the session can be tested
-with a scripted brain and the dialplan engine with text alone.
+with a scripted brain and the dialplan engine with text alone. What an answer is (:class:`Utterance`) and
+what to listen for (:class:`Listen`) are the dialplan's own types (:mod:`voiceivr.dialplan.io`), not copies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voiceivr.call.events import Prompt
+from voiceivr.dialplan.io import Listen, Utterance
 
 # ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class Utterance:
-    text: str
-    confidence: float
-    started_at: float
-    ended_at: float
-    audio_sha256: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,34 +75,6 @@ BrainInput = Utterance | Digits | NoInputTimeout | PromptFinished | SessionChang
 
 
 @dataclass(frozen=True)
-class DigitSpec:
-    max_digits: int = 0  # 0: digits are not being collected; a single key is a menu choice
-    terminator: str = "#"
-    inter_digit_timeout_s: float = 3.0
-
-
-@dataclass(frozen=True)
-class Listen:
-    """What to listen for after the prompts queued so far have played."""
-
-    grammar: Sequence[str] | None = None  # phrases expected (None: free speech)
-    sequence: Sequence[str] = ()  # or a run of these words (digits one by one, an amount in words) ...
-    repeat: tuple[int, int] | None = None  # ... this many of them: (fewest, most)
-    builtin: str | None = None  # or an utterance of a built-in grammar ("money")
-    digits: DigitSpec = DigitSpec()
-    no_input_timeout_s: float = 6.0
-    node: str = ""
-    # The answer is a secret (a PIN, a one-time code): the session keeps no digits or words of it and the
-    # recording pauses (voiceivr.call.secrecy).
-    secret: bool = False
-
-
-@dataclass(frozen=True)
-class Say:
-    prompt: Prompt
-
-
-@dataclass(frozen=True)
 class TransferCall:
     target: str
 
@@ -131,7 +95,8 @@ class Trace:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-BrainOutput = Say | Listen | TransferCall | EndCall | Trace
+# A prompt to say is the prompt itself (voiceivr.call.events): its class says whether barge-in may cut it.
+BrainOutput = Prompt | Listen | TransferCall | EndCall | Trace
 
 
 class Brain(Protocol):

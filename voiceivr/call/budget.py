@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -133,3 +134,13 @@ class EngineCosts:
 
     def as_dict(self) -> dict[str, float]:
         return {k: round(v, 6) for k, v in sorted(self.by_engine.items())}
+
+
+def account(latency: CallLatencies, costs: EngineCosts, stage_seconds: Mapping[str, float]) -> None:
+    """The brain's time by stage: intent, policy and tool count towards the latency budgets, the rest (an engine, a
+    router tier) are engine costs."""
+    for stage, seconds in stage_seconds.items():
+        if stage in ("intent", "policy", "tool"):
+            latency.record(stage, seconds * 1000)
+        else:
+            costs.add(stage, seconds)

@@ -3,13 +3,14 @@
 :class:`DialplanBrain` translates between the session's timed audio world (:mod:`voiceivr.call.brain`) and
 the text-level :class:`~voiceivr.dialplan.engine.Conversation`: prompt kinds become prompt classes (a
 read-back is a :class:`~voiceivr.call.events.ReadBack`, uninterruptible by type), listen specs become
-grammar and digit collection for the session, every prompt is reported back as played or cut (with the
+as they are, what the session listens for, every prompt is reported back as played or cut (with the
 words the caller heard), and the time each input spent in routing (intent), in the gate's decisions
 (policy) and in actions (tool) is measured for the latency budgets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -153,8 +154,8 @@ class DialplanBrain:
     def handle(self, event: b.BrainInput) -> list[b.BrainOutput]:
         if isinstance(event, b.Utterance):
             flagged = self.flag_text(event.text) if event.text else ()
-            u = de.Utterance(event.text, event.confidence, event.started_at, event.ended_at, kind="speech",
-                             id=uuid.uuid4().hex, audio_sha256=event.audio_sha256 or None, flagged=flagged)
+            # a fresh id (a redelivered one is a duplicate to the engine) and the injection filter's findings
+            u = dataclasses.replace(event, id=uuid.uuid4().hex, flagged=flagged)
             return self._run(lambda: self.conv.utterance(u))
         if isinstance(event, b.Digits):
             return self._run(lambda: self.conv.dtmf(event.digits, event.ended_at))
@@ -228,9 +229,9 @@ class DialplanBrain:
         if stage:
             out.append(b.Trace("timing", {}, stage))
         for say in step.say:
-            out.append(b.Say(self._prompt(say)))
+            out.append(self._prompt(say))
         if step.listen is not None:
-            out.append(self._listen(step.listen))
+            out.append(step.listen)
         if step.transfer is not None:
             self._outcome = "transferred"
             out.append(b.TransferCall(step.transfer.target))
@@ -248,17 +249,3 @@ class DialplanBrain:
             cls = ev.Reply if say.interruptible else ev.Disclosure
         cacheable = say.kind in _STATIC_KINDS and not any(ch.isdigit() for ch in say.text)
         return cls(0.0, prompt_id=pid, text=say.text, node=self.conv.node_id, cacheable=cacheable)
-
-    @staticmethod
-    def _listen(listen: de.Listen) -> b.Listen:
-        spec = listen.dtmf
-        single_key = spec.max_digits <= 1 and not spec.terminator
-        digits = b.DigitSpec(
-            max_digits=0 if single_key else spec.max_digits,
-            terminator=spec.terminator or "",
-            inter_digit_timeout_s=spec.inter_digit_timeout_s,
-        )
-        return b.Listen(grammar=tuple(listen.grammar) or None, sequence=listen.sequence, repeat=listen.repeat,
-                        builtin=listen.builtin,
-                        digits=digits,
-                        no_input_timeout_s=listen.no_input_timeout_s, node=listen.expect, secret=listen.secret)

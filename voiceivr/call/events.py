@@ -211,10 +211,128 @@ class IntentRecognized(SystemEvent):
 
 @dataclass(frozen=True)
 class Note(SystemEvent):
-    """A step of the dialplan engine or policy worth keeping on the timeline (transition, slot, action)."""
+    """A step worth keeping on the timeline that has no class of its own (rare, free-form).
+
+    On the timeline (:meth:`to_dict`) every note, typed or not, is the row ``{"type": "Note", "t", "kind",
+    "detail"}``: the call store, replays and stats read those rows, so the typed notes below keep them as they
+    were, each with its own ``kind``."""
 
     kind: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "Note", "t": round(self.t, 4), "kind": self.kind, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class TypedNote(Note):
+    """A note with fields of its own: its detail on the timeline is those fields, in order."""
+
+    detail: dict[str, Any] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _NOTE_FIELDS}
+        object.__setattr__(self, "detail", own)
+
+
+_NOTE_FIELDS = frozenset({"t", "kind", "detail"})
+
+
+@dataclass(frozen=True)
+class PromptHeld(TypedNote):
+    """Caller speech started over an interruptible prompt: it went quiet at once, its place kept."""
+
+    kind: str = field(default="prompt.held", init=False)
+    prompt_id: int = 0
+    by: str = ""  # vad | energy
+    frames_taken_back: int = 0
+
+
+@dataclass(frozen=True)
+class PromptResumed(TypedNote):
+    """The sound that held a prompt was no barge-in: the rest of it goes out from where it stopped."""
+
+    kind: str = field(default="prompt.resumed", init=False)
+    prompt_id: int = 0
+
+
+@dataclass(frozen=True)
+class PromptDropped(TypedNote):
+    """A queued prompt that never started: a barge-in or a limit threw it away."""
+
+    kind: str = field(default="prompt.dropped", init=False)
+    prompt_id: int = 0
+
+
+@dataclass(frozen=True)
+class DtmfIgnored(TypedNote):
+    """A key that is no input (a # after a full entry, a key over an uninterruptible prompt, a call ending)."""
+
+    kind: str = field(default="dtmf.ignored", init=False)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class IdleHangup(TypedNote):
+    """The caller was silent for call.idle_hangup_s: the call says goodbye and hangs up."""
+
+    kind: str = field(default="idle.hangup", init=False)
+    idle_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LimitReached(TypedNote):
+    """A call limit ran out (voiceivr/call/limits.py); ``kind`` is ``limit.<no_progress|max_duration>``."""
+
+    kind: str = "limit"
+    after_s: float = 0.0
+    since_progress_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class SttGrammarError(TypedNote):
+    """The recogniser refused the grammar the brain listens for: this turn is heard as free speech."""
+
+    kind: str = field(default="stt.grammar_error", init=False)
+    node: str = ""
+    error: str = ""
+
+
+# The conversation's own steps (voiceivr.call.brain.Trace): their detail is the engine's, as it gave it.
+
+
+@dataclass(frozen=True)
+class GateStep(Note):
+    """A call into the safe-path gate (decide, confirm, verify_code, ...) and what it answered."""
+
+    kind: str = field(default="gate", init=False)
+
+
+@dataclass(frozen=True)
+class ActionResult(Note):
+    """An action ran (or was refused by its backend): its name, ok and result."""
+
+    kind: str = field(default="action_result", init=False)
+
+
+@dataclass(frozen=True)
+class Transition(Note):
+    """The dialplan moved from one node to another."""
+
+    kind: str = field(default="transition", init=False)
+
+
+_TRACED: dict[str, type[GateStep | ActionResult | Transition]] = {
+    "gate": GateStep,
+    "action_result": ActionResult,
+    "transition": Transition,
+}
+
+
+def traced(t: float, kind: str, detail: dict[str, Any]) -> Note:
+    """The timeline event of a step the conversation reported (typed where the kind has a class)."""
+    cls = _TRACED.get(kind)
+    return Note(t, kind=kind, detail=detail) if cls is None else cls(t, detail=detail)
 
 
 @dataclass(frozen=True)

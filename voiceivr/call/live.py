@@ -20,7 +20,8 @@ from voiceivr import metrics
 from voiceivr.call import events as ev
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo
 from voiceivr.call.media import MediaChannel
-from voiceivr.call.session import CallSession, CallWorker
+from voiceivr.call.session import CallSession
+from voiceivr.call.worker import CallWorker
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.runtime import CallRuntime
 from voiceivr.settings import Settings

@@ -1,7 +1,8 @@
 """What goes into a :class:`~voiceivr.dialplan.engine.Conversation` and what comes out of it.
 
 Defined here, apart from the engine, so that the engine's parts and the call side that drives it name the
-same types.
+same types: the call session hands the brain (:mod:`voiceivr.call.brain`) this :class:`Utterance` and takes
+this :class:`Listen` from it as they are.
 """
 
 from __future__ import annotations
@@ -39,13 +40,21 @@ class DtmfSpec:
     terminator: str | None = None  # "#" ends collection early (not part of the digits)
     inter_digit_timeout_s: float = 3.0
 
+    @property
+    def single_key(self) -> bool:
+        """One key is the whole answer (a menu choice), not the first of an entry."""
+        return self.max_digits <= 0 or (self.max_digits <= 1 and not self.terminator)
+
 
 @dataclass(frozen=True)
 class Listen:
-    expect: str  # "intent", "slot:<name>", "confirm", "channel", "code"
-    grammar: tuple[str, ...]  # phrases for a grammar-based STT, one of which is said (empty: free speech)
-    dtmf: DtmfSpec
-    no_input_timeout_s: float
+    """What to listen for once the prompts said so far have played. The engine's answer and the call session's
+    instruction: a caller who barges in answers this question."""
+
+    expect: str = ""  # "intent", "slot:<name>", "confirm", "channel", "code" (the node's input, for the record)
+    grammar: tuple[str, ...] = ()  # phrases for a grammar-based STT, one of which is said (empty: free speech)
+    dtmf: DtmfSpec = DtmfSpec()
+    no_input_timeout_s: float = 6.0
     # Or a run of these words (digits read one by one, an amount in words), repeat=(fewest, most) of them.
     sequence: tuple[str, ...] = ()
     repeat: tuple[int, int] | None = None

@@ -162,7 +162,7 @@ class TtsCapabilities:
 
 
 @dataclass
-class Utterance:
+class Synthesis:
     """A whole synthesised prompt (what the prompt cache stores)."""
 
     pcm: Pcm
@@ -198,7 +198,7 @@ class TtsEngine(abc.ABC):
     @abc.abstractmethod
     def stream(self, text: str, rate: int) -> TtsStream: ...
 
-    def synthesize(self, text: str, rate: int) -> Utterance:
+    def synthesize(self, text: str, rate: int) -> Synthesis:
         """The whole prompt at once (prompt cache, tests)."""
         import numpy as np
 
@@ -210,4 +210,4 @@ class TtsEngine(abc.ABC):
             words.extend(chunk.words)
             out_rate = chunk.rate
         pcm = np.concatenate(pcms) if pcms else np.zeros(0, dtype=np.int16)
-        return Utterance(pcm.astype(np.int16, copy=False), out_rate, words)
+        return Synthesis(pcm.astype(np.int16, copy=False), out_rate, words)

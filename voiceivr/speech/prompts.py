@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from voiceivr.audio.wav import WavError, read_wav, write_wav
-from voiceivr.speech.base import TtsChunk, TtsEngine, TtsStream, Utterance, WordMark
+from voiceivr.speech.base import Synthesis, TtsChunk, TtsEngine, TtsStream, WordMark
 
 FORMAT_VERSION = 1  # bump when the stored layout changes: old entries are then simply not found
 
@@ -40,7 +40,7 @@ class PromptCache:
     def __init__(self, directory: Path, tts: TtsEngine, memory_limit: int = 512) -> None:
         self.directory = Path(directory)
         self.tts = tts
-        self._memory: dict[str, Utterance] = {}
+        self._memory: dict[str, Synthesis] = {}
         self._memory_limit = memory_limit
         self._lock = threading.Lock()
         self.hits = 0
@@ -51,7 +51,7 @@ class PromptCache:
         folder = self.directory / key[:2]
         return folder / f"{key}.wav", folder / f"{key}.json"
 
-    def get(self, text: str, voice: str, rate: int) -> Utterance | None:
+    def get(self, text: str, voice: str, rate: int) -> Synthesis | None:
         """The prompt if it is cached (memory, else disk); None if not. Never synthesises."""
         key = prompt_key(voice, rate, text)
         with self._lock:
@@ -66,7 +66,7 @@ class PromptCache:
             self.hits += 1
         return hit
 
-    def _load(self, text: str, voice: str, rate: int) -> Utterance | None:
+    def _load(self, text: str, voice: str, rate: int) -> Synthesis | None:
         wav, marks = self.paths(text, voice, rate)
         if not wav.exists():
             return None
@@ -77,9 +77,9 @@ class PromptCache:
             return None  # unreadable entry (disk trouble, an old layout): it is made again and overwritten
         if audio.rate != rate or audio.channels != 1:
             return None
-        return Utterance(audio.pcm, rate, words)
+        return Synthesis(audio.pcm, rate, words)
 
-    def put(self, text: str, voice: str, rate: int, utterance: Utterance) -> None:
+    def put(self, text: str, voice: str, rate: int, utterance: Synthesis) -> None:
         """Store a whole prompt (atomically; several processes may share the directory)."""
         wav, marks = self.paths(text, voice, rate)
         wav.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ class PromptCache:
         write_wav(wav, utterance.pcm, rate)  # atomic too; written last, so a visible .wav has its marks
         self._remember(prompt_key(voice, rate, text), utterance)
 
-    def synthesize(self, text: str, rate: int) -> Utterance:
+    def synthesize(self, text: str, rate: int) -> Synthesis:
         """The whole prompt in this cache's voice: from the cache, or synthesised now and stored."""
         hit = self.get(text, self.tts.voice, rate)
         if hit is not None:
@@ -114,7 +114,7 @@ class PromptCache:
                 made += 1
         return made
 
-    def _remember(self, key: str, utterance: Utterance) -> None:
+    def _remember(self, key: str, utterance: Synthesis) -> None:
         with self._lock:
             if len(self._memory) >= self._memory_limit:
                 self._memory.pop(next(iter(self._memory)))
@@ -124,7 +124,7 @@ class PromptCache:
 class UtteranceStream(TtsStream):
     """A finished utterance played through the streaming interface: one chunk, no synthesis."""
 
-    def __init__(self, utterance: Utterance) -> None:
+    def __init__(self, utterance: Synthesis) -> None:
         self._utterance = utterance
         self._cancelled = False
         self.engine_seconds = 0.0

@@ -1,0 +1,140 @@
+"""Barge-in policy: what caller speech or a key does to the prompt that is playing. A pure function.
+
+:func:`decide` is given the prompt's state and what was heard and returns a :class:`Decision`; it keeps no
+state and touches no audio. The session (:mod:`voiceivr.call.session`) carries the decision out: it holds,
+releases or cuts the prompt (:mod:`voiceivr.call.playback`) and tells the brain. Each case has a row in
+tests/test_bargein_policy.py.
+
+The moments a decision is asked for (:class:`Heard`.what):
+
+* ``tentative`` -- the VAD has one window of speech, or the line went loud, with no turn yet: hold the prompt
+  (go quiet now, keep its place) and decide at the VAD's start event.
+* ``start`` -- the VAD's start event of a new turn, during a prompt.
+* ``speech`` -- each frame of a turn whose barge-in is pending (it started over a prompt but was not yet long
+  or wordy enough to cut it).
+* ``end`` -- the end of a turn whose barge-in is still pending: a backchannel lets the prompt go on.
+* ``quiet`` -- a held prompt with no speech onset in sight: release it once the hold has had time to confirm.
+* ``dtmf`` -- a key press during a prompt.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from voiceivr.settings import CallSettings
+
+
+class Decision(enum.Enum):
+    NONE = "none"  # nothing to do to the prompt
+    IGNORE = "ignore"  # the prompt is uninterruptible: this input is no answer to anything (it is overheard)
+    BARGE = "barge"  # cut the prompt now
+    WAIT = "wait"  # barge-in pending: decide later, the prompt goes on
+    WAIT_AND_HOLD = "wait_and_hold"  # barge-in pending: decide later, the prompt goes quiet meanwhile
+    CANCEL = "cancel"  # a pending barge-in is off: the prompt finished or cannot be cut
+    BACKCHANNEL = "backchannel"  # the pending speech was an "uh-huh": the prompt goes on (release its hold)
+    HOLD_VAD = "hold_vad"  # go quiet: the VAD heard a window of speech
+    HOLD_ENERGY = "hold_energy"  # go quiet: the caller's line went loud
+    RELEASE = "release"  # the sound that held the prompt did not become a barge-in: send the rest
+
+
+@dataclass(frozen=True)
+class PromptState:
+    """The prompt being played, as barge-in sees it (``playing=False``: none)."""
+
+    playing: bool
+    interruptible: bool = True
+    held: bool = False
+    held_s: float = 0.0  # how long it has been held
+
+
+@dataclass(frozen=True)
+class Heard:
+    what: Literal["tentative", "start", "speech", "end", "quiet", "dtmf"]
+    speech_ms: float = 0.0  # caller speech so far in the turn (start, speech)
+    words: str = ""  # the turn's words so far (speech: partial; end: final)
+    vad_onset: bool = False  # tentative/quiet: the VAD has a tentative onset
+    echo: bool = False  # tentative: that onset is our own prompt coming back
+    loud_onset: bool = False  # tentative: the caller's line went loud over its noise floor
+    caller_dominant: bool = False  # tentative: the line is the caller's, not our echo (last frame)
+    pending: bool = False  # quiet: a turn's barge-in is pending
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The call settings barge-in reads (call.barge_in*, call.backchannel*)."""
+
+    barge_in: bool = True
+    min_speech_ms: int = 200
+    hold: str = "energy"  # energy | vad | off
+    hold_confirm_s: float = 0.0  # energy holds only: how long a hold waits for the VAD to confirm speech
+    backchannel: str = "ignore"
+    backchannel_max_ms: int = 600
+    backchannel_words: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, s: CallSettings) -> Rules:
+        if s.barge_in_hold not in ("energy", "vad", "off"):
+            raise ValueError(f"call.barge_in_hold must be energy, vad or off, not {s.barge_in_hold!r}")
+        return cls(
+            barge_in=s.barge_in,
+            min_speech_ms=s.barge_in_min_speech_ms,
+            hold=s.barge_in_hold,
+            hold_confirm_s=s.barge_in_hold_confirm_ms / 1000 if s.barge_in_hold == "energy" else 0.0,
+            backchannel=s.backchannel,
+            backchannel_max_ms=s.backchannel_max_ms,
+            backchannel_words=tuple(s.backchannel_words),
+        )
+
+
+def is_backchannel(rules: Rules, text: str) -> bool:
+    norm = " ".join(text.lower().replace("-", " ").split())
+    return norm in {" ".join(w.lower().replace("-", " ").split()) for w in rules.backchannel_words}
+
+
+def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
+    """What ``heard`` does to ``prompt``."""
+    what = heard.what
+    if what == "tentative":
+        if not (rules.barge_in and prompt.playing and rules.hold != "off"):
+            return Decision.NONE
+        if heard.vad_onset and not heard.echo:
+            return Decision.HOLD_VAD  # one window of speech over a prompt: go quiet now, decide at the start event
+        if rules.hold == "energy" and heard.loud_onset and heard.caller_dominant:
+            return Decision.HOLD_ENERGY  # the caller's line went loud: go quiet, let the VAD confirm
+        return Decision.NONE
+    if what == "quiet":
+        if prompt.held and not heard.vad_onset and not heard.pending and prompt.held_s >= rules.hold_confirm_s:
+            return Decision.RELEASE
+        return Decision.NONE
+    if what == "start":
+        if not prompt.playing:
+            return Decision.NONE
+        if not prompt.interruptible:
+            return Decision.IGNORE
+        if not rules.barge_in:
+            return Decision.NONE
+        if rules.backchannel != "ignore" and heard.speech_ms >= rules.min_speech_ms:
+            return Decision.BARGE
+        return Decision.WAIT_AND_HOLD if rules.hold != "off" else Decision.WAIT
+    if what == "speech":
+        if not (prompt.playing and prompt.interruptible):
+            return Decision.CANCEL
+        long_enough = heard.speech_ms >= (
+            rules.backchannel_max_ms if rules.backchannel == "ignore" else rules.min_speech_ms
+        )
+        words = heard.words.strip().lower()
+        substantive = bool(words) and rules.backchannel == "ignore" and not is_backchannel(rules, words)
+        return Decision.BARGE if long_enough or substantive else Decision.WAIT
+    if what == "end":
+        if rules.backchannel == "ignore" and is_backchannel(rules, heard.words):
+            return Decision.BACKCHANNEL
+        return Decision.BARGE if prompt.playing and prompt.interruptible else Decision.CANCEL
+    if what == "dtmf":
+        if not prompt.playing:
+            return Decision.NONE
+        if not prompt.interruptible:
+            return Decision.IGNORE
+        return Decision.BARGE if rules.barge_in else Decision.NONE
+    raise ValueError(f"not something heard: {what!r}")
