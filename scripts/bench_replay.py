@@ -41,13 +41,13 @@ sys.path.insert(0, str(ROOT))
 
 from voiceivr.audio.frames import split_frames  # noqa: E402
 from voiceivr.audio.wav import read_wav  # noqa: E402
-from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
 from voiceivr.call.runtime import CallRuntime  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import load_call, scratch_database  # noqa: E402
 from voiceivr.settings import Settings, load_settings  # noqa: E402
+from voiceivr.sim.callers import scripted as cs  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"
 RECORDED = ROOT / "tests" / "fixtures" / "calls" / "bank_call.json"

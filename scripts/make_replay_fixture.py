@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make tests/fixtures/calls/bank_call.{wav,json}: a multi-turn bank call recorded in the SIP edge's format.
 
-A scripted caller (voiceivr/call/caller_script.py) speaks the telephone-channel phrase fixtures of
+A scripted caller (voiceivr/sim/callers/scripted.py) speaks the telephone-channel phrase fixtures of
 tests/fixtures/audio/ and keys digits, waiting for the agent like a person would, against the real pipeline
 (Silero VAD, pocketsphinx, espeak-ng, dialplans/bank.yaml, the safe path) on a scratch database. The caller
 channel and the key presses are saved as a recording (docs/recordings.md), so `voiceivr replay` and the
@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceivr.audio.wav import read_wav, write_wav  # noqa: E402
-from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call import events as ev  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
@@ -35,6 +34,7 @@ from voiceivr.call.runtime import CallRuntime  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import RECORDING_FORMAT, scratch_database  # noqa: E402
 from voiceivr.settings import load_settings  # noqa: E402
+from voiceivr.sim.callers import scripted as cs  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"
 OUT = ROOT / "tests" / "fixtures" / "calls"

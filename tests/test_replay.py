@@ -16,15 +16,15 @@ import pytest
 from click.testing import CliRunner
 
 from voiceivr.audio.wav import read_wav, write_wav
-from voiceivr.call import caller_script as cs
 from voiceivr.call.driver import drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.runtime import CallRuntime
 from voiceivr.cli import cli
 from voiceivr.policy.gate import SessionBinding
-from voiceivr.policy.secret_at_rest import found
 from voiceivr.replay import ReplayInputError, load_call, scratch_database
 from voiceivr.settings import load_settings
+from voiceivr.sim.abuse.secret_at_rest import found
+from voiceivr.sim.callers import scripted as cs
 from voiceivr.telephony.recording import CallRecording
 
 FIXTURES = Path(__file__).parent / "fixtures"

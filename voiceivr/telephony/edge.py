@@ -835,6 +835,9 @@ class SipEdge:
 
     # ---------------------------------------------------------------------------- commands (SIP thread)
 
+    def hangup(self, key: str, by: str, reason: str) -> None:
+        self._hangup(key, by, reason)
+
     def _hangup(self, key: str, by: str, reason: str) -> None:
         slot = self._slots.get(key)
         call = self._calls.get(slot.pj_id) if slot else None

@@ -1,26 +1,10 @@
-"""``voiceivr call``: a real SIP caller for trying and testing the IVR without a phone.
-
-It runs its own pjsua2 endpoint (one per process, like every pjsua2 user here) through the same
-:class:`~voiceivr.telephony.edge.SipEdge` as the server, places one call, and runs a list of steps as the
-call's handler, in order:
-
-- ``Wait``: wait (at most N seconds) for the agent to speak and then fall silent;
-- ``Play``: send audio (a WAV file or ``--say TEXT`` through TTS); with ``barge_after_s`` it waits until the
-  agent has been talking that long and then talks over it, as an impatient caller does;
-- ``Dtmf``: key digits (``,`` pauses 0.5 s, ``w`` waits for the agent's next prompt to end); the digits may
-  come from a function called at that moment (a test fetching a one-time code from the SMS outbox);
-- ``Pause`` and ``Hangup``.
-
-After the steps it listens until ``duration_s`` after answer or until the far end hangs up, then hangs up.
-Everything heard is kept (``--record heard.wav``); agent speech is found in the audio itself (frame energy
-with a 300 ms hangover), and when each frame of the caller's own audio left is read off the media clock,
-so :func:`turn_timings` gives voice-to-voice and barge-in stop times as a caller hears them, not as the
-server logged them.
+"""The SIP test caller's script runner: the steps a test call runs (``Wait``, ``Play``, ``Dtmf``, ``Pause``,
+``Hangup``), the :class:`CallerPlan` that lists them, and :class:`CallerScript`, the call handler whose threads
+listen to the agent and run the steps once the call is answered (the pjsua2 side is :mod:`.call`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 import wave
@@ -35,11 +19,8 @@ from voiceivr.audio.frames import FRAME_MS
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo, MediaAddress
 from voiceivr.call.media import MediaChannel, PlayedMark
 from voiceivr.errors import VoiceivrError
-from voiceivr.settings import Settings, SipSettings
-from voiceivr.telephony.edge import EdgeConfig, SipEdge
-from voiceivr.telephony.sipmsg import host_of
+from voiceivr.sim.callers.sip.report import SPEECH_DBFS, CallerReport, Segment, frame_dbfs
 
-SPEECH_DBFS = -45.0  # a frame louder than this counts as agent audio
 HANGOVER_MS = 300  # silence this long ends a stretch of agent audio
 END_OF_PROMPT_MS = 800  # silence this long after agent audio: the prompt is over
 
@@ -47,78 +28,6 @@ END_OF_PROMPT_MS = 800  # silence this long after agent audio: the prompt is ove
 class CallerError(VoiceivrError):
     """The test call could not be placed or scripted."""
 
-
-def read_wav_mono(path: Path, rate: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """A WAV file (16-bit PCM, mu-law or A-law) as mono int16 at ``rate``, resampled with anti-aliasing."""
-    from voiceivr.audio.resample import resample
-    from voiceivr.audio.wav import WavError, read_wav
-
-    try:
-        audio = read_wav(path)
-    except (OSError, WavError) as exc:
-        raise CallerError(f"{path}: not a readable WAV file ({exc})") from None
-    pcm = audio.mono()
-    return resample(pcm, audio.rate, rate) if audio.rate != rate and len(pcm) else pcm
-
-
-def frame_dbfs(pcm: bytes) -> float:
-    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
-    rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
-    return 20 * np.log10(max(rms, 1e-9) / 32768.0)
-
-
-@dataclass
-class Segment:
-    start: float
-    end: float | None = None
-
-
-@dataclass
-class CallerReport:
-    uri: str
-    answered: bool = False
-    setup_s: float | None = None  # INVITE sent -> answered with media
-    duration_s: float = 0.0
-    codec: str = ""
-    sip_call_id: str = ""
-    hangup_by: str = ""
-    status: int = 0
-    reason: str = ""
-    agent_audio: list[Segment] = field(default_factory=list)
-    played: list[dict[str, Any]] = field(default_factory=list)
-    dtmf: list[dict[str, Any]] = field(default_factory=list)
-    dtmf_received: list[str] = field(default_factory=list)
-    prompt_waits: list[dict[str, Any]] = field(default_factory=list)
-    recorded: str | None = None
-    transcript: str | None = None
-    frames_heard: int = 0
-    error: str = ""
-
-    @property
-    def first_agent_audio_s(self) -> float | None:
-        return self.agent_audio[0].start if self.agent_audio else None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "answered": self.answered,
-            "setup_s": self.setup_s,
-            "duration_s": round(self.duration_s, 3),
-            "codec": self.codec,
-            "sip_call_id": self.sip_call_id,
-            "hangup": {"by": self.hangup_by, "status": self.status, "reason": self.reason},
-            "first_agent_audio_s": self.first_agent_audio_s,
-            "agent_audio": [{"start": round(s.start, 3), "end": None if s.end is None else round(s.end, 3)}
-                            for s in self.agent_audio],
-            "played": self.played,
-            "dtmf_sent": self.dtmf,
-            "dtmf_received": self.dtmf_received,
-            "prompt_waits": self.prompt_waits,
-            "recorded": self.recorded,
-            "transcript": self.transcript,
-            "error": self.error,
-            "turns": turn_timings(self),
-        }
 
 
 @dataclass(frozen=True)
@@ -393,150 +302,3 @@ class CallerScript:
             w.setsampwidth(2)
             w.setframerate(rate)
             w.writeframes(b"".join(self.heard))
-
-
-def place_call(
-    sip: SipSettings, uri: str, plan: CallerPlan, record: Path | None = None, bind: str | None = None,
-    stt: Any = None,
-) -> CallerReport:
-    """Place one call and run ``plan`` on it; returns when the call is over."""
-    target_host = host_of(uri.split("@", 1)[-1].split(";", 1)[0].split(">", 1)[0].removeprefix("sip:"))
-    if bind is None:
-        bind = "127.0.0.1" if target_host.startswith("127.") or target_host == "localhost" else "0.0.0.0"
-    caller_sip = dataclasses.replace(sip, register_uri="", tls_port=0, tcp=False, port=0, rtp_port_min=0,
-                                     rtp_port_max=0, rtp_timeout_s=max(sip.rtp_timeout_s, 0.0))
-    edge = SipEdge(EdgeConfig(sip=caller_sip, host=bind, port=0, max_calls=1, name="caller"), handler=None)
-    report = CallerReport(uri=uri)
-    edge.start()
-    try:
-        t_dialed = time.monotonic()
-        script = CallerScript(plan, report, t_dialed)
-        slot = edge.make_call(uri, script, dtmf_method=plan.dtmf_method)
-        if not slot.ended.wait(plan.longest_s() + 60):
-            edge.call(lambda: edge._hangup(slot.key, "agent", "caller timeout"))
-            slot.ended.wait(5)
-        script.done.wait(5 if report.answered else 0)
-        report.duration_s = time.monotonic() - (script.t0 or t_dialed)
-        report.hangup_by = {"agent": "caller", "": "far end", "edge": "caller (edge)"}.get(slot.hangup_by,
-                                                                                           slot.hangup_by)
-        report.status, report.reason = slot.end_status, slot.end_reason
-        report.frames_heard = len(script.heard)
-        if stt is not None and report.answered:
-            report.transcript = transcribe(stt, script.heard, sip.media_rate)
-        if record is not None and report.answered:
-            script.write_heard(record, sip.media_rate)
-            report.recorded = str(record)
-    finally:
-        edge.stop()
-    return report
-
-
-def turn_timings(report: CallerReport, gap_s: float = 0.2) -> list[dict[str, Any]]:
-    """What the caller experienced at each thing it said, from the audio alone (media-clock seconds).
-
-    For a clip said after the agent fell silent: voice-to-voice, end of the caller's speech -> the first
-    agent audio after it. For a barge-in: the agent audio stop, true onset of the caller's speech -> the
-    last agent frame before a pause of ``gap_s`` (negative never: a prompt that ended by itself before the
-    onset is not a barge-in and gets no figure).
-    """
-    segs = [(s.start, s.end if s.end is not None else report.duration_s) for s in report.agent_audio]
-    out: list[dict[str, Any]] = []
-    for p in report.played:
-        if "speech_end" not in p:
-            continue
-        row: dict[str, Any] = {"what": p["what"], "speech_start": p["speech_start"], "speech_end": p["speech_end"]}
-        if p.get("barge_in"):
-            onset = p["speech_start"]
-            talking = [(a, b) for a, b in segs if a <= onset < b + gap_s]
-            if talking:
-                stop = talking[0][1]
-                for a, b in segs:  # segments closer together than gap_s are one stretch of talk
-                    if a > stop and a - stop < gap_s:
-                        stop = b
-                row["barge_in_stop_s"] = round(max(stop - onset, 0.0), 3)
-        else:
-            after = [a for a, _ in segs if a >= p["speech_end"]]
-            if after:
-                row["voice_to_voice_s"] = round(after[0] - p["speech_end"], 3)
-        out.append(row)
-    return out
-
-
-def format_report(report: CallerReport) -> str:
-    lines = [f"call to {report.uri}: " + ("answered" if report.answered else f"not answered ({report.status} "
-                                                                           f"{report.reason})")]
-    if report.answered:
-        lines.append(f"  setup {report.setup_s:.3f} s, codec {report.codec}, lasted {report.duration_s:.1f} s, "
-                     f"hung up by {report.hangup_by} ({report.status} {report.reason})")
-        if report.agent_audio:
-            spans = ", ".join(f"{s.start:.2f}-{'?' if s.end is None else f'{s.end:.2f}'}"
-                              for s in report.agent_audio)
-            lines.append(f"  agent audio (s from answer): {spans}")
-        else:
-            lines.append("  agent audio: none heard")
-        for p in report.played:
-            lines.append(f"  played {p['what']}: {p['start']:.2f}-{p['end']:.2f} s")
-        if report.dtmf:
-            lines.append(f"  sent {len(report.dtmf)} DTMF digit(s) from {report.dtmf[0]['t']:.2f} s")
-        if report.recorded:
-            lines.append(f"  recorded what it heard: {report.recorded}")
-        for turn in turn_timings(report):
-            if "voice_to_voice_s" in turn:
-                lines.append(f"  {turn['what']}: agent answered {1000 * turn['voice_to_voice_s']:.0f} ms after "
-                             "the caller stopped talking")
-            elif "barge_in_stop_s" in turn:
-                lines.append(f"  {turn['what']}: agent stopped {1000 * turn['barge_in_stop_s']:.0f} ms after "
-                             "the caller started talking over it")
-        if report.transcript is not None:
-            lines.append(f"  heard: {report.transcript}")
-        if report.error:
-            lines.append(f"  error: {report.error}")
-    return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- speech (engines in voiceivr/speech)
-# ``--say`` and ``--transcribe`` use the engine interfaces of voiceivr/speech/base.py. ``--tts`` / ``--stt`` (or
-# VOICEIVR_CALL_TTS / VOICEIVR_CALL_STT) name an engine as speech.tts_engine / speech.stt_engine do
-# (espeak-ng, pocketsphinx, ...), or give a ``package.module:factory`` called with the settings; without them
-# the engines the settings name speak and listen.
-
-
-def _engine(spec: str, option: str, settings: Settings) -> Any:
-    from voiceivr.telephony.speech_option import build_engine
-
-    return build_engine(spec, "tts" if option == "--tts" else "stt", settings)
-
-
-def synthesize(settings: Settings, text: str, rate: int, tts_spec: str) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """``--say``: TEXT spoken by a :class:`~voiceivr.speech.base.TtsEngine`, mono int16 at ``rate``."""
-    from voiceivr.speech.base import TtsEngine
-
-    engine = _engine(tts_spec, "--tts", settings)
-    if not isinstance(engine, TtsEngine):
-        raise CallerError(f"--tts {tts_spec}: {type(engine).__name__} is not a TtsEngine")
-    utterance = engine.synthesize(text, rate)
-    pcm = np.asarray(utterance.pcm, dtype=np.int16)
-    if utterance.rate != rate and len(pcm):
-        n_out = round(len(pcm) * rate / utterance.rate)
-        pcm = np.interp(np.arange(n_out) * utterance.rate / rate, np.arange(len(pcm)), pcm).astype(np.int16)
-    return pcm
-
-
-def transcriber(settings: Settings, stt_spec: str) -> Any:
-    """``--transcribe``: the :class:`~voiceivr.speech.base.SttEngine`, loaded before dialling."""
-    from voiceivr.speech.base import SttEngine
-
-    engine = _engine(stt_spec, "--stt", settings)
-    if not isinstance(engine, SttEngine):
-        raise CallerError(f"--stt {stt_spec}: {type(engine).__name__} is not an SttEngine")
-    return engine
-
-
-def transcribe(engine: Any, heard: list[bytes], rate: int) -> str:
-    """What the caller heard, as text: the whole call as one free-speech turn."""
-    from voiceivr.audio.frames import Frame
-
-    stream = engine.stream(rate)
-    for i, pcm in enumerate(heard):
-        stream.feed(Frame.from_bytes(pcm, rate, i * FRAME_MS / 1000.0))
-    return str(stream.finish().text)
