@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, EnergyVad, ScriptedBrain, ToneStt, WordTts, caller_audio, prompt_seconds
+from tests.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
 from voiceivr import metrics
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
@@ -33,6 +33,7 @@ from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.router import make_router
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.settings import CallSettings
+from voiceivr.testing.speech import EnergyVad, ToneStt
 
 DIALPLANS = Path(__file__).resolve().parents[1] / "dialplans"
 WORDS = {700: "yes", 900: "check my balance"}

@@ -14,15 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes import (
-    RATE,
-    EnergyVad,
-    ScriptedBrain,
-    ToneStt,
-    WordTts,
-    caller_audio,
-    prompt_seconds,
-)
+from tests.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
@@ -31,6 +23,7 @@ from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession, CallWorker
 from voiceivr.call.store import turns_from_timeline
 from voiceivr.settings import CallSettings
+from voiceivr.testing.speech import EnergyVad, ToneStt
 
 WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}
 LONG = " ".join(f"word{i}" for i in range(24))  # 24 words, about 4.3 s
