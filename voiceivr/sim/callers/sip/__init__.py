@@ -9,7 +9,9 @@ call's handler, in order:
   agent has been talking that long and then talks over it, as an impatient caller does;
 - ``Dtmf``: key digits (``,`` pauses 0.5 s, ``w`` waits for the agent's next prompt to end); the digits may
   come from a function called at that moment (a test fetching a one-time code from the SMS outbox);
-- ``Pause`` and ``Hangup``.
+- ``Pause`` and ``Hangup``
+
+(:mod:`voiceivr.sim.callers.steps`: the scripted caller of the call driver runs the same steps).
 
 After the steps it listens until ``duration_s`` after answer or until the far end hangs up, then hangs up.
 Everything heard is kept (``--record heard.wav``); agent speech is found in the audio itself (frame energy
@@ -33,14 +35,9 @@ from voiceivr.sim.callers.sip.script import (
     CallerError,
     CallerPlan,
     CallerScript,
-    Dtmf,
-    Hangup,
-    Pause,
-    Play,
-    Step,
-    Wait,
     voiced_span,
 )
+from voiceivr.sim.callers.steps import Dtmf, Hangup, Pause, Play, Step, Wait
 
 __all__ = [
     "END_OF_PROMPT_MS", "HANGOVER_MS", "SPEECH_DBFS", "CallerError", "CallerPlan", "CallerReport", "CallerScript",

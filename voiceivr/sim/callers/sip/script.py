@@ -1,6 +1,7 @@
-"""The SIP test caller's script runner: the steps a test call runs (``Wait``, ``Play``, ``Dtmf``, ``Pause``,
-``Hangup``), the :class:`CallerPlan` that lists them, and :class:`CallerScript`, the call handler whose threads
-listen to the agent and run the steps once the call is answered (the pjsua2 side is :mod:`.call`).
+"""The SIP test caller's script runner: the :class:`CallerPlan` listing the steps a test call runs (``Wait``,
+``Play``, ``Dtmf``, ``Pause``, ``Hangup``: :mod:`voiceivr.sim.callers.steps`), and :class:`CallerScript`, the
+call handler whose threads listen to the agent and run the steps once the call is answered (the pjsua2 side
+is :mod:`.call`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import threading
 import time
 import wave
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from voiceivr.call.handler import CallControl, CallEvents, CallInfo, MediaAddres
 from voiceivr.call.media import MediaChannel, PlayedMark
 from voiceivr.errors import VoiceivrError
 from voiceivr.sim.callers.sip.report import SPEECH_DBFS, CallerReport, Segment, frame_dbfs
+from voiceivr.sim.callers.steps import Dtmf, Hangup, Pause, Play, Step, Wait
 
 HANGOVER_MS = 300  # silence this long ends a stretch of agent audio
 END_OF_PROMPT_MS = 800  # silence this long after agent audio: the prompt is over
@@ -28,39 +29,6 @@ END_OF_PROMPT_MS = 800  # silence this long after agent audio: the prompt is ove
 class CallerError(VoiceivrError):
     """The test call could not be placed or scripted."""
 
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Wait until the agent has spoken and then been silent END_OF_PROMPT_MS (``limit_s`` at most)."""
-
-    limit_s: float = 10.0
-
-
-@dataclass(frozen=True)
-class Play:
-    label: str
-    pcm: np.ndarray[Any, np.dtype[np.int16]]
-    barge_after_s: float | None = None  # talk over the agent once it has been talking this long
-
-
-@dataclass(frozen=True)
-class Dtmf:
-    digits: str | Callable[[], str]  # a function: called when the step runs (e.g. a code read from an SMS)
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class Hangup:
-    pass
-
-
-Step = Wait | Play | Dtmf | Pause | Hangup
 
 
 @dataclass
@@ -198,15 +166,15 @@ class CallerScript:
         if self.report.agent_audio and self.report.agent_audio[-1].end is None:
             self.report.agent_audio[-1].end = t
 
-    def _wait_end_of_prompt(self, limit_s: float) -> None:
-        """Wait until the agent spoke and then stayed silent END_OF_PROMPT_MS, or ``limit_s`` passed."""
+    def _wait_end_of_prompt(self, limit_s: float, silence_ms: int = END_OF_PROMPT_MS) -> None:
+        """Wait until the agent spoke and then stayed silent ``silence_ms``, or ``limit_s`` passed."""
         start = self.now()
         spoke_before = len(self.report.agent_audio)
         heard = False
         while not self._ended.is_set() and self.now() - start < limit_s:
             segs = self.report.agent_audio
             heard = heard or len(segs) > spoke_before or bool(segs and segs[-1].end is None)
-            if heard and segs[-1].end is not None and self._silent_ms >= END_OF_PROMPT_MS:
+            if heard and segs[-1].end is not None and self._silent_ms >= silence_ms:
                 break
             self._ended.wait(0.02)
         self.report.prompt_waits.append({"start": round(start, 3), "end": round(self.now(), 3), "heard": heard})
@@ -245,7 +213,7 @@ class CallerScript:
             entry["barge_in"] = True
         self.report.played.append(entry)
 
-    def _keys(self, digits: str, limit_s: float) -> None:
+    def _keys(self, digits: str, limit_s: float, gap_s: float = 0.25) -> None:
         assert self._control is not None
         for ch in digits:
             if self._ended.is_set():
@@ -260,7 +228,7 @@ class CallerScript:
                 if send is None:
                     raise CallerError("this CallControl cannot send DTMF")
                 send(ch, self.plan.dtmf_method)
-                self._ended.wait(0.25)  # 160 ms tone + gap
+                self._ended.wait(gap_s)  # 160 ms tone + gap
 
     def _script(self) -> None:
         assert self._control is not None
@@ -270,7 +238,7 @@ class CallerScript:
                 if self._ended.is_set():
                     break
                 if isinstance(step, Wait):
-                    self._wait_end_of_prompt(step.limit_s)
+                    self._wait_end_of_prompt(step.limit_s, round(step.silence_s * 1000))
                 elif isinstance(step, Play):
                     if step.barge_after_s is not None and not self._wait_agent_talking(step.barge_after_s):
                         self.report.played.append({"what": step.label, "start": round(self.now(), 3),
@@ -278,7 +246,8 @@ class CallerScript:
                         continue
                     self._play(step.label, step.pcm, i, barge_in=step.barge_after_s is not None)
                 elif isinstance(step, Dtmf):
-                    self._keys(step.digits if isinstance(step.digits, str) else step.digits(), plan.wait_prompt_s)
+                    self._keys(step.digits if isinstance(step.digits, str) else step.digits(), plan.wait_prompt_s,
+                               step.gap_s)
                 elif isinstance(step, Pause):
                     self._ended.wait(step.seconds)
                 elif isinstance(step, Hangup):
