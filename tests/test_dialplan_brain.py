@@ -1,6 +1,6 @@
 """The dialplan engine driven by the call session: prompts, listens, digits and actions, on a media clock.
 
-Audio engines are the fakes of tests/fakes.py (keys do most of the talking here); the dialplan, router,
+Audio engines are the fakes of voiceivr/testing/speech.py (keys do most of the talking here); the dialplan, router,
 demo bank and database are real.
 """
 

@@ -1,8 +1,8 @@
 """Call limits on the media clock: no progress (the `*`-every-45-s hold), max duration, and their goodbyes.
 
 The bank cases run the real dialplan engine, router and demo bank behind the call session (keys do the
-talking); the others use the scripted brain and fake engines of tests/fakes.py. Nothing here waits on a
-wall clock: a 900 s call takes a few seconds.
+talking); the others use the scripted brain of tests/fakes.py and the fake engines of voiceivr/testing/speech.py.
+Nothing here waits on a wall clock: a 900 s call takes a few seconds.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The call session on scripted timelines: barge-in, uninterruptible prompts, echo, no-input, DTMF.
 
-Engines are the fakes of tests/fakes.py (caller speech = tone bursts); the sample streams, the echo path and
-the 20 ms media clock are real. Replays of real speech through the real engines are in test_replay.py.
+Engines are the fakes of voiceivr/testing/speech.py (caller speech = tone bursts); the sample streams, the echo
+path and the 20 ms media clock are real. Replays of real speech through the real engines are in test_replay.py.
 """
 
 from __future__ import annotations
