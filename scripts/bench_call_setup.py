@@ -54,7 +54,7 @@ class Silent:
 
 def caller(uri: str, calls: int) -> None:
     from voiceivr.settings import SipSettings
-    from voiceivr.telephony.caller import CallerPlan, CallerReport, CallerScript
+    from voiceivr.sim.callers.sip import CallerPlan, CallerReport, CallerScript
     from voiceivr.telephony.edge import EdgeConfig, SipEdge
 
     edge = SipEdge(EdgeConfig(sip=SipSettings(), host="127.0.0.1", port=0, max_calls=1, name="bench"), None)

@@ -15,7 +15,7 @@ one endpoint per process; this process never imports it). Each call:
    caller's speech -> the last agent audio frame the caller hears;
 4. waits for the next prompt and hangs up.
 
-Everything is measured in the audio at the caller (``voiceivr.telephony.caller.turn_timings``), not from
+Everything is measured in the audio at the caller (``voiceivr.sim.callers.sip.turn_timings``), not from
 server logs. The server's own per-stage latencies (capture, intent, policy, tool, synthesis, e2e) come
 from ``voiceivr stats --json`` over the same calls. ``--write`` replaces the section
 "## Voice-to-voice and barge-in at the caller (scripts/bench_latency.py)" in docs/benchmarks.md.
@@ -296,7 +296,7 @@ def bank_steps(voice: str, rate: int, barge_after_s: float, lead_in_ms: float | 
     with ~0.55 s of line noise at about -55 dBFS, and the test caller sends digital silence between clips,
     so that noise is a step up in energy the server may react to before any speech is there.
     """
-    from voiceivr.telephony import caller
+    from voiceivr.sim.callers import sip as caller
 
     def phrase(intent: str) -> Any:
         pcm = caller.read_wav_mono(PHRASES / f"{intent}__{voice}__tel.wav", rate)
@@ -317,7 +317,7 @@ def bank_steps(voice: str, rate: int, barge_after_s: float, lead_in_ms: float | 
 def run_caller(spec: dict[str, Any]) -> None:
     """Subprocess: ``rounds`` x len(calls) calls from one pjsua2 endpoint (at most 4 at once); JSON lines out."""
     from voiceivr.settings import SipSettings
-    from voiceivr.telephony.caller import CallerPlan, CallerReport, CallerScript
+    from voiceivr.sim.callers.sip import CallerPlan, CallerReport, CallerScript
     from voiceivr.telephony.edge import EdgeConfig, SipEdge
 
     sip = SipSettings()
@@ -686,7 +686,7 @@ def main() -> None:
             f"{args.voices}. Each call waits for the main menu, says \"opening hours\" (voice-to-voice is "
             f"measured there) and {args.barge_after:g} s into the answer says \"check my balance\" over it "
             "(barge-in stop). Both figures are read off the audio at the caller "
-            "(`voiceivr.telephony.caller.turn_timings`), end of turn silence included. The phrase fixtures "
+            "(`voiceivr.sim.callers.sip.turn_timings`), end of turn silence included. The phrase fixtures "
             "open with ~0.55 s of line noise (about -55 dBFS) while the test caller sends digital silence "
             f"between clips; each clip is cut to start {args.lead_in_ms:g} ms before its first voiced 10 ms "
             "window (`--lead-in-ms`), because with the whole noise lead-in the server pauses its prompt on the "

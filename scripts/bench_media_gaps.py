@@ -112,7 +112,7 @@ class HogHandler:
 def caller(uri: str, count: int, seconds: float) -> None:
     """Place ``count`` calls at once and hold them ``seconds`` (runs in its own process)."""
     from voiceivr.settings import SipSettings
-    from voiceivr.telephony.caller import CallerPlan, CallerReport, CallerScript
+    from voiceivr.sim.callers.sip import CallerPlan, CallerReport, CallerScript
     from voiceivr.telephony.edge import EdgeConfig, SipEdge
 
     edge = SipEdge(EdgeConfig(sip=SipSettings(), host="127.0.0.1", port=0, max_calls=count, name="bench"), None)

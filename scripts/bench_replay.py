@@ -41,13 +41,14 @@ sys.path.insert(0, str(ROOT))
 
 from voiceivr.audio.frames import split_frames  # noqa: E402
 from voiceivr.audio.wav import read_wav  # noqa: E402
-from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import load_call, scratch_database  # noqa: E402
 from voiceivr.runtime import CallRuntime  # noqa: E402
 from voiceivr.settings import Settings, load_settings  # noqa: E402
+from voiceivr.sim.callers import scripted as cs  # noqa: E402
+from voiceivr.sim.callers import steps as st  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"
 RECORDED = ROOT / "tests" / "fixtures" / "calls" / "bank_call.json"
@@ -58,16 +59,16 @@ def phrase(intent: str) -> np.ndarray:
     return read_wav(PHRASES / f"{intent}__espeak-us__tel.wav").mono()
 
 
-def scripted_calls() -> dict[str, list[cs.Step]]:
+def scripted_calls() -> dict[str, list[st.Step]]:
     return {
-        "hours by voice": [cs.WaitForAgent(silence_s=0.1, timeout_s=8.0), cs.WaitForAgent(),
-                           cs.Say(phrase("opening_hours")), cs.WaitForAgent(), cs.Say(phrase("goodbye")),
-                           cs.WaitForAgent(timeout_s=10), cs.HangUp()],
-        "balance by keypad": [cs.WaitForAgent(silence_s=0.1, timeout_s=8.0), cs.WaitForAgent(), cs.Keys("2"),
-                              cs.WaitForAgent(), cs.Keys("10000001#"), cs.WaitForAgent(), cs.Keys("1234#"),
-                              cs.WaitForAgent(), cs.Keys("2"), cs.WaitForAgent(), cs.Say(phrase("goodbye")),
-                              cs.WaitForAgent(timeout_s=10), cs.HangUp()],
-        "silent caller": [cs.Pause(120.0), cs.HangUp()],
+        "hours by voice": [st.Wait(8.0, silence_s=0.1), st.Wait(30.0),
+                           st.Play("", phrase("opening_hours")), st.Wait(30.0), st.Play("", phrase("goodbye")),
+                           st.Wait(10), st.Hangup()],
+        "balance by keypad": [st.Wait(8.0, silence_s=0.1), st.Wait(30.0), st.Dtmf("2", gap_s=0.2),
+                              st.Wait(30.0), st.Dtmf("10000001#", gap_s=0.2), st.Wait(30.0),
+                              st.Dtmf("1234#", gap_s=0.2), st.Wait(30.0), st.Dtmf("2", gap_s=0.2), st.Wait(30.0),
+                              st.Play("", phrase("goodbye")), st.Wait(10), st.Hangup()],
+        "silent caller": [st.Pause(120.0), st.Hangup()],
     }
 
 
@@ -83,7 +84,7 @@ class Run:
     caller_pcm: np.ndarray
 
 
-def run_call(settings: Settings, name: str, script: list[cs.Step] | None, tmp: Path) -> Run:
+def run_call(settings: Settings, name: str, script: list[st.Step] | None, tmp: Path) -> Run:
     db = scratch_database(tmp / f"{name.replace(' ', '_')}-{time.monotonic_ns()}.sqlite3", settings)
     runtime = CallRuntime.build(settings, db=db, dialplan_file=ROOT / "dialplans" / "bank.yaml", stt_workers=0,
                                 store_calls=False)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make tests/fixtures/calls/bank_call.{wav,json}: a multi-turn bank call recorded in the SIP edge's format.
 
-A scripted caller (voiceivr/call/caller_script.py) speaks the telephone-channel phrase fixtures of
+A scripted caller (voiceivr/sim/callers/scripted.py) speaks the telephone-channel phrase fixtures of
 tests/fixtures/audio/ and keys digits, waiting for the agent like a person would, against the real pipeline
 (Silero VAD, pocketsphinx, espeak-ng, dialplans/bank.yaml, the safe path) on a scratch database. The caller
 channel and the key presses are saved as a recording (docs/recordings.md), so `voiceivr replay` and the
@@ -27,7 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceivr.audio.wav import read_wav, write_wav  # noqa: E402
-from voiceivr.call import caller_script as cs  # noqa: E402
 from voiceivr.call import events as ev  # noqa: E402
 from voiceivr.call.driver import drive  # noqa: E402
 from voiceivr.call.media import MediaChannel  # noqa: E402
@@ -35,6 +34,8 @@ from voiceivr.policy.gate import SessionBinding  # noqa: E402
 from voiceivr.replay import RECORDING_FORMAT, scratch_database  # noqa: E402
 from voiceivr.runtime import CallRuntime  # noqa: E402
 from voiceivr.settings import load_settings  # noqa: E402
+from voiceivr.sim.callers import scripted as cs  # noqa: E402
+from voiceivr.sim.callers import steps as st  # noqa: E402
 
 PHRASES = ROOT / "tests" / "fixtures" / "audio" / "phrases"
 OUT = ROOT / "tests" / "fixtures" / "calls"
@@ -45,21 +46,21 @@ def phrase(intent: str, voice: str = "espeak-us") -> np.ndarray:
     return read_wav(PHRASES / f"{intent}__{voice}__tel.wav").mono()
 
 
-def script() -> list[cs.Step]:
+def script() -> list[st.Step]:
     return [
-        cs.WaitForAgent(silence_s=0.1, timeout_s=8.0),  # the disclosure plays to its end
-        cs.BargeIn(phrase("check_balance"), after_s=1.5, label="check my balance"),
-        cs.WaitForAgent(), cs.Keys("10000001#"),
-        cs.WaitForAgent(), cs.Keys("1234#"),
-        cs.WaitForAgent(), cs.Keys("1"),
+        st.Wait(8.0, silence_s=0.1),  # the disclosure plays to its end
+        st.Play("check my balance", phrase("check_balance"), barge_after_s=1.5),
+        st.Wait(30.0), st.Dtmf("10000001#", gap_s=0.2),
+        st.Wait(30.0), st.Dtmf("1234#", gap_s=0.2),
+        st.Wait(30.0), st.Dtmf("1", gap_s=0.2),
         # piper: espeak-us's "transfer money" is recognised at confidence ~0.2 and reprompted (docs/speech.md)
-        cs.WaitForAgent(), cs.Say(phrase("transfer", "piper-joe"), "transfer money"),
-        cs.WaitForAgent(), cs.Keys("5000#"),  # fifty dollars, in cents (amounts by voice: docs/speech.md)
-        cs.WaitForAgent(), cs.Say(phrase("accounts"), "from checking to savings"),
-        cs.WaitForAgent(), cs.Say(phrase("yes"), "yes"),
-        cs.WaitForAgent(), cs.Keys("000000#"),
-        cs.WaitForAgent(), cs.Say(phrase("goodbye"), "goodbye"),
-        cs.WaitForAgent(timeout_s=10.0), cs.HangUp(),
+        st.Wait(30.0), st.Play("transfer money", phrase("transfer", "piper-joe")),
+        st.Wait(30.0), st.Dtmf("5000#", gap_s=0.2),  # fifty dollars, in cents (amounts by voice: docs/speech.md)
+        st.Wait(30.0), st.Play("from checking to savings", phrase("accounts")),
+        st.Wait(30.0), st.Play("yes", phrase("yes")),
+        st.Wait(30.0), st.Dtmf("000000#", gap_s=0.2),
+        st.Wait(30.0), st.Play("goodbye", phrase("goodbye")),
+        st.Wait(10.0), st.Hangup(),
     ]
 
 

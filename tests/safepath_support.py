@@ -17,9 +17,9 @@ from voiceivr.policy.gate import ActionRequest, Evidence, SessionBinding
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
-from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings, Settings
 from voiceivr.sim import ledger
+from voiceivr.sim.twilio_fake import FakeTwilio
 from voiceivr.testing.identity import InMemoryIdentity
 
 ALICE_PHONE = "+15550001111"

@@ -188,6 +188,6 @@ def fake_tts(settings: Settings) -> Any:
 
 def fake_stt(settings: Settings) -> Any:
     """`voiceivr call --stt tests.sip_handlers:fake_stt`: hears ScriptedIvr's 880 Hz beep as "beep"."""
-    from tests.fakes import ToneStt
+    from voiceivr.testing.speech import ToneStt
 
     return ToneStt({880: "beep"})

@@ -16,7 +16,7 @@ import sys
 import time
 
 from voiceivr.settings import SipSettings
-from voiceivr.telephony.caller import CallerPlan, CallerReport, CallerScript
+from voiceivr.sim.callers.sip import CallerPlan, CallerReport, CallerScript
 from voiceivr.telephony.edge import CallSlot, EdgeConfig, SipEdge
 
 

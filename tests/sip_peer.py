@@ -21,7 +21,7 @@ from typing import Any
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo
 from voiceivr.call.media import MediaChannel
 from voiceivr.settings import SipSettings
-from voiceivr.telephony.caller import SPEECH_DBFS, CallerPlan, CallerReport, CallerScript, frame_dbfs
+from voiceivr.sim.callers.sip import SPEECH_DBFS, CallerPlan, CallerReport, CallerScript, frame_dbfs
 from voiceivr.telephony.edge import EdgeConfig, SipEdge
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from voiceivr.settings import load_settings
-from voiceivr.telephony import caller
+from voiceivr.sim.callers import sip as caller
 
 
 def sms_code(api: dict[str, str], seen: set[str]) -> str:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from voiceivr.call import brain
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.cli import cli
-from voiceivr.demo import abuse
 from voiceivr.dialplan import confirmation as dialplan_confirmation
 from voiceivr.policy.gate import StepResult
 from voiceivr.policy.safepath import SafePathGate
+from voiceivr.sim import abuse
 
 
 def test_catalogue_covers_what_the_issue_names() -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from voiceivr.demo import abuse
 from voiceivr.policy.confirm import (
     NO_PHRASES,
     YES_LEADS,
@@ -24,6 +23,7 @@ from voiceivr.policy.confirm import (
 )
 from voiceivr.policy.gate import Evidence
 from voiceivr.settings import PolicySettings
+from voiceivr.sim import abuse
 
 from .test_safepath_dialplan import Talk
 

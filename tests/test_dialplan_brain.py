@@ -1,6 +1,6 @@
 """The dialplan engine driven by the call session: prompts, listens, digits and actions, on a media clock.
 
-Audio engines are the fakes of tests/fakes.py (keys do most of the talking here); the dialplan, router,
+Audio engines are the fakes of voiceivr/testing/speech.py (keys do most of the talking here); the dialplan, router,
 demo bank and database are real.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, EnergyVad, ToneStt, WordTts, caller_audio
+from tests.fakes import RATE, WordTts, caller_audio
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate
@@ -29,6 +29,7 @@ from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.router import make_router
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.settings import CallSettings
+from voiceivr.testing.speech import EnergyVad, ToneStt
 
 DIALPLANS = Path(__file__).resolve().parents[1] / "dialplans"
 WORDS = {700: "yes", 900: "what are your opening hours", 1300: "no"}

@@ -2,7 +2,7 @@
 
 The real pieces only: `voiceivr serve` (pjsua2 worker, Silero VAD, pocketsphinx, espeak-ng, dialplans/bank.yaml,
 the safe path) on an SQLite database set up by the CLI as `scripts/serve` does, the test caller
-(voiceivr/telephony/caller.py, its own pjsua2 endpoint in tests/sip_script_caller.py) speaking recorded
+(voiceivr/sim/callers/sip/, its own pjsua2 endpoint in tests/sip_script_caller.py) speaking recorded
 telephone phrases and keying DTMF, and the local stand-in for Twilio's Messages API that carries the one-time
 code. Timings are read off the audio at the caller.
 """
@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 
 from tests import siptools
-from voiceivr.policy.secret_at_rest import found
-from voiceivr.policy.twilio_fake import FakeTwilio
+from voiceivr.sim.abuse.secret_at_rest import found
+from voiceivr.sim.twilio_fake import FakeTwilio
 
 PHRASES = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases"
 ALICE_PHONE = "+15555550101"

@@ -30,8 +30,8 @@ from voiceivr.dialplan.router import IntentRouter, make_router
 from voiceivr.policy.identity import HttpIdentity, enabled_identity
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
-from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings, Settings
+from voiceivr.sim.twilio_fake import FakeTwilio
 
 ROOT = Path(__file__).resolve().parents[1]
 BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "20000001", "4321", "+15555550102"

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from tests.test_safepath_dialplan import Talk
-from voiceivr.demo import abuse
 from voiceivr.demo import actions as bank
 from voiceivr.policy.injection import scan
+from voiceivr.sim import abuse
 
 ROOT = Path(__file__).resolve().parents[1]
 

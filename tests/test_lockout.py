@@ -29,8 +29,8 @@ from voiceivr.policy.gate import ActionRequest, ActionResult, Evidence, SessionB
 from voiceivr.policy.safepath import SafePathGate
 from voiceivr.policy.services import SafePathServices
 from voiceivr.policy.sms import SmsSender, twilio_client
-from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings, Settings
+from voiceivr.sim.twilio_fake import FakeTwilio
 
 BOB, BOB_ACCOUNT, BOB_PIN, BOB_PHONE = "c-1002", "20000001", "4321", "+15555550102"
 CALLER_ID = "+15559998888"  # the attacker's phone: never where a notice goes

@@ -16,15 +16,16 @@ import pytest
 from click.testing import CliRunner
 
 from voiceivr.audio.wav import read_wav, write_wav
-from voiceivr.call import caller_script as cs
 from voiceivr.call.driver import drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.cli import cli
 from voiceivr.policy.gate import SessionBinding
-from voiceivr.policy.secret_at_rest import found
 from voiceivr.replay import ReplayInputError, load_call, scratch_database
 from voiceivr.runtime import CallRuntime
 from voiceivr.settings import load_settings
+from voiceivr.sim.abuse.secret_at_rest import found
+from voiceivr.sim.callers import scripted as cs
+from voiceivr.sim.callers import steps as st
 from voiceivr.telephony.recording import CallRecording
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -162,13 +163,13 @@ def masked_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runtime = CallRuntime.build(settings, db=db, dialplan_file=Path(__file__).parents[1] / "dialplans" / "bank.yaml",
                                 stt_workers=0, store_calls=False)
     caller = cs.ScriptedCaller([
-        cs.WaitForAgent(silence_s=0.1, timeout_s=8.0), cs.WaitForAgent(), cs.Say(phrase("check_balance")),
-        cs.WaitForAgent(), cs.Keys("10000001#"), cs.WaitForAgent(), cs.Say(phrase("digits")),  # the PIN, said
-        cs.WaitForAgent(), cs.Keys("1"), cs.WaitForAgent(),
-        cs.Say(phrase("transfer", "piper-joe")),  # espeak-us's "transfer money": confidence ~0.2, reprompted
-        cs.WaitForAgent(), cs.Keys("5000#"), cs.WaitForAgent(), cs.Say(phrase("accounts")),
-        cs.WaitForAgent(), cs.Say(phrase("yes")), cs.WaitForAgent(), cs.Keys("987654#"),
-        cs.WaitForAgent(), cs.HangUp(),
+        st.Wait(8.0, silence_s=0.1), st.Wait(30.0), st.Play("", phrase("check_balance")),
+        st.Wait(30.0), st.Dtmf("10000001#", gap_s=0.2), st.Wait(30.0), st.Play("", phrase("digits")),  # the PIN, said
+        st.Wait(30.0), st.Dtmf("1", gap_s=0.2), st.Wait(30.0),
+        st.Play("", phrase("transfer", "piper-joe")),  # espeak-us's "transfer money": confidence ~0.2, reprompted
+        st.Wait(30.0), st.Dtmf("5000#", gap_s=0.2), st.Wait(30.0), st.Play("", phrase("accounts")),
+        st.Wait(30.0), st.Play("", phrase("yes")), st.Wait(30.0), st.Dtmf("987654#", gap_s=0.2),
+        st.Wait(30.0), st.Hangup(),
     ])
     media = MediaChannel(8000)
     recording = CallRecording(tmp / "recordings", "masked", 8000, {"call_id": "masked"}, secret=media.secret)

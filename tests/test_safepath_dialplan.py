@@ -20,12 +20,12 @@ from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.cli import cli
 from voiceivr.db.engine import make_engine
-from voiceivr.demo import abuse
 from voiceivr.demo import actions as bank
 from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
 from voiceivr.policy import injection
 from voiceivr.policy.flags import PrincipalFlags
 from voiceivr.policy.gate import ActionRequest, Evidence, GateRefused, SessionBinding
+from voiceivr.sim import abuse
 
 ROOT = Path(__file__).resolve().parents[1]
 BANK = str(ROOT / "dialplans" / "bank.yaml")

@@ -2,7 +2,7 @@
 
 The call is the ``secret-at-rest`` abuse scenario's: the real session, dialplan engine and safe path (SMS through
 the twilio client to the local fake) on the real database (SQLite and PostgreSQL), symbolic audio
-(voiceivr/speech/sim.py). It is recorded as the SIP edge records it, stored by the call store and its logs are
+(voiceivr/testing/speech.py). It is recorded as the SIP edge records it, stored by the call store and its logs are
 captured; the PIN is said aloud, a code is mistyped on the keypad and the right one is read out. Replays of masked
 recordings of real speech are in test_replay.py; a real SIP call in test_e2e_bank.py.
 """
@@ -24,9 +24,9 @@ from voiceivr import metrics
 from voiceivr.call import events as ev
 from voiceivr.call.dialplan_brain import DialplanBrain
 from voiceivr.db.models import Turn
-from voiceivr.demo import abuse
 from voiceivr.dialplan.io import Listen
-from voiceivr.policy.secret_at_rest import AtRest, found, spoken
+from voiceivr.sim import abuse
+from voiceivr.sim.abuse.secret_at_rest import AtRest, found, spoken
 
 
 def test_found_sees_digits_words_and_keys_but_not_numbers_that_merely_contain_them() -> None:

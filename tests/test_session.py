@@ -1,7 +1,7 @@
 """The call session on scripted timelines: barge-in, uninterruptible prompts, echo, no-input, DTMF.
 
-Engines are the fakes of tests/fakes.py (caller speech = tone bursts); the sample streams, the echo path and
-the 20 ms media clock are real. Replays of real speech through the real engines are in test_replay.py.
+Engines are the fakes of voiceivr/testing/speech.py (caller speech = tone bursts); the sample streams, the echo
+path and the 20 ms media clock are real. Replays of real speech through the real engines are in test_replay.py.
 """
 
 from __future__ import annotations
@@ -14,15 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes import (
-    RATE,
-    EnergyVad,
-    ScriptedBrain,
-    ToneStt,
-    WordTts,
-    caller_audio,
-    prompt_seconds,
-)
+from tests.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
@@ -33,6 +25,7 @@ from voiceivr.call.store import turns_from_timeline
 from voiceivr.call.worker import CallWorker
 from voiceivr.dialplan.io import DtmfSpec
 from voiceivr.settings import CallSettings
+from voiceivr.testing.speech import EnergyVad, ToneStt
 
 WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}
 LONG = " ".join(f"word{i}" for i in range(24))  # 24 words, about 4.3 s

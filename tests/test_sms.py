@@ -17,8 +17,8 @@ from voiceivr.db.models import SmsOutbox
 from voiceivr.errors import ConfigError
 from voiceivr.policy.codes import BoundAction, CodeBook, Issued
 from voiceivr.policy.sms import CLAIM_LEASE_S, SmsSender, twilio_client
-from voiceivr.policy.twilio_fake import FakeTwilio
 from voiceivr.settings import PolicySettings
+from voiceivr.sim.twilio_fake import FakeTwilio
 
 TO = "+15550001111"
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from voiceivr.cli import cli
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
+from voiceivr.sim.callers.sip import synthesize, transcriber
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
-from voiceivr.telephony.caller import synthesize, transcriber
 
 
 @pytest.mark.parametrize("spec", ["", "pocketsphinx", "voiceivr.speech.stt.pocketsphinx_stt:PocketsphinxEngine"])

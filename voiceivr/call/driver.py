@@ -65,7 +65,7 @@ class Recorder(Protocol):
 
 class Caller(Protocol):
     """A caller that reacts to the call, asked once per tick (:class:`ScriptedCaller` listens to the agent's
-    audio; the abuse simulation's :class:`~voiceivr.call.simcaller.SimCaller` reads the session's timeline)."""
+    audio; the abuse simulation's :class:`~voiceivr.sim.callers.simcaller.SimCaller` reads the session's timeline)."""
 
     @property
     def done(self) -> bool: ...
@@ -93,7 +93,7 @@ def drive(
     """Run ``session`` over ``caller`` until it ends or the caller is done.
 
     ``caller``: int16 audio at the session's rate, or a :class:`Caller` (e.g.
-    :class:`~voiceivr.call.caller_script.ScriptedCaller`) that reacts to the call (then ``max_s`` bounds the
+    :class:`~voiceivr.sim.callers.scripted.ScriptedCaller`) that reacts to the call (then ``max_s`` bounds the
     call, default 600 s). ``control`` events (DTMF, hangup, ...) are posted at
     their times. After the caller is done the call runs ``tail_s`` more seconds, so the agent can answer.
     ``line_codec="pcmu"``/``"pcma"``: the caller's audio crosses G.711 on its way in, as on a phone line (a

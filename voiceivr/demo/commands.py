@@ -32,8 +32,8 @@ def abuse(app: AppContext, as_json: bool, database_url: str | None, only: tuple[
     without the audit evidence it must leave) or any legitimate flow failed. SMS codes go to a local
     Messages API fake started for the run: nothing leaves the machine.
     """
-    from voiceivr.demo.abuse import catalogue, scorecard_json
-    from voiceivr.demo.abuse import simulate as run
+    from voiceivr.sim.abuse import catalogue, scorecard_json
+    from voiceivr.sim.abuse import simulate as run
 
     if list_only:
         for sc in catalogue():

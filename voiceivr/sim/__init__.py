@@ -1,2 +1,2 @@
-"""Simulations and crash tests run against the real code: never imported by the core (an import contract in
-pyproject.toml says so)."""
+"""Harnesses (never imported by the product core): the scripted and SIP test callers (:mod:`.callers`), the abuse
+simulation (:mod:`.abuse`), the crash tests and their ledger, and the Messages API stand-in (:mod:`.twilio_fake`)."""

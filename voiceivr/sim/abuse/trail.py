@@ -25,9 +25,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from voiceivr.audit.chain import AuditTrail, canonical_json, compute_hash
-from voiceivr.call.simcaller import Act, Keys, Say
-from voiceivr.demo import abuse
-from voiceivr.demo.abuse import ALICE, ALICE_ACCOUNT, BOB_ACCOUNT, Ctx, Scenario, ScenarioResult, World, login
+from voiceivr.sim.abuse.call import place_call
+from voiceivr.sim.abuse.world import (
+    ALICE,
+    ALICE_ACCOUNT,
+    BOB_ACCOUNT,
+    Ctx,
+    Scenario,
+    ScenarioResult,
+    World,
+    login,
+    world,
+)
+from voiceivr.sim.callers.simcaller import Act, Keys, Say
 
 CHECKPOINT_EVERY_ROWS = 10
 
@@ -90,8 +100,8 @@ def _cut(db: Path, rows: int) -> int:
 def _run(w: World, sc: Scenario, attack: Callable[[World, Path], tuple[int, list[str], int]]) -> ScenarioResult:
     with tempfile.TemporaryDirectory(prefix="voiceivr-abuse-trail-") as tmp:
         db = Path(tmp) / "trail.sqlite3"
-        with abuse.world(f"sqlite:///{db}", Path(tmp), w.tiers, checkpoint_every_rows=CHECKPOINT_EVERY_ROWS) as v:
-            call_id, steps, seconds = abuse.place_call(v, _legit_transfer(Ctx(v)))
+        with world(f"sqlite:///{db}", Path(tmp), w.tiers, checkpoint_every_rows=CHECKPOINT_EVERY_ROWS) as v:
+            call_id, steps, seconds = place_call(v, _legit_transfer(Ctx(v)))
             v.sender.drain_until_settled(timeout_s=15)
             trail = AuditTrail(v.engine)
             before = trail.verify()

@@ -3,7 +3,8 @@
 Used to make replayable recordings (scripts/make_replay_fixture.py), in tests, and in benchmarks: unlike a
 fixed WAV, the script reacts to what it hears, so its turns line up with the agent's prompts whatever the
 prompts' lengths. It only hears audio (an energy detector on the agent channel), as a person on a phone
-would.
+would. Its steps are those of the SIP test caller (:mod:`voiceivr.sim.callers.steps`); a ``Play`` that barges
+in waits at most 30 s for the agent to talk, then talks anyway.
 """
 
 from __future__ import annotations
@@ -15,50 +16,9 @@ import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.call import events as ev
+from voiceivr.sim.callers.steps import Dtmf, Hangup, Pause, Play, Step, Wait
 
 AGENT_SPEECH_DBFS = -45.0  # the agent channel is digital: anything above this is the agent talking
-
-
-@dataclass(frozen=True)
-class WaitForAgent:
-    """Wait until the agent has spoken and then been silent for ``silence_s`` (``timeout_s`` at most)."""
-
-    silence_s: float = 0.8
-    timeout_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class Say:
-    pcm: Pcm
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class Keys:
-    digits: str
-    gap_s: float = 0.2
-
-
-@dataclass(frozen=True)
-class Pause:
-    seconds: float
-
-
-@dataclass(frozen=True)
-class BargeIn:
-    """Wait until the agent has been talking for ``after_s``, then talk over it."""
-
-    pcm: Pcm
-    after_s: float = 1.0
-    label: str = ""
-
-
-@dataclass(frozen=True)
-class HangUp:
-    pass
-
-
-Step = WaitForAgent | Say | Keys | Pause | BargeIn | HangUp
 
 
 @dataclass
@@ -119,23 +79,24 @@ class ScriptedCaller:
             if self._step_started is None:
                 self._step_started = t
             waited = t - self._step_started
-            if isinstance(step, WaitForAgent):
-                if not ((self._agent_heard and self._agent_quiet_s >= step.silence_s) or waited >= step.timeout_s):
+            if isinstance(step, Wait):
+                if not ((self._agent_heard and self._agent_quiet_s >= step.silence_s) or waited >= step.limit_s):
                     return
                 self._agent_heard = False
             elif isinstance(step, Pause):
                 if waited < step.seconds:
                     return
-            elif isinstance(step, BargeIn):
-                if self._agent_talk_s < step.after_s and waited < 30.0:
+            elif isinstance(step, Play) and step.barge_after_s is not None:
+                if self._agent_talk_s < step.barge_after_s and waited < 30.0:
                     return
                 self._start_audio(t, step.pcm, f"barge in: {step.label}")
-            elif isinstance(step, Say):
+            elif isinstance(step, Play):
                 self._start_audio(t, step.pcm, f"say: {step.label}")
-            elif isinstance(step, Keys):
-                self._keys = [(t + k * step.gap_s, d) for k, d in enumerate(step.digits)]
-                self.log.append((t, f"keys: {step.digits}"))
-            elif isinstance(step, HangUp):
+            elif isinstance(step, Dtmf):
+                digits = step.digits if isinstance(step.digits, str) else step.digits()
+                self._keys = [(t + k * step.gap_s, d) for k, d in enumerate(digits)]
+                self.log.append((t, f"keys: {digits}"))
+            elif isinstance(step, Hangup):
                 self.hung_up = True
                 self.log.append((t, "hang up"))
             self._i += 1

@@ -1,14 +1,14 @@
 """A scripted caller that reacts to the call, for simulations driven by :func:`voiceivr.call.driver.drive`.
 
-Unlike :class:`~voiceivr.call.caller_script.ScriptedCaller`, which plays recorded speech and listens only to
+Unlike :class:`~voiceivr.sim.callers.scripted.ScriptedCaller`, which plays recorded speech and listens only to
 the agent's audio, this caller speaks symbolically (for the simulation's recogniser) and reads the session's
 timeline, so it can time an act to a prompt of a given kind -- e.g. start a "yes" 40 ms before a read-back
 ends. A script is a list of acts -- say something, key digits, a network event (media moved, dialog replaced), hang
 up, or something that happens outside the call -- each with a :class:`Cue` saying when: when it is the
 caller's turn (the agent has spoken and fallen silent), a set time into a prompt of some kind (talking over
 a read-back), just before such a prompt ends, or a set time after the previous act. Speech is a tone from
-the call's :class:`~voiceivr.speech.sim.ToneLexicon`, so the session hears it as audio (VAD, turn taking,
-barge-in) and :class:`~voiceivr.speech.sim.LexiconStt` gives back the scripted words.
+the call's :class:`~voiceivr.testing.speech.ToneLexicon`, so the session hears it as audio (VAD, turn taking,
+barge-in) and :class:`~voiceivr.testing.speech.LexiconStt` gives back the scripted words.
 
 The caller watches the session's timeline, the way a person listens to the line; ``expect`` on an act checks
 what the dialplan engine is waiting for at that moment (``menu``, ``slot:amount``, ``confirm``, ``channel``,
@@ -26,7 +26,7 @@ import numpy as np
 from voiceivr.audio.frames import FRAME_MS, Pcm, samples_per_frame
 from voiceivr.call import events as ev
 from voiceivr.call.session import CallSession
-from voiceivr.speech.sim import ToneLexicon, WordToneTts, tone
+from voiceivr.testing.speech import ToneLexicon, WordToneTts, tone
 
 Text = str | Callable[[], str]
 CueKind = Literal["turn", "during", "before_end", "after"]
