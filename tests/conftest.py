@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests import entrypoints
+from tests.support import entrypoints
 from voiceivr.db.engine import make_engine, scratch_postgres
 
 PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
@@ -39,7 +39,7 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
 REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
 
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
-# gets this tree's (tests/entrypoints.py). Removed at exit.
+# gets this tree's (tests/support/entrypoints.py). Removed at exit.
 _STAND_IN = Path(tempfile.mkdtemp(prefix="voiceivr-entrypoints-"))
 atexit.register(shutil.rmtree, _STAND_IN, True)
 entrypoints.ensure(_STAND_IN)

@@ -11,7 +11,7 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.console_support import BANK, PASSWORDS, RunningConsole, running_console, seed
+from tests.support.console import BANK, PASSWORDS, RunningConsole, running_console, seed
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.console.accounts import AccountError, Throttle, add_user
 from voiceivr.dialplan.store import list_versions

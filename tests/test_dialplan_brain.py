@@ -1,6 +1,6 @@
 """The dialplan engine driven by the call session: prompts, listens, digits and actions, on a media clock.
 
-Audio engines are the fakes of tests/fakes.py (keys do most of the talking here); the dialplan, router,
+Audio engines are the fakes of tests/support/fakes.py (keys do most of the talking here); the dialplan, router,
 demo bank and database are real.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, EnergyVad, ToneStt, WordTts, caller_audio
+from tests.support.fakes import RATE, EnergyVad, ToneStt, WordTts, caller_audio
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
 
+from tests.support.fake_gate import FakeGate
 from voiceivr.actions.registry import ActionRegistry
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine
@@ -21,9 +21,6 @@ from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, SimResult, run
 from voiceivr.policy.gate import Challenge, Channel, GateRefused
 from voiceivr.policy.injection import scan
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_gate import FakeGate
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 25)

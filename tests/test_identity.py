@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
+from tests.support.safepath import (  # noqa: F401 - env_fixture provides the env fixture
     ALICE_PHONE,
     TOTP_SECRET,
     Env,

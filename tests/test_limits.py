@@ -1,7 +1,7 @@
 """Call limits on the media clock: no progress (the `*`-every-45-s hold), max duration, and their goodbyes.
 
 The bank cases run the real dialplan engine, router and demo bank behind the call session (keys do the
-talking); the others use the scripted brain and fake engines of tests/fakes.py. Nothing here waits on a
+talking); the others use the scripted brain and fake engines of tests/support/fakes.py. Nothing here waits on a
 wall clock: a 900 s call takes a few seconds.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, EnergyVad, ScriptedBrain, ToneStt, WordTts, caller_audio, prompt_seconds
+from tests.support.fakes import RATE, EnergyVad, ScriptedBrain, ToneStt, WordTts, caller_audio, prompt_seconds
 from voiceivr import metrics
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev

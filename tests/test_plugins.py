@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests import entrypoints
+from tests.support import entrypoints
 from voiceivr import plugins as pl
 from voiceivr.actions.registry import plugin_registry
 from voiceivr.cli import cli

@@ -1,6 +1,6 @@
 """The call session on scripted timelines: barge-in, uninterruptible prompts, echo, no-input, DTMF.
 
-Engines are the fakes of tests/fakes.py (caller speech = tone bursts); the sample streams, the echo path and
+Engines are the fakes of tests/support/fakes.py (caller speech = tone bursts); the sample streams, the echo path and
 the 20 ms media clock are real. Replays of real speech through the real engines are in test_replay.py.
 """
 
@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes import (
+from tests.support.fakes import (
     RATE,
     EnergyVad,
     ScriptedBrain,

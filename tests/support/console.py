@@ -21,7 +21,7 @@ from voiceivr.console.web import make_app
 from voiceivr.dialplan.store import publish
 from voiceivr.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BANK = (ROOT / "dialplans" / "bank.yaml").read_text()
 PASSWORDS = {"pat": "publisher-password-1", "eddie": "editor-password-12", "vera": "viewer-password-12"}
 ROLES = {"pat": "publisher", "eddie": "editor", "vera": "viewer"}

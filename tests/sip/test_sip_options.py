@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
 from voiceivr.telephony.kamailio import module_dir
 
 pytestmark = pytest.mark.slow
@@ -128,7 +128,7 @@ def test_full_worker_answers_503_with_retry_after_and_broken_handler_is_containe
         finally:
             siptools.finish_peer(first, 20)
 
-    with siptools.serve(tmp_path / "broken", VOICEIVR_SIP_HANDLER="tests.sip_handlers:BrokenHandler") as ivr:
+    with siptools.serve(tmp_path / "broken", VOICEIVR_SIP_HANDLER="tests.sip.sip_handlers:BrokenHandler") as ivr:
         for _ in range(2):
             out = siptools.peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": [["wait_end", 5]]}, ivr.env)
             assert out[-1]["by"] == "far end"  # answered, then hung up by the edge

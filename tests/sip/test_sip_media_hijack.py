@@ -1,6 +1,6 @@
 """Media hijack (issue 13, item 1), over real SIP on 127.0.0.1: a second sender on the network injects RTP into
-a live call. The stranger is :class:`tests.sip_rtp.Stranger`; the caller a phone made of plain sockets
-(:class:`tests.sip_rtp.RawCaller`: no ``a=ssrc`` in its SDP, as many phones send it, so pjmedia takes anyone's
+a live call. The stranger is :class:`tests.sip.sip_rtp.Stranger`; the caller a phone made of plain sockets
+(:class:`tests.sip.sip_rtp.RawCaller`: no ``a=ssrc`` in its SDP, as many phones send it, so pjmedia takes anyone's
 stream after ten packets).
 
 Before the fix the stranger's "1" chose the logged-in caller's checking account: ``get_balance`` ran as her,
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests import siptools
-from tests.sip_rtp import RawCaller, Stranger
+from tests.sip import siptools
+from tests.sip.sip_rtp import RawCaller, Stranger
 
 pytestmark = pytest.mark.slow
 
@@ -164,7 +164,7 @@ def test_with_the_lock_off_a_source_switch_drops_the_login_and_is_audited(tmp_pa
 
 @pytest.fixture(scope="module")
 def ivr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[siptools.Served]:
-    """`voiceivr serve` answered by tests/sip_handlers.py (a prompt, a beep per digit, a log of events)."""
+    """`voiceivr serve` answered by tests/sip/sip_handlers.py (a prompt, a beep per digit, a log of events)."""
     with siptools.serve(tmp_path_factory.mktemp("ivr"), **rtp_range()) as served:
         yield served
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests import siptools
-from tests.sip_handlers import tone
+from tests.sip import siptools
+from tests.sip.sip_handlers import tone
 
 pytestmark = [
     pytest.mark.slow,
@@ -35,7 +35,7 @@ def write_prompt(path: Path, seconds: float) -> Path:
 
 
 def multicall(port: int, count: int, seconds: float, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([siptools.PY, str(siptools.TESTS / "sip_multicall.py"), f"sip:ivr@127.0.0.1:{port}",
+    return subprocess.Popen([siptools.PY, str(siptools.SIP_SCRIPTS / "sip_multicall.py"), f"sip:ivr@127.0.0.1:{port}",
                              str(count), str(seconds)], env=env, cwd=siptools.ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
 

@@ -1,7 +1,7 @@
 """SIP admission over real SIP on loopback: `voiceivr serve` with one worker alone and with Kamailio in front.
 
 Other sources are other loopback addresses (127.0.0.2, 127.0.0.3): raw INVITEs from a UDP probe bound there,
-and pjsua2 test callers (tests/sip_multicall.py, tests/sip_peer.py) bound there. Each refusal is checked on
+and pjsua2 test callers (tests/sip/sip_multicall.py, tests/sip/sip_peer.py) bound there. Each refusal is checked on
 the wire (status, Retry-After, Proxy-Authenticate) and in /metrics.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
 
 pytestmark = [pytest.mark.slow]
 NEEDS_KAMAILIO = pytest.mark.skipif(shutil.which("kamailio") is None,
@@ -84,7 +84,7 @@ def hang_up(probe: siptools.UdpProbe, ok: bytes, port: int) -> int | None:
 
 
 def multicall(port: int, count: int, seconds: float, env: dict[str, str], host: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([siptools.PY, str(siptools.TESTS / "sip_multicall.py"), f"sip:ivr@127.0.0.1:{port}",
+    return subprocess.Popen([siptools.PY, str(siptools.SIP_SCRIPTS / "sip_multicall.py"), f"sip:ivr@127.0.0.1:{port}",
                              str(count), str(seconds)], env={**env, "VIVR_MULTICALL_HOST": host},
                             cwd=siptools.ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
