@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from tests.support import entrypoints
+from tests.support.postgres import pg_admin_engine
 from voiceivr.db.engine import make_engine, scratch_postgres
-
-PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
 
 # The audit chain is keyed with a secret the database never holds. One key for the whole run, set in the
 # environment so that subprocesses (the CLI, serve's workers, spawned writers) use the same one; tests of key
@@ -36,7 +34,7 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     (as they should: a checkpoint file belongs to one trail)."""
     path = tmp_path_factory.mktemp("audit") / "audit-checkpoints.jsonl"
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
-REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
+
 
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
 # gets this tree's (tests/support/entrypoints.py). Removed at exit.
@@ -51,26 +49,10 @@ os.environ.setdefault("VOICEIVR_PLUGINS_ENABLED", "demo")
 os.environ.setdefault("VOICEIVR_DIALPLAN_LIVE_NAME", "bank")
 
 
-def _pg_admin_engine() -> Engine:
-    if not PG_ADMIN_URL:
-        if REQUIRE_PG:
-            pytest.fail("VOICEIVR_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
-        pytest.skip("PostgreSQL test: set VOICEIVR_TEST_POSTGRES_URL (scripts/test does)")
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc.orig}")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable")
-    return engine
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test; dropped afterwards."""
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     try:
         with scratch_postgres(admin, "voiceivr_t_") as url:
             yield url

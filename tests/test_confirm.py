@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.talk import Talk
 from voiceivr.demo import abuse
 from voiceivr.policy.confirm import (
     NO_PHRASES,
@@ -24,8 +25,6 @@ from voiceivr.policy.confirm import (
 )
 from voiceivr.policy.gate import Evidence
 from voiceivr.settings import PolicySettings
-
-from .test_safepath_dialplan import Talk
 
 
 @pytest.fixture(scope="module")

@@ -223,7 +223,7 @@ def test_wrong_codes_flag_in_the_core_table(env: Env) -> None:
 
 @pytest.fixture
 def two_identity_plugins(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from tests.test_plugins import fake_distribution
+    from tests.support.plugins import fake_distribution
 
     fake_distribution(tmp_path, monkeypatch, "acme", identity=True)
     yield
