@@ -186,7 +186,7 @@ def test_rtp_timeout_hangs_up(ivr: siptools.Served) -> None:
     proc = siptools.start_peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": [["wait_end", 30]]}, ivr.env)
     try:
         answered = siptools.read_json_line(proc, 10)
-        time.sleep(0.5)
+        time.sleep(0.5)  # part of the scenario: half a second of RTP both ways, then the caller goes silent
         os.kill(proc.pid, signal.SIGSTOP)  # no RTP (and no SIP) from the caller any more
         doc, _ = recording_for(ivr, answered["sip_call_id"], timeout=10)
     finally:

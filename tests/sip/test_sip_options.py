@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.sip import siptools
+from tests.support.wait import wait_until
 from voiceivr.telephony.kamailio import module_dir
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,11 @@ def test_register_to_a_trunk_with_digest_auth(tmp_path: Path) -> None:
                                       "-w", str(tmp_path / "run"), "-P", str(tmp_path / "k.pid")],
                                      stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(1.0)
+        probe = siptools.UdpProbe()
+        try:  # the registrar answers anything but REGISTER with 404 once it listens
+            wait_until(lambda: probe.options(reg_port, 0.2) == 404, timeout=1.0)
+        finally:
+            probe.close()
         env = {"VOICEIVR_SIP_REGISTER_URI": f"sip:127.0.0.1:{reg_port}",
                "VOICEIVR_SIP_REGISTER_AOR": "sip:trunkuser@127.0.0.1",
                "VOICEIVR_SIP_REGISTER_USER": "trunkuser", "VOICEIVR_SIP_REGISTER_PASSWORD": "s3cret",
