@@ -8,17 +8,20 @@ test gets a database of its own, created and dropped here). ``scripts/test`` set
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support import entrypoints
 from tests.support.postgres import pg_admin_engine
+from voiceivr import metrics
 from voiceivr.db.engine import make_engine, scratch_postgres
 
 # The audit chain is keyed with a secret the database never holds. One key for the whole run, set in the
@@ -35,6 +38,46 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     path = tmp_path_factory.mktemp("audit") / "audit-checkpoints.jsonl"
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
 
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Every test leaves the logging configuration as it found it. Each ``voiceivr`` command a test invokes in
+    process (CliRunner) runs ``logs.configure``, which replaces the root logger's handlers (pytest's own among
+    them) with a stderr handler bound to that test's captured stderr, and sets the root and alembic levels; the
+    crash simulation disables logging below ERROR. This wraps the whole test rather than being a fixture
+    because a fixture runs inside pytest's per-phase log capture and could not tell pytest's handlers of the
+    setup phase (gone by teardown) from the test's."""
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = list(root.handlers), root.level, alembic.level, logging.root.manager.disable
+    try:
+        yield
+    finally:
+        handlers, root_level, alembic_level, disabled = saved
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        alembic.setLevel(alembic_level)
+        logging.disable(disabled)
+
+
+@pytest.fixture
+def metrics_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``metrics.serve`` for one test: the /metrics HTTP servers it starts are shut down afterwards (it returns
+    only the port, and its server thread would otherwise serve until the end of the run)."""
+    started: list[tuple[Any, Any]] = []
+    start_http_server = metrics.start_http_server
+
+    def start(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        server, thread = start_http_server(*args, **kwargs)
+        started.append((server, thread))
+        return server, thread
+
+    monkeypatch.setattr(metrics, "start_http_server", start)
+    yield
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
 # gets this tree's (tests/support/entrypoints.py). Removed at exit.

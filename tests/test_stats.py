@@ -78,7 +78,7 @@ def test_parse_when() -> None:
     assert parse_when("2026-11-24T08:30", now) == dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC)
 
 
-def test_metrics_endpoint_serves_stage_histograms() -> None:
+def test_metrics_endpoint_serves_stage_histograms(metrics_server: None) -> None:
     session, *_ = barge_in_run()
     summary = session.summary()
     metrics.observe_call(summary, [0.1])
