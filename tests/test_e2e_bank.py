@@ -32,6 +32,8 @@ from voiceivr.policy.twilio_fake import FakeTwilio
 PHRASES = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases"
 ALICE_PHONE = "+15555550101"
 
+pytestmark = pytest.mark.slow  # real SIP, real speech models: deselected by scripts/test --fast
+
 
 def phrase(intent: str, voice: str = "espeak-us") -> str:
     return str(PHRASES / f"{intent}__{voice}__tel.wav")
