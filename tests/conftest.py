@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support import entrypoints
+from tests.support.embedder import WordCountEncoder
 from tests.support.postgres import pg_admin_engine
 from voiceivr import metrics
 from voiceivr.db.engine import make_engine, scratch_postgres
@@ -124,6 +125,16 @@ def migrated_engine(db_url: str) -> Iterator[Engine]:
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def cheap_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routers built from the settings (``make_router``: the demo world, the call runtime) get the word-count
+    encoder of tests/support/embedder.py for tier 2 instead of loading MiniLM, for tests not about embeddings."""
+    from voiceivr.dialplan import embeddings
+
+    cheap = WordCountEncoder()
+    monkeypatch.setattr(embeddings, "shared_encoder", lambda *_args, **_kwargs: cheap)
 
 
 @pytest.fixture(scope="session")
