@@ -27,7 +27,7 @@ os.environ.setdefault("VOICEIVR_AUDIT_KEY", "bench-console-audit-key-0123456789a
 
 import requests  # noqa: E402
 
-from tests.console_support import BANK, PASSWORDS, recorded_calls, running_console, seed  # noqa: E402
+from tests.support.console import BANK, PASSWORDS, recorded_calls, running_console, seed  # noqa: E402
 from voiceivr.db import migrate  # noqa: E402
 from voiceivr.db.engine import make_engine  # noqa: E402
 

@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.speech_fixtures import entries, frames, grammar_phrases  # noqa: E402
+from tests.support.speech_fixtures import entries, frames, grammar_phrases  # noqa: E402
 from voiceivr.audio.frames import Frame  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"

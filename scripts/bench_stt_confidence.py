@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fit_stt_confidence import menu_phrases  # noqa: E402
 
-from tests.speech_fixtures import entries, frames  # noqa: E402
+from tests.support.speech_fixtures import entries, frames  # noqa: E402
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine  # noqa: E402
 
 

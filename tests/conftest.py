@@ -8,20 +8,22 @@ test gets a database of its own, created and dropped here). ``scripts/test`` set
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests import entrypoints
+from tests.support import entrypoints
+from tests.support.embedder import WordCountEncoder
+from tests.support.postgres import pg_admin_engine
+from voiceivr import metrics
 from voiceivr.db.engine import make_engine, scratch_postgres
-
-PG_ADMIN_URL = os.environ.get("VOICEIVR_TEST_POSTGRES_URL", "")
 
 # The audit chain is keyed with a secret the database never holds. One key for the whole run, set in the
 # environment so that subprocesses (the CLI, serve's workers, spawned writers) use the same one; tests of key
@@ -36,10 +38,50 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     (as they should: a checkpoint file belongs to one trail)."""
     path = tmp_path_factory.mktemp("audit") / "audit-checkpoints.jsonl"
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
-REQUIRE_PG = os.environ.get("VOICEIVR_TEST_REQUIRE_POSTGRES") == "1"
+
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
+    """Every test leaves the logging configuration as it found it. Each ``voiceivr`` command a test invokes in
+    process (CliRunner) runs ``logs.configure``, which replaces the root logger's handlers (pytest's own among
+    them) with a stderr handler bound to that test's captured stderr, and sets the root and alembic levels; the
+    crash simulation disables logging below ERROR. This wraps the whole test rather than being a fixture
+    because a fixture runs inside pytest's per-phase log capture and could not tell pytest's handlers of the
+    setup phase (gone by teardown) from the test's."""
+    root, alembic = logging.getLogger(), logging.getLogger("alembic")
+    saved = list(root.handlers), root.level, alembic.level, logging.root.manager.disable
+    try:
+        yield
+    finally:
+        handlers, root_level, alembic_level, disabled = saved
+        root.handlers[:] = handlers
+        root.setLevel(root_level)
+        alembic.setLevel(alembic_level)
+        logging.disable(disabled)
+
+
+@pytest.fixture
+def metrics_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """``metrics.serve`` for one test: the /metrics HTTP servers it starts are shut down afterwards (it returns
+    only the port, and its server thread would otherwise serve until the end of the run)."""
+    started: list[tuple[Any, Any]] = []
+    start_http_server = metrics.start_http_server
+
+    def start(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        server, thread = start_http_server(*args, **kwargs)
+        started.append((server, thread))
+        return server, thread
+
+    monkeypatch.setattr(metrics, "start_http_server", start)
+    yield
+    for server, thread in started:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
-# gets this tree's (tests/entrypoints.py). Removed at exit.
+# gets this tree's (tests/support/entrypoints.py). Removed at exit.
 _STAND_IN = Path(tempfile.mkdtemp(prefix="voiceivr-entrypoints-"))
 atexit.register(shutil.rmtree, _STAND_IN, True)
 entrypoints.ensure(_STAND_IN)
@@ -51,26 +93,10 @@ os.environ.setdefault("VOICEIVR_PLUGINS_ENABLED", "demo")
 os.environ.setdefault("VOICEIVR_DIALPLAN_LIVE_NAME", "bank")
 
 
-def _pg_admin_engine() -> Engine:
-    if not PG_ADMIN_URL:
-        if REQUIRE_PG:
-            pytest.fail("VOICEIVR_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
-        pytest.skip("PostgreSQL test: set VOICEIVR_TEST_POSTGRES_URL (scripts/test does)")
-    engine = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as exc:
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {exc.orig}")
-        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not reachable")
-    return engine
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test; dropped afterwards."""
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     try:
         with scratch_postgres(admin, "voiceivr_t_") as url:
             yield url
@@ -99,6 +125,16 @@ def migrated_engine(db_url: str) -> Iterator[Engine]:
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def cheap_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Routers built from the settings (``make_router``: the demo world, the call runtime) get the word-count
+    encoder of tests/support/embedder.py for tier 2 instead of loading MiniLM, for tests not about embeddings."""
+    from voiceivr.dialplan import embeddings
+
+    cheap = WordCountEncoder()
+    monkeypatch.setattr(embeddings, "shared_encoder", lambda *_args, **_kwargs: cheap)
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,5 @@
 """Admission rules as logic (voiceivr/telephony/admission.py), the Kamailio route generated for them, and the
-merged /metrics family. Over real SIP: tests/test_sip_admission.py."""
+merged /metrics family. Over real SIP: tests/sip/test_sip_admission.py."""
 
 from __future__ import annotations
 

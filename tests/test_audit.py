@@ -11,7 +11,6 @@ import logging
 import multiprocessing
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from tests.support.tamper import superuser_sql
 from voiceivr.audit.chain import (
     AuditRecord,
     AuditTrail,
@@ -234,26 +234,6 @@ def _cli(url: str, *args: str, **env: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _superuser_sql(url: str, statements: list[str]) -> None:
-    """Tamper the way a database superuser could: with the append-only triggers out of the way."""
-    backend = make_url(url).get_backend_name()
-    if backend == "sqlite":
-        con = sqlite3.connect(make_url(url).database or "")
-        con.execute("DROP TRIGGER IF EXISTS audit_events_no_update")
-        con.execute("DROP TRIGGER IF EXISTS audit_events_no_delete")
-        for s in statements:
-            con.execute(s)
-        con.commit()
-        con.close()
-        return
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("SET session_replication_role = replica")  # superuser: triggers off
-        for s in statements:
-            conn.exec_driver_sql(s)
-    engine.dispose()
-
-
 @pytest.mark.parametrize(
     ("statements", "bad_seq"),
     [
@@ -280,7 +260,7 @@ def test_superuser_tampering_is_named_by_cli(db_url: str, statements: list[str],
     engine.dispose()
     code, out = _cli(db_url, "audit", "verify")
     assert code == 0, out
-    _superuser_sql(db_url, statements)
+    superuser_sql(db_url, statements)
     code, out = _cli(db_url, "audit", "verify")
     assert code == 1
     assert f"BROKEN at seq {bad_seq}:" in out
@@ -298,7 +278,7 @@ def test_checkpoint_catches_truncated_tail(db_url: str, tmp_path: Path) -> None:
     assert json.loads(line)["seq"] == 8 and len(json.loads(line)["sig"]) == 128
     unsigned = tmp_path / "kept-by-hand.json"  # what `audit checkpoint -o` wrote before checkpoints were signed
     unsigned.write_text(canonical_json({"seq": 8, "hash": json.loads(line)["head"]}) + "\n")
-    _superuser_sql(db_url, ["DELETE FROM audit_events WHERE seq >= 7"])
+    superuser_sql(db_url, ["DELETE FROM audit_events WHERE seq >= 7"])
     code, out = _cli(db_url, "audit", "verify")  # the signed checkpoint went to audit.checkpoint_file too
     assert code == 1 and "BROKEN at seq 7:" in out and "names seq 8" in out and "rows were removed" in out
     elsewhere = {"VOICEIVR_AUDIT_CHECKPOINT_FILE": str(tmp_path / "none-yet.jsonl")}
@@ -550,7 +530,7 @@ for i in range(int(sys.argv[1])):
 def _cut_tail(url: str, from_seq: int) -> None:
     """The database's owner (or anyone holding the SQLite file) deletes the newest rows, triggers or not."""
     if make_url(url).get_backend_name() == "sqlite":
-        _superuser_sql(url, [f"DELETE FROM audit_events WHERE seq >= {from_seq}"])
+        superuser_sql(url, [f"DELETE FROM audit_events WHERE seq >= {from_seq}"])
         return
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # the owner may disable its own table's triggers

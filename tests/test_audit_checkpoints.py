@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.test_audit import _superuser_sql
+from tests.support.tamper import superuser_sql
 from voiceivr.audit.chain import AuditTrail, HeadNotAuthentic, append_in_transaction, compute_hash
 from voiceivr.audit.checkpoints import (
     NotACheckpointFile,
@@ -176,7 +176,7 @@ def test_a_forged_head_is_never_signed(db_url: str, tmp_path: Path, caplog: pyte
     assert _wait_for(lambda: _seqs(path) == [1])
     head = trail.head()
     forged = compute_hash(2, head_time := trail.tail(1)[0].created_at, None, "row", "system", "{}", head.hash)
-    _superuser_sql(db_url, ["INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, prev_hash, "
+    superuser_sql(db_url, ["INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, prev_hash, "
                             f"hash, key_id) VALUES (2, '{head_time.isoformat()}', NULL, 'row', 'system', '{{}}', "
                             f"'{head.hash}', '{forged}', '{RING.current.key_id}')"])
     with pytest.raises(HeadNotAuthentic, match="seq 2"):

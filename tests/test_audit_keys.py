@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.test_audit import _superuser_sql
+from tests.support.tamper import superuser_sql
 from voiceivr.audit.chain import AuditTrail, canonical_json, compute_hash
 from voiceivr.audit.config import AuditConfig, bind
 from voiceivr.audit.keys import Keyring, key_id_of
@@ -208,7 +208,7 @@ def test_upgrading_a_legacy_trail_seals_it_and_legacy_rows_cannot_follow(db_url:
     link = compute_hash(head.seq + 1, now, None, "action.result", "runner", "{}", head.hash)
     drop = ("DROP TRIGGER IF EXISTS audit_events_keyed_only" if "sqlite" in db_url
             else "ALTER TABLE audit_events DISABLE TRIGGER audit_events_keyed_only")
-    _superuser_sql(db_url, [drop, "INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, "
+    superuser_sql(db_url, [drop, "INSERT INTO audit_events (seq, created_at, call_id, kind, actor, payload, "
                                   f"prev_hash, hash, key_id) VALUES ({head.seq + 1}, '{now.isoformat()}', NULL, "
                                   f"'action.result', 'runner', '{{}}', '{head.hash}', '{link}', '')"])
     engine.dispose()

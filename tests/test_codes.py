@@ -11,7 +11,7 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from tests.safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
+from tests.support.safepath import (  # noqa: F401 - env_fixture provides the env fixture
     TOTP_SECRET,
     Env,
     binding,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.talk import Talk
 from voiceivr.policy.confirm import (
     NO_PHRASES,
     YES_LEADS,
@@ -24,8 +25,6 @@ from voiceivr.policy.confirm import (
 from voiceivr.policy.gate import Evidence
 from voiceivr.settings import PolicySettings
 from voiceivr.sim import abuse
-
-from .test_safepath_dialplan import Talk
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ sign-in, sessions, CSRF, throttling, roles, size limits, escaping, publish and r
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +10,16 @@ import requests
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.console_support import BANK, PASSWORDS, RunningConsole, running_console, seed
+from tests.support.console import (
+    BANK,
+    PASSWORDS,
+    RunningConsole,
+    login_token,
+    page_csrf,
+    running_console,
+    seed,
+    sign_in,
+)
 from voiceivr.audit.chain import AuditTrail
 from voiceivr.console.accounts import AccountError, Throttle, add_user
 from voiceivr.dialplan.store import list_versions
@@ -22,24 +30,6 @@ def console(migrated_engine: Engine) -> Iterator[RunningConsole]:
     seed(migrated_engine)
     with running_console(migrated_engine) as running:
         yield running
-
-
-def _login_token(s: requests.Session, url: str) -> str:
-    page = s.get(f"{url}/login")
-    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-
-
-def sign_in(url: str, name: str, password: str | None = None) -> tuple[requests.Session, requests.Response]:
-    s = requests.Session()
-    token = _login_token(s, url)
-    r = s.post(f"{url}/login", data={"csrf": token, "name": name, "password": password or PASSWORDS[name]},
-               allow_redirects=False)
-    return s, r
-
-
-def page_csrf(s: requests.Session, url: str) -> str:
-    page = s.get(f"{url}/dialplans/bank")
-    return re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
 
 
 def kinds(engine: Engine) -> list[str]:
@@ -70,7 +60,7 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: 
         r = s.post(f"{console.url}/dialplans/bank/publish", data={"text": edited, "note": "x", "csrf": forged})
         assert r.status_code == 403
     s2 = requests.Session()
-    _login_token(s2, console.url)
+    login_token(s2, console.url)
     r = s2.post(f"{console.url}/login", data={"csrf": "ünïcödé", "name": "pat", "password": PASSWORDS["pat"]})
     assert r.status_code == 403 and "expired or came from another site" in r.text
     token = page_csrf(s, console.url)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console_support import BANK, PASSWORDS, RunningConsole, recorded_calls, running_console, seed
+from tests.support.console import BANK, PASSWORDS, RunningConsole, recorded_calls, running_console, seed
 from voiceivr.dialplan.store import list_versions
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from sqlalchemy.engine import Engine
 
-from tests.console_support import BANK, RunningConsole, recorded_calls, running_console, seed
-from tests.test_console import page_csrf, sign_in
+from tests.support.console import BANK, RunningConsole, page_csrf, recorded_calls, running_console, seed, sign_in
 
 pytestmark = pytest.mark.slow
 

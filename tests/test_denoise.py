@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from tests.speech_fixtures import entries, pcm
+from tests.support.speech_fixtures import entries, pcm
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.speech.denoise import ENGINES, DenoiseError, build_denoiser
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, WordTts, caller_audio
+from tests.support.fakes import RATE, WordTts, caller_audio
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
 from voiceivr.call.dialplan_brain import DialplanBrain, TimedGate

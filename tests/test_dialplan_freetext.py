@@ -3,11 +3,11 @@ answer (voiceivr.dialplan.freetext, voiceivr.actions.address)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.fake_gate import FakeGate
 from voiceivr.actions.address import MAX_ADDRESS_CHARS, address_problem
 from voiceivr.actions.registry import Action, ActionRegistry, Param
 from voiceivr.dialplan.freetext import (
@@ -22,9 +22,6 @@ from voiceivr.dialplan.loader import load_text
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, run
 from voiceivr.policy.injection import MAX_SCAN_CHARS
-
-sys.path.insert(0, str(Path(__file__).parent))
-from fake_gate import FakeGate
 
 DATA = Path(__file__).parent / "data" / "injection"
 

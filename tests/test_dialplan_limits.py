@@ -1,6 +1,6 @@
 """Hostile dialplan files: each is refused with one clear line and exit 1, in bounded memory and time.
 
-Every case runs the real `voiceivr dialplan ...` command in a child process (tests/measure.py) and compares
+Every case runs the real `voiceivr dialplan ...` command in a child process (tests/support/measure.py) and compares
 its peak memory with the same command on a small valid dialplan.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.measure import Run, assert_refused, run_voiceivr
+from tests.support.measure import Run, assert_refused, run_voiceivr
 from voiceivr import yamlpos
 from voiceivr.db import migrate
 from voiceivr.db.engine import make_engine

@@ -2,7 +2,7 @@
 
 The real pieces only: `voiceivr serve` (pjsua2 worker, Silero VAD, pocketsphinx, espeak-ng, dialplans/bank.yaml,
 the safe path) on an SQLite database set up by the CLI as `scripts/serve` does, the test caller
-(voiceivr/sim/callers/sip/, its own pjsua2 endpoint in tests/sip_script_caller.py) speaking recorded
+(voiceivr/sim/callers/sip/, its own pjsua2 endpoint in tests/sip/sip_script_caller.py) speaking recorded
 telephone phrases and keying DTMF, and the local stand-in for Twilio's Messages API that carries the one-time
 code. Timings are read off the audio at the caller.
 """
@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
 from voiceivr.sim.abuse.secret_at_rest import found
 from voiceivr.sim.twilio_fake import FakeTwilio
 
 PHRASES = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases"
 ALICE_PHONE = "+15555550101"
+
+pytestmark = pytest.mark.slow  # real SIP, real speech models: deselected by scripts/test --fast
 
 
 def phrase(intent: str, voice: str = "espeak-us") -> str:
@@ -62,7 +64,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
 
 def place(ivr: siptools.Served, steps: list[list[Any]], **spec: Any) -> dict[str, Any]:
     doc = {"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": steps, **spec}
-    lines = siptools.run_json_lines([siptools.PY, str(siptools.TESTS / "sip_script_caller.py"), json.dumps(doc)],
+    lines = siptools.run_json_lines([siptools.PY, str(siptools.SIP_SCRIPTS / "sip_script_caller.py"), json.dumps(doc)],
                                     ivr.env, timeout=240)
     return lines[-1]
 

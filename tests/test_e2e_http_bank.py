@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.test_safepath_dialplan import Talk
+from tests.support.talk import Talk
 from voiceivr.actions.catalog import plugin_registry
 from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionRegistry

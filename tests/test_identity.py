@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
+from tests.support.safepath import (  # noqa: F401 - env_fixture provides the env fixture
     ALICE_PHONE,
     TOTP_SECRET,
     Env,
@@ -223,7 +223,7 @@ def test_wrong_codes_flag_in_the_core_table(env: Env) -> None:
 
 @pytest.fixture
 def two_identity_plugins(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from tests.test_plugins import fake_distribution
+    from tests.support.plugins import fake_distribution
 
     fake_distribution(tmp_path, monkeypatch, "acme", identity=True)
     yield

@@ -14,7 +14,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from tests.test_safepath_dialplan import Talk
+from tests.support.talk import Talk
 from voiceivr.demo import actions as bank
 from voiceivr.policy.injection import scan
 from voiceivr.sim import abuse

@@ -1,8 +1,8 @@
 """Call limits on the media clock: no progress (the `*`-every-45-s hold), max duration, and their goodbyes.
 
 The bank cases run the real dialplan engine, router and demo bank behind the call session (keys do the
-talking); the others use the scripted brain of tests/fakes.py and the fake engines of voiceivr/testing/speech.py.
-Nothing here waits on a wall clock: a 900 s call takes a few seconds.
+talking); the others use the scripted brain of tests/support/fakes.py and the fake engines of
+voiceivr/testing/speech.py. Nothing here waits on a wall clock: a 900 s call takes a few seconds.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
+from tests.support.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
 from voiceivr import metrics
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from tests.safepath_support import Clock
+from tests.support.safepath import Clock
 from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionContext, ActionError
 from voiceivr.audit.chain import AuditTrail

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
 from voiceivr.telephony.pjlog import log_startup_lines
 
 # What pjlib 2.15.1 prints while libCreate runs (its default decoration: time, sender, indent).

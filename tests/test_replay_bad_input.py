@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from tests.speech_fixtures import entries, pcm
+from tests.support.speech_fixtures import entries, pcm
 from voiceivr.audio.wav import write_wav
 from voiceivr.cli import cli
 

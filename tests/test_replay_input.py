@@ -1,6 +1,6 @@
 """Hostile input to `voiceivr replay`: malformed recording JSON and WAV headers that lie.
 
-Each case runs the real command in a child process (tests/measure.py): it must end in one clear error line
+Each case runs the real command in a child process (tests/support/measure.py): it must end in one clear error line
 and exit 1, without a traceback, and cost little more memory than the same command refusing a missing file.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.measure import Run, assert_refused, run_voiceivr
+from tests.support.measure import Run, assert_refused, run_voiceivr
 from voiceivr.audio.wav import MAX_DURATION_S, MAX_FILE_BYTES, write_wav
 from voiceivr.replay_input import MAX_EVENTS, MAX_JSON_BYTES
 

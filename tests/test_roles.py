@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import make_url
 
-from tests.conftest import PG_ADMIN_URL, _pg_admin_engine
+from tests.support.postgres import PG_ADMIN_URL, pg_admin_engine
 from voiceivr.cli import cli
 
 pytestmark = pytest.mark.postgres
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def owner_url() -> Iterator[tuple[str, str]]:
     """A database owned by a new role with CREATEROLE but without superuser; the URL connects as that role."""
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     suffix = uuid.uuid4().hex[:10]
     owner, db, app = f"vivr_owner_{suffix}", f"vivr_roles_{suffix}", f"vivr_app_{suffix}"
     with admin.connect() as conn:
@@ -56,7 +56,7 @@ def scram_matches(verifier: str, password: str) -> bool:
 
 
 def attributes(app: str) -> tuple[bool, ...]:
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     try:
         with admin.connect() as conn:
             return tuple(conn.execute(sa.text("SELECT rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls "
@@ -66,7 +66,7 @@ def attributes(app: str) -> tuple[bool, ...]:
 
 
 def as_admin(statement: str) -> None:
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(statement)
@@ -106,7 +106,7 @@ def test_create_app_role_sets_the_password_as_a_verifier(owner_url: tuple[str, s
     assert run(url, "db", "upgrade").exit_code == 0
     result = run(url, "db", "create-app-role", "--role", app, "--password", password)
     assert result.exit_code == 0, result.output
-    admin = _pg_admin_engine()
+    admin = pg_admin_engine()
     try:
         with admin.connect() as conn:
             stored = conn.execute(sa.text("SELECT rolpassword FROM pg_authid WHERE rolname = :r"), {"r": app}).scalar()

@@ -1,5 +1,5 @@
 """The RTP source lock (voiceivr/telephony/rtplock.py): /proc parsing, the kernel filter on real sockets, and
-who the lock lets in, step by step. The lock inside live calls: tests/test_sip_media_hijack.py."""
+who the lock lets in, step by step. The lock inside live calls: tests/sip/test_sip_media_hijack.py."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import json
 import pyotp
 import sqlalchemy as sa
 
-from tests.safepath_support import (  # noqa: F401 - env_fixture provides the env fixture
+from tests.support.safepath import (  # noqa: F401 - env_fixture provides the env fixture
     ALICE_PHONE,
     CALLER_ID,
     TOTP_SECRET,

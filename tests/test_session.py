@@ -14,10 +14,10 @@ import time
 import numpy as np
 import pytest
 
-from tests.fakes import RATE, ScriptedBrain, WordTts, caller_audio, prompt_seconds
+from tests.support.fakes import RATE, ScriptedBrain, caller_audio, prompt_seconds
+from tests.support.session import LONG, barge_in_run, make_session, say
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
-from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import DriveResult, EchoPath, drive
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
@@ -25,44 +25,7 @@ from voiceivr.call.store import turns_from_timeline
 from voiceivr.call.worker import CallWorker
 from voiceivr.dialplan.io import DtmfSpec
 from voiceivr.settings import CallSettings
-from voiceivr.testing.speech import EnergyVad, ToneStt
-
-WORDS = {700: "yes", 900: "check my balance", 1100: "okay", 1300: "no", 1500: "tell me about opening hours please"}
-LONG = " ".join(f"word{i}" for i in range(24))  # 24 words, about 4.3 s
-
-
-class Control:
-    def __init__(self) -> None:
-        self.hangups: list[str] = []
-        self.transfers: list[str] = []
-
-    def hangup(self, reason: str = "normal") -> None:
-        self.hangups.append(reason)
-
-    def transfer(self, target: str) -> None:
-        self.transfers.append(target)
-
-
-def make_session(brain: ScriptedBrain, vad: EnergyVad | None = None,
-                 **call: object) -> tuple[CallSession, WordTts, ToneStt, Control]:
-    tts, stt, control = WordTts(), ToneStt(WORDS), Control()
-    settings = dataclasses.replace(CallSettings(), **call)  # type: ignore[arg-type]
-    session = CallSession(
-        call_id="test-call",
-        media=MediaChannel(RATE),
-        brain=brain,
-        vad=vad or EnergyVad(),
-        stt=stt,
-        tts=tts,
-        settings=settings,
-        control=control,
-        stats=StageStats(),
-    )
-    return session, tts, stt, control
-
-
-def say(text: str, kind: type[ev.Prompt] = ev.Reply, pid: int = 0) -> ev.Prompt:
-    return kind(0.0, prompt_id=pid, text=text)
+from voiceivr.testing.speech import EnergyVad
 
 
 def events(session: CallSession, kind: type[ev.Event]) -> list:  # type: ignore[type-arg]
@@ -163,19 +126,8 @@ def test_the_recogniser_hears_only_speech() -> None:
 # ------------------------------------------------------------------------------------------ barge-in
 
 
-def _barge_in_run(echo: EchoPath | None = None, **call: object) -> tuple[CallSession, ScriptedBrain, WordTts,
-                                                                          DriveResult]:
-    brain = ScriptedBrain(
-        greeting=[say(LONG, pid=1), say("and then this follows", pid=2), b.Listen()],
-        replies=[[say("sure", pid=3)]],
-    )
-    session, tts, _, _ = make_session(brain, **call)
-    audio = caller_audio([(1.5, 2.4, 1500)], total_s=3.5)
-    return session, brain, tts, drive(session, audio, echo=echo, tail_s=2.0)
-
-
 def test_barge_in_stops_audio_within_one_frame_and_records_what_was_heard() -> None:
-    session, brain, tts, result = _barge_in_run()
+    session, brain, tts, result = barge_in_run()
     (barge,) = events(session, ev.BargeIn)
     assert barge.prompt_id == 1
     assert barge.onset == pytest.approx(1.5, abs=0.03)
@@ -276,7 +228,7 @@ def test_without_echo_suppression_the_echo_would_interrupt() -> None:
 
 @pytest.mark.parametrize(("gain_db", "delay_ms"), [(-6, 20), (-12, 60), (-18, 150), (-10, 300)])
 def test_speech_over_echo_still_barges_in(gain_db: float, delay_ms: float) -> None:
-    session, brain, _, _ = _barge_in_run(echo=EchoPath(gain_db=gain_db, delay_ms=delay_ms))
+    session, brain, _, _ = barge_in_run(echo=EchoPath(gain_db=gain_db, delay_ms=delay_ms))
     (barge,) = events(session, ev.BargeIn)
     assert barge.onset == pytest.approx(1.5, abs=0.06)
     assert barge.t - 1.5 <= 0.25
@@ -301,7 +253,7 @@ def test_a_click_over_a_prompt_only_pauses_it() -> None:
 
 @pytest.mark.parametrize("mode", ["vad", "off"])
 def test_hold_modes(mode: str) -> None:
-    session, *_ = _barge_in_run(barge_in_hold=mode)
+    session, *_ = barge_in_run(barge_in_hold=mode)
     (barge,) = events(session, ev.BargeIn)
     held = [e for e in events(session, ev.Note) if e.kind == "prompt.held"]
     if mode == "off":
@@ -330,7 +282,7 @@ def test_backchannel_ignored_when_configured() -> None:
 
 
 def test_backchannel_ignore_mode_still_yields_to_real_speech() -> None:
-    session, brain, _, _ = _barge_in_run(backchannel="ignore")
+    session, brain, _, _ = barge_in_run(backchannel="ignore")
     (barge,) = events(session, ev.BargeIn)
     assert barge.t - barge.onset <= 0.65  # waits backchannel_max_ms or a substantive word, not longer
     assert brain.inputs(b.Utterance)[0].text == "tell me about opening hours please"
@@ -534,7 +486,7 @@ def test_budget_breaches_are_on_the_timeline_without_content(caplog: pytest.LogC
 
 def test_two_runs_give_the_same_timeline() -> None:
     def run() -> list[dict]:  # type: ignore[type-arg]
-        session, *_ = _barge_in_run(echo=EchoPath())
+        session, *_ = barge_in_run(echo=EchoPath())
         return [e.to_dict() for e in session.timeline]
 
     assert run() == run()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.speech_fixtures import AUDIO, entries
+from tests.support.speech_fixtures import AUDIO, entries
 from voiceivr.audio.wav import read_wav
 from voiceivr.cli import cli
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.fakes import ScriptedBrain
-from tests.speech_fixtures import entries, grammar_phrases, pcm
+from tests.support.fakes import ScriptedBrain
+from tests.support.speech_fixtures import entries, grammar_phrases, pcm
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
 from voiceivr.call.driver import drive

@@ -9,7 +9,7 @@ import urllib.request
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from tests.test_session import _barge_in_run
+from tests.support.session import barge_in_run
 from voiceivr import metrics
 from voiceivr.call.store import CallStore, turns_from_timeline
 from voiceivr.cli import cli
@@ -18,7 +18,7 @@ from voiceivr.stats import compute_stats, parse_when
 
 
 def _store_one(engine: sa.Engine, call_id: str, started: dt.datetime) -> None:
-    session, *_ = _barge_in_run()
+    session, *_ = barge_in_run()
     store = CallStore(engine, node="test-node")
     store.call_started(call_id, source="test", started_at=started)
     summary = session.summary()
@@ -26,7 +26,7 @@ def _store_one(engine: sa.Engine, call_id: str, started: dt.datetime) -> None:
 
 
 def test_turns_come_from_the_timeline() -> None:
-    session, *_ = _barge_in_run()
+    session, *_ = barge_in_run()
     turns = turns_from_timeline(session.timeline)
     assert len(turns) == 1
     (turn,) = turns
@@ -78,8 +78,8 @@ def test_parse_when() -> None:
     assert parse_when("2026-11-24T08:30", now) == dt.datetime(2026, 11, 24, 8, 30, tzinfo=dt.UTC)
 
 
-def test_metrics_endpoint_serves_stage_histograms() -> None:
-    session, *_ = _barge_in_run()
+def test_metrics_endpoint_serves_stage_histograms(metrics_server: None) -> None:
+    session, *_ = barge_in_run()
     summary = session.summary()
     metrics.observe_call(summary, [0.1])
     port = metrics.serve(0)

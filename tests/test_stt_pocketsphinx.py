@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.speech_fixtures import entries, frames, grammar_phrases, pcm
+from tests.support.speech_fixtures import entries, frames, grammar_phrases, pcm
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.loader import load_file

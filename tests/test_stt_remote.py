@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.speech_fixtures import entries, frames, grammar_phrases
+from tests.support.speech_fixtures import entries, frames, grammar_phrases
 from voiceivr.settings import Settings
 from voiceivr.speech.stt.grammar import GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine

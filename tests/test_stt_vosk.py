@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.speech_fixtures import entries, frames
+from tests.support.speech_fixtures import entries, frames
 from voiceivr.speech.stt.grammar import GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import SttModelError
 from voiceivr.speech.stt.vosk_stt import VoskEngine

@@ -75,7 +75,7 @@ def test_load_handler_errors_are_clear() -> None:
         load_handler("voiceivr.settings:Nope", settings)
     with pytest.raises(ConfigError, match="no start"):
         load_handler("voiceivr.settings:SipSettings", settings)
-    handler = load_handler("tests.sip_handlers:ScriptedIvr", settings)
+    handler = load_handler("tests.sip.sip_handlers:ScriptedIvr", settings)
     assert callable(handler.start)
 
 

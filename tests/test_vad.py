@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.speech_fixtures import entries, frames, pcm
+from tests.support.speech_fixtures import entries, frames, pcm
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.audio.resample import resample
 from voiceivr.errors import VoiceivrError

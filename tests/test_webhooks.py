@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy.engine import Engine
 
-from tests.http_backend import closed_port, fault_backend
+from tests.support.http_backend import closed_port, fault_backend
 from voiceivr import metrics
 from voiceivr.actions.backends import DEFAULT_FAILURE, BackendsInvalid, parse_backends
 from voiceivr.actions.catalog import plugin_registry

@@ -17,8 +17,8 @@ import pyotp
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from voiceivr.actions.effects import RunnerRegistry
 from voiceivr.actions.registry import ActionRegistry
-from voiceivr.actions.runner import RunnerRegistry
 from voiceivr.audit.config import bind, release, scratch_config
 from voiceivr.call.handler import MediaAddress
 from voiceivr.db import migrate

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
-from tests.sip_handlers import tone
+from tests.sip import siptools
+from tests.sip.sip_handlers import tone
 
 pytestmark = pytest.mark.slow
 

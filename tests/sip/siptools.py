@@ -1,7 +1,7 @@
 """Helpers for the SIP tests: free ports, raw SIP over UDP, and running voiceivr/pjsua2 in subprocesses.
 
 Every pjsua2 endpoint runs in a process of its own (``voiceivr serve`` and its workers, ``voiceivr call``,
-``tests/sip_peer.py``, ``tests/sip_multicall.py``); the test process itself never loads pjsua2.
+``tests/sip/sip_peer.py``, ``tests/sip/sip_multicall.py``); the test process itself never loads pjsua2.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = ROOT / "tests"
+ROOT = Path(__file__).resolve().parents[2]
+# The caller scripts run as subprocesses (sip_peer.py, sip_multicall.py, sip_script_caller.py) live next to this file.
+SIP_SCRIPTS = Path(__file__).resolve().parent
 PY = sys.executable
 
 
@@ -35,12 +36,12 @@ def free_udp_port() -> int:
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEIVR_") or k.startswith("VOICEIVR_TEST")}
     # This tree first; then whatever the suite put there (the stand-in of setup.cfg's entry points, if the
-    # installed ones are stale: tests/entrypoints.py).
+    # installed ones are stale: tests/support/entrypoints.py).
     inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
     env.update({
         "PYTHONPATH": os.pathsep.join([str(ROOT), *inherited]),
         "VOICEIVR_PATHS_VAR_DIR": str(tmp / "var"),
-        "VOICEIVR_SIP_HANDLER": "tests.sip_handlers:ScriptedIvr",
+        "VOICEIVR_SIP_HANDLER": "tests.sip.sip_handlers:ScriptedIvr",
         "VIVR_TEST_OUT": str(tmp / "calls"),
         "VOICEIVR_CONFIG": str(tmp / "none.toml"),
         # Names in test messages (example.com...) must never reach a real resolver.
@@ -185,7 +186,7 @@ class Served:
         return self.proc.poll() is None and self.probe.options(self.port, 2.0) == 200
 
     def call_logs(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """Wait for ``n`` finished calls' handler logs (tests/sip_handlers.py writes them)."""
+        """Wait for ``n`` finished calls' handler logs (tests/sip/sip_handlers.py writes them)."""
         deadline = time.monotonic() + timeout
         while True:
             files = sorted(self.calls_dir.glob("*.json")) if self.calls_dir.exists() else []
@@ -251,11 +252,11 @@ def run_json_lines(cmd: list[str], env: dict[str, str], timeout: float) -> list[
 
 
 def peer(spec: dict[str, Any], env: dict[str, str], timeout: float = 40.0) -> list[dict[str, Any]]:
-    return run_json_lines([PY, str(TESTS / "sip_peer.py"), json.dumps(spec)], env, timeout)
+    return run_json_lines([PY, str(SIP_SCRIPTS / "sip_peer.py"), json.dumps(spec)], env, timeout)
 
 
 def start_peer(spec: dict[str, Any], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([PY, str(TESTS / "sip_peer.py"), json.dumps(spec)], env=env, cwd=ROOT,
+    return subprocess.Popen([PY, str(SIP_SCRIPTS / "sip_peer.py"), json.dumps(spec)], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
 

@@ -18,7 +18,7 @@ from voiceivr.telephony.sipmsg import (
     split_list,
 )
 
-TORTURE = Path(__file__).resolve().parent.parent.parent / "shared" / "sip-torture"
+TORTURE = Path(__file__).resolve().parents[3] / "shared" / "sip-torture"
 if not TORTURE.exists():
     TORTURE = Path("/work/shared/sip-torture")
 

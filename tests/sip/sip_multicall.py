@@ -1,6 +1,6 @@
 """Test helper, run as its own process (one pjsua2 endpoint per process): place up to 4 calls at once.
 
-    python tests/sip_multicall.py URI COUNT SECONDS [DTMF] [ROUNDS]
+    python tests/sip/sip_multicall.py URI COUNT SECONDS [DTMF] [ROUNDS]
 
 Each call waits for the greeting, keys DTMF (if given), stays up SECONDS, then hangs up. With ROUNDS > 1
 the batch is repeated in the same process (pjsua2 reuses its call slots on both sides). $VIVR_MULTICALL_HOST

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,7 @@ def test_reused_call_slots_and_clean_exit_with_calls_up(tmp_path: Path) -> None:
         # 5 rounds of 4 concurrent calls from one caller process: every pjsua call slot (0-3) is reused on
         # both sides. Odd rounds end by the caller (after 0.6 s), even rounds by the IVR (key '#').
         for rounds, dtmf in ((3, ""), (2, "#")):
-            out = subprocess.run([siptools.PY, str(siptools.TESTS / "sip_multicall.py"),
+            out = subprocess.run([siptools.PY, str(siptools.SIP_SCRIPTS / "sip_multicall.py"),
                                   f"sip:ivr@127.0.0.1:{port}", "4", "0.6" if not dtmf else "6", dtmf, str(rounds)],
                                  env=env, cwd=siptools.ROOT, capture_output=True, timeout=90)
             reports = [json.loads(x) for x in out.stdout.decode().splitlines() if x.startswith("{")

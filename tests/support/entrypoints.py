@@ -7,7 +7,7 @@ voiceivr carrying this tree's entry points, and puts it first on ``sys.path`` an
 importlib.metadata takes the first distribution of a name it finds, so the plugin loader then sees exactly
 what setup.cfg declares. With an up-to-date install it does nothing.
 
-    python -m tests.entrypoints DIR   # the same for a shell: prints the directory to put first on PYTHONPATH
+    python -m tests.support.entrypoints DIR   # the same for a shell: prints the directory to put first on PYTHONPATH
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def declared() -> dict[str, dict[str, str]]:

@@ -12,7 +12,7 @@ import numpy as np
 from voiceivr.audio.frames import Frame, split_frames
 from voiceivr.audio.wav import read_wav
 
-AUDIO = Path(__file__).parent / "fixtures" / "audio"
+AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 
 
 @cache

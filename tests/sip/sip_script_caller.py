@@ -1,6 +1,6 @@
 """Test helper, run as its own process (one pjsua2 endpoint per process): one call through the real caller.
 
-    python tests/sip_script_caller.py '{"uri": "sip:ivr@127.0.0.1:5060", "duration": 5, "record": "heard.wav",
+    python tests/sip/sip_script_caller.py '{"uri": "sip:ivr@127.0.0.1:5060", "duration": 5, "record": "heard.wav",
         "transcribe": true, "steps": [["wait", 15], ["play", "phrase.wav"], ["barge", "phrase.wav", 1.5],
         ["dtmf", "10000001#"], ["sms_code", {"base_url": ..., "sid": ..., "token": ..., "to": ...}, "#"],
         ["pause", 1], ["hangup"]]}'

@@ -1,6 +1,6 @@
 """Test helper, run as its own process: one SIP call driven by a list of steps (JSON on argv).
 
-    python tests/sip_peer.py '{"uri": "sip:ivr@127.0.0.1:5060", "headers": {...}, "accept_refer": false,
+    python tests/sip/sip_peer.py '{"uri": "sip:ivr@127.0.0.1:5060", "headers": {...}, "accept_refer": false,
                                "steps": [["wait_prompt", 3], ["dtmf", "12", "rfc4733"], ["reinvite"],
                                          ["sleep", 1], ["hangup"]]}'
 

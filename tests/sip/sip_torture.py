@@ -21,9 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.siptools import UdpProbe, status_of
+from tests.sip.siptools import UdpProbe, status_of
 
-TORTURE_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "sip-torture"
+TORTURE_DIR = Path(__file__).resolve().parents[3] / "shared" / "sip-torture"
 TCP_VIA = re.compile(rb"^(?:Via|v)\s*:\s*SIP\s*/\s*2\.0\s*/\s*(TCP|TLS)", re.I | re.M)
 
 

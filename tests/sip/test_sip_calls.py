@@ -1,5 +1,5 @@
-"""Real calls over 127.0.0.1: `voiceivr serve` (one worker, no Kamailio) answered by tests/sip_handlers.py,
-called by `voiceivr call` and tests/sip_peer.py, each pjsua2 endpoint in its own process."""
+"""Real calls over 127.0.0.1: `voiceivr serve` (one worker, no Kamailio) answered by tests/sip/sip_handlers.py,
+called by `voiceivr call` and tests/sip/sip_peer.py, each pjsua2 endpoint in its own process."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests import siptools
-from tests.sip_handlers import tone
+from tests.sip import siptools
+from tests.sip.sip_handlers import tone
 
 pytestmark = pytest.mark.slow
 
@@ -186,7 +186,7 @@ def test_rtp_timeout_hangs_up(ivr: siptools.Served) -> None:
     proc = siptools.start_peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": [["wait_end", 30]]}, ivr.env)
     try:
         answered = siptools.read_json_line(proc, 10)
-        time.sleep(0.5)
+        time.sleep(0.5)  # part of the scenario: half a second of RTP both ways, then the caller goes silent
         os.kill(proc.pid, signal.SIGSTOP)  # no RTP (and no SIP) from the caller any more
         doc, _ = recording_for(ivr, answered["sip_call_id"], timeout=10)
     finally:
@@ -202,8 +202,8 @@ def test_rtp_timeout_hangs_up(ivr: siptools.Served) -> None:
 def test_caller_says_text_and_transcribes_what_it_heard(ivr: siptools.Served) -> None:
     result = siptools.voiceivr_call(
         [f"sip:ivr@127.0.0.1:{ivr.port}", "--wait-prompt", "3", "--say", "one two three", "--dtmf", "5",
-         "--duration", "3", "--tts", "tests.sip_handlers:fake_tts", "--transcribe", "--stt",
-         "tests.sip_handlers:fake_stt", "--json"], ivr.env)
+         "--duration", "3", "--tts", "tests.sip.sip_handlers:fake_tts", "--transcribe", "--stt",
+         "tests.sip.sip_handlers:fake_stt", "--json"], ivr.env)
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(result.stdout)
     assert report["played"][0]["what"] == "say: one two three"
@@ -219,7 +219,7 @@ def speaking_ivr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[siptools.
     from voiceivr.audio.wav import read_wav, write_wav
 
     tmp = tmp_path_factory.mktemp("speaking")
-    phrase = Path(__file__).parent / "fixtures" / "audio" / "phrases" / "check_balance__espeak-us__tel.wav"
+    phrase = siptools.ROOT / "tests" / "fixtures" / "audio" / "phrases" / "check_balance__espeak-us__tel.wav"
     write_wav(tmp / "prompt.wav", read_wav(phrase).mono(), 8000)  # PCM: the test handler reads it with `wave`
     with siptools.serve(tmp, VIVR_TEST_PROMPT=str(tmp / "prompt.wav")) as served:
         yield served

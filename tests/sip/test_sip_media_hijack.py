@@ -1,6 +1,6 @@
 """Media hijack (issue 13, item 1), over real SIP on 127.0.0.1: a second sender on the network injects RTP into
-a live call. The stranger is :class:`tests.sip_rtp.Stranger`; the caller a phone made of plain sockets
-(:class:`tests.sip_rtp.RawCaller`: no ``a=ssrc`` in its SDP, as many phones send it, so pjmedia takes anyone's
+a live call. The stranger is :class:`tests.sip.sip_rtp.Stranger`; the caller a phone made of plain sockets
+(:class:`tests.sip.sip_rtp.RawCaller`: no ``a=ssrc`` in its SDP, as many phones send it, so pjmedia takes anyone's
 stream after ten packets).
 
 Before the fix the stranger's "1" chose the logged-in caller's checking account: ``get_balance`` ran as her,
@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from tests import siptools
-from tests.sip_rtp import RawCaller, Stranger
+from tests.sip import siptools
+from tests.sip.sip_rtp import RawCaller, Stranger
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_a_stranger_can_neither_key_into_a_logged_in_call_nor_hear_it(tmp_path: 
             log_in_and_ask_for_a_balance(caller, db)
             assert caller.remote_rtp is not None
             heard = stranger.inject(caller.remote_rtp, "1", hold_s=2.0)  # "1": checking, keyed by the stranger
-            time.sleep(1.0)
+            time.sleep(1.0)  # the time the stranger's digit gets to do harm: a wait for nothing to happen
             runs_after_stranger, _ = call_rows(db, caller.call_id)
 
             caller.key("1")  # the caller's own "1": her balance
@@ -143,7 +143,7 @@ def test_with_the_lock_off_a_source_switch_drops_the_login_and_is_audited(tmp_pa
             log_in_and_ask_for_a_balance(caller, db)
             assert caller.remote_rtp is not None
             stranger.inject(caller.remote_rtp, "1", hold_s=2.0)
-            time.sleep(1.0)
+            time.sleep(1.0)  # a second of the stranger's stream while the call is up: that is the scenario
             assert caller.hang_up()
         finally:
             caller.close()
@@ -164,7 +164,7 @@ def test_with_the_lock_off_a_source_switch_drops_the_login_and_is_audited(tmp_pa
 
 @pytest.fixture(scope="module")
 def ivr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[siptools.Served]:
-    """`voiceivr serve` answered by tests/sip_handlers.py (a prompt, a beep per digit, a log of events)."""
+    """`voiceivr serve` answered by tests/sip/sip_handlers.py (a prompt, a beep per digit, a log of events)."""
     with siptools.serve(tmp_path_factory.mktemp("ivr"), **rtp_range()) as served:
         yield served
 
@@ -179,12 +179,12 @@ def test_a_caller_behind_a_nat_is_latched_at_once_and_then_locked(ivr: siptools.
         assert caller.wait_prompt(5)
         caller.key("12")
         caller.keyed()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the call goes on with the latched caller (the beeps play) before the stranger comes
         assert caller.remote_rtp is not None
         heard = stranger.inject(caller.remote_rtp, "7", hold_s=1.0)
         caller.key("3")
         caller.keyed()
-        time.sleep(0.5)
+        time.sleep(0.5)  # the last beep plays to the caller before the hang-up (its frames are counted below)
         assert caller.hang_up()
     finally:
         caller.close()

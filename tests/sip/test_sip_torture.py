@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import sip_torture, siptools
+from tests.sip import sip_torture, siptools
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Call handlers for the SIP edge's tests. NOT the product: the real call session lives in voiceivr/call/.
 
-``voiceivr serve`` loads them with ``VOICEIVR_SIP_HANDLER=tests.sip_handlers:ScriptedIvr`` (the repository
+``voiceivr serve`` loads them with ``VOICEIVR_SIP_HANDLER=tests.sip.sip_handlers:ScriptedIvr`` (the repository
 root on ``PYTHONPATH``).
 What each call did is written to ``$VIVR_TEST_OUT/<call_id>.json`` for the test (another process) to read.
 
@@ -180,14 +180,14 @@ class BrokenHandler:
 
 
 def fake_tts(settings: Settings) -> Any:
-    """`voiceivr call --tts tests.sip_handlers:fake_tts`: one 300 Hz tone per word (tests/fakes.py)."""
-    from tests.fakes import WordTts
+    """`voiceivr call --tts tests.sip.sip_handlers:fake_tts`: one 300 Hz tone per word (tests/support/fakes.py)."""
+    from tests.support.fakes import WordTts
 
     return WordTts()
 
 
 def fake_stt(settings: Settings) -> Any:
-    """`voiceivr call --stt tests.sip_handlers:fake_stt`: hears ScriptedIvr's 880 Hz beep as "beep"."""
+    """`voiceivr call --stt tests.sip.sip_handlers:fake_stt`: hears ScriptedIvr's 880 Hz beep as "beep"."""
     from voiceivr.testing.speech import ToneStt
 
     return ToneStt({880: "beep"})

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests import siptools
+from tests.sip import siptools
+from tests.support.wait import wait_until
 from voiceivr.telephony.kamailio import module_dir
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,11 @@ def test_register_to_a_trunk_with_digest_auth(tmp_path: Path) -> None:
                                       "-w", str(tmp_path / "run"), "-P", str(tmp_path / "k.pid")],
                                      stdout=log, stderr=subprocess.STDOUT)
     try:
-        time.sleep(1.0)
+        probe = siptools.UdpProbe()
+        try:  # the registrar answers anything but REGISTER with 404 once it listens
+            wait_until(lambda: probe.options(reg_port, 0.2) == 404, timeout=1.0)
+        finally:
+            probe.close()
         env = {"VOICEIVR_SIP_REGISTER_URI": f"sip:127.0.0.1:{reg_port}",
                "VOICEIVR_SIP_REGISTER_AOR": "sip:trunkuser@127.0.0.1",
                "VOICEIVR_SIP_REGISTER_USER": "trunkuser", "VOICEIVR_SIP_REGISTER_PASSWORD": "s3cret",
@@ -128,7 +133,7 @@ def test_full_worker_answers_503_with_retry_after_and_broken_handler_is_containe
         finally:
             siptools.finish_peer(first, 20)
 
-    with siptools.serve(tmp_path / "broken", VOICEIVR_SIP_HANDLER="tests.sip_handlers:BrokenHandler") as ivr:
+    with siptools.serve(tmp_path / "broken", VOICEIVR_SIP_HANDLER="tests.sip.sip_handlers:BrokenHandler") as ivr:
         for _ in range(2):
             out = siptools.peer({"uri": f"sip:ivr@127.0.0.1:{ivr.port}", "steps": [["wait_end", 5]]}, ivr.env)
             assert out[-1]["by"] == "far end"  # answered, then hung up by the edge

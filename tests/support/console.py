@@ -4,6 +4,7 @@ migrated database with the demo bank's dialplan published and one admin per role
 from __future__ import annotations
 
 import dataclasses
+import re
 import socket
 import threading
 import time
@@ -12,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 import uvicorn
 from sqlalchemy.engine import Engine
 
@@ -21,7 +23,7 @@ from voiceivr.console.web import make_app
 from voiceivr.dialplan.store import publish
 from voiceivr.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BANK = (ROOT / "dialplans" / "bank.yaml").read_text()
 PASSWORDS = {"pat": "publisher-password-1", "eddie": "editor-password-12", "vera": "viewer-password-12"}
 ROLES = {"pat": "publisher", "eddie": "editor", "vera": "viewer"}
@@ -94,3 +96,21 @@ def recorded_calls(root: Path, count: int) -> list[str]:
         os.utime(day / f"{call_id}.json", (1_800_000_000 + n, 1_800_000_000 + n))
         ids.append(call_id)
     return ids
+
+
+def login_token(s: requests.Session, url: str) -> str:
+    page = s.get(f"{url}/login")
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def sign_in(url: str, name: str, password: str | None = None) -> tuple[requests.Session, requests.Response]:
+    s = requests.Session()
+    token = login_token(s, url)
+    r = s.post(f"{url}/login", data={"csrf": token, "name": name, "password": password or PASSWORDS[name]},
+               allow_redirects=False)
+    return s, r
+
+
+def page_csrf(s: requests.Session, url: str) -> str:
+    page = s.get(f"{url}/dialplans/bank")
+    return re.search(r'name="csrf" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
