@@ -44,7 +44,7 @@ def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptools.Se
     tmp = tmp_path_factory.mktemp("bank")
     with FakeTwilio() as sms:
         env_extra = {
-            "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+            "VOICEIVR_SIP_HANDLER": "voiceivr.live:handler_factory",
             "VOICEIVR_PLUGINS_ENABLED": "demo",  # the demo bank, live, as scripts/serve runs it
             "VOICEIVR_DIALPLAN_LIVE_NAME": "bank",
             "VOICEIVR_POLICY_TWILIO_ACCOUNT_SID": sms.account_sid,
@@ -218,7 +218,7 @@ def http_bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[siptoo
     try:
         with FakeTwilio() as sms:
             env_extra = {
-                "VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory",
+                "VOICEIVR_SIP_HANDLER": "voiceivr.live:handler_factory",
                 "VOICEIVR_PLUGINS_ENABLED": "",
                 "VOICEIVR_PLUGINS_BACKENDS": str(backends),
                 "VOICEIVR_DEMO_BACKEND_SECRET": secret,

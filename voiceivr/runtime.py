@@ -1,7 +1,8 @@
 """Wiring: everything the calls of one process share, and how one call's session is put together.
 
 It sits on the top floor with ``cli.py`` and ``replay.py`` and imports down (call, dialplan, policy, actions,
-speech, db); nothing below imports it but ``voiceivr.call.live``, the default ``sip.handler``.
+speech, db); nothing below imports it. ``voiceivr.live`` (the default ``sip.handler``, wiring too) builds one per
+SIP worker.
 
 A :class:`CallRuntime` is built once per process (a SIP worker, ``voiceivr replay``, a benchmark): the
 speech engines (one model each, shared), the action registry, the dialplan (the live published version, or

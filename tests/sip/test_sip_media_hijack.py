@@ -53,7 +53,7 @@ def recording(ivr: siptools.Served, sip_call_id: str, timeout: float = 10.0) -> 
 @contextmanager
 def bank_ivr(tmp: Path, pg_url: str, **extra: str) -> Iterator[tuple[siptools.Served, sa.Engine]]:
     """`voiceivr serve` with the real call session (dialplans/bank.yaml, the safe path) on PostgreSQL."""
-    env_extra = {"VOICEIVR_SIP_HANDLER": "voiceivr.call.live:handler_factory", "VOICEIVR_DATABASE_URL": pg_url,
+    env_extra = {"VOICEIVR_SIP_HANDLER": "voiceivr.live:handler_factory", "VOICEIVR_DATABASE_URL": pg_url,
                  "VOICEIVR_PLUGINS_ENABLED": "demo", "VOICEIVR_DIALPLAN_LIVE_NAME": "bank", **rtp_range(), **extra}
     env = siptools.base_env(tmp, **env_extra)
     for args in (["db", "upgrade"], ["demo", "seed"], ["dialplan", "publish", "dialplans/bank.yaml"]):

@@ -27,7 +27,7 @@ class SipSettings:
         min=0, max=65535,
     )
     handler: str = setting(
-        "voiceivr.call.live:handler_factory",
+        "voiceivr.live:handler_factory",
         "The call session: `package.module:factory`, called once per worker with the settings; it returns the "
         "CallHandler that runs each call (voiceivr/call/handler.py).",
     )

@@ -56,6 +56,10 @@ def load_factory(spec: str, setting_name: str, settings: Settings) -> Any:
     return resolve_factory(spec, setting_name)(settings)
 
 
+# Handler factories that moved: a voiceivr.toml written for an earlier release still names the old place.
+MOVED_HANDLERS = {"voiceivr.call.live:handler_factory": "voiceivr.live:handler_factory"}
+
+
 def check_handler(spec: str, settings: Settings) -> None:
     """What `voiceivr serve` checks once before starting workers: the handler factory imports, and its
     ``preflight(settings)`` (if it has one) finds what the handler needs, without building the handler."""
@@ -64,7 +68,7 @@ def check_handler(spec: str, settings: Settings) -> None:
             "sip.handler is not set: no call session to run the calls",
             hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
         )
-    factory = resolve_factory(spec, "sip.handler")
+    factory = resolve_factory(MOVED_HANDLERS.get(spec, spec), "sip.handler")
     preflight = getattr(factory, "preflight", None)
     if callable(preflight):
         preflight(settings)
@@ -77,7 +81,7 @@ def load_handler(spec: str, settings: Settings) -> CallHandler:
             "sip.handler is not set: no call session to run the calls",
             hint="set VOICEIVR_SIP_HANDLER (or [sip] handler in voiceivr.toml) to package.module:factory",
         )
-    handler = load_factory(spec, "sip.handler", settings)
+    handler = load_factory(MOVED_HANDLERS.get(spec, spec), "sip.handler", settings)
     if not callable(getattr(handler, "start", None)):
         raise ConfigError(f"sip.handler = {spec!r}: it returned {type(handler).__name__}, "
                           "which has no start(info, media, control)")

@@ -1,6 +1,6 @@
 """The call session as the SIP edge's call handler: what ``voiceivr serve`` answers calls with.
 
-``sip.handler = "voiceivr.call.live:handler_factory"`` (the default). Each worker process builds one
+``sip.handler = "voiceivr.live:handler_factory"`` (the default). Each worker process builds one
 :class:`SessionHandler`: the shared :class:`~voiceivr.runtime.CallRuntime` (speech engines, the live
 dialplan, the safe path, the call store), with the recogniser in separate processes so its GIL never stalls
 the media of the worker's calls (docs/speech.md). For each answered call the edge calls :meth:`start` on its
