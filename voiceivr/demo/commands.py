@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from voiceivr.app import AppContext, pass_app
+from voiceivr.cli.app import AppContext, pass_app
 
 
 @click.group()

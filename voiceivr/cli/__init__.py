@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voiceivr import __version__, logs
-from voiceivr.app import AppContext, pass_app
+from voiceivr.cli.app import AppContext, pass_app
 from voiceivr.errors import VoiceivrError
 
 
@@ -30,7 +30,7 @@ class VoiceivrGroup(click.Group):
     the enabled plugins (entry point group ``voiceivr.commands``) as ``voiceivr <plugin> ...``."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from voiceivr.plugin_commands import mounted_names
+        from voiceivr.cli.plugins import mounted_names
 
         return sorted({*super().list_commands(ctx), *mounted_names(set(self.commands))})
 
@@ -38,7 +38,7 @@ class VoiceivrGroup(click.Group):
         command = super().get_command(ctx, cmd_name)
         if command is not None:
             return command
-        from voiceivr.plugin_commands import plugin_command
+        from voiceivr.cli.plugins import plugin_command
 
         return plugin_command(cmd_name)
 
@@ -109,17 +109,17 @@ def config_show(app: AppContext, docs: bool) -> None:
 
 
 def _register() -> None:
-    from voiceivr.actions.commands import backend
-    from voiceivr.audit.commands import AFTER_DB_UPGRADE, audit
-    from voiceivr.console.commands import console
-    from voiceivr.db.commands import after_upgrade, db
-    from voiceivr.dialplan.commands import dialplan
-    from voiceivr.plugin_commands import plugins
-    from voiceivr.policy.commands import flags, sms
-    from voiceivr.replay import replay
-    from voiceivr.speech.commands import speak, transcribe
-    from voiceivr.stats import stats
-    from voiceivr.telephony.commands import call, serve, serve_worker
+    from voiceivr.cli.actions import backend
+    from voiceivr.cli.audit import AFTER_DB_UPGRADE, audit
+    from voiceivr.cli.console import console
+    from voiceivr.cli.db import after_upgrade, db
+    from voiceivr.cli.dialplan import dialplan
+    from voiceivr.cli.plugins import plugins
+    from voiceivr.cli.policy import flags, sms
+    from voiceivr.cli.replay import replay
+    from voiceivr.cli.speech import speak, transcribe
+    from voiceivr.cli.stats import stats
+    from voiceivr.cli.telephony import call, serve, serve_worker
 
     cli.add_command(db)
     after_upgrade.extend(AFTER_DB_UPGRADE)  # db sits below audit: the audit trail's steps after an upgrade
