@@ -1,6 +1,6 @@
 """Wiring: everything the calls of one process share, and how one call's session is put together.
 
-It sits on the top floor with ``cli.py`` and ``replay.py`` and imports down (call, dialplan, policy, actions,
+It sits on the top floor with ``cli/`` and ``replay.py`` and imports down (call, dialplan, policy, actions,
 speech, db); nothing below imports it. ``voiceivr.live`` (the default ``sip.handler``, wiring too) builds one per
 SIP worker.
 

@@ -1,7 +1,7 @@
 """The ``voiceivr`` command.
 
-Each area keeps its commands beside its code (``voiceivr/<area>/commands.py``) and registers them here; the
-enabled plugins add theirs (``voiceivr <plugin> ...``, :mod:`voiceivr.plugin_commands`).
+Each area's commands are a module of this package (``voiceivr/cli/<area>.py``), registered here; the
+enabled plugins add theirs (``voiceivr <plugin> ...``, :mod:`voiceivr.cli.plugins`).
 Errors an operator can meet (bad settings, database down, broken dialplan) print one line saying what is
 wrong and, on the next, what to do; the exit code is non-zero; there is no traceback.
 """

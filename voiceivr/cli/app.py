@@ -1,9 +1,9 @@
 """What every command shares: settings and the database engine, built on first use.
 
-Wiring, like ``cli.py`` and ``runtime.py``: it imports down into ``voiceivr.db`` (the engine, the schema check)
-and ``voiceivr.audit`` (this process's audit keys), and only when a command first asks for the engine. The
-bottom floor (settings, errors, logs, metrics, bounds) never imports it; each area's ``commands.py`` (the
-CLI beside its code, registered by ``cli.py``) does.
+Wiring, like the rest of ``voiceivr/cli/`` and ``runtime.py``: it imports down into ``voiceivr.db`` (the engine, the
+schema check) and ``voiceivr.audit`` (this process's audit keys), and only when a command first asks for the engine.
+The bottom floor (settings, errors, logs, metrics, bounds) never imports it; each area's commands
+(``voiceivr/cli/<area>.py``, registered by ``voiceivr/cli/__init__.py``) and plugins' commands do.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def export(app: AppContext, fmt: str, since_seq: int, output: TextIO) -> None:
         output.write(json.dumps(r.as_dict(), ensure_ascii=False, sort_keys=True) + "\n")
 
 
-# --- after `voiceivr db upgrade` (the wiring hands these to voiceivr.db.commands.after_upgrade) ---------------
+# --- after `voiceivr db upgrade` (the wiring hands these to voiceivr.cli.db.after_upgrade) ---------------
 
 
 def _make_audit_key_note(engine: Engine) -> str | None:

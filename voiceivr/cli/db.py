@@ -13,7 +13,7 @@ from voiceivr.db.engine import check_connection, redacted
 from voiceivr.db.roles import create_app_role, refresh_grants_if_role_exists
 
 # Steps run after every `voiceivr db upgrade`, in order: each gets the engine and returns a line to print (or
-# None). The wiring (voiceivr/cli.py) adds the audit trail's (voiceivr.audit.commands.AFTER_DB_UPGRADE): db sits
+# None). The wiring (voiceivr/cli/__init__.py) adds the audit trail's (voiceivr.cli.audit.AFTER_DB_UPGRADE): db sits
 # below audit and does not import it.
 AfterUpgrade = Callable[[Engine], str | None]
 after_upgrade: list[AfterUpgrade] = []
