@@ -137,6 +137,7 @@ def _run_stt(engine: object, files: list[str], grammar: list[str] | None, pace: 
 
 def bench_stt(quick: bool) -> list[tuple[str, str]]:
     from voiceivr.settings import Settings
+    from voiceivr.speech.registry import build_stt_in_process
     from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
     from voiceivr.speech.stt.remote import RemoteSttEngine
 
@@ -154,7 +155,7 @@ def bench_stt(quick: bool) -> list[tuple[str, str]]:
     rtfs, finals, _, _ = _run_stt(engine, long_files, None)
     rows.append(("pocketsphinx free speech (en-us LM): RTF median, final median",
                  f"{statistics.median(rtfs):.2f}, {1000 * statistics.median(finals):.0f} ms"))
-    remote = RemoteSttEngine(Settings(), workers=2)
+    remote = RemoteSttEngine(Settings(), workers=2, build=build_stt_in_process)
     try:
         subset = files[:8 if quick else 20]
         _, finals, right, total = _run_stt(remote, subset, grammar_phrases(), pace=0.005)
@@ -271,6 +272,7 @@ def bench_memory() -> list[tuple[str, str]]:
 
 def bench_gil(quick: bool) -> list[tuple[str, str, str, str]]:
     from voiceivr.settings import Settings
+    from voiceivr.speech.registry import build_stt_in_process
     from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
     from voiceivr.speech.stt.remote import RemoteSttEngine
     from voiceivr.speech.tts.espeak import EspeakEngine
@@ -292,7 +294,7 @@ def bench_gil(quick: bool) -> list[tuple[str, str, str, str]]:
     rows.append(gil_row("pocketsphinx grammar, in-process feed + finish", lambda: _run_stt(ps, files, grammar)))
     long_files = [e for e in entries("phrase", "tel") if e["intent"] == "long"][:2]
     rows.append(gil_row("pocketsphinx free speech, in-process", lambda: _run_stt(ps, long_files, None)))
-    remote = RemoteSttEngine(Settings(), workers=2)
+    remote = RemoteSttEngine(Settings(), workers=2, build=build_stt_in_process)
     try:
         rows.append(gil_row("pocketsphinx grammar via 2 worker processes", lambda: _run_stt(remote, files, grammar)))
     finally:

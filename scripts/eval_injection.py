@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from voiceivr.policy.injection import scan  # noqa: E402
+from voiceivr.injection import scan  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "injection"
 BEGIN, END = "<!-- eval_injection:begin -->", "<!-- eval_injection:end -->"

@@ -46,8 +46,8 @@ from voiceivr.demo.actions import registry as demo_registry  # noqa: E402
 from voiceivr.dialplan.engine import Conversation  # noqa: E402
 from voiceivr.dialplan.loader import load_file  # noqa: E402
 from voiceivr.dialplan.router import IntentRouter  # noqa: E402
+from voiceivr.injection import scan  # noqa: E402
 from voiceivr.policy.gate import SessionBinding  # noqa: E402
-from voiceivr.policy.injection import scan  # noqa: E402
 from voiceivr.policy.lowrisk import LowRiskOnlyGate  # noqa: E402
 from voiceivr.settings import Settings  # noqa: E402
 from voiceivr.speech import registry  # noqa: E402

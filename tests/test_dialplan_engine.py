@@ -20,8 +20,8 @@ from voiceivr.dialplan.loader import load_file
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, SimResult, run
+from voiceivr.injection import scan
 from voiceivr.policy.gate import Challenge, Channel, GateRefused
-from voiceivr.policy.injection import scan
 
 ROOT = Path(__file__).resolve().parents[1]
 TODAY = dt.date(2026, 11, 25)

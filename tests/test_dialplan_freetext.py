@@ -21,7 +21,7 @@ from voiceivr.dialplan.freetext import (
 from voiceivr.dialplan.loader import load_text
 from voiceivr.dialplan.router import IntentRouter
 from voiceivr.dialplan.simulate import SimInput, run
-from voiceivr.policy.injection import MAX_SCAN_CHARS
+from voiceivr.injection import MAX_SCAN_CHARS
 
 DATA = Path(__file__).parent / "data" / "injection"
 

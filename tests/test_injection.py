@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from voiceivr.policy.injection import CATEGORIES, scan, scan_fields
+from voiceivr.injection import CATEGORIES, scan, scan_fields
 
 DATA = Path(__file__).parent / "data" / "injection"
 
@@ -144,7 +144,7 @@ def _unbounded_gaps(items: object, inside_unbounded: bool = False) -> list[str]:
 def test_no_pattern_has_a_backtracking_gap() -> None:
     import re._parser
 
-    from voiceivr.policy.injection import RULES, Seq
+    from voiceivr.injection import RULES, Seq
 
     bad = []
     for cat, rules in RULES.items():
@@ -169,7 +169,7 @@ def _adversarial() -> list[tuple[str, str]]:
     """~100 kB texts that keep the rules busy: each rule's words repeated without its last piece (a phrase
     that starts a match again and again and never completes, the worst case of the gaps this module used to
     have), the same with every piece, and the reviewer's kind of runs of encodings and spelled letters."""
-    from voiceivr.policy import injection
+    from voiceivr import injection
 
     units: list[tuple[str, str]] = [
         ("lost phone (three gaps)", "lost phone so "), ("change the limit", "change the limit to so "),
@@ -214,7 +214,7 @@ def test_a_scan_of_100_kb_of_adversarial_text_takes_under_50_ms() -> None:
 
 
 def test_text_past_the_bound_is_flagged_and_its_beginning_still_read() -> None:
-    from voiceivr.policy.injection import MAX_SCAN_CHARS
+    from voiceivr.injection import MAX_SCAN_CHARS
 
     benign = "I'd like to check my balance please. "
     fits = (benign * (MAX_SCAN_CHARS // len(benign)))[:MAX_SCAN_CHARS]

@@ -16,7 +16,7 @@ import pytest
 
 from tests.support.talk import Talk
 from voiceivr.demo import actions as bank
-from voiceivr.policy.injection import scan
+from voiceivr.injection import scan
 from voiceivr.sim import abuse
 
 ROOT = Path(__file__).resolve().parents[1]

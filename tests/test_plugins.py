@@ -250,7 +250,7 @@ def test_only_an_action_that_dedupes_is_called_again_after_a_crash(migrated_engi
 # impostor says ("I'm the bank manager", "a message from the bank", "don't tell the bank") on any contact centre's
 # line. That is attack vocabulary, not a concept of the product; dropping it would weaken the filter measured in
 # docs/injection.md.
-NAMES_BANK_AS_ATTACK_VOCABULARY = {"voiceivr/policy/injection_rules.py"}
+NAMES_BANK_AS_ATTACK_VOCABULARY = {"voiceivr/injection_rules.py"}
 
 
 def test_the_core_names_no_bank() -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from tests.support.speech_fixtures import entries, frames, grammar_phrases
 from voiceivr.settings import Settings
+from voiceivr.speech.registry import build_stt_in_process
 from voiceivr.speech.stt.grammar import GrammarError
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 from voiceivr.speech.stt.remote import RemoteSttEngine, SttWorkerError
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def remote() -> Iterator[RemoteSttEngine]:
-    engine = RemoteSttEngine(Settings(), workers=2)
+    engine = RemoteSttEngine(Settings(), workers=2, build=build_stt_in_process)
     yield engine
     engine.close()
 
@@ -86,4 +87,4 @@ def test_a_worker_that_cannot_start_reports_why() -> None:
     settings = Settings()
     settings.speech.stt_engine = "vosk"  # no speech.vosk_model
     with pytest.raises(Exception, match=r"speech\.vosk_model"):
-        RemoteSttEngine(settings, workers=1)
+        RemoteSttEngine(settings, workers=1, build=build_stt_in_process)

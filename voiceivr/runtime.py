@@ -101,7 +101,7 @@ class CallRuntime:
     ) -> CallRuntime:
         """Engines from the ``speech`` settings; the safe path when there is a database (without one,
         high-risk actions are refused, never faked)."""
-        from voiceivr.policy.injection import scan
+        from voiceivr.injection import scan
         from voiceivr.speech.registry import build_prompt_cache, build_stt, build_tts, build_vad
 
         registry = plugin_registry(settings)

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from voiceivr import injection
 from voiceivr.audit.chain import AuditRecord, AuditTrail
 from voiceivr.dialplan.engine import Conversation, Listen, Step, TraceEvent, Utterance
-from voiceivr.policy import injection
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.sim import abuse
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from voiceivr import metrics
+from voiceivr import injection, metrics
 from voiceivr.actions.backends import ActionSpec, BackendsFile, BackendSpec
 from voiceivr.actions.registry import (
     Action,
@@ -45,7 +45,6 @@ from voiceivr.actions.registry import (
     Param,
     value_has_type,
 )
-from voiceivr.policy import injection
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ def binding_for(info: CallInfo) -> SessionBinding:
 
 
 def injection_categories(text: str) -> tuple[str, ...]:
-    from voiceivr.policy.injection import scan
+    from voiceivr.injection import scan
 
     return scan(text).categories
 

@@ -13,7 +13,7 @@ import re
 
 from voiceivr.actions.address import MAX_ADDRESS_CHARS, address_problem, canonical_address
 from voiceivr.dialplan.slots import NUMBER_WORDS, UNITS, Parsed, extract_text, parse_number_words
-from voiceivr.policy.injection import scan
+from voiceivr.injection import scan
 
 DEFAULT_TEXT_CHARS = 200  # about 35 words: a memo or a reason, not a speech
 DEFAULT_ADDRESS_CHARS = 120

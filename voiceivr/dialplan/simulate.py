@@ -15,8 +15,8 @@ from typing import Any, Literal
 from voiceivr.dialplan.engine import Conversation, ConversationOptions, Step, TraceEvent, Utterance
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
+from voiceivr.injection import scan
 from voiceivr.policy.gate import CallGate
-from voiceivr.policy.injection import scan
 
 InputKind = Literal["say", "dtmf", "no_input", "hangup"]
 

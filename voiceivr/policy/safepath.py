@@ -35,10 +35,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from voiceivr import injection
 from voiceivr.actions.effects import RunContext
 from voiceivr.actions.runner import ActionRunner
 from voiceivr.audit.chain import AuditTrail, canonical_json
-from voiceivr.policy import injection
 from voiceivr.policy.codes import BoundAction, Checked, CodeBook
 from voiceivr.policy.confirm import ConfirmRules, is_explicit_yes
 from voiceivr.policy.flags import PrincipalFlags

@@ -81,7 +81,7 @@ def build_stt(settings: Settings, *, workers: int | None = None) -> SttEngine:
         return _once("stt", settings, lambda: factory(settings))
     from voiceivr.speech.stt.remote import RemoteSttEngine
 
-    return _once(f"stt-remote-{n}", settings, lambda: RemoteSttEngine(settings, n))
+    return _once(f"stt-remote-{n}", settings, lambda: RemoteSttEngine(settings, n, build=build_stt_in_process))
 
 
 def build_tts(settings: Settings) -> TtsEngine:

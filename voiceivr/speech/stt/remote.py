@@ -22,7 +22,7 @@ import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -58,12 +58,10 @@ def _rebuild_error(kind: str, message: str, hint: str | None) -> VoiceivrError:
     return cls(message, hint=hint)
 
 
-def _worker_main(conn: Connection, settings: Settings) -> None:
+def _worker_main(conn: Connection, settings: Settings, build: Callable[[Settings], SttEngine]) -> None:
     """The worker process: build the engine, then serve open/feed/finish/cancel messages until told to stop."""
-    from voiceivr.speech.registry import build_stt_in_process
-
     try:
-        engine = build_stt_in_process(settings)
+        engine = build(settings)
     except BaseException as exc:
         conn.send(("fatal", *_error_message(exc)[1:]))
         return
@@ -109,7 +107,7 @@ class _Worker:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(
-            target=_worker_main, args=(child, engine.settings), name=f"voiceivr-stt-{index}", daemon=True
+            target=_worker_main, args=(child, engine.settings, engine.build), name=f"voiceivr-stt-{index}", daemon=True
         )
         self.process.start()
         child.close()
@@ -258,10 +256,14 @@ class RemoteStream(SttStream):
 
 
 class RemoteSttEngine(SttEngine):
-    def __init__(self, settings: Settings, workers: int) -> None:
+    """``workers`` processes, each running the recogniser that ``build`` makes from the settings (a module-level
+    function: the spawned process imports it by reference; the registry passes ``build_stt_in_process``)."""
+
+    def __init__(self, settings: Settings, workers: int, *, build: Callable[[Settings], SttEngine]) -> None:
         if workers < 1:
             raise ValueError("a remote recognizer needs at least one worker process")
         self.settings = settings
+        self.build = build
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._workers = [_Worker(self, i) for i in range(workers)]

@@ -1,4 +1,4 @@
-"""The injection filter's phrase rules, per category (:mod:`voiceivr.policy.injection` normalises text and
+"""The injection filter's phrase rules, per category (:mod:`voiceivr.injection` normalises text and
 applies them).
 
 Rules aim at commands to the agent ("ignore your instructions", "skip the code"), not at words ("system",

@@ -6,7 +6,7 @@ Two or three short words are joined when their sound key -- a rough phonetic ske
 sound, each run of vowels inside the word one mark, none at either end -- is the key of a word the injection
 rules care about. Only runs of several words are joined, never one word for another, and only into words
 with three or more consonant sounds: "in her" sounds like "ignore" to this key, so "ignore" is left to the
-broken-words check of :mod:`voiceivr.policy.injection`. The joined text is one more reading the rules are
+broken-words check of :mod:`voiceivr.injection`. The joined text is one more reading the rules are
 applied to; a rule must still match all of it, so "by pass the queue" stays harmless.
 """
 

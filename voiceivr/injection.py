@@ -1,6 +1,10 @@
 """Flagging instruction-like content in untrusted text: caller speech, slot values, tool results, CRM notes,
 SMS replies.
 
+It sits on the bottom floor (it imports nothing of voiceivr but its rules and sound-alike words) because every
+layer that takes in outside text scans it: the call (transcripts), the dialplan (slot values), the policy
+(the gate's evidence) and the actions (a webhook's reply). What a finding *means* is the policy's.
+
 The filter is a second line of defence. The first is that nothing here reads text for authority: policy,
 confirmation and codes are code paths that no transcript can reach. What the filter adds is that text that
 *looks like* an attempt to steer an agent cannot fill a slot of a high action (the gate refuses the request)
@@ -28,8 +32,8 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from voiceivr.policy.injection_rules import RULES, Rule, Seq
-from voiceivr.policy.soundalike import join_soundalikes
+from voiceivr.injection_rules import RULES, Rule, Seq
+from voiceivr.soundalike import join_soundalikes
 
 __all__ = ["CATEGORIES", "MAX_SCAN_CHARS", "RULES", "Findings", "Seq", "scan", "scan_fields"]
 
