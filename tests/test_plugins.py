@@ -171,7 +171,7 @@ def test_setup_cfg_declares_the_demo_as_installed() -> None:
     assert declared == {pl.ACTIONS: {"demo": "voiceivr.demo.actions:provide"},
                         pl.IDENTITY: {"demo": "voiceivr.demo.identity:provider"},
                         pl.SCHEMA: {"demo": "voiceivr.demo.models:SCHEMA"},
-                        pl.COMMANDS: {"demo": "voiceivr.demo.commands:demo"}}
+                        pl.COMMANDS: {"demo": "voiceivr.sim.abuse.commands:demo"}}
     assert {d.group: d.value for d in pl.declared() if d.name == "demo"} == {
         g: v["demo"] for g, v in declared.items()}
     for group in declared:
