@@ -519,7 +519,7 @@ def test_app_role_cannot_append_an_unkeyed_row(pg_url: str) -> None:
 
 WORKER = """
 import sys
-from voiceivr.cli.app import AppContext
+from voiceivr.app import AppContext
 from voiceivr.audit.chain import AuditTrail
 trail = AuditTrail(AppContext().ready_engine())
 for i in range(int(sys.argv[1])):

@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from voiceivr import __version__, logs
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.errors import VoiceivrError
 
 

@@ -12,9 +12,9 @@ import click
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from voiceivr.app import AppContext, pass_app
 from voiceivr.audit.chain import AuditTrail, canonical_time
 from voiceivr.audit.records import AuditRecord
-from voiceivr.cli.app import AppContext, pass_app
 from voiceivr.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 
 
 @click.group(invoke_without_command=True)

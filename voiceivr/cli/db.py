@@ -7,7 +7,7 @@ from collections.abc import Callable
 import click
 from sqlalchemy.engine import Engine
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.db import migrate
 from voiceivr.db.engine import check_connection, redacted
 from voiceivr.db.roles import create_app_role, refresh_grants_if_role_exists

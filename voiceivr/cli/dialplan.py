@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.dialplan.simulate import SimInput
 from voiceivr.errors import VoiceivrError
 

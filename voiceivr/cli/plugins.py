@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from voiceivr import plugins as pl
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings, load_settings
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import click
 
+from voiceivr.app import AppContext, pass_app
 from voiceivr.audio.wav import write_wav
 from voiceivr.call.budget import StageStats
 from voiceivr.call.driver import EchoPath
-from voiceivr.cli.app import AppContext, pass_app
 from voiceivr.clitypes import Finite
 from voiceivr.errors import VoiceivrError
 from voiceivr.replay import load_call, print_report, run_replay, scratch_database

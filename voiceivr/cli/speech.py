@@ -10,10 +10,10 @@ from pathlib import Path
 import click
 import numpy as np
 
+from voiceivr.app import AppContext, pass_app
 from voiceivr.audio.frames import split_frames
 from voiceivr.audio.resample import resample
 from voiceivr.audio.wav import read_wav, write_wav
-from voiceivr.cli.app import AppContext, pass_app
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
 

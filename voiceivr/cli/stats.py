@@ -7,7 +7,7 @@ import json
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.errors import VoiceivrError
 from voiceivr.stats import compute_stats, parse_when
 

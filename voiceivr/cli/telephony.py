@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.clitypes import Finite
 from voiceivr.errors import VoiceivrError
 

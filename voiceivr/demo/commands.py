@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 
 
 @click.group()

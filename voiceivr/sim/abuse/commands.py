@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from voiceivr.cli.app import AppContext, pass_app
+from voiceivr.app import AppContext, pass_app
 from voiceivr.demo.commands import demo
 
 __all__ = ["demo"]

@@ -1,6 +1,8 @@
 """What every command shares: settings and the database engine, built on first use.
 
-Wiring, like the rest of ``voiceivr/cli/`` and ``runtime.py``: it imports down into ``voiceivr.db`` (the engine, the
+Wiring, like ``voiceivr/cli/`` and ``runtime.py``, but a module of its own: the CLI's commands and the plugins' and
+harnesses' command groups (the demo's, the abuse simulation's) all take it, and the CLI names the harnesses, so
+it cannot live inside ``voiceivr/cli/`` without a circle. It imports down into ``voiceivr.db`` (the engine, the
 schema check) and ``voiceivr.audit`` (this process's audit keys), and only when a command first asks for the engine.
 The bottom floor (settings, errors, logs, metrics, bounds) never imports it; each area's commands
 (``voiceivr/cli/<area>.py``, registered by ``voiceivr/cli/__init__.py``) and plugins' commands do.
