@@ -93,6 +93,15 @@ os.environ.setdefault("VOICEIVR_PLUGINS_ENABLED", "demo")
 os.environ.setdefault("VOICEIVR_DIALPLAN_LIVE_NAME", "bank")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every PostgreSQL test is also ``slow``: each one creates and migrates a database of its own (1 to 4 s
+    under load, measured), so ``scripts/test --fast`` runs the SQLite variant of the same logic and the full
+    ``scripts/test`` runs both."""
+    for item in items:
+        if item.get_closest_marker("postgres") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new, empty PostgreSQL database for this test; dropped afterwards."""
