@@ -40,7 +40,6 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
 
 
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     """Every test leaves the logging configuration as it found it. Each ``voiceivr`` command a test invokes in
@@ -79,6 +78,7 @@ def metrics_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
 
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
 # gets this tree's (tests/support/entrypoints.py). Removed at exit.
