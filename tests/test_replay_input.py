@@ -93,6 +93,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("change, words", [(c, w) for _, c, w in MALFORMED], ids=[i for i, _, _ in MALFORMED])
 def test_a_malformed_recording_is_one_clear_error(change: Any, words: str, env: dict[str, str], baseline: Run,
                                                   tmp_path: Path) -> None:
