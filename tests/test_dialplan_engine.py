@@ -114,7 +114,6 @@ def test_change_of_mind_rewinds_to_the_last_confirmed_intent(plan, router, regis
     assert balance(db, "10000002") == 1_005_000
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_no_i_meant_savings(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("transfer 20 dollars to checking from savings"), *LOGIN,
@@ -161,7 +160,6 @@ def test_a_spoken_pin_is_secret_evidence(plan, router, registry, db) -> None:  #
     assert login.params["pin"] == "1234" and login.evidence.text == "[secret]"
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_pin_and_the_code_are_listened_for_as_secrets(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     """The Listen tells the session when the caller is about to give a secret (it then keeps nothing of it); a plea
     spoken over the code prompt reaches the gate as evidence without its words."""
@@ -245,7 +243,6 @@ def test_yes_over_the_readback_does_not_count(plan, router, registry, db) -> Non
     assert gate.names()[-2:] == ["confirm", "send_challenge"]
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_low_confidence_yes_is_not_a_yes(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     sim(plan, router, gate, S("I lost my card"), *LOGIN, S("4242"), S("yes", confidence=0.2))
@@ -267,7 +264,6 @@ def test_barge_in_keeps_only_what_was_heard(plan, router, registry, db) -> None:
     assert len([h for h in conv.history if h.prompt_id == menu.id]) == 1
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_cut_readback_is_said_again(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     conv = Conversation(plan, gate, router, call_id="c", today=TODAY, registry=registry)
@@ -330,7 +326,6 @@ def test_a_turn_not_understood_is_told_what_the_menu_can_do(plan, encoder, regis
     assert gate.names() == [] and res.ended == "transfer"
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_choice_not_understood_names_the_choices(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("what's my balance"), *LOGIN, S("the purple one"))
@@ -339,7 +334,6 @@ def test_a_choice_not_understood_names_the_choices(plan, router, registry, db) -
                for t in texts), texts
 
 
-@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_go_back_and_main_menu_abandon_pending_requests(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("I lost my card"), *LOGIN, S("4242"), S("go back"), S("main menu"),
@@ -355,6 +349,7 @@ def test_repeat_says_the_question_again(plan, router, registry, db) -> None:  # 
     assert prompts.count(prompts[1]) == 2  # the main menu question, twice
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_hangup_abandons_the_pending_request(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("change my address"), *LOGIN, S("it's 5 Birch Road, Springfield"),
@@ -362,6 +357,7 @@ def test_hangup_abandons_the_pending_request(plan, router, registry, db) -> None
     assert gate.calls[-1] == ("abandon", "caller hung up") and res.ended == "caller hung up"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_refused_actions_are_not_retried_silently(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db, refuse={"get_balance"})
     res = sim(plan, router, gate, S("check my balance"), *LOGIN, S("checking"))
@@ -369,6 +365,7 @@ def test_refused_actions_are_not_retried_silently(plan, router, registry, db) ->
     assert [n for n in gate.names() if n == "execute"] == ["execute"]  # only the login ran
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_wrong_pin_goes_to_the_second_try_then_agent(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db)
     res = sim(plan, router, gate, S("what's my balance"), S("10000001"), K("9999"), S("10000001"), K("9998"))
@@ -376,6 +373,7 @@ def test_wrong_pin_goes_to_the_second_try_then_agent(plan, router, registry, db)
     assert res.ended == "transfer" and gate.principal() is None
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_same_inputs_same_trace(plan, router, registry, tmp_path) -> None:  # type: ignore[no-untyped-def]
     def once(n: int) -> list[tuple[str, str]]:
         engine = make_engine(f"sqlite:///{tmp_path}/d{n}.sqlite3")
@@ -392,6 +390,7 @@ def test_same_inputs_same_trace(plan, router, registry, tmp_path) -> None:  # ty
     assert once(1) == once(2)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_slot_value_recognised_without_confidence_is_asked_again(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db, code="246810")
     res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("eight eighty dollars", confidence=0.1),
@@ -415,6 +414,7 @@ def test_choice_listens_offer_cued_phrases_for_the_node(plan, router, registry, 
     assert step.listen.sequence == ()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_answer_listens_hand_the_recogniser_the_answers_callers_give(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     """Digits as a counted built-in grammar, choices with "my"/"please", the read-back's yes/no pairs and, of the
     globals, only the agent (the others were heard for short answers: "no thanks" as "go back")."""
@@ -440,6 +440,7 @@ def test_answer_listens_hand_the_recogniser_the_answers_callers_give(plan, route
     assert not grammar & {"go back", "that's all", "repeat that", "main menu", "bye"}
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_answer_naming_two_accounts_fills_each_by_its_cue(plan, router, registry, db) -> None:  # type: ignore[no-untyped-def]
     gate = FakeGate(registry, db, code="246810")
     res = sim(plan, router, gate, S("transfer money"), *LOGIN, S("fifty dollars"), S("from checking to savings"))
