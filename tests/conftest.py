@@ -40,7 +40,6 @@ def _audit_checkpoint_file(tmp_path_factory: pytest.TempPathFactory, monkeypatch
     monkeypatch.setenv("VOICEIVR_AUDIT_CHECKPOINT_FILE", str(path))
 
 
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, None, None]:
     """Every test leaves the logging configuration as it found it. Each ``voiceivr`` command a test invokes in
@@ -80,6 +79,7 @@ def metrics_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         server.server_close()
         thread.join(5)
 
+
 # The plugin loader reads installed entry points; an editable install made before setup.cfg last changed them
 # gets this tree's (tests/support/entrypoints.py). Removed at exit.
 _STAND_IN = Path(tempfile.mkdtemp(prefix="voiceivr-entrypoints-"))
@@ -91,6 +91,15 @@ entrypoints.ensure(_STAND_IN)
 # workers see it too; tests of a node without plugins remove it (tests/test_plugins.py).
 os.environ.setdefault("VOICEIVR_PLUGINS_ENABLED", "demo")
 os.environ.setdefault("VOICEIVR_DIALPLAN_LIVE_NAME", "bank")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every PostgreSQL test is also ``slow``: each one creates and migrates a database of its own (1 to 4 s
+    under load, measured), so ``scripts/test --fast`` runs the SQLite variant of the same logic and the full
+    ``scripts/test`` runs both."""
+    for item in items:
+        if item.get_closest_marker("postgres") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture

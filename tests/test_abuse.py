@@ -51,6 +51,7 @@ def test_all_attacks_blocked_and_legit_flows_pass(db_url: str) -> None:
     assert by_name["transfer-with-totp"].sms_sent == 0 and by_name["provider-hiccups"].sms_sent == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_scorecard_catches_an_attack_that_gets_through(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: a gate whose code check is broken must fail the simulation."""
     original = SafePathGate.verify_code
@@ -74,6 +75,7 @@ def test_scorecard_catches_an_attack_that_gets_through(monkeypatch: pytest.Monke
     assert not card.ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_scorecard_catches_flagged_text_that_is_no_longer_carried_to_the_gate(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: an engine that forgets where slot values came from lets flagged words fill a transfer.
@@ -84,6 +86,7 @@ def test_scorecard_catches_flagged_text_that_is_no_longer_carried_to_the_gate(
     assert not r.passed and "EVIDENCE MISSING: policy.decide:flagged_input" in r.verdict
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_scorecard_catches_a_media_move_that_no_longer_drops_the_login(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: a session that ignores the edge's media moves lets the stranger's "1" run get_balance
     as alice -- a low-risk action, caught because the scenario forbids it."""
@@ -98,6 +101,7 @@ def test_scorecard_catches_a_media_move_that_no_longer_drops_the_login(monkeypat
     assert "EVIDENCE MISSING: policy.binding_changed:media moved" in r.verdict
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_cli_json_and_exit_code() -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["demo", "abuse", "--json", "--only", "spoofed-caller-id",
@@ -112,6 +116,7 @@ def test_cli_json_and_exit_code() -> None:
     assert "brute-force-codes" in listed.output
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_trail_attacks_detected_by_the_cli() -> None:
     """Issue 13: rows appended without the key, and a cut tail, are both named by verify; exit 0."""
     result = CliRunner().invoke(cli, ["demo", "abuse", "--json", "--only", "forged-append", "--only",
@@ -129,6 +134,7 @@ def test_trail_attacks_detected_by_the_cli() -> None:
         assert "verify-before:ok" in sc["evidence"] and sc["high_executions"] == 0 and sc["refusals"] > 0
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_scorecard_catches_a_chain_anyone_can_compute(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: back to the plain SHA-256 link (as before issue 13): forged-append must fail."""
     from voiceivr.audit import chain, records
@@ -143,6 +149,7 @@ def test_scorecard_catches_a_chain_anyone_can_compute(monkeypatch: pytest.Monkey
     assert not r.passed and "UNDETECTED" in r.verdict and not card.ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_scorecard_catches_missing_checkpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     """Negative control: no automatic checkpoints (as before issue 13): the cut tail goes unseen."""
     from voiceivr.audit.config import AuditConfig

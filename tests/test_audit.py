@@ -190,6 +190,7 @@ def _mutate(rows: list[AuditRecord], rng: random.Random) -> tuple[str, list[Audi
     return f"rewrite tail from {seq}", _rehash_from(out, i), {n}
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_thousand_random_mutations_are_all_detected() -> None:
     rows = _make_records(40)
     checkpoint = Checkpoint(rows[-1].seq, rows[-1].hash)
@@ -266,6 +267,7 @@ def test_superuser_tampering_is_named_by_cli(db_url: str, statements: list[str],
     assert f"BROKEN at seq {bad_seq}:" in out
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_checkpoint_catches_truncated_tail(db_url: str, tmp_path: Path) -> None:
     engine = make_engine(db_url)
     migrate.upgrade(engine)
@@ -289,6 +291,7 @@ def test_checkpoint_catches_truncated_tail(db_url: str, tmp_path: Path) -> None:
         assert code == 1 and "BROKEN at seq 7:" in out and f"{kept}:1" in out and "names seq 8" in out
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_bad_checkpoint_file_is_one_line(sqlite_url: str, tmp_path: Path) -> None:
     engine = make_engine(sqlite_url)
     migrate.upgrade(engine)
@@ -298,6 +301,7 @@ def test_bad_checkpoint_file_is_one_line(sqlite_url: str, tmp_path: Path) -> Non
     assert code == 1 and "not a checkpoint file" in out and "Traceback" not in out
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_tail_and_export(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate.upgrade(engine)
@@ -391,6 +395,7 @@ def test_several_processes_append_one_unbroken_chain_sqlite(sqlite_url: str, tmp
 # --------------------------------------------------------------------------- the least-privilege app role
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.postgres
 def test_app_role_may_only_insert_and_select_audit_rows(pg_url: str) -> None:
     owner = make_engine(pg_url)
@@ -457,6 +462,7 @@ def _forge_rows_as_app_role(conn: sa.Connection, count: int) -> int:
     return first
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.postgres
 def test_money_moved_and_rows_forged_by_the_app_role_are_named(pg_url: str, tmp_path: Path) -> None:
     """Issue 13 item 2: as the application role (INSERT/SELECT on audit_events), move money with plain SQL and
@@ -493,6 +499,7 @@ def test_money_moved_and_rows_forged_by_the_app_role_are_named(pg_url: str, tmp_
         owner.dispose()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.postgres
 def test_app_role_cannot_append_an_unkeyed_row(pg_url: str) -> None:
     """The old link had no key id; since 0005 the database refuses such a row from anyone, so legacy rows can
@@ -540,6 +547,7 @@ def _cut_tail(url: str, from_seq: int) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("cut_from", [24, 1])
 def test_a_cut_tail_is_caught_by_the_automatic_checkpoints(db_url: str, tmp_path: Path, cut_from: int) -> None:
     """Issue 13 item 3: a process appends as a worker does and exits; the owner deletes the newest rows (or

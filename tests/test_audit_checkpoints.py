@@ -131,6 +131,7 @@ def test_every_n_rows_of_the_trail(migrated_engine: sa.Engine, tmp_path: Path) -
     assert report.ok and report.newest is not None and report.newest.seq == 12
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_m_seconds_while_appending_and_nothing_when_idle(migrated_engine: sa.Engine, tmp_path: Path) -> None:
     path = tmp_path / "cp.jsonl"
     trail = _bound(migrated_engine, path, every_rows=0, every_s=0.1)
@@ -147,6 +148,7 @@ def test_every_m_seconds_while_appending_and_nothing_when_idle(migrated_engine: 
     assert _wait_for(lambda: 4 in _seqs(path))
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_rolled_back_row_is_let_go_and_its_number_checkpointed_once_reused(migrated_engine: sa.Engine,
                                                                              tmp_path: Path) -> None:
     """An append inside a transaction that then fails (a duplicate idempotency key, say) is noted but never
@@ -167,6 +169,7 @@ def test_a_rolled_back_row_is_let_go_and_its_number_checkpointed_once_reused(mig
     assert record.seq == 2 and _wait_for(lambda: _seqs(path) == [1, 2])
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_forged_head_is_never_signed(db_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     engine = make_engine(db_url)
     migrate.upgrade(engine)
@@ -194,6 +197,7 @@ def test_a_forged_head_is_never_signed(db_url: str, tmp_path: Path, caplog: pyte
     engine.dispose()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_unwritable_checkpoint_file_is_one_clear_error(sqlite_url: str, tmp_path: Path) -> None:
     (tmp_path / "a-file").write_text("")
     env = {"VOICEIVR_DATABASE_URL": sqlite_url,
@@ -208,6 +212,7 @@ def test_an_unwritable_checkpoint_file_is_one_clear_error(sqlite_url: str, tmp_p
 # ------------------------------------------------------------------------------------------------ syslog
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_syslog_gets_every_checkpoint_and_its_lines_verify(migrated_engine: sa.Engine, tmp_path: Path) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
         server.bind(("127.0.0.1", 0))

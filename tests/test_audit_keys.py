@@ -52,6 +52,7 @@ def _make_key(var_dir: str, out: multiprocessing.Queue) -> None:  # type: ignore
     out.put(AuditConfig.from_settings(_settings(Path(var_dir))).keys(create=True).current.key_id)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_unconfigured_node_makes_one_key_even_when_processes_race(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("spawn")
     out: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -99,6 +100,7 @@ def test_bad_keys_are_one_clear_error(tmp_path: Path, audit: dict[str, str], fil
     assert not (tmp_path / "audit-key").exists()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_verify_without_the_key_names_the_settings(sqlite_url: str, tmp_path: Path) -> None:
     env = _env(sqlite_url, VOICEIVR_AUDIT_KEY=KEY_A)
     assert _cli(env, "db", "upgrade")[0] == 0
@@ -118,6 +120,7 @@ def test_verify_without_the_key_names_the_settings(sqlite_url: str, tmp_path: Pa
 # ------------------------------------------------------------------------------------------------ rotation
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_rotation_keeps_old_rows_verifiable(migrated_engine: sa.Engine, tmp_path: Path) -> None:
     """New rows use the last key; the old key stays in the list for verification only. A key file is rotated
     by appending a line."""
@@ -151,6 +154,7 @@ def test_rotation_keeps_old_rows_verifiable(migrated_engine: sa.Engine, tmp_path
     assert not report.ok and report.first_bad_seq == 4 and "not in the keyring" in report.reason
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_new_key_listed_first_is_known_but_not_used(migrated_engine: sa.Engine) -> None:
     """Phase 1 of a rotation across nodes (docs/deploy.md): the new key goes first, so every node knows it
     before any node uses it."""
@@ -162,6 +166,7 @@ def test_a_new_key_listed_first_is_known_but_not_used(migrated_engine: sa.Engine
     assert trail.verify().ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_binding_follows_option_engines(migrated_engine: sa.Engine) -> None:
     bind(migrated_engine, AuditConfig(keyring=Keyring.from_secrets([KEY_B])))
     record = AuditTrail(migrated_engine.execution_options(logging_token="x")).append("login", {})
@@ -186,6 +191,7 @@ def _legacy_rows(engine: sa.Engine, n: int) -> None:
             prev = link
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_upgrading_a_legacy_trail_seals_it_and_legacy_rows_cannot_follow(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate.upgrade(engine, "0004")
@@ -216,6 +222,7 @@ def test_upgrading_a_legacy_trail_seals_it_and_legacy_rows_cannot_follow(db_url:
     assert code == 1 and f"BROKEN at seq {head.seq + 1}:" in out and "after the keyed chain began at seq 5" in out
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_unsealed_legacy_trail_is_not_vouched_for_until_a_keyed_row_follows(migrated_engine: sa.Engine,
                                                                                db_url: str) -> None:
     engine = make_engine(db_url)

@@ -42,6 +42,7 @@ def _at_confirm(w: abuse.World) -> Talk:
     return talk
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_yes_confirms_for_the_engine_its_grammar_and_the_gate(bank_world: abuse.World) -> None:
     for phrase in YES_PHRASES:
         talk = _at_confirm(bank_world)
@@ -52,6 +53,7 @@ def test_every_yes_confirms_for_the_engine_its_grammar_and_the_gate(bank_world: 
         assert talk.conv.phase == "channel", (phrase, talk.conv.phase)  # on to the code, not to an agent
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_no_is_a_no_for_the_engine_its_grammar_and_the_gate(bank_world: abuse.World) -> None:
     for phrase in NO_PHRASES:
         talk = _at_confirm(bank_world)

@@ -36,6 +36,7 @@ def kinds(engine: Engine) -> list[str]:
     return [r.kind for r in AuditTrail(engine).rows()]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_sign_in_sets_a_strict_http_only_cookie_and_pages_need_it(console: RunningConsole) -> None:
     assert requests.get(f"{console.url}/dialplans", allow_redirects=False).headers["location"] == "/login"
     s, r = sign_in(console.url, "pat")
@@ -51,6 +52,7 @@ def test_sign_in_sets_a_strict_http_only_cookie_and_pages_need_it(console: Runni
     assert "555-0100" not in crafted.text and "hacked" not in crafted.text  # the page words its own messages
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "pat")
     edited = BANK.replace("How can I help you today?", "What can I do for you?")
@@ -75,6 +77,7 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(console: 
     assert r.status_code == 303 and [v.version for v in list_versions(console.engine, "bank")] == [1, 2]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_twenty_wrong_passwords_are_throttled_and_audited(console: RunningConsole) -> None:
     statuses = [sign_in(console.url, "pat", "wrong-password-123")[1].status_code for _ in range(20)]
     assert statuses[:5] == [401] * 5  # login_free_failures
@@ -91,6 +94,7 @@ def test_twenty_wrong_passwords_are_throttled_and_audited(console: RunningConsol
     assert AuditTrail(console.engine).verify().ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_old_wrong_passwords_are_forgotten(migrated_engine: Engine) -> None:
     import datetime as dt
 
@@ -118,6 +122,7 @@ def test_throttle_delay_grows_and_is_capped() -> None:
     assert t.delay_after(100) == 900
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_5_mb_paste_is_refused_and_nothing_is_stored(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "pat")
     token = page_csrf(s, console.url)
@@ -132,6 +137,7 @@ def test_a_5_mb_paste_is_refused_and_nothing_is_stored(console: RunningConsole) 
     assert [v.version for v in list_versions(console.engine, "bank")] == [1]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_yaml_bomb_is_a_problem_not_a_hang(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "eddie")
     token = page_csrf(s, console.url)
@@ -142,6 +148,7 @@ def test_a_yaml_bomb_is_a_problem_not_a_hang(console: RunningConsole) -> None:
     assert any("alias" in p["message"] or "values" in p["message"] for p in r.json()["problems"])
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_text_no_file_could_hold_is_refused_not_a_crash(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "eddie")
     h = {"X-CSRF-Token": page_csrf(s, console.url), "Content-Type": "application/json"}
@@ -153,6 +160,7 @@ def test_text_no_file_could_hold_is_refused_not_a_crash(console: RunningConsole)
     assert r.status_code == 400 and "not text" in r.json()["refused"]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_script_tag_in_a_prompt_is_escaped_everywhere(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "pat")
     token = page_csrf(s, console.url)
@@ -169,6 +177,7 @@ def test_a_script_tag_in_a_prompt_is_escaped_everywhere(console: RunningConsole)
     assert r.headers["content-type"].startswith("application/json")  # the page shows it with textContent
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_roles_are_enforced_on_every_route(console: RunningConsole) -> None:
     viewer, _ = sign_in(console.url, "vera")
     token = page_csrf(viewer, console.url)
@@ -188,6 +197,7 @@ def test_roles_are_enforced_on_every_route(console: RunningConsole) -> None:
     assert [v.version for v in list_versions(console.engine, "bank")] == [1]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_publish_then_roll_back_in_one_step(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "pat")
     token = page_csrf(s, console.url)
@@ -206,6 +216,7 @@ def test_publish_then_roll_back_in_one_step(console: RunningConsole) -> None:
     assert len(list_versions(console.engine, "bank")) == 3
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_sign_out_ends_the_session(console: RunningConsole) -> None:
     s, _ = sign_in(console.url, "vera")
     token = page_csrf(s, console.url)
@@ -216,6 +227,7 @@ def test_sign_out_ends_the_session(console: RunningConsole) -> None:
     assert stale.status_code == 303
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_accounts_refuse_bad_names_roles_and_short_passwords(migrated_engine: Engine) -> None:
     with pytest.raises(AccountError, match="not a valid admin name"):
         add_user(migrated_engine, "<b>x", "viewer", "long-enough-password", by="test")
@@ -229,6 +241,7 @@ def test_accounts_refuse_bad_names_roles_and_short_passwords(migrated_engine: En
     assert stored.startswith("$argon2") and "long-enough-password" not in stored
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_console_commands_manage_admins(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
@@ -260,6 +273,7 @@ def test_console_commands_manage_admins(sqlite_url: str, monkeypatch: pytest.Mon
     engine.dispose()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_calls_list_filters_and_timeline(console: RunningConsole) -> None:
     import datetime as dt
 
@@ -292,6 +306,7 @@ def test_calls_list_filters_and_timeline(console: RunningConsole) -> None:
     assert s.get(f"{console.url}/calls/nope").status_code == 404
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_stats_page_plots_latency_and_outcomes(console: RunningConsole) -> None:
     import datetime as dt
     import json
@@ -319,6 +334,7 @@ def test_stats_page_plots_latency_and_outcomes(console: RunningConsole) -> None:
     assert s.get(f"{console.url}/stats", params={"since": "999999999999d"}).status_code == 200
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_editor_checks_schedules_and_simulates_a_chosen_start(console: RunningConsole) -> None:
     # Schedules are dialplan YAML like the rest: a bad time zone is a problem at its line and column, and
     # the simulate pane's "at" line says when the call starts, so each branch can be tried.

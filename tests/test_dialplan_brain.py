@@ -61,6 +61,7 @@ def _said(session: CallSession) -> list[str]:
     return [e.text for e in session.timeline if isinstance(e, ev.PromptStarted)]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_hello_by_voice(bank_db: sa.Engine) -> None:
     session, brain = _session(bank_db, "hello")
     audio = caller_audio([(5.0, 6.5, 900)], total_s=8.0)  # "what are your opening hours"
@@ -75,6 +76,7 @@ def test_hello_by_voice(bank_db: sa.Engine) -> None:
     assert {"capture", "intent", "tool", "synthesis", "e2e"} <= set(lat)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_bank_balance_by_keypad(bank_db: sa.Engine) -> None:
     session, brain = _session(bank_db, "bank")
     keys: list[tuple[float, str]] = []
@@ -97,6 +99,7 @@ def test_bank_balance_by_keypad(bank_db: sa.Engine) -> None:
     assert "1234" not in said and all("1234" not in str(n.detail) for n in notes)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_disclosure_cannot_be_skipped(bank_db: sa.Engine) -> None:
     session, _ = _session(bank_db, "bank")
     drive(session, caller_audio([], total_s=3.0), control=[(0.5, ev.DtmfDigit(0, digit="1"))], tail_s=0.0)

@@ -36,6 +36,7 @@ def test_schema_is_json(runner: CliRunner) -> None:
     assert out.exit_code == 0 and json.loads(out.stdout)["required"] == ["name", "start", "nodes"]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_publish_list_show_and_simulate(runner: CliRunner) -> None:
     assert runner.invoke(cli, ["db", "upgrade"]).exit_code == 0
     seeded = runner.invoke(cli, ["demo", "seed"])

@@ -50,6 +50,7 @@ def write(tmp_path: Path, text: str, name: str = "plan.yaml") -> Path:
     return path
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("command", ["validate", "simulate", "publish"])
 def test_billion_laughs_is_refused_by_every_command(command: str, env: dict[str, str], baseline: Run,
                                                     tmp_path: Path) -> None:
@@ -67,6 +68,7 @@ def test_billion_laughs_is_refused_by_every_command(command: str, env: dict[str,
         assert "the live version is unchanged" in run.stderr
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("text, where", [
     ("name: s\nstart: a\nvars: &v\n  x: *v\n" + TAIL, ":4:6:"),  # a mapping holding itself
     ("name: s\nstart: a\nvars:\n  x: &l [a, [b, *l]]\n" + TAIL, ":4:17:"),  # a list inside a list holding it
@@ -77,6 +79,7 @@ def test_an_alias_inside_itself_is_refused(text: str, where: str, env: dict[str,
     assert_refused(run, baseline, f"{where} an alias refers to the list or mapping that contains it")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("text", [
     "name: d\nvars: " + "[" * 20_000 + "]" * 20_000 + "\n",
     "name: d\nvars:\n" + "".join("  " * (i + 1) + f"k{i}:\n" for i in range(100)),
@@ -88,6 +91,7 @@ def test_deep_nesting_is_refused(text: str, env: dict[str, str], baseline: Run, 
     assert_refused(run, baseline, f"nested more than {yamlpos.MAX_DEPTH} levels deep")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_27_mb_file_is_refused_before_it_is_read(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     body = "".join(f"  k{i}: value number {i}\n" for i in range(1_000_000))
     plan = write(tmp_path, "name: big\nstart: a\nvars:\n" + body + TAIL)
@@ -98,6 +102,7 @@ def test_a_27_mb_file_is_refused_before_it_is_read(env: dict[str, str], baseline
                                       f"{yamlpos.MAX_BYTES:,}")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_file_just_under_the_size_limit_with_too_many_values(env: dict[str, str], baseline: Run,
                                                                tmp_path: Path) -> None:
     # The cheapest values YAML has, as many as fit in the size limit: refused once the count is passed.
@@ -107,6 +112,7 @@ def test_a_file_just_under_the_size_limit_with_too_many_values(env: dict[str, st
     assert_refused(run, baseline, f"more than {yamlpos.MAX_VALUES:,} values in the file")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("value, words", [
     ("2026-13-45", "'2026-13-45' reads as a date but is not a valid one (month must be in 1..12)"),
     ("9" * 5000, f"'{'9' * 37}...' reads as a whole number but is not a valid one (Exceeds the limit (4300 digits) "
@@ -119,6 +125,7 @@ def test_a_scalar_yaml_cannot_build_is_a_problem_with_its_position(value: str, w
     assert_refused(run, baseline, f"{plan}:4:6: {words}; put it in quotes if it is text")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_long_chain_of_nodes_is_checked_without_recursion(env: dict[str, str], baseline: Run,
                                                             tmp_path: Path) -> None:
     # 3,000 nodes each going to the next, ending in a loop back to the first: the loop check walked the

@@ -44,6 +44,7 @@ def test_publish_versions_and_refusal(migrated_engine: Engine) -> None:
         publish(migrated_engine, HELLO, "hello.yaml", reg)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_new_version_reaches_new_calls_only(migrated_engine: Engine) -> None:
     reg = demo_registry()
     live = LiveDialplans(migrated_engine, "hello", reg, lambda p: IntentRouter(p, tiers=(0, 1)))
@@ -67,6 +68,7 @@ def _ctx(engine: Engine, principal: str | None, key: str = "") -> ActionContext:
     return ActionContext("c1", principal, engine, dt.datetime(2026, 11, 25, 10, tzinfo=dt.UTC), key)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_bank_actions_do_real_things(migrated_engine: Engine) -> None:
     assert bank.seed(migrated_engine) == ["c-1001", "c-1002"]
     assert bank.seed(migrated_engine) == []
@@ -98,6 +100,7 @@ def test_bank_actions_do_real_things(migrated_engine: Engine) -> None:
     assert contact is not None and contact.phone_on_file == "+15555550101" and contact.totp_enrolled
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_five_wrong_pins_lock_the_customer(migrated_engine: Engine) -> None:
     bank.seed(migrated_engine)
     for _ in range(5):

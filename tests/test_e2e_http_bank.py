@@ -106,6 +106,7 @@ def _dump(engine: Engine) -> str:
     return "\n".join(out)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_login_balance_and_a_transfer_with_an_sms_code_over_webhooks(
         http_world: HttpWorld, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -141,6 +142,7 @@ def test_login_balance_and_a_transfer_with_an_sms_code_over_webhooks(
     assert kinds.count("action.intent") == kinds.count("action.result") == 3  # login, balance, transfer
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_wrong_pin_is_the_backends_sentence_and_a_dead_backend_is_the_declared_prompt(
         http_world: HttpWorld) -> None:
     talk = Talk(http_world)  # type: ignore[arg-type]
@@ -156,6 +158,7 @@ def test_a_wrong_pin_is_the_backends_sentence_and_a_dead_backend_is_the_declared
     assert '"outcome":"connect_error"' in results[-1].payload.replace(" ", "")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_totp_code_is_checked_by_the_backend(http_world: HttpWorld) -> None:
     """Alice has TOTP enrolled (the login reply says so): the code she keys is checked by a signed request to the
     backend, which keeps the secret."""
@@ -176,6 +179,7 @@ def test_a_totp_code_is_checked_by_the_backend(http_world: HttpWorld) -> None:
     assert http_world.bank.customers["c-1001"].accounts["savings"][1] == 1_005_000
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_totp_check_the_backend_cannot_answer_is_not_a_wrong_code(http_world: HttpWorld) -> None:
     talk = Talk(http_world)  # type: ignore[arg-type]
     talk.say("transfer fifty dollars to savings")

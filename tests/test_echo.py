@@ -59,6 +59,7 @@ def test_a_line_without_echo_is_rechecked_at_the_refresh_pace(monkeypatch: pytes
     assert 10 <= calls[0] <= most, calls[0]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_echo_that_starts_late_is_still_modelled(monkeypatch: pytest.MonkeyPatch) -> None:
     sent = our_speech(8.0)
     delay = int(0.06 * RATE)

@@ -54,6 +54,7 @@ def said(text: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ classification
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_menu_request_is_right_wrong_or_not_understood(ev: ModuleType) -> None:
     heard = [said("check my balance"), intent("balance")]
     assert ev.classify("menu", "balance", heard) == ev.Outcome("right", "balance")
@@ -147,6 +148,7 @@ def test_the_lists_split_by_phrasing_and_the_voices_by_set(uset: ModuleType) -> 
     assert clips == uset.plan_clips()  # the same plan every time
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_line_conditions_are_what_they_say_and_repeatable(uset: ModuleType) -> None:
     t = np.arange(2 * uset.RATE) / uset.RATE
     speech = (np.sin(2 * np.pi * 440 * t) * np.sin(2 * np.pi * 3 * t) * 6000).astype(np.int16)  # a "voice"

@@ -77,6 +77,7 @@ def _login_with_contact(conn: sa.Connection, params: Mapping[str, Any], ctx: Run
     return {**result, "phone_on_file": "+15550007777", "totp_enrolled": True}
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_login_reply_can_carry_the_contact_and_totp_is_the_providers_answer(env: Env) -> None:
     reg = ledger.registry()
     reg._actions["identify"] = DbAction("identify", _login_with_contact, secret_params=frozenset({"pin"}),
@@ -144,6 +145,7 @@ def test_a_totp_check_the_provider_cannot_answer_costs_the_caller_no_try(env: En
     assert gate.verify_code(rid, code, say("c", kind="dtmf")).ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_step_outside_the_policy_window_is_no_match(env: Env) -> None:
     class Lenient(LoginReplyIdentity):
         def verify_totp(self, principal: str, code: str, at: dt.datetime, window: int) -> int | None:
@@ -161,6 +163,7 @@ def test_a_step_outside_the_policy_window_is_no_match(env: Env) -> None:
         assert gate.verify_code(rid, stale, say("c", kind="dtmf")).reason == "wrong_code"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_without_an_identity_provider_no_code_can_be_sent(env: Env) -> None:
     gate = _services(env, None).gate(env.gate().binding)
     login(gate)
@@ -205,6 +208,7 @@ def test_flags_are_the_cores_and_a_person_clears_them(env: Env, monkeypatch: pyt
     assert "cleared" in runner.invoke(cli, ["flags", "list", "--all", "alice"]).output
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_wrong_codes_flag_in_the_core_table(env: Env) -> None:
     gate = env.gate()
     login(gate)

@@ -91,6 +91,7 @@ def said(session: CallSession) -> list[str]:
 # ------------------------------------------------------------------------------------------ no progress
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_star_every_45_s_no_longer_holds_the_line(bank_db: sa.Engine) -> None:
     # The attack from issue 13: `*` (repeat) every 45 s. Each press is caller activity, so the idle timer
     # (60 s) never ran out and the call stayed up for the whole 900 s.
@@ -109,6 +110,7 @@ def test_a_star_every_45_s_no_longer_holds_the_line(bank_db: sa.Engine) -> None:
     assert note.detail["since_progress_s"] >= CallSettings().no_progress_hangup_s
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_slow_caller_who_gets_somewhere_is_not_cut_off(bank_db: sa.Engine) -> None:
     # 17 s of thought before every answer (each one hears "Are you still there?"), for 220 s in all, more than
     # no_progress_hangup_s: every answer brings something new (a question, a balance, the hours), so the call

@@ -91,6 +91,7 @@ def env_fixture(migrated_engine: Engine, tmp_path: object) -> Iterator[BankEnv]:
         yield BankEnv(migrated_engine, fake, sender, services, clock)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_six_wrong_pins_over_three_calls_lock_for_a_minute_not_for_good(env: BankEnv) -> None:
     """The issue's case: anyone who knows an account number keys six wrong PINs over three calls."""
     answers = [r for _ in range(3) for r in env.wrong(2)]
@@ -105,6 +106,7 @@ def test_six_wrong_pins_over_three_calls_lock_for_a_minute_not_for_good(env: Ban
     assert res.ok and res.result["principal"] == BOB
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_repeated_lockouts_grow_then_are_forgotten(env: BankEnv) -> None:
     env.wrong(5)
     for seconds in (60, 300, 900, 3600, 3600):
@@ -123,6 +125,7 @@ def test_repeated_lockouts_grow_then_are_forgotten(env: BankEnv) -> None:
     assert len(env.audit("policy.login_unlocked")) == 7  # each expiry, once, when the next attempt came
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_success_resets_the_count_but_not_a_lockout_in_force(env: BankEnv) -> None:
     gate = env.call()
     env.wrong(4, gate)
@@ -132,6 +135,7 @@ def test_a_success_resets_the_count_but_not_a_lockout_in_force(env: BankEnv) -> 
     assert env.audit("policy.login_locked") == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_wrong_pins_far_apart_do_not_add_up(env: BankEnv) -> None:
     for _ in range(2):
         env.wrong(4)
@@ -140,6 +144,7 @@ def test_wrong_pins_far_apart_do_not_add_up(env: BankEnv) -> None:
     assert env.audit("policy.login_locked") == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_lockout_and_unlock_are_audited_without_the_pin(env: BankEnv) -> None:
     env.wrong(5)
     env.clock.advance(60)
@@ -154,6 +159,7 @@ def test_lockout_and_unlock_are_audited_without_the_pin(env: BankEnv) -> None:
     assert AuditTrail(env.engine).verify().ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_owner_gets_one_notice_per_lockout_at_most_one_an_hour(env: BankEnv) -> None:
     env.wrong(5)
     env.wrong(3)  # refused while locked: no more notices
@@ -175,6 +181,7 @@ def test_the_owner_gets_one_notice_per_lockout_at_most_one_an_hour(env: BankEnv)
     assert [p["purpose"] for p in env.audit("sms.sent")] == ["lockout", "lockout"]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_settings_choose_the_limit_and_the_back_off(migrated_engine: Engine) -> None:
     bank.seed(migrated_engine)
     ps = PolicySettings(login_max_failures=2, login_lockout_s=[5, 7])
@@ -211,6 +218,7 @@ def test_a_bad_back_off_is_one_clear_error_at_start(migrated_engine: Engine, tmp
     assert "LOGIN_LOCKOUT_S" in (err.value.hint or "")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_concurrent_wrong_pins_cannot_race_past_the_limit(env: BankEnv, monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight calls key a wrong PIN for one account at the same moment: only five PINs are ever compared."""
     compared = 0

@@ -29,6 +29,7 @@ def _tables(engine: sa.Engine) -> set[str]:
     return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_migration_up_and_down(db_url: str) -> None:
     """The core's chain, then each plugin branch (the demo's), one revision at a time: up, down to the one
     before, up again; then everything down to nothing and up to the heads."""
@@ -71,6 +72,7 @@ def test_models_and_migrations_agree(migrated_engine: sa.Engine) -> None:
     assert diff == [], f"models differ from migrations (write a migration): {diff}"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_node_without_plugins_has_only_the_cores_tables(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate.upgrade(engine, plugins=[])
@@ -182,6 +184,7 @@ def _database_at_todays_head(engine: sa.Engine, tmp: Path) -> None:
         conn.commit()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_database_from_before_the_plugin_keeps_its_bank_and_its_flags(db_url: str, tmp_path: Path) -> None:
     engine = make_engine(db_url)
     _database_at_todays_head(engine, tmp_path)
@@ -232,6 +235,7 @@ def test_a_database_from_before_the_plugin_keeps_its_bank_and_its_flags(db_url: 
     engine.dispose()
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_database_from_before_the_plugin_on_a_node_without_it(db_url: str, tmp_path: Path) -> None:
     """Upgraded with the demo not enabled: the core moves on, the demo's tables stay as they were (nothing is
     dropped), are not compared, and are adopted when the demo is enabled later."""

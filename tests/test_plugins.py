@@ -178,6 +178,7 @@ def test_setup_cfg_declares_the_demo_as_installed() -> None:
         assert pl.load(group, "demo") is not None
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_plugins_are_found_by_a_fresh_process() -> None:
     """What serve's workers see: a new interpreter with this tree on PYTHONPATH (and, in a stale editable
     install, the stand-in conftest made)."""
@@ -191,6 +192,7 @@ def test_plugins_are_found_by_a_fresh_process() -> None:
 CORE_MAY_NOT_IMPORT = ("voiceivr.demo", "voiceivr.sim", "voiceivr.testing")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_core_never_imports_the_demo_the_harnesses_or_the_stand_ins() -> None:
     """Configuration names them (plugins.enabled), as it names speech engines; the core imports none of them,
     not even lazily inside a function."""

@@ -127,6 +127,7 @@ def test_two_replays_give_the_same_json_apart_from_wall_clock(env: dict[str, str
     assert docs[0] == docs[1]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_replay_prints_a_timeline_and_latency_table(env: dict[str, str]) -> None:
     result = CliRunner().invoke(cli, ["replay", str(PHRASES / "opening_hours__espeak-us__tel.wav"),
                                       "--dialplan", str(Path(__file__).parents[1] / "dialplans" / "hello.yaml")],
@@ -226,6 +227,7 @@ def test_the_operators_values_reproduce_the_call(env: dict[str, str], masked_cal
     assert code == 0 and json.loads(out)["secret_inputs"]["supplied"] == 2
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_secret_values_that_do_not_fit_are_one_line_errors(env: dict[str, str], masked_call: Path) -> None:
     for args, piece in ((["--secret", "12x4"], "--secret value 1 is not a run of keys"),
                         (["--secret", "1234", "--secret", "98765"], "secret input 2 was 6 key presses"),

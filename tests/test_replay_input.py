@@ -93,6 +93,7 @@ MALFORMED = [
 ]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("change, words", [(c, w) for _, c, w in MALFORMED], ids=[i for i, _, _ in MALFORMED])
 def test_a_malformed_recording_is_one_clear_error(change: Any, words: str, env: dict[str, str], baseline: Run,
                                                   tmp_path: Path) -> None:
@@ -102,12 +103,14 @@ def test_a_malformed_recording_is_one_clear_error(change: Any, words: str, env: 
     assert len(run.error_lines()) == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_json_beside_a_wav_is_checked_too(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     path = recording(tmp_path, setter("events", 0, value=1))
     run = run_voiceivr(["replay", str(tmp_path / "call.wav")], tmp_path, env)
     assert_refused(run, baseline, f"{path}: events[0] must be an object, got 1")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_json_nested_past_the_parser_is_one_clear_error(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text("[" * 200_000 + "]" * 200_000)
@@ -115,6 +118,7 @@ def test_json_nested_past_the_parser_is_one_clear_error(env: dict[str, str], bas
     assert_refused(run, baseline, f"{path}: not a readable recording (nested too deeply)")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_oversized_recording_is_refused_unread(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     # 600,000 events (37 MB): parsed, they took hundreds of MB; replayed, each event was popped off the front
     # of a list (quadratic in their number).
@@ -134,6 +138,7 @@ def wav_header(rate: int, data_bytes: int, channels: int = 1, bits: int = 16) ->
             + fmt + b"data" + struct.pack("<I", data_bytes))
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("rate, body", [
     (999_983, 4000 - 44),  # a 4 kB WAV at a prime rate past any real one: resampling it took 2.3 GB
     (4_294_967_291, 0),  # a bare 44-byte header at the largest prime rate: numpy was asked for 1.56 TiB
@@ -165,6 +170,7 @@ def test_a_wav_at_an_odd_rate_within_range_replays_in_bounded_memory(env: dict[s
     assert run.peak_mb - reference.peak_mb < 50, (run.peak_mb, reference.peak_mb)
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_header_claiming_4_gb_of_data_costs_only_what_the_file_holds(env: dict[str, str], baseline: Run,
                                                                        tmp_path: Path) -> None:
     # Streamed WAVs may claim more than they hold, so the claim is not an error; it must not cost anything.
@@ -175,6 +181,7 @@ def test_a_header_claiming_4_gb_of_data_costs_only_what_the_file_holds(env: dict
     assert_refused(run, baseline, f"{path}: 3 channels")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_wav_over_the_size_limit_is_refused_unread(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     path = tmp_path / "huge.wav"
     with path.open("wb") as f:  # sparse: the disk holds almost nothing, the file says 300 MB
@@ -185,6 +192,7 @@ def test_a_wav_over_the_size_limit_is_refused_unread(env: dict[str, str], baseli
     assert_refused(run, baseline, f"{path}: WAV file is 300 MB; voiceivr reads at most 256 MB")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_wav_longer_than_the_duration_limit_is_refused(env: dict[str, str], baseline: Run, tmp_path: Path) -> None:
     # 4 kHz mono 8-bit: the most audio per byte a readable WAV holds; two hours and a minute in 29 MB.
     seconds = MAX_DURATION_S + 60

@@ -33,6 +33,7 @@ def _transfer(runner: ActionRunner, key: str, cents: int = 500) -> Any:
     )
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_intent_row_is_committed_before_the_effect_and_result_after(bank: Engine) -> None:
     seen: list[tuple[str, int]] = []
     trail = AuditTrail(bank)
@@ -56,6 +57,7 @@ def test_intent_row_is_committed_before_the_effect_and_result_after(bank: Engine
     assert trail.verify().ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_same_key_never_runs_twice_and_returns_the_first_result(bank: Engine) -> None:
     runner = ActionRunner(bank, ledger.registry(), node="t")
     first = _transfer(runner, "k1")
@@ -68,6 +70,7 @@ def test_same_key_never_runs_twice_and_returns_the_first_result(bank: Engine) ->
     assert len(ledger.executions(bank)) == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_refusal_is_recorded_and_rolls_back_the_effect(bank: Engine) -> None:
     runner = ActionRunner(bank, ledger.registry(), node="t")
     out = _transfer(runner, "k1", cents=1_000_000)
@@ -96,6 +99,7 @@ class _Boom(Exception):
     pass
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_recovery_aborts_pending_runs_of_a_dead_process(bank: Engine) -> None:
     def die(point: str) -> None:
         if point == "intent_committed":
@@ -117,6 +121,7 @@ def test_recovery_aborts_pending_runs_of_a_dead_process(bank: Engine) -> None:
     assert kinds.count("action.recovered") == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_recovery_leaves_live_runs_of_other_nodes_alone(bank: Engine) -> None:
     def die(point: str) -> None:
         if point == "intent_committed":
@@ -150,6 +155,7 @@ def _remote_registry(calls: list[str], *, dedupes: bool, fail_first: bool = Fals
     return reg
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_external_action_with_unknown_outcome_is_resumed_with_the_same_key(migrated_engine: Engine) -> None:
     calls: list[str] = []
     runner = ActionRunner(migrated_engine, _remote_registry(calls, dedupes=True, fail_first=True), node="t")

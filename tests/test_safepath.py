@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pyotp
+import pytest
 import sqlalchemy as sa
 
 from tests.support.safepath import (  # noqa: F401 - env_fixture provides the env fixture
@@ -37,11 +38,13 @@ def _sms_flow(env: Env, gate: SafePathGate, request: ActionRequest | None = None
     return rid
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_gate_satisfies_the_protocol(env: Env) -> None:
     gate: CallGate = env.gate()
     assert gate.principal() is None
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_fast_path_runs_at_once_after_its_audit_row(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -56,6 +59,7 @@ def test_fast_path_runs_at_once_after_its_audit_row(env: Env) -> None:
     assert intent["decision"]["path"] == "fast" and intent["binding"]["media_address"] == "203.0.113.5:40000"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_login_needs_an_identification_action_of_this_call(env: Env) -> None:
     gate = env.gate()
     # Saying who you are, or calling from their number, is not identification.
@@ -120,6 +124,7 @@ def test_only_a_mac_of_the_code_is_stored_and_the_outbox_is_emptied(env: Env) ->
     assert all(code not in r.payload for r in AuditTrail(env.engine).rows())
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_code_for_one_amount_does_not_confirm_another(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -134,6 +139,7 @@ def test_code_for_one_amount_does_not_confirm_another(env: Env) -> None:
     assert ledger.executions(env.engine) == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_changed_payee_invalidates_the_code(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -148,6 +154,7 @@ def test_changed_payee_invalidates_the_code(env: Env) -> None:
     assert gate.execute(rid).reason == "code_not_verified"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_code_replayed_from_an_earlier_action_fails(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -161,6 +168,7 @@ def test_code_replayed_from_an_earlier_action_fails(env: Env) -> None:
     assert len(ledger.executions(env.engine)) == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_sixth_wrong_try_is_refused_and_the_account_flagged(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -179,6 +187,7 @@ def test_sixth_wrong_try_is_refused_and_the_account_flagged(env: Env) -> None:
     assert ledger.executions(env.engine) == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_code_expires_after_five_minutes(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -188,6 +197,7 @@ def test_code_expires_after_five_minutes(env: Env) -> None:
     assert not res.ok and res.reason == "expired"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_yes_during_the_read_back_or_unsure_does_not_count(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -212,6 +222,7 @@ def test_yes_during_the_read_back_or_unsure_does_not_count(env: Env) -> None:
     assert _kinds(env).count("policy.confirm_refused") == 7
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_media_moved_by_reinvite_drops_privileges_mid_flow(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -238,6 +249,7 @@ def test_transfer_or_replaces_drops_privileges_even_with_the_same_media(env: Env
     assert gate.principal() == "alice"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_totp_flow_and_single_use(env: Env) -> None:
     gate = env.gate()
     login(gate, account="333", pin="4321", principal="bob")
@@ -264,6 +276,7 @@ def test_totp_flow_and_single_use(env: Env) -> None:
         assert gate.verify_code(rid2, previous, say("c", kind="dtmf")).ok
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_flagged_text_cannot_fill_a_high_slot(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -290,6 +303,7 @@ def test_a_transcript_never_grants_authority(env: Env) -> None:
     assert gate.execute(rid).reason == "code_not_verified"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_policy_raises_risk_by_amount_and_never_lowers_it(env: Env) -> None:
     gate = env.gate()
     login(gate)
@@ -303,6 +317,7 @@ def test_policy_raises_risk_by_amount_and_never_lowers_it(env: Env) -> None:
     assert d4.path == "safe" and "action:high" in d4.reasons
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_refusal_is_audited(env: Env) -> None:
     gate = env.gate()
     gate.readback_played("nope", 1.0)

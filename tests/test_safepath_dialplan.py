@@ -60,6 +60,7 @@ def _gate(events: list[dict[str, object]], call: str) -> list[dict[str, object]]
     return [e for e in events if e["event"] == "gate" and e["call"] == call]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_transfer_through_the_dialplan_needs_readback_yes_and_a_single_use_code(runner: CliRunner,
                                                                                 db_url: str) -> None:
     code = pyotp.TOTP(_totp_secret(db_url)).now()
@@ -88,6 +89,7 @@ def test_transfer_through_the_dialplan_needs_readback_yes_and_a_single_use_code(
     assert sum(1 for k in kinds if k == "policy.code") == 2
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_yes_is_not_a_code(runner: CliRunner) -> None:
     events = _simulate(runner, "--say", "transfer fifty dollars to savings", "--dtmf", "10000001", "--dtmf",
                        "1234", "--say", "yes", "--dtmf", "000000", "--say", "goodbye")
@@ -135,6 +137,7 @@ def test_flagged_words_said_before_the_login_cannot_fill_the_transfer(bank_world
     assert [d["allowed"] for d in _high_decisions(clean)] == [True]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_flagged_answer_to_one_slot_taints_the_request_after_clean_answers(bank_world: abuse.World) -> None:
     talk = Talk(bank_world)
     talk.say("transfer money")
@@ -168,6 +171,7 @@ ADDRESS_ATTACKS = [
 ]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("attack", ADDRESS_ATTACKS)
 def test_an_instruction_in_the_new_address_is_refused_at_the_slot_then_a_real_address_goes_through(
         bank_world: abuse.World, attack: str) -> None:
@@ -202,6 +206,7 @@ def test_an_instruction_in_the_new_address_is_refused_at_the_slot_then_a_real_ad
     assert _current_address(bank_world) == "42 Elm Road, Springfield"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("attack", ADDRESS_ATTACKS)
 def test_the_gate_refuses_an_instruction_as_an_address_whatever_filled_it(bank_world: abuse.World,
                                                                          attack: str) -> None:
@@ -232,6 +237,7 @@ def test_the_gate_refuses_an_instruction_as_an_address_whatever_filled_it(bank_w
     assert _current_address(bank_world) == before
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_spoken_pin_never_reaches_the_audit_trail(bank_world: abuse.World) -> None:
     talk = Talk(bank_world)
     talk.say("what's my balance")
@@ -243,6 +249,7 @@ def test_a_spoken_pin_never_reaches_the_audit_trail(bank_world: abuse.World) -> 
     assert payloads and not [p for p in payloads if "two three four" in p or re.search(r"\b1234\b", p)]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_media_moved_mid_flow_voids_the_request_and_asks_who_is_calling(bank_world: abuse.World) -> None:
     talk = Talk(bank_world)
     talk.say("transfer fifty dollars to savings")
@@ -262,6 +269,7 @@ def test_media_moved_mid_flow_voids_the_request_and_asks_who_is_calling(bank_wor
     assert "policy.binding_changed" in kinds and "policy.code" not in kinds
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_account_flagged_before_the_code_is_sent_ends_the_request_cleanly(bank_world: abuse.World) -> None:
     talk = Talk(bank_world)
     talk.say("transfer fifty dollars to savings")
@@ -276,6 +284,7 @@ def test_an_account_flagged_before_the_code_is_sent_ends_the_request_cleanly(ban
     assert "policy.challenge_refused" in [r.kind for r in talk.trail()]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_yes_the_engine_refuses_itself_is_audited(bank_world: abuse.World) -> None:
     talk = Talk(bank_world)
     talk.say("transfer fifty dollars to savings")

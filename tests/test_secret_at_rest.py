@@ -50,6 +50,7 @@ def _call(w: abuse.World, at_rest: AtRest) -> tuple[str, dict[str, str], list[fl
     return call_id, secrets, [s.at for s in steps if s.detail == "[secret]"]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_login_and_a_code_leave_no_secret_behind(db_url: str, tmp_path: Path, cheap_embeddings: None) -> None:
     with abuse.world(db_url, tmp_path) as w:
         at_rest = AtRest()
@@ -91,6 +92,7 @@ def test_a_login_and_a_code_leave_no_secret_behind(db_url: str, tmp_path: Path, 
     assert logs, "the capture saw the call's log records"
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_the_scenario_catches_a_session_that_keeps_secrets(monkeypatch: pytest.MonkeyPatch,
                                                            cheap_embeddings: None) -> None:
     """Negative control: a dialplan brain that never says the answer is a secret (as before secret input existed)

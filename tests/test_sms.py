@@ -88,6 +88,7 @@ def test_exactly_one_message_per_confirmation_despite_faults(migrated_engine: En
         assert len(sent_rows) == 1
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_permanent_rejection_fails_without_retry(migrated_engine: Engine) -> None:
     with FakeTwilio() as fake:
         ps = _settings(fake)
@@ -100,6 +101,7 @@ def test_permanent_rejection_fails_without_retry(migrated_engine: Engine) -> Non
         assert fake.messages == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_gives_up_after_max_attempts(migrated_engine: Engine) -> None:
     with FakeTwilio() as fake:
         sender = SmsSender(migrated_engine, twilio_client(_settings(fake)), "+15550000000", max_attempts=3,
@@ -111,6 +113,7 @@ def test_gives_up_after_max_attempts(migrated_engine: Engine) -> None:
         assert row.status == "failed" and row.attempts == 3 and fake.messages == []
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_sender_that_died_mid_send_is_reconciled_not_resent(migrated_engine: Engine) -> None:
     with FakeTwilio() as fake:
         client = twilio_client(_settings(fake))
@@ -128,6 +131,7 @@ def test_a_sender_that_died_mid_send_is_reconciled_not_resent(migrated_engine: E
         assert row.status == "sent" and row.provider_sid == fake.messages[0].sid
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_two_senders_draining_at_once_send_once(migrated_engine: Engine) -> None:
     with FakeTwilio() as fake:
         for i in range(6):
@@ -142,6 +146,7 @@ def test_two_senders_draining_at_once_send_once(migrated_engine: Engine) -> None
         assert len({m.body for m in fake.messages}) == 6
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_background_sender_delivers_after_kick(migrated_engine: Engine) -> None:
     with FakeTwilio() as fake:
         sender = SmsSender(migrated_engine, twilio_client(_settings(fake)), "+15550000000")

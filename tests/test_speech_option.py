@@ -16,6 +16,7 @@ from voiceivr.sim.callers.sip import synthesize, transcriber
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("spec", ["", "pocketsphinx", "voiceivr.speech.stt.pocketsphinx_stt:PocketsphinxEngine"])
 def test_stt_by_default_by_name_or_by_its_class(spec: str) -> None:
     engine = transcriber(Settings(), spec)

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import urllib.request
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -34,6 +35,7 @@ def test_turns_come_from_the_timeline() -> None:
     assert turn.barged_in and turn.prompt_played_ms is not None and turn.prompt_played_ms > 1000
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_calls_are_stored_and_summarised(migrated_engine: sa.Engine) -> None:
     now = dt.datetime.now(dt.UTC)
     _store_one(migrated_engine, "c-1", now - dt.timedelta(minutes=5))

@@ -34,6 +34,7 @@ def run(vad: SileroVad, file: str) -> list[VadEvent]:
 SPEECH = [e for e in entries("phrase") + entries("human") + entries("korean") if e["onsets"]]
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_every_speech_onset_is_found_within_250_ms(vad: SileroVad) -> None:
     late: list[str] = []
     for e in SPEECH:
@@ -76,6 +77,7 @@ def test_streams_keep_their_own_state(vad: SileroVad) -> None:
     assert got_a == alone[: len(got_a)] and got_a
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_batched_inference_matches_one_at_a_time(vad: SileroVad) -> None:
     files = [e["file"] for e in entries("phrase", "tel")[:12]] + ["nonspeech/dtmf.wav"]
     expected = [run(vad, f) for f in files]

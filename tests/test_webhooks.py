@@ -139,6 +139,7 @@ def _run(runner: ActionRunner, key: str) -> Any:
     return runner.run(key=key, action="pay", params={"amount": 500, "to": "savings"}, risk="high")
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 @pytest.mark.parametrize("mode", sorted(FAULTS))
 def test_every_fault_ends_in_the_declared_prompt_an_audit_row_and_one_execution_per_key(
         audited: Engine, mode: str) -> None:
@@ -167,12 +168,14 @@ def test_every_fault_ends_in_the_declared_prompt_an_audit_row_and_one_execution_
     assert payload["intent_audit_seq"] == out.intent_seq
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_refused_connection_is_failed_fast_with_the_prompt(audited: Engine) -> None:
     reg, _ = load(f"http://127.0.0.1:{closed_port()}")
     out = _run(_runner(audited, reg), "k-refused")
     assert out.status == "failed" and out.reason == FAILED
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_refusal_the_backend_words_is_what_the_caller_hears(audited: Engine) -> None:
     with fault_backend(SECRET.encode(), mode="refuse") as b:
         reg, _ = load(b.url)
@@ -180,6 +183,7 @@ def test_a_refusal_the_backend_words_is_what_the_caller_hears(audited: Engine) -
     assert out.status == "failed" and out.reason == "There isn't enough money in your checking account."
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_a_retry_after_a_timeout_reuses_the_key_and_the_action_runs_once(audited: Engine) -> None:
     with fault_backend(SECRET.encode(), mode="slow_once", stall_s=0.6) as b:
         reg, _ = load(b.url)
@@ -192,6 +196,7 @@ def test_a_retry_after_a_timeout_reuses_the_key_and_the_action_runs_once(audited
     assert again.status == "duplicate" and len(b.seen) == 2
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_an_unknown_outcome_is_settled_by_recovery_with_the_same_key(audited: Engine) -> None:
     with fault_backend(SECRET.encode(), mode="slow", stall_s=0.6) as b:
         reg, _ = load(b.url)
@@ -320,6 +325,7 @@ def test_actions_keep_only_declared_reply_fields() -> None:
 # --- voiceivr backend check -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
 def test_backend_check_reports_what_works_and_exits_1_on_a_wrong_secret(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_BACKEND_SECRET", SECRET)
