@@ -194,9 +194,12 @@ def _adversarial() -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
-def test_a_scan_of_100_kb_of_adversarial_text_takes_under_50_ms() -> None:
-    """The reviewer measured 6.5 s on 1.6 kB and 16 s on 2.1 kB. Best of three per text, so a busy machine
-    (two cores shared with other test runs) does not fail it; the figure on an idle one is ~5-10 ms."""
+def test_a_scan_of_100_kb_of_adversarial_text_takes_under_150_ms() -> None:
+    """The reviewer measured 6.5 s on 1.6 kB and 16 s on 2.1 kB: this is about the scan staying linear, not about
+    a figure. Best of three per text. On the AMD EPYC machines it was ~5-10 ms; on this project's Intel Xeon
+    machines the slowest texts take 50-80 ms even idle (2026-12-06: "letters, no word end" 81 ms, the same
+    before and after the issue-16 moves), so a 50 ms bound failed about one run in two; 150 ms still fails any
+    backtracking blow-up by more than an order of magnitude."""
     import time
 
     slow = []
@@ -206,10 +209,10 @@ def test_a_scan_of_100_kb_of_adversarial_text_takes_under_50_ms() -> None:
             t0 = time.perf_counter()
             found = scan(text)
             best = min(best, time.perf_counter() - t0)
-            if best < 0.050:
+            if best < 0.150:
                 break
         assert "hidden_payload/oversized" in found.rules, label
-        if best >= 0.050:
+        if best >= 0.150:
             slow.append((label, round(best * 1000, 1)))
     assert not slow
 
