@@ -33,12 +33,7 @@ class ScheduleBuilder(TypedReader):
 
     def build_schedule(self, name: str, v: Any, parent: MDict, vars_: Mapping[str, str]) -> Schedule:
         where = f"schedules.{name}"
-        if not name.isidentifier():
-            self.err(parent.key_mark(name), f"{where}: a schedule name is letters, digits and _")
-            raise Skip
-        if not isinstance(v, MDict):
-            self.err(parent.value_mark(name), f"{where} must be a mapping with timezone: and open:")
-            raise Skip
+        v = self.named_entry(parent, name, where, "schedule", "timezone: and open:")
         self.keys(v, SCHEDULE.names, where)
         zone = self.string(v, "timezone", where, required=True)
         if zone is None:

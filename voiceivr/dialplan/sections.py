@@ -159,12 +159,7 @@ class SectionBuilder(TypedReader):
 
     def build_slot(self, name: str, v: Any, parent: MDict) -> SlotSpec:
         where = f"slots.{name}"
-        if not name.isidentifier():
-            self.err(parent.key_mark(name), f"{where}: a slot name is letters, digits and _")
-            raise Skip
-        if not isinstance(v, MDict):
-            self.err(parent.value_mark(name), f"{where} must be a mapping with type: and ask:")
-            raise Skip
+        v = self.named_entry(parent, name, where, "slot", "type: and ask:")
         self.keys(v, SLOT.names, where)
         stype = self.string(v, "type", where, required=True)
         if stype is None:

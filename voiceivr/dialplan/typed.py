@@ -50,6 +50,19 @@ class TypedReader:
 
     # -- typed getters --
 
+    def named_entry(self, parent: MDict, name: str, where: str, noun: str, needs: str) -> MDict:
+        """One entry of a section keyed by name (``slots: {amount: {...}}``): the name must be an identifier and the
+        value a mapping (``needs`` says what it must hold, for the message); else the problem is recorded and the
+        entry skipped."""
+        if not name.isidentifier():
+            self.err(parent.key_mark(name), f"{where}: a {noun} name is letters, digits and _")
+            raise Skip
+        v = parent[name]
+        if not isinstance(v, MDict):
+            self.err(parent.value_mark(name), f"{where} must be a mapping with {needs}")
+            raise Skip
+        return v
+
     def keys(self, d: MDict, allowed: Iterable[str], where: str) -> None:
         allowed = tuple(allowed)
         for k in d:

@@ -11,6 +11,7 @@ engine), which the call session reports per stage and per resolved task.
 from __future__ import annotations
 
 import abc
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -184,6 +185,20 @@ class TtsStream(abc.ABC):
 
     @abc.abstractmethod
     def cancel(self) -> None: ...
+
+
+class EngineStream(TtsStream):
+    """What a real engine's stream starts from: the text, the rate the caller wants, and a cancel flag that its
+    ``__iter__`` checks between chunks (set from another thread on barge-in)."""
+
+    def __init__(self, text: str, rate: int) -> None:
+        self._text = text
+        self._rate = rate
+        self._cancelled = threading.Event()
+        self.engine_seconds = 0.0
+
+    def cancel(self) -> None:
+        self._cancelled.set()
 
 
 class TtsEngine(abc.ABC):

@@ -24,23 +24,17 @@ from typing import Any
 import numpy as np
 
 from voiceivr.audio.resample import StreamResampler
-from voiceivr.speech.base import TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
+from voiceivr.speech.base import EngineStream, TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
 from voiceivr.speech.tts.espeak import split_sentences
 from voiceivr.speech.tts.piper_tts import TtsModelError
 
 _LOCK = threading.Lock()  # one synthesis at a time per model: torch modules are not re-entrant here
 
 
-class CoquiStream(TtsStream):
+class CoquiStream(EngineStream):
     def __init__(self, engine: CoquiEngine, text: str, rate: int) -> None:
+        super().__init__(text, rate)
         self._engine = engine
-        self._text = text
-        self._rate = rate
-        self._cancelled = threading.Event()
-        self.engine_seconds = 0.0
-
-    def cancel(self) -> None:
-        self._cancelled.set()
 
     def __iter__(self) -> Iterator[TtsChunk]:
         native = self._engine.capabilities.native_rate

@@ -31,7 +31,7 @@ import numpy as np
 from voiceivr.audio.frames import Pcm
 from voiceivr.audio.resample import StreamResampler
 from voiceivr.errors import VoiceivrError
-from voiceivr.speech.base import TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
+from voiceivr.speech.base import EngineStream, TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
 
 log = logging.getLogger(__name__)
 
@@ -207,16 +207,10 @@ def split_sentences(text: str) -> list[tuple[int, str]]:
     return pieces
 
 
-class EspeakStream(TtsStream):
+class EspeakStream(EngineStream):
     def __init__(self, engine: EspeakEngine, text: str, rate: int) -> None:
+        super().__init__(text, rate)
         self._engine = engine
-        self._text = text
-        self._rate = rate
-        self._cancelled = threading.Event()
-        self.engine_seconds = 0.0
-
-    def cancel(self) -> None:
-        self._cancelled.set()
 
     def __iter__(self) -> Iterator[TtsChunk]:
         lib = self._engine.lib

@@ -23,7 +23,7 @@ import numpy as np
 
 from voiceivr.audio.resample import StreamResampler
 from voiceivr.errors import VoiceivrError
-from voiceivr.speech.base import TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
+from voiceivr.speech.base import EngineStream, TtsCapabilities, TtsChunk, TtsEngine, TtsStream, WordMark
 
 
 class TtsModelError(VoiceivrError):
@@ -53,16 +53,10 @@ def _load(model: Path, config: Path) -> Any:
         return _VOICES[key]
 
 
-class PiperStream(TtsStream):
+class PiperStream(EngineStream):
     def __init__(self, engine: PiperEngine, text: str, rate: int) -> None:
+        super().__init__(text, rate)
         self._engine = engine
-        self._text = text
-        self._rate = rate
-        self._cancelled = threading.Event()
-        self.engine_seconds = 0.0
-
-    def cancel(self) -> None:
-        self._cancelled.set()
 
     def __iter__(self) -> Iterator[TtsChunk]:
         voice = self._engine.piper
