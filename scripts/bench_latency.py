@@ -343,7 +343,7 @@ def run_caller(spec: dict[str, Any]) -> None:
                plan: CallerPlan) -> None:
         if not slot.ended.wait(plan.longest_s() + 30):
             report.error = report.error or "caller timeout"
-            edge.call(functools.partial(edge._hangup, slot.key, "agent", "caller timeout"))
+            edge.call(functools.partial(edge.hangup, slot.key, "agent", "caller timeout"))
             slot.ended.wait(5)
         script.done.wait(5 if report.answered else 0)
         report.duration_s = time.monotonic() - (script.t0 or script.t_dialed)
