@@ -22,6 +22,7 @@ from voiceivr.call.handler import CallControl, CallEvents, CallInfo
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.call.worker import CallWorker
+from voiceivr.dialplan.split import caller_number
 from voiceivr.policy.gate import SessionBinding
 from voiceivr.runtime import CallRuntime
 from voiceivr.settings import Settings
@@ -81,7 +82,7 @@ class SessionHandler:
         binding = SessionBinding(info.call_id, info.sip_call_id, info.local_tag, info.remote_tag, media_address)
         started = dt.datetime.now(dt.UTC)
         session, _brain, choice = self.runtime.new_session(info.call_id, media, binding, control=control,
-                                                           now=started)
+                                                           now=started, caller=caller_number(info.from_uri))
         if self.runtime.store is not None:
             self.runtime.store.call_started(info.call_id, source="sip", sip_call_id=info.sip_call_id,
                                             caller_uri=info.from_uri[:255] or None,

@@ -145,10 +145,11 @@ class CallRuntime:
     def default_dialplan_file(self) -> Path:
         return self.settings.dialplan.dir / f"{self.settings.dialplan.live_name}.yaml"
 
-    def plan_for_new_call(self) -> PlanChoice:
-        """The dialplan a new call gets: the file given, else the live published version."""
+    def plan_for_new_call(self, key: str | None = None) -> PlanChoice:
+        """The dialplan a new call gets: the file given, else the live published version (or, while an A/B
+        split stands, the split's version for the callers ``key``, their number or the call id, hashes to)."""
         if self._dialplan_file is None and self._live is not None:
-            live = self._live.for_new_call()
+            live = self._live.for_new_call(key)
             return PlanChoice(live.plan, live.router, live.version_id, f"{live.plan.name} v{live.version}")
         with self._lock:
             if self._file_choice is None:
@@ -184,9 +185,12 @@ class CallRuntime:
         *,
         control: CallControl | None = None,
         now: dt.datetime | None = None,
+        caller: str = "",
     ) -> tuple[CallSession, DialplanBrain, PlanChoice]:
-        """``now``: when the call started (aware); a dialplan's schedule: nodes read their hours at it."""
-        choice = self.plan_for_new_call()
+        """``now``: when the call started (aware); a dialplan's schedule: nodes read their hours at it.
+        ``caller``: the caller's number (the SIP From user), which picks the side of an A/B split; without one,
+        the call id does."""
+        choice = self.plan_for_new_call(caller or call_id)
         gate = TimedGate(self.gate_for(binding))
         conv = Conversation(choice.plan, gate, choice.router, call_id=call_id, registry=self.registry, now=now)
         brain = DialplanBrain(conv, gate, flag_text=self.flag_text)

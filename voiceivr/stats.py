@@ -1,7 +1,8 @@
 """``voiceivr stats``: what the calls of a time range did, from the database.
 
 The same figures the Prometheus endpoint exports live: per-stage latency p50/p95, calls by outcome, barge-ins,
-budget breaches, errors, and engine-seconds per call and per resolved task.
+budget breaches, errors, and engine-seconds per call and per resolved task; and, side by side, the outcomes of
+each dialplan version the calls ran (an A/B split's two versions, or the versions before and after a publish).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from voiceivr.call.budget import STAGES, percentile
-from voiceivr.db.models import Call
+from voiceivr.db.models import Call, DialplanVersion
 from voiceivr.errors import VoiceivrError
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -41,7 +42,9 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
 def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(Call.outcome, Call.resolved_tasks, Call.engine_seconds, Call.stats_json, Call.ended_at)
+            sa.select(Call.outcome, Call.resolved_tasks, Call.engine_seconds, Call.stats_json, Call.ended_at,
+                      Call.started_at, DialplanVersion.name, DialplanVersion.version)
+            .outerjoin(DialplanVersion, DialplanVersion.id == Call.dialplan_version_id)
             .where(Call.started_at >= since, Call.started_at < until)
         ).all()
     outcomes: Counter[str] = Counter()
@@ -52,11 +55,15 @@ def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dic
     barge_decisions: list[float] = []
     resolved = 0
     seconds = 0.0
-    for outcome, tasks, eng_s, stats_json, ended_at in rows:
-        outcomes[outcome or ("in progress" if ended_at is None else "unknown")] += 1
+    versions: dict[tuple[str, int], _Version] = {}
+    for outcome, tasks, eng_s, stats_json, ended_at, started_at, plan, version in rows:
+        said = outcome or ("in progress" if ended_at is None else "unknown")
+        outcomes[said] += 1
         resolved += tasks or 0
         seconds += eng_s or 0.0
         stats = json.loads(stats_json or "{}")
+        key = (plan or "", version or 0)  # ("", 0): a call that ran no published version (a file, a replay)
+        versions.setdefault(key, _Version()).add(said, tasks or 0, stats.get("barge_ins", 0), started_at, ended_at)
         for stage, values in stats.get("latency_samples", {}).items():
             samples[stage].extend(values)
         for b in stats.get("budget_breaches", []):
@@ -90,4 +97,38 @@ def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dic
             "per_resolved_task": round(seconds / resolved, 4) if resolved else None,
             "by_engine": {k: round(v, 4) for k, v in sorted(engine_by.items())},
         },
+        "by_version": [versions[k].report(*k) for k in sorted(versions)],
     }
+
+
+class _Version:
+    """The outcomes of the calls that ran one dialplan version."""
+
+    def __init__(self) -> None:
+        self.outcomes: Counter[str] = Counter()
+        self.resolved = 0
+        self.barge_ins = 0
+        self.durations: list[float] = []
+
+    def add(self, outcome: str, resolved: int, barge_ins: int, started: dt.datetime | None,
+            ended: dt.datetime | None) -> None:
+        self.outcomes[outcome] += 1
+        self.resolved += resolved
+        self.barge_ins += barge_ins if isinstance(barge_ins, int) else 0
+        if started is not None and ended is not None:
+            self.durations.append((ended - started).total_seconds())
+
+    def report(self, name: str, version: int) -> dict[str, Any]:
+        calls = sum(self.outcomes.values())
+        return {
+            "dialplan": name or None,
+            "version": version or None,
+            "label": f"{name} v{version}" if name else "no published version",
+            "calls": calls,
+            "outcomes": dict(self.outcomes),
+            "outcome_share": {k: round(n / calls, 4) for k, n in self.outcomes.items()},
+            "resolved_tasks": self.resolved,
+            "resolved_per_call": round(self.resolved / calls, 4),
+            "barge_ins": self.barge_ins,
+            "duration_s": {"p50": percentile(self.durations, 50), "p95": percentile(self.durations, 95)},
+        }

@@ -278,3 +278,36 @@ def show(app: AppContext, name: str, version: int | None) -> None:
     click.echo(f"# {v.name} version {v.version} (id {v.id}), sha256 {v.sha256}, published {when} "
                f"by {v.published_by or '-'}")
     click.echo(v.source, nl=not v.source.endswith("\n"))
+
+
+@dialplan.command()
+@click.argument("name")
+@click.option("--version", "version", type=int, default=None, help="The published version that gets a share.")
+@click.option("--percent", type=click.IntRange(1, 99), default=None, help="Its share of new calls (1-99).")
+@click.option("--clear", is_flag=True, help="End the split: every new call runs the live version.")
+@click.option("--by", "by", default="cli", show_default=True, help="Who makes the change (in the audit trail).")
+@click.option("--note", default="", help="Why (in the audit trail).")
+@pass_app
+def split(app: AppContext, name: str, version: int | None, percent: int | None, clear: bool, by: str,
+          note: str) -> None:
+    """Show, set or clear the A/B split of NAME's new calls: --version 7 --percent 20 gives version 7 to 20 %
+    of new calls (the same callers every time: a hash of their number), the live version to the rest."""
+    from voiceivr.dialplan.split import clear_split, get_split, set_split
+
+    engine = app.ready_engine()
+    if clear:
+        if version is not None or percent is not None:
+            raise click.UsageError("--clear takes no --version or --percent")
+        done = clear_split(engine, name, actor=by, note=note)
+        click.echo(f"{name}: split cleared; every new call runs the live version" if done else f"{name}: no split")
+        return
+    if version is None and percent is None:
+        s = get_split(engine, name)
+        click.echo(f"{name}: no split; every new call runs the live version" if s is None else
+                   f"{name}: version {s.version} gets {s.percent} % of new calls, the live version the rest "
+                   f"(set {s.set_at:%Y-%m-%d %H:%M} by {s.set_by or '-'})")
+        return
+    if version is None or percent is None:
+        raise click.UsageError("give both --version and --percent (or --clear)")
+    s = set_split(engine, name, version, percent, actor=by, note=note)
+    click.echo(f"{name}: version {s.version} now gets {s.percent} % of new calls, the live version the rest")

@@ -42,3 +42,21 @@ def stats(app: AppContext, since: str, until: str | None, as_json: bool) -> None
     es = report["engine_seconds"]
     click.echo(f"engine-seconds: total {es['total']}, per call {es['per_call']}, "
                f"per resolved task {es['per_resolved_task']}")
+    _by_version(report["by_version"])
+
+
+def _by_version(rows: list[dict[str, object]]) -> None:
+    """Outcomes per dialplan version, side by side: count and share of the version's calls."""
+    if not rows:
+        return
+    names = sorted({k for r in rows for k in r["outcomes"]})  # type: ignore[attr-defined]
+    click.echo("outcomes per dialplan version:")
+    click.echo(f"{'version':<22} {'calls':>6} " + " ".join(f"{n[:14]:>14}" for n in names)
+               + f" {'tasks/call':>10} {'dur p50 s':>9}")
+    for r in rows:
+        outcomes: dict[str, int] = r["outcomes"]  # type: ignore[assignment]
+        share: dict[str, float] = r["outcome_share"]  # type: ignore[assignment]
+        cells = " ".join(f"{f'{outcomes[n]} ({share[n]:.0%})' if n in outcomes else '-':>14}" for n in names)
+        dur: dict[str, float] = r["duration_s"]  # type: ignore[assignment]
+        click.echo(f"{str(r['label'])[:22]:<22} {r['calls']:>6} {cells} {r['resolved_per_call']:>10} "
+                   f"{_fmt(dur['p50']):>9}")

@@ -14,6 +14,7 @@ from voiceivr.console import drafts, views, whatif
 from voiceivr.console.accounts import Session
 from voiceivr.console.http import SECURITY_HEADERS, Refused, console_of, form_of, json_body, needs, page, text_field
 from voiceivr.dialplan.loader import DialplanInvalid
+from voiceivr.dialplan.split import clear_split, get_split, set_split
 from voiceivr.errors import VoiceivrError
 
 # --- dialplans --------------------------------------------------------------------------------------------
@@ -41,8 +42,9 @@ async def dialplan_page(request: Request, session: Session) -> Response:
     wanted = request.query_params.get("from", "")
     start = next((v for v in versions if str(v.version) == wanted), versions[-1])
     calls = await run_in_threadpool(whatif.recordings, console.settings, 20)
+    split = await run_in_threadpool(get_split, console.engine, name[:128])
     return page(request, "dialplan.html", session=session, name=name, versions=list(reversed(versions)),
-                live=versions[-1], draft=start.source, draft_from=start.version, recordings=calls,
+                live=versions[-1], draft=start.source, draft_from=start.version, recordings=calls, split=split,
                 whatif_calls=console.settings.console.whatif_calls,
                 flash=_flash(name, request.query_params), problems=[], note="")
 
@@ -59,6 +61,10 @@ def _flash(name: str, q: Mapping[str, str]) -> str:
         return f"{name} version {number('unchanged')} is already live with this exact content"
     if number("rolled_back_to") and number("now"):
         return f"rolled back to version {number('rolled_back_to')}: now version {number('now')}"
+    if number("split") and number("percent"):
+        return f"split set: version {number('split')} gets {number('percent')} % of new calls"
+    if q.get("split") == "cleared":
+        return "split ended: every new call runs the live version"
     return ""
 
 
@@ -150,8 +156,10 @@ async def publish(request: Request, session: Session) -> Response:
     except (DialplanInvalid, drafts.DraftRefused) as exc:
         problems = exc.problems if isinstance(exc, DialplanInvalid) else []
         versions = await run_in_threadpool(views.versions_of, console.engine, name)
+        split = await run_in_threadpool(get_split, console.engine, name[:128])
         return page(request, "dialplan.html", 422, session, name=name, versions=list(reversed(versions)),
                     live=versions[-1] if versions else None, draft=text, draft_from=None, flash="", note=note,
+                    split=split,
                     recordings=[], whatif_calls=console.settings.console.whatif_calls,
                     problems=[views.problem_json(p) for p in problems],
                     error="Not published: " + (f"{len(problems)} problem(s) below" if problems else str(exc))
@@ -179,4 +187,34 @@ async def rollback(request: Request, session: Session) -> Response:
         raise Refused(409, f"not rolled back: {exc}") from None
     v = result.version
     return RedirectResponse(f"/dialplans/{quote(v.name)}?rolled_back_to={version}&now={v.version}",
+                            status_code=303, headers=SECURITY_HEADERS)
+
+
+@needs("publisher")
+async def split(request: Request, session: Session) -> Response:
+    """Set, change or end the A/B split of this dialplan's new calls; audited (console.split) with the admin."""
+    console = console_of(request)
+    form = await form_of(request)
+    name = request.path_params["name"][:128]
+    try:
+        note = drafts.clean_note(text_field(form, "note"))
+    except VoiceivrError as exc:
+        raise Refused(400, str(exc)) from None
+    if form.get("action") == "clear":
+        try:
+            await run_in_threadpool(lambda: clear_split(console.engine, name, actor=session.admin.actor,
+                                                        kind="console.split", note=note))
+        except VoiceivrError as exc:
+            raise Refused(409, f"split not ended: {exc}") from None
+        return RedirectResponse(f"/dialplans/{quote(name)}?split=cleared", status_code=303, headers=SECURITY_HEADERS)
+    version, percent = str(form.get("version", "")).strip(), str(form.get("percent", "")).strip()
+    if not (version.isdigit() and len(version) < 10 and percent.isdigit() and len(percent) < 4):
+        raise Refused(400, "choose a version and a whole percentage (1 to 99)")
+    try:
+        done = await run_in_threadpool(lambda: set_split(console.engine, name, int(version), int(percent),
+                                                         actor=session.admin.actor, kind="console.split",
+                                                         note=note))
+    except VoiceivrError as exc:
+        raise Refused(409, f"split not set: {exc}" + (f" ({exc.hint})" if exc.hint else "")) from None
+    return RedirectResponse(f"/dialplans/{quote(name)}?split={done.version}&percent={done.percent}",
                             status_code=303, headers=SECURITY_HEADERS)

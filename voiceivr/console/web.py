@@ -39,6 +39,7 @@ from voiceivr.console.dialplan_routes import (
     home,
     publish,
     rollback,
+    split,
     whatif_audio,
 )
 from voiceivr.console.http import HERE, MAX_BODY, BodyLimit, Console
@@ -72,6 +73,7 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
         Route("/dialplans/{name}", dialplan_page),
         Route("/dialplans/{name}/publish", publish, methods=["POST"]),
         Route("/dialplans/{name}/rollback", rollback, methods=["POST"]),
+        Route("/dialplans/{name}/split", split, methods=["POST"]),
         Route("/api/validate", api_validate, methods=["POST"]),
         Route("/api/simulate", api_simulate, methods=["POST"]),
         Route("/api/whatif", api_whatif, methods=["POST"]),

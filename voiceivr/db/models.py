@@ -67,6 +67,22 @@ class DialplanVersion(Base):
     note: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
+class DialplanSplit(Base):
+    """An A/B split of a dialplan's new calls: ``percent`` of them run ``version_id``, the rest the live version.
+
+    At most one per dialplan name; the choice per call is a stable hash of the caller's number
+    (``voiceivr.dialplan.split``). No row: every new call runs the live version.
+    """
+
+    __tablename__ = "dialplan_splits"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dialplan_versions.id"))
+    percent: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=utcnow)
+    set_by: Mapped[str] = mapped_column(String(128), default="")
+
+
 class Call(Base):
     __tablename__ = "calls"
 

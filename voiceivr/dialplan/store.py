@@ -4,8 +4,8 @@
 YAML exactly as published, its sha256 and a number per dialplan name; the newest version of a name is live.
 
 The server holds one :class:`LiveDialplans` and asks it, for each new call, :meth:`LiveDialplans.for_new_call`:
-one cheap query for the newest version id; a version not seen before is loaded, validated and given its
-router (example embeddings) once, then cached. A call keeps the :class:`LiveVersion` it started with, so a
+two cheap queries (the newest version's id, and the A/B split of :mod:`voiceivr.dialplan.split`, if any); a
+version not seen before is loaded, validated and given its router (example embeddings) once, then cached. A call keeps the :class:`LiveVersion` it started with, so a
 newly published version reaches new calls only and never touches calls in progress. Record the version on
 the call with :func:`record_call`.
 """
@@ -26,6 +26,7 @@ from voiceivr.db.models import Call, DialplanVersion
 from voiceivr.dialplan.loader import load_text, sha256_text
 from voiceivr.dialplan.model import Dialplan
 from voiceivr.dialplan.router import IntentRouter
+from voiceivr.dialplan.split import get_split, takes_split
 from voiceivr.errors import VoiceivrError
 
 log = logging.getLogger(__name__)
@@ -159,38 +160,57 @@ class LiveDialplans:
         self._current: LiveVersion | None = None
         self._lock = threading.Lock()
 
-    def for_new_call(self) -> LiveVersion:
-        """The newest published version (loaded once per version); raises NoLiveDialplan if there is none."""
+    def for_new_call(self, key: str | None = None) -> LiveVersion:
+        """The version a new call runs: the newest published one, or, while an A/B split of this name stands
+        (:mod:`voiceivr.dialplan.split`), the split's version for the callers whose ``key`` (their number, else
+        the call id) hashes into its share. Each version is loaded once; raises NoLiveDialplan if there is none.
+
+        Two small queries per call (the newest version's id, the split): a version published from the console
+        or the CLI reaches the next new call of a running server, with no restart."""
         with self.engine.connect() as conn:
             newest = conn.execute(
-                sa.select(versions_t.c.id, versions_t.c.version, versions_t.c.source)
+                sa.select(versions_t.c.id, versions_t.c.version)
                 .where(versions_t.c.name == self.name).order_by(versions_t.c.version.desc()).limit(1)
-            ).mappings().first()
-        if newest is None:
-            if self._current is not None:
-                return self._current
-            raise NoLiveDialplan(f"no published dialplan named {self.name}",
-                                 hint=f"publish it: voiceivr dialplan publish dialplans/{self.name}.yaml")
-        with self._lock:
-            cached = self._cache.get(newest["id"])
-            if cached is not None:
-                self._current = cached
-                return cached
+            ).first()
+            split = get_split(conn, self.name) if key is not None else None
+            if newest is None:
+                if self._current is not None:
+                    return self._current
+                raise NoLiveDialplan(f"no published dialplan named {self.name}",
+                                     hint=f"publish it: voiceivr dialplan publish dialplans/{self.name}.yaml")
+            live = self._load(conn, newest.id, newest.version, current=True)
+            if split is None or split.version_id == live.version_id or key is None or not takes_split(split, key):
+                return live
             try:
-                plan = load_text(newest["source"], f"{self.name} v{newest['version']}", self.registry)
+                return self._load(conn, split.version_id, split.version, current=False)
+            except VoiceivrError as exc:  # a version that loaded once at its publish no longer does (code change)
+                log.error("the split's dialplan version does not load; the call gets the live one",
+                          extra={"dialplan": self.name, "version": split.version, "error": str(exc)})
+                return live
+
+    def _load(self, conn: Connection, version_id: int, version: int, *, current: bool) -> LiveVersion:
+        with self._lock:
+            cached = self._cache.get(version_id)
+            if cached is not None:
+                if current:
+                    self._current = cached
+                return cached
+            source = conn.execute(sa.select(versions_t.c.source).where(versions_t.c.id == version_id)).scalar_one()
+            try:
+                plan = load_text(source, f"{self.name} v{version}", self.registry)
             except VoiceivrError as exc:
                 # Validated at publish time; only a code change (e.g. a removed action) can get here.
-                if self._current is None:
+                if self._current is None or not current:
                     raise
                 log.error("newest dialplan version does not load; keeping the previous one",
-                          extra={"dialplan": self.name, "version": newest["version"], "error": str(exc)})
+                          extra={"dialplan": self.name, "version": version, "error": str(exc)})
                 return self._current
-            live = LiveVersion(newest["id"], newest["version"], plan, self.router_factory(plan))
-            self._cache[newest["id"]] = live
-            self._current = live
-            log.info("new dialplan version live for new calls",
-                     extra={"dialplan": self.name, "version": newest["version"]})
-            return live
+            loaded = LiveVersion(version_id, version, plan, self.router_factory(plan))
+            self._cache[version_id] = loaded
+            if current:
+                self._current = loaded
+                log.info("new dialplan version live for new calls", extra={"dialplan": self.name, "version": version})
+            return loaded
 
 
 def record_call(engine: Engine, call_id: str, version_id: int | None, source: str = "sip",
