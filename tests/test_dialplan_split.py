@@ -4,6 +4,7 @@ and outcomes per version in `voiceivr stats`."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -155,3 +156,45 @@ def test_stats_compare_outcomes_per_version(sqlite_url: str, monkeypatch: pytest
     assert "3 (75%)" in lines["hello v1"] and "1 (25%)" in lines["hello v1"]
     assert "2 (67%)" in lines["hello v2"]
     engine.dispose()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_new_sip_call_is_given_the_callers_number_and_the_runtime_splits_on_it(
+        migrated_engine: Engine, cheap_embeddings: None) -> None:
+    """The wiring: the SIP edge's From URI becomes the split's key at the call's start (voiceivr.live), and the
+    runtime's plan for a new call follows the split for that key (no number: the call id)."""
+    from voiceivr.call.handler import CallInfo
+    from voiceivr.live import SessionHandler
+    from voiceivr.runtime import CallRuntime
+    from voiceivr.settings import load_settings
+
+    _hello_versions(migrated_engine)
+    set_split(migrated_engine, "hello", 1, 50, actor="test")
+    settings = load_settings()[0]
+    settings = dataclasses.replace(settings, dialplan=dataclasses.replace(settings.dialplan, live_name="hello"))
+    runtime = CallRuntime(settings, db=migrated_engine, vad=None, stt=None, tts=None,  # type: ignore[arg-type]
+                          prompt_cache=None, registry=demo_registry())
+    split = get_split(migrated_engine, "hello")
+    assert split is not None
+    numbers = [f"+1555020{i:04d}" for i in range(40)]
+    assert [runtime.plan_for_new_call(n).version_id for n in numbers] == \
+        [split.version_id if takes_split(split, n) else runtime.plan_for_new_call().version_id for n in numbers]
+    assert len({runtime.plan_for_new_call(n).label for n in numbers}) == 2  # both sides seen: hello v1, hello v2
+
+    seen: dict[str, object] = {}
+
+    class Runtime:
+        def new_session(self, call_id: str, *_args: object, **kwargs: object) -> None:
+            seen.update(kwargs, call_id=call_id)
+            raise _Stop
+
+    class Handler:
+        runtime = Runtime()
+
+    info = CallInfo("c-1", from_uri="sip:+1-555-0200@10.0.0.5:5060;transport=udp")
+    with pytest.raises(_Stop):
+        SessionHandler.start(Handler(), info, None, None)  # type: ignore[arg-type]
+    assert seen["caller"] == "+15550200" and seen["call_id"] == "c-1"
