@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 
 import click
 
@@ -88,3 +91,28 @@ def disable_user(app: AppContext, name: str) -> None:
     click.echo(f"console admin {name}: disabled")
 
 
+
+
+def start_beside_serve() -> subprocess.Popen[bytes]:
+    """``voiceivr serve --console``: the console in a child process (``voiceivr console``, the same settings from
+    the same environment), so neither can stall the other; the caller stops it with :func:`stop_beside_serve`."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "voiceivr", "console"], env=env)
+
+
+def stop_beside_serve(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def console_failed(proc: subprocess.Popen[bytes], within_s: float = 0.0) -> int | None:
+    """The console's exit code if it has already stopped (e.g. its port is taken), waiting up to ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return proc.poll()

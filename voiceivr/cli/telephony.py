@@ -22,8 +22,11 @@ log = logging.getLogger(__name__)
 @click.option("--host", help="Address to listen on for SIP (default: sip.host).")
 @click.option("--port", type=int, help="Public SIP port, UDP (default: sip.port).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Worker processes behind Kamailio (default: sip.workers).")
+@click.option("--console/--no-console", "with_console", default=None,
+              help="Also serve the admins' web console on console.host:console.port (default: console.enabled).")
 @pass_app
-def serve(app: AppContext, host: str | None, port: int | None, workers: int | None) -> None:
+def serve(app: AppContext, host: str | None, port: int | None, workers: int | None,
+          with_console: bool | None) -> None:
     """Answer phone calls: Kamailio on the public SIP port spreads calls over N worker processes.
 
     Each worker carries up to sip.calls_per_worker calls (at most 4, a limit of the pjsua2 build) and runs the
@@ -42,13 +45,28 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
         why = "sip.kamailio = no" if settings.sip.kamailio.lower() == "no" else "Kamailio is not installed"
         click.echo(f"voiceivr: {why}: running ONE worker on the port (at most {settings.sip.calls_per_worker} "
                    "calls; apt-get install kamailio for more workers)", err=True)
+    if not (with_console if with_console is not None else settings.console.enabled):
+        sys.exit(_run(sup, settings))
+    from voiceivr.cli.console import console_failed, start_beside_serve, stop_beside_serve
+
+    console = start_beside_serve()
+    try:
+        code = _run(sup, settings)
+    finally:
+        stop_beside_serve(console)
+    if (failed := console_failed(console)) not in (None, 0, -15):
+        click.echo(f"voiceivr: the console had stopped (exit code {failed}; its message is above)", err=True)
+    sys.exit(code)
+
+
+def _run(sup: Any, settings: Any) -> int:
     sup.start()
     state = sup.state()
     ports = ", ".join(str(w["port"]) for w in state["workers"])
     front = "kamailio" if sup.kamailio_bin else "worker0"
     click.echo(f"voiceivr: serving SIP on udp:{sup.host}:{sup.port} ({front}); {len(state['workers'])} worker(s) "
                f"[{ports}], {settings.sip.calls_per_worker} calls each", err=True)
-    sys.exit(sup.run())
+    return int(sup.run())
 
 
 @click.command("serve-worker", hidden=True)

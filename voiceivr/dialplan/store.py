@@ -5,8 +5,9 @@ YAML exactly as published, its sha256 and a number per dialplan name; the newest
 
 The server holds one :class:`LiveDialplans` and asks it, for each new call, :meth:`LiveDialplans.for_new_call`:
 two cheap queries (the newest version's id, and the A/B split of :mod:`voiceivr.dialplan.split`, if any); a
-version not seen before is loaded, validated and given its router (example embeddings) once, then cached. A call keeps the :class:`LiveVersion` it started with, so a
-newly published version reaches new calls only and never touches calls in progress. Record the version on
+version not seen before is loaded, validated and given its router (example embeddings) once, then cached. A
+call keeps the :class:`LiveVersion` it started with, so a newly published version reaches new calls only and
+never touches calls in progress. Record the version on
 the call with :func:`record_call`.
 """
 

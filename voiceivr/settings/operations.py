@@ -47,6 +47,9 @@ class DialplanSettings:
 class ConsoleSettings:
     """The admins' web console (`voiceivr console`, docs/console.md)."""
 
+    enabled: bool = setting(
+        False, "`voiceivr serve` also serves the console (as if started with --console), in a process of its own "
+               "that it stops when it stops.")
     host: str = setting("127.0.0.1", "Address the console listens on (keep it local, or put TLS in front).")
     port: int = setting(8088, "Port the console listens on.", min=1, max=65535)
     secure_cookies: bool = setting(
