@@ -315,3 +315,89 @@ def test_simulate_refuses_a_bad_time_or_zone(runner: CliRunner) -> None:
     assert bad.exit_code == 2 and "is not a date" in bad.output
     zone = runner.invoke(cli, ["dialplan", "simulate", str(HOURS_YAML), "--today", "2026-12-25", "--tz", "Nowhere"])
     assert zone.exit_code == 2 and "unknown time zone 'Nowhere'" in zone.output
+
+
+# --- yearly holidays (date: MM-DD) ----------------------------------------------------------------------
+
+
+def _yearly(month: int, day: int, name: str, *ranges: str) -> Holiday:
+    return Holiday(dt.date(2000, month, day), name, hours=tuple(parse_range(r, overnight=False) for r in ranges),
+                   yearly=True)
+
+
+def test_a_yearly_holiday_falls_every_year_and_a_dated_one_comes_first() -> None:
+    xmas = _yearly(12, 25, "Christmas Day")
+    eve_2027 = Holiday(dt.date(2027, 12, 25), "Christmas (short day)", hours=(parse_range("09:00-12:00"),))
+    sched = Schedule("office", OFFICE.timezone, OFFICE.week, holidays={eve_2027.date: eve_2027},
+                     yearly={(12, 25): xmas})
+    for year in (2026, 2030, 2031):  # a Friday, a Wednesday, a Thursday: all open days otherwise
+        reading = state_at(sched, at(year, 12, 25, 10, 0))
+        assert reading.state == "holiday" and reading.holiday == xmas
+        assert state_at(sched, at(year, 12, 24, 10, 0)).state == "open"
+    assert state_at(sched, at(2027, 12, 25, 10, 0)).holiday == eve_2027  # that year's own entry wins
+    assert state_at(sched, at(2027, 12, 25, 10, 0)).state == "open"
+
+
+def test_a_yearly_29_february_is_a_holiday_in_leap_years_only() -> None:
+    leap = _yearly(2, 29, "Leap Day")
+    sched = Schedule("daily", "UTC", week(mon_sun="09:00-17:00"), yearly={(2, 29): leap})
+    assert state_at(sched, at(2028, 2, 29, 10, 0, UTC)).state == "holiday"
+    assert state_at(sched, at(2032, 2, 29, 10, 0, UTC)).holiday == leap
+    for day in (dt.date(2027, 2, 28), dt.date(2027, 3, 1), dt.date(2028, 2, 28), dt.date(2028, 3, 1)):
+        assert state_at(sched, at(day.year, day.month, day.day, 10, 0, UTC)).state == "open", day
+    assert state_at(sched, at(2100, 3, 1, 10, 0, UTC)).state == "open"  # 2100 is not a leap year
+
+
+def test_a_yearly_holiday_on_a_dst_change_owns_its_whole_local_day() -> None:
+    # New York springs forward on 2026-03-08 (a 23-hour day) and falls back on 2026-11-01 (25 hours). A yearly
+    # holiday on those dates starts and ends at local midnight, and stops the night range from the day before.
+    nights = week(mon_sun="22:00-03:00")
+    sched = Schedule("nights", "America/New_York", nights,
+                     yearly={(3, 8): _yearly(3, 8, "Spring"), (11, 1): _yearly(11, 1, "Autumn", "20:00-23:00")})
+    utc = dt.UTC
+    assert state_at(sched, dt.datetime(2026, 3, 8, 4, 59, tzinfo=utc)).state == "open"  # 23:59 EST on the 7th
+    assert state_at(sched, dt.datetime(2026, 3, 8, 5, 0, tzinfo=utc)).state == "holiday"  # 00:00 EST
+    assert state_at(sched, dt.datetime(2026, 3, 8, 7, 30, tzinfo=utc)).local.hour == 3  # 03:30 EDT
+    assert state_at(sched, dt.datetime(2026, 3, 8, 7, 30, tzinfo=utc)).state == "holiday"
+    assert state_at(sched, dt.datetime(2026, 3, 9, 3, 59, tzinfo=utc)).state == "holiday"  # 23:59 EDT
+    assert state_at(sched, dt.datetime(2026, 3, 9, 4, 0, tzinfo=utc)).state == "closed"  # its night never opened
+    # 1 November: 01:30 comes twice, a holiday both times; its own hours are on the wall clock (20:00 EST).
+    assert state_at(sched, dt.datetime(2026, 11, 1, 5, 30, tzinfo=utc)).state == "holiday"  # 01:30 EDT
+    assert state_at(sched, dt.datetime(2026, 11, 1, 6, 30, tzinfo=utc)).state == "holiday"  # 01:30 EST
+    assert state_at(sched, dt.datetime(2026, 11, 2, 1, 0, tzinfo=utc)).state == "open"  # 20:00 EST
+    assert state_at(sched, dt.datetime(2026, 11, 2, 4, 0, tzinfo=utc)).state == "holiday"  # 23:00 EST
+    assert state_at(sched, dt.datetime(2026, 11, 2, 5, 30, tzinfo=utc)).state == "closed"  # 00:30 on the 2nd
+    assert state_at(sched, dt.datetime(2027, 3, 8, 6, 0, tzinfo=utc)).state == "holiday"  # every year
+
+
+def test_the_loader_reads_yearly_dates_and_points_at_bad_ones() -> None:
+    text = PLAN.format(zone="UTC", weekdays='"09:00-17:00"', extra_day="", date="12-25", schedule="main",
+                       closed="b")
+    text = text.replace("      - {date: 12-25, name: Holiday}",
+                        "      - {date: 12-25, name: Holiday}\n"
+                        "      - {date: 2026-12-25, name: This year, open: \"09:00-12:00\"}\n"
+                        "      - {date: \"02-29\", name: Leap Day}")
+    plan, problems = check_text(text, "t.yaml", demo_registry())
+    assert plan is not None, [str(p) for p in problems]
+    sched = plan.schedules["main"]
+    assert sched.yearly[(12, 25)].name == "Holiday" and sched.yearly[(12, 25)].yearly
+    assert sched.yearly[(2, 29)].name == "Leap Day" and sched.holidays[dt.date(2026, 12, 25)].name == "This year"
+    assert problems_of(date="13-01") == [
+        "t.yaml:10:16: schedules.main.holidays[0].date: '13-01' is not a day of the year; write a yearly holiday "
+        "as MM-DD, e.g. 12-25"]
+    assert problems_of(date="02-30")[0].startswith("t.yaml:10:16: schedules.main.holidays[0].date: '02-30' is not")
+    twice = PLAN.format(zone="UTC", weekdays='"09:00-17:00"', extra_day="", date="12-25", schedule="main",
+                        closed="b").replace("name: Holiday}", "name: Holiday}\n      - {date: 12-25, name: Again}")
+    assert [str(p) for p in check_text(twice, "t.yaml", demo_registry())[1]] == [
+        "t.yaml:11:16: schedules.main.holidays[1]: 12-25 is already a yearly holiday (Holiday)"]
+
+
+def test_simulate_takes_a_yearly_holiday_in_any_year(runner: CliRunner, tmp_path: Path) -> None:
+    yearly = tmp_path / "hours.yaml"
+    source = HOURS_YAML.read_text()
+    assert "date: 2026-12-25" in source
+    yearly.write_text(source.replace("date: 2026-12-25", "date: 12-25"))
+    for when in ("2026-12-25", "2031-12-25"):
+        state, node, said = branch_taken(simulate(runner, yearly, "--today", when))
+        assert (state, node) == ("holiday", "closed") and "We're closed today for Christmas Day." in said
+    assert branch_taken(simulate(runner, yearly, "--today", "2031-12-24T10:00-05:00"))[0] == "open"

@@ -48,14 +48,14 @@ def state_at(schedule: Schedule, moment: dt.datetime) -> Reading:
         return Reading("emergency", local)
     day = local.date()
     minute = local.hour * 60 + local.minute
-    holiday = schedule.holidays.get(day)
+    holiday = schedule.holiday_on(day)
     if holiday is not None:
         state: ScheduleState = "open" if _within(holiday.hours, minute) else "holiday"
         return Reading(state, local, holiday)
     today = schedule.week[day.weekday()]
     yesterday = day - dt.timedelta(days=1)
     # Last night's overnight ranges reach into today, unless yesterday was a holiday (its hours replaced them).
-    spill = () if yesterday in schedule.holidays else schedule.week[yesterday.weekday()]
+    spill = () if schedule.holiday_on(yesterday) is not None else schedule.week[yesterday.weekday()]
     is_open = _within(today, minute) or _within(spill, minute + DAY)
     return Reading("open" if is_open else "closed", local)
 

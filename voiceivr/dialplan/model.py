@@ -156,10 +156,11 @@ class TimeRange:
 
 @dataclass(frozen=True)
 class Holiday:
-    date: dt.date
+    date: dt.date  # a yearly holiday: its month and day, in the leap year 2000 (so 02-29 can be written)
     name: str
     hours: tuple[TimeRange, ...] = ()  # reduced hours on the day; none: closed all day
     say: PromptSpec | None = None  # said when a node branches on it ("We're closed today for ...")
+    yearly: bool = False  # on date's month and day every year (``date: 12-25`` in the YAML)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,13 @@ class Schedule:
     week: tuple[tuple[TimeRange, ...], ...]  # Monday first, 7 entries
     holidays: Mapping[dt.date, Holiday] = field(default_factory=dict)
     emergency: Emergency = Emergency()
+    yearly: Mapping[tuple[int, int], Holiday] = field(default_factory=dict)  # (month, day): every year
+
+    def holiday_on(self, day: dt.date) -> Holiday | None:
+        """The holiday on a local date: one dated that day, else a yearly one on its month and day (a yearly
+        02-29 falls in leap years only)."""
+        dated = self.holidays.get(day)
+        return dated if dated is not None else self.yearly.get((day.month, day.day))
 
 
 def _hhmm(minutes: int) -> str:

@@ -6,6 +6,7 @@ their ``file:line:col``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,9 @@ from voiceivr.dialplan.model import Emergency, Holiday, PromptSpec, Schedule, Ti
 from voiceivr.dialplan.schema import EMERGENCY, HOLIDAY, SCHEDULE
 from voiceivr.dialplan.typed import Skip, TypedReader
 from voiceivr.yamlpos import Mark, MDict, MList
+
+_MONTH_DAY = re.compile(r"^\s*(\d{1,2})-(\d{1,2})\s*$")
+_REPORTED = (0, 0)
 
 
 class ScheduleBuilder(TypedReader):
@@ -45,9 +49,9 @@ class ScheduleBuilder(TypedReader):
                                                "such as America/New_York, Europe/London or UTC")
             raise Skip from None
         week = self.build_week(v, where)
-        holidays = self.build_holidays(v, where, vars_)
+        holidays, yearly = self.build_holidays(v, where, vars_)
         emergency = self.build_emergency(v, where, vars_)
-        return Schedule(name=name, timezone=zone, week=week, holidays=holidays, emergency=emergency)
+        return Schedule(name=name, timezone=zone, week=week, holidays=holidays, emergency=emergency, yearly=yearly)
 
     def time_ranges(self, v: Any, mark: Mark, where: str, overnight: bool) -> tuple[TimeRange, ...]:
         """``"09:00-17:00"``, a list of those, or ``closed``."""
@@ -95,33 +99,65 @@ class ScheduleBuilder(TypedReader):
                                 "join them into one range")
         return tuple(week)
 
-    def build_holidays(self, v: MDict, where: str, vars_: Mapping[str, str]) -> dict[dt.date, Holiday]:
-        out: dict[dt.date, Holiday] = {}
+    def build_holidays(self, v: MDict, where: str, vars_: Mapping[str, str]
+                       ) -> tuple[dict[dt.date, Holiday], dict[tuple[int, int], Holiday]]:
+        """The dated holidays (``date: 2026-12-24``) and the yearly ones (``date: 12-25``, every year)."""
+        dated: dict[dt.date, Holiday] = {}
+        yearly: dict[tuple[int, int], Holiday] = {}
         if "holidays" not in v or v["holidays"] is None:
-            return out
+            return dated, yearly
         raw = v["holidays"]
         if not isinstance(raw, MList):
             self.err(v.value_mark("holidays"), f"{where}.holidays must be a list of {{date:, name:}}")
-            return out
+            return dated, yearly
         for i, h in enumerate(raw):
             w = f"{where}.holidays[{i}]"
             if not isinstance(h, MDict):
                 self.err(raw.item_mark(i), f"{w} must be a mapping with date: and name:")
                 continue
             self.keys(h, HOLIDAY.names, w)
-            day = self.date(h, "date", w)
+            month_day = self.month_day(h, w)
+            day = None if month_day is not None else self.date(h, "date", w)
             name = self.string(h, "name", w, required=True) or ""
             ranges = self.time_ranges(h.get("open"), h.value_mark("open"), f"{w}.open", overnight=False)
             for _, r1, _, r2 in hours.overlaps((ranges, (), (), (), (), (), ())):
                 self.err(h.value_mark("open"), f"{w}.open: {r2} overlaps {r1}; join them into one range")
             say = self.schedule_prompt(h, w, vars_)
+            if month_day == _REPORTED:
+                continue
+            if month_day is not None:
+                if month_day in yearly:
+                    self.err(h.value_mark("date"), f"{w}: {month_day[0]:02d}-{month_day[1]:02d} is already a "
+                                                   f"yearly holiday ({yearly[month_day].name})")
+                    continue
+                yearly[month_day] = Holiday(date=dt.date(2000, *month_day), name=name, hours=ranges, say=say,
+                                            yearly=True)
+                continue
             if day is None:
                 continue
-            if day in out:
-                self.err(h.value_mark("date"), f"{w}: {day.isoformat()} is already a holiday ({out[day].name})")
+            if day in dated:
+                self.err(h.value_mark("date"), f"{w}: {day.isoformat()} is already a holiday ({dated[day].name})")
                 continue
-            out[day] = Holiday(date=day, name=name, hours=ranges, say=say)
-        return out
+            dated[day] = Holiday(date=day, name=name, hours=ranges, say=say)
+        return dated, yearly
+
+    def month_day(self, h: MDict, where: str) -> tuple[int, int] | None:
+        """``date: 12-25`` (a string ``MM-DD``): a holiday every year; None for anything else (a full date);
+        ``_REPORTED`` for an MM-DD that is no day of any year (the problem is reported here)."""
+        text = h.get("date")
+        if not isinstance(text, str):
+            return None
+        m = _MONTH_DAY.match(text)
+        if m is None:
+            return None
+        month, day = int(m.group(1)), int(m.group(2))
+        try:
+            dt.date(2000, month, day)  # a leap year: 02-29 is a day of some years
+        except ValueError:
+            self.err(h.value_mark("date"), f"{where}.date: {text.strip()!r} is not a day of the year; write a "
+                                           "yearly holiday as MM-DD, e.g. 12-25")
+            return _REPORTED
+        return month, day
 
     def build_emergency(self, v: MDict, where: str, vars_: Mapping[str, str]) -> Emergency:
         raw = v.get("emergency")

@@ -223,7 +223,11 @@ _RANGE = Text(pattern=r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$",
 _HOURS_OPTIONS = (Const("closed"), Null(), _RANGE, ListOf(_RANGE))
 _DAYS = "mon|tue|wed|thu|fri|sat|sun"
 HOLIDAY = mapping(
-    ("date", Text(format="date")),
+    ("date", OneOf((Text(pattern=r"^\d{4}-\d{2}-\d{2}$", format="date", description="one date: 2026-12-24"),
+                    Text(pattern=r"^\d{1,2}-\d{1,2}$", description="every year: 12-25 (MM-DD; 02-29 in leap years "
+                                                                 "only)")),
+                   description="YYYY-MM-DD for one date, MM-DD for every year; a dated holiday on the same day "
+                               "comes before the yearly one")),
     ("name", Text()),
     ("open", OneOf(_HOURS_OPTIONS, description="reduced hours on the day; left out: closed all day")),
     ("say", PROMPT),

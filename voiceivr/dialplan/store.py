@@ -7,8 +7,7 @@ The server holds one :class:`LiveDialplans` and asks it, for each new call, :met
 two cheap queries (the newest version's id, and the A/B split of :mod:`voiceivr.dialplan.split`, if any); a
 version not seen before is loaded, validated and given its router (example embeddings) once, then cached. A
 call keeps the :class:`LiveVersion` it started with, so a newly published version reaches new calls only and
-never touches calls in progress. Record the version on
-the call with :func:`record_call`.
+never touches calls in progress. Record the version on the call with :func:`record_call`.
 """
 
 from __future__ import annotations
