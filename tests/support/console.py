@@ -49,11 +49,12 @@ def seed(engine: Engine) -> None:
 
 
 @contextmanager
-def running_console(engine: Engine, *, free_failures: int = 5,
-                    recordings: Path | None = None) -> Iterator[RunningConsole]:
+def running_console(engine: Engine, *, free_failures: int = 5, recordings: Path | None = None,
+                    trusted_proxies: list[str] | None = None) -> Iterator[RunningConsole]:
     settings = load_settings()[0]
     settings = dataclasses.replace(settings, console=dataclasses.replace(
-        settings.console, login_free_failures=free_failures, login_max_delay_s=60.0))
+        settings.console, login_free_failures=free_failures, login_max_delay_s=60.0,
+        trusted_proxies=trusted_proxies or []))
     if recordings is not None:
         settings = dataclasses.replace(settings, recording=dataclasses.replace(settings.recording,
                                                                                dir=str(recordings)))

@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voiceivr.actions.registry import ActionRegistry
-from voiceivr.console import accounts, drafts
+from voiceivr.console import accounts, drafts, proxies
 from voiceivr.console.accounts import Session, Throttle
 from voiceivr.settings import Settings
 
@@ -127,6 +127,7 @@ class Console:
     # One what-if at a time: each replays calls through the whole pipeline, and the box also answers calls.
     whatif_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     clips: Clips = dataclasses.field(default_factory=Clips)
+    trusted_proxies: tuple[proxies.Network, ...] = ()  # console.trusted_proxies, parsed
 
     @property
     def throttle(self) -> Throttle:
@@ -147,7 +148,9 @@ def console_of(request: Request) -> Console:
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The address wrong passwords are counted by: the peer, or behind a trusted proxy the client it names."""
+    return proxies.client_address(request.client.host if request.client else None,
+                                  request.headers.getlist("x-forwarded-for"), console_of(request).trusted_proxies)
 
 
 def page(request: Request, template: str, status: int = 200, session: Session | None = None,

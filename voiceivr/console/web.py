@@ -43,6 +43,7 @@ from voiceivr.console.dialplan_routes import (
     whatif_audio,
 )
 from voiceivr.console.http import HERE, MAX_BODY, BodyLimit, Console
+from voiceivr.console.proxies import parse_proxies
 from voiceivr.settings import Settings
 
 
@@ -63,7 +64,8 @@ def make_app(settings: Settings, engine: Engine, registry: ActionRegistry) -> AS
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
                             trim_blocks=True, lstrip_blocks=True)
     templates.filters["when"] = _when
-    console = Console(settings, engine, registry, drafts.Simulator(settings, registry), templates)
+    console = Console(settings, engine, registry, drafts.Simulator(settings, registry), templates,
+                      trusted_proxies=parse_proxies(settings.console.trusted_proxies))
     app = Starlette(routes=[
         Route("/", home),
         Route("/login", login_get, methods=["GET"]),

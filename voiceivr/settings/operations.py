@@ -62,6 +62,10 @@ class ConsoleSettings:
     login_max_delay_s: float = setting(
         900.0, "The wait after wrong passwords doubles with each one past login_free_failures, up to this "
                "(seconds).", min=1, max=86400)
+    trusted_proxies: list[str] = setting(
+        [], "Reverse proxies (IPs or networks, comma-separated) whose X-Forwarded-For is believed: a request from "
+            "one is counted, for sign-in throttling and the audit trail, as coming from the nearest untrusted "
+            "address in that header. Empty: the peer's address, and the header is ignored.")
     whatif_calls: int = setting(
         3, "How many of the newest recorded calls a what-if replays when none are chosen (each is replayed twice, "
            "about 3 s each on one core).", min=1, max=20)
