@@ -278,9 +278,11 @@ class AuditTrail:
         *,
         checkpoint_files: Sequence[Path] = (),
         use_checkpoint_file: bool = True,
+        after: Checkpoint | None = None,
     ) -> VerifyReport:
         """Walk the whole trail with this engine's keys, and hold it against the configured checkpoint file,
-        ``checkpoint_files`` (which may also hold unsigned heads an operator kept) and ``checkpoint``."""
+        ``checkpoint_files`` (which may also hold unsigned heads an operator kept) and ``checkpoint``.
+        ``after``: walk only the rows after a head an earlier whole walk found intact (see ``verify_rows``)."""
         keyring = self.config.keys()  # verifying without the key is an error naming the setting
         anchors: list[Checkpoint] = [checkpoint] if isinstance(checkpoint, Checkpoint) else list(checkpoint or ())
         problems: list[str] = []
@@ -293,5 +295,5 @@ class AuditTrail:
             problems += lines.problems
             if path == sink_path and not lines.anchors and not lines.problems:
                 notes.append(f"no checkpoints in {path} yet: a cut tail would go unnoticed")
-        report = verify_rows(self.rows(), keyring, anchors, problems)
+        report = verify_rows(self.rows(since_seq=after.seq if after else 0), keyring, anchors, problems, after=after)
         return dataclasses.replace(report, notes=tuple(notes)) if notes else report

@@ -59,17 +59,23 @@ def verify_rows(
     keyring: Keyring,
     checkpoints: Sequence[Checkpoint] = (),
     problems: Sequence[str] = (),
+    *,
+    after: Checkpoint | None = None,
 ) -> VerifyReport:
     """Walk the chain from the first row. ``checkpoints``: heads the trail must still have (already checked for
     their signatures); ``problems``: lines of the checkpoint files that failed that check (each one a failure,
-    reported when the chain itself is intact)."""
-    expected_seq = 1
-    prev_hash = GENESIS_HASH
-    count = 0
-    first_keyed: int | None = None
+    reported when the chain itself is intact).
+
+    ``after``: a head this process verified before (a whole walk that ended intact there): ``rows`` then start
+    at the row after it, whose ``prev_hash`` must be that head's link, and checkpoints at or before it are not
+    held against rows again (a whole walk does that)."""
+    expected_seq = 1 if after is None else after.seq + 1
+    prev_hash = GENESIS_HASH if after is None else after.hash
+    count = 0 if after is None else after.seq
+    first_keyed: int | None = None if after is None or after.seq == 0 else after.seq  # an intact walk had one
     at_seq: dict[int, list[Checkpoint]] = {}
     for cp in checkpoints:
-        if cp.seq > 0:
+        if cp.seq > (0 if after is None else after.seq):
             at_seq.setdefault(cp.seq, []).append(cp)
     newest = max(checkpoints, key=lambda c: c.seq, default=None)
 

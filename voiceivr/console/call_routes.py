@@ -68,5 +68,6 @@ async def stats_page(request: Request, session: Session) -> Response:
 
 @needs("viewer")
 async def audit(request: Request, session: Session) -> Response:
-    report, rows = await run_in_threadpool(views.audit_view, console_of(request).engine, 200)
-    return page(request, "audit.html", session=session, report=report, rows=rows)
+    console = console_of(request)
+    report, rows, how = await run_in_threadpool(views.audit_view, console.engine, 200, console.audit_status)
+    return page(request, "audit.html", session=session, report=report, rows=rows, how=how)

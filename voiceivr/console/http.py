@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from voiceivr.actions.registry import ActionRegistry
-from voiceivr.console import accounts, drafts, proxies
+from voiceivr.console import accounts, drafts, proxies, views
 from voiceivr.console.accounts import Session, Throttle
 from voiceivr.settings import Settings
 
@@ -128,6 +128,7 @@ class Console:
     whatif_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     clips: Clips = dataclasses.field(default_factory=Clips)
     trusted_proxies: tuple[proxies.Network, ...] = ()  # console.trusted_proxies, parsed
+    audit_status: views.AuditStatus = dataclasses.field(default_factory=views.AuditStatus)
 
     @property
     def throttle(self) -> Throttle:

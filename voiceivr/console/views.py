@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,14 +18,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from voiceivr.audit.chain import AuditTrail
+from voiceivr.audit.checkpoints import Checkpoint
 from voiceivr.audit.verify import VerifyReport
-from voiceivr.db.models import Call, Turn
+from voiceivr.db.models import AuditEvent, Call, Turn
 from voiceivr.dialplan.store import VersionRow, list_versions, versions_t
 from voiceivr.errors import VoiceivrError
 from voiceivr.yamlpos import Problem
 
 calls_t: sa.Table = Call.__table__  # type: ignore[assignment]
 turns_t: sa.Table = Turn.__table__  # type: ignore[assignment]
+audit_t: sa.Table = AuditEvent.__table__  # type: ignore[assignment]
 
 
 def problem_json(p: Problem) -> dict[str, Any]:
@@ -171,13 +175,52 @@ class AuditRow:
     detail: str  # the payload of the console's own rows; others may hold what a caller said or keyed
 
 
-def audit_view(engine: Engine, limit: int) -> tuple[VerifyReport | str, list[AuditRow]]:
+class AuditStatus:
+    """The audit page's verification, without walking the whole trail on every load: a whole walk at most every
+    ``full_every_s``; in between, only the rows after the head the last walk found intact (their links, keys and
+    any newer checkpoint), once that head's row is seen unchanged. A failure forgets the cache, so the next
+    load walks everything again. ``voiceivr audit verify`` always walks everything."""
+
+    def __init__(self, full_every_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.full_every_s = full_every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._intact: VerifyReport | None = None
+        self._full_at = 0.0
+
+    def report(self, trail: AuditTrail) -> tuple[VerifyReport, str]:
+        """The report, and how much of the trail this load walked (for the page)."""
+        with self._lock:
+            now, last = self._clock(), self._intact
+            if last is None or now - self._full_at >= self.full_every_s or not _unchanged(trail, last.head):
+                report, how = trail.verify(), "the whole trail walked now"
+                self._full_at = now
+            else:
+                report = trail.verify(after=last.head)
+                how = (f"rows after seq {last.head.seq} walked now; the whole trail {now - self._full_at:.0f} s "
+                       "ago")
+            self._intact = report if report.ok else None
+            return report, how
+
+
+def _unchanged(trail: AuditTrail, head: Checkpoint) -> bool:
+    if head.seq == 0:
+        return True
+    with trail.engine.connect() as conn:
+        found = conn.execute(sa.select(audit_t.c.hash).where(audit_t.c.seq == head.seq)).scalar()
+    return found == head.hash
+
+
+def audit_view(engine: Engine, limit: int, status: AuditStatus | None = None
+               ) -> tuple[VerifyReport | str, list[AuditRow], str]:
     trail = AuditTrail(engine)
+    how = ""
     try:
-        report: VerifyReport | str = trail.verify()
+        report: VerifyReport | str
+        report, how = (status or AuditStatus(full_every_s=0)).report(trail)
     except VoiceivrError as exc:
         report = f"cannot verify: {exc}"
     rows = [AuditRow(r.seq, r.created_at, r.kind, r.actor, r.call_id or "",
                      r.payload if r.kind.startswith("console.") else "")
             for r in reversed(trail.tail(limit))]
-    return report, rows
+    return report, rows, how
