@@ -198,3 +198,26 @@ def test_a_new_sip_call_is_given_the_callers_number_and_the_runtime_splits_on_it
     with pytest.raises(_Stop):
         SessionHandler.start(Handler(), info, None, None)  # type: ignore[arg-type]
     assert seen["caller"] == "+15550200" and seen["call_id"] == "c-1"
+
+
+def test_the_split_command_shows_sets_refuses_and_clears(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voiceivr.cli import cli
+    from voiceivr.db import migrate
+    from voiceivr.db.engine import make_engine
+
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    _hello_versions(engine)
+    monkeypatch.setenv("VOICEIVR_DATABASE_URL", sqlite_url)
+    run = CliRunner().invoke
+    assert "hello: no split" in run(cli, ["dialplan", "split", "hello"]).output
+    r = run(cli, ["dialplan", "split", "hello", "--version", "2", "--percent", "20"])
+    assert r.exit_code == 1 and "hello version 2 is the live version" in r.output
+    assert run(cli, ["dialplan", "split", "hello", "--version", "1"]).exit_code == 2  # --percent missing
+    r = run(cli, ["dialplan", "split", "hello", "--version", "1", "--percent", "20", "--by", "ops:kim"])
+    assert r.exit_code == 0 and "version 1 now gets 20 % of new calls" in r.output
+    assert "version 1 gets 20 % of new calls" in run(cli, ["dialplan", "split", "hello"]).output
+    assert "split cleared" in run(cli, ["dialplan", "split", "hello", "--clear"]).output
+    rows = [r for r in AuditTrail(engine).rows() if r.kind == "dialplan.split"]
+    assert [(r.actor, json.loads(r.payload)["action"]) for r in rows] == [("ops:kim", "set"), ("cli", "clear")]
+    engine.dispose()
