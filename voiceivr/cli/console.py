@@ -52,7 +52,8 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
 @console.command("add-user")
 @click.argument("name")
 @click.option("--role", type=click.Choice(["viewer", "editor", "publisher"]), required=True,
-              help="viewer: read; editor: also validate and simulate drafts; publisher: also publish and roll back.")
+              help="viewer: read; editor: also validate and simulate drafts; publisher: also publish, roll back "
+                   "and split.")
 @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input.")
 @pass_app
 def add_user(app: AppContext, name: str, role: str, password_stdin: bool) -> None:
