@@ -92,3 +92,43 @@ def test_serve_without_the_console_does_not_start_it(sqlite_url: str, monkeypatc
     r = CliRunner().invoke(cli, ["serve", "--no-console"])
     assert r.exit_code == 0, r.output
     assert started == []
+
+
+@pytest.mark.slow  # starts the console process: a few seconds
+def test_a_console_that_cannot_start_is_reported_and_the_ivr_carries_on(
+        sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from voiceivr.cli import console
+    from voiceivr.db import migrate
+    from voiceivr.db.engine import make_engine
+    from voiceivr.telephony import supervisor, worker
+
+    engine = make_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    children: list[console.ConsoleChild] = []
+    real_start = console.start_beside_serve
+
+    def start() -> console.ConsoleChild:
+        children.append(real_start())
+        return children[-1]
+
+    class Waits(_Supervisor):
+        def run(self) -> int:  # "serving" until the console has given up, then a moment for its message
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and children[0].proc.poll() is None:
+                time.sleep(0.1)
+            time.sleep(0.5)
+            return 0
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setenv("VOICEIVR_DATABASE_URL", sqlite_url)
+        monkeypatch.setenv("VOICEIVR_CONSOLE_PORT", str(taken.getsockname()[1]))
+        monkeypatch.setattr(supervisor, "Supervisor", Waits)
+        monkeypatch.setattr(worker, "check_handler", lambda *_: None)
+        monkeypatch.setattr(console, "start_beside_serve", start)
+        r = CliRunner().invoke(cli, ["serve", "--console"])
+    assert r.exit_code == 0, r.output
+    assert children[0].proc.returncode not in (None, 0)
+    assert "the console stopped (exit code" in r.output and "the IVR carries on answering calls" in r.output

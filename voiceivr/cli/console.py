@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import threading
 
 import click
 
@@ -94,26 +94,34 @@ def disable_user(app: AppContext, name: str) -> None:
 
 
 
-def start_beside_serve() -> subprocess.Popen[bytes]:
+def start_beside_serve() -> ConsoleChild:
     """``voiceivr serve --console``: the console in a child process (``voiceivr console``, the same settings from
-    the same environment), so neither can stall the other; the caller stops it with :func:`stop_beside_serve`."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "voiceivr", "console"], env=env)
+    the same environment), so neither can stall the other; the caller stops it with :meth:`ConsoleChild.stop`."""
+    return ConsoleChild()
 
 
-def stop_beside_serve(proc: subprocess.Popen[bytes], timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout)
+class ConsoleChild:
+    """The console beside ``voiceivr serve``. If it stops on its own (its port is taken, the database is out of
+    date), a line says so at once; the IVR carries on answering calls."""
 
+    def __init__(self) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "voiceivr", "console"], env=env)
+        self._stopping = threading.Event()
+        threading.Thread(target=self._watch, name="console-watch", daemon=True).start()
 
-def console_failed(proc: subprocess.Popen[bytes], within_s: float = 0.0) -> int | None:
-    """The console's exit code if it has already stopped (e.g. its port is taken), waiting up to ``within_s``."""
-    deadline = time.monotonic() + within_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return proc.poll()
+    def _watch(self) -> None:
+        code = self.proc.wait()
+        if not self._stopping.is_set():
+            click.echo(f"voiceivr: the console stopped (exit code {code}; its message is above); the IVR carries "
+                       "on answering calls", err=True)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stopping.set()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout)

@@ -47,15 +47,13 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int | No
                    "calls; apt-get install kamailio for more workers)", err=True)
     if not (with_console if with_console is not None else settings.console.enabled):
         sys.exit(_run(sup, settings))
-    from voiceivr.cli.console import console_failed, start_beside_serve, stop_beside_serve
+    from voiceivr.cli.console import start_beside_serve
 
     console = start_beside_serve()
     try:
         code = _run(sup, settings)
     finally:
-        stop_beside_serve(console)
-    if (failed := console_failed(console)) not in (None, 0, -15):
-        click.echo(f"voiceivr: the console had stopped (exit code {failed}; its message is above)", err=True)
+        console.stop()
     sys.exit(code)
 
 
