@@ -168,3 +168,48 @@ def test_a_viewer_is_refused_a_publish(console: RunningConsole, browser: WebDriv
     assert "needs the publisher role" in message and "vera is a viewer" in message
     shot(browser, "07-viewer-refused")
     assert [v.version for v in list_versions(console.engine, "bank")] == [1]
+
+
+def test_a_publisher_splits_new_calls_and_the_stats_compare_the_versions(console: RunningConsole,
+                                                                         browser: WebDriver) -> None:
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from voiceivr.actions.catalog import plugin_registry
+    from voiceivr.db.models import Call
+    from voiceivr.dialplan.split import get_split
+    from voiceivr.dialplan.store import publish
+    from voiceivr.settings import load_settings
+
+    edited = BANK.replace("How can I help you today?", "What can I do for you today?")
+    publish(console.engine, edited, "bank.yaml", plugin_registry(load_settings()[0]), "pat", "friendlier menu")
+    sign_in(browser, console.url, "pat")
+    browser.get(f"{console.url}/dialplans/bank")
+    assert "No split" in browser.find_element(By.ID, "split-state").text
+    percent = browser.find_element(By.CSS_SELECTOR, "#split-form input[name=percent]")
+    percent.clear()
+    percent.send_keys("25")
+    browser.find_element(By.CSS_SELECTOR, "#split-form input[name=note]").send_keys("does the old menu do better?")
+    submit(browser, browser.find_element(By.ID, "split-set"))
+    assert "split set: version 1 gets 25 % of new calls" in flash(browser)
+    assert "Version 1 gets 25 %" in browser.find_element(By.ID, "split-state").text
+    browser.execute_script("document.getElementById('split-state').scrollIntoView()")
+    shot(browser, "08-split-set")
+    split = get_split(console.engine, "bank")
+    assert split is not None and (split.version, split.percent, split.set_by) == (1, 25, "admin:pat")
+
+    v1, v2 = list_versions(console.engine, "bank")
+    now = dt.datetime.now(dt.UTC)
+    with console.engine.begin() as conn:
+        for n, (vid, outcome) in enumerate([(v1.id, "resolved"), (v1.id, "transferred"), (v2.id, "resolved"),
+                                            (v2.id, "resolved"), (v2.id, "caller_hangup")]):
+            conn.execute(sa.insert(Call).values(
+                id=f"30000000-0000-4000-8000-00000000000{n}", started_at=now - dt.timedelta(minutes=9),
+                ended_at=now - dt.timedelta(minutes=8), node="n", source="sip", dialplan_version_id=vid,
+                outcome=outcome, resolved_tasks=1, engine_seconds=0.5, stats_json="{}"))
+    browser.get(f"{console.url}/stats?since=1h")
+    table = browser.find_element(By.ID, "by-version").text
+    assert "bank v1" in table and "bank v2" in table and "2 (67 %)" in table
+    browser.execute_script("document.getElementById('by-version').scrollIntoView()")
+    shot(browser, "09-stats-per-version")
