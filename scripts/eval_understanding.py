@@ -263,7 +263,7 @@ class ClipResult:
     condition: str
     result: str
     got: str
-    transcripts: list[tuple[str, float]] = field(default_factory=list)
+    transcripts: list[tuple[Any, ...]] = field(default_factory=list)
     intents: list[tuple[str, int | None, float]] = field(default_factory=list)
     e2e_ms: list[float] = field(default_factory=list)
     capture_ms: list[float] = field(default_factory=list)
@@ -325,7 +325,7 @@ class Evaluator:
         samples = session.latency.samples
         return ClipResult(
             clip.id, clip.set, clip.node, clip.kind, clip.expected, clip.voice, condition, outcome.result, outcome.got,
-            transcripts=[(e.text, round(e.confidence, 3)) for e in finals],
+            transcripts=[(e.text, round(e.confidence, 3), *((e.open_text,) if e.open_text else ())) for e in finals],
             intents=[(e.intent, e.tier, round(e.confidence, 3)) for e in timeline if isinstance(e, ev.IntentRecognized)]
             + [("", n.detail.get("tier"), round(float(n.detail.get("confidence", 0.0)), 3)) for n in notes
                if n.kind == "intent_unsure"],

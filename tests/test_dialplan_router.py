@@ -201,3 +201,22 @@ def test_speech_accept_is_a_dialplan_setting(plan: Dialplan) -> None:
     assert other.routing.speech_accept == 0.9 and plan.routing.speech_accept == 0.6
     with pytest.raises(DialplanInvalid, match="speech_accept"):
         load_text(text.replace("speech_accept: 0.9", "speech_accept: 1.5"), "bank.yaml", demo_registry())
+
+
+def test_an_unsure_turn_is_routed_on_its_open_transcript(plan: Dialplan, encoder: MiniLmEncoder) -> None:
+    """Under routing.speech_accept the grammar's words are not routed, but an open transcript of the same speech
+    (what the caller said) goes through the tiers, each with its own threshold; a request for another business
+    in it reaches no task."""
+    router = IntentRouter(plan, tiers=(0, 1, 2), encoder=encoder)
+    low = plan.routing.speech_accept - 0.3
+    d = router.route("transfer money", candidates(plan), recognition=low, open_text="How much money do I have left?")
+    assert d.intent == "balance" and d.tier in (1, 2)
+    assert d.tiers[0].note.startswith("recognition below") and not d.tiers[0].accepted
+    assert all("open transcript" in t.note for t in d.tiers[1:])
+    kept_out = router.route("check my balance", candidates(plan), recognition=low, open_text="Reset my password.")
+    assert kept_out.intent is None
+    nothing_heard = router.route("", candidates(plan), recognition=0.0, open_text="What are your opening hours?")
+    assert nothing_heard.intent == "hours"
+    # a sure grammar result is routed on its own words; the open transcript is not consulted
+    sure = router.route("check my balance", candidates(plan), recognition=0.9, open_text="transfer money")
+    assert (sure.intent, sure.tier) == ("balance", 0)

@@ -188,6 +188,8 @@ def test_a_few_clips_through_the_real_call_session(uset: ModuleType, ev: ModuleT
     clips = [c for c in uset.plan_clips(("dev",)) if c.voice == "espeak-us" and c.text == "check my balance"]
     clips += [c for c in uset.plan_clips(("dev",)) if c.kind == "bad_input"]
     clips += [c for c in uset.plan_clips(("dev",)) if c.text == "reset my password"][:1]
+    # a paraphrase no grammar holds: the grammar's words are unsure, the open transcript's are routed
+    clips += [c for c in uset.plan_clips(("dev",)) if c.voice == "piper-joe" and c.text == "my card is missing"]
     uset.build(tmp_path, clips, quiet=True)
     evaluator = ev.Evaluator({}, tmp_path)
     try:
@@ -197,6 +199,9 @@ def test_a_few_clips_through_the_real_call_session(uset: ModuleType, ev: ModuleT
     balance = results["check my balance"]
     assert (balance.result, balance.got) == ("right", "balance")
     assert balance.transcripts and balance.e2e_ms and all(0 < x < 2000 for x in balance.e2e_ms)
+    missing = results["my card is missing"]
+    assert (missing.result, missing.got) == ("right", "lost_card"), missing
+    assert any(len(t) == 3 and "missing" in t[2].lower() for t in missing.transcripts), missing.transcripts
     for text in ("[nothing]", "[silence]", "[garbage]", "[30 s of talk]", "reset my password"):
         assert results[text].result in ("not_understood", "kept_out"), (text, results[text])
     assert results["[nothing]"].transcripts == [] and results["[silence]"].transcripts == []

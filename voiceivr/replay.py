@@ -267,7 +267,8 @@ def _line(e: ev.Event) -> str | None:
         if e.ignored:
             return f"{t}  caller    (ignored: {e.ignored})"
         said = MASK if e.secret else repr(e.text)
-        return f"{t}  caller    said {said} ({e.speech_start:.2f}-{e.speech_end:.2f}s, conf {e.confidence:.2f})"
+        heard = f", open transcript {e.open_text!r}" if e.open_text and not e.secret else ""
+        return f"{t}  caller    said {said} ({e.speech_start:.2f}-{e.speech_end:.2f}s, conf {e.confidence:.2f}{heard})"
     if isinstance(e, ev.DigitsCollected):
         return f"{t}  caller    keyed {MASK if e.secret else repr(e.digits)} ({e.reason})"
     if isinstance(e, ev.IntentRecognized):

@@ -153,7 +153,8 @@ class DialplanBrain:
 
     def handle(self, event: b.BrainInput) -> list[b.BrainOutput]:
         if isinstance(event, b.Utterance):
-            flagged = self.flag_text(event.text) if event.text else ()
+            said = " ".join(t for t in (event.text, event.open_text) if t)
+            flagged = self.flag_text(said) if said else ()
             # a fresh id (a redelivered one is a duplicate to the engine) and the injection filter's findings
             u = dataclasses.replace(event, id=uuid.uuid4().hex, flagged=flagged)
             return self._run(lambda: self.conv.utterance(u))

@@ -151,6 +151,7 @@ class TranscriptFinal(SystemEvent):
     speech_end: float = 0.0
     ignored: str = ""  # why it was not used as an answer (e.g. "during uninterruptible prompt")
     secret: bool = False  # said during secret input: the words are not kept
+    open_text: str = ""  # the open transcript of an unsure menu turn (voiceivr.speech.stt.open_transcript)
 
 
 @dataclass(frozen=True)

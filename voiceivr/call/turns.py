@@ -303,8 +303,10 @@ class TurnDetector:
         """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
         grammar = listen.grammar
         try:
+            # a menu's unsure turns get a second, open-vocabulary opinion (what the caller said, for tiers 1-2)
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
-                                          sequence=tuple(listen.sequence), builtin=listen.builtin), None
+                                          sequence=tuple(listen.sequence), builtin=listen.builtin,
+                                          open_transcript=listen.expect == "intent" and not listen.secret), None
         except VoiceivrError as exc:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.
@@ -346,9 +348,11 @@ class TurnDetector:
         result = self._finish(turn, speech_end, now)
         text = result.text.strip()
         secret = turn.secret or secret_asked
+        open_text = "" if secret else result.open_text.strip()
         final = ev.TranscriptFinal(now, text="" if secret else text, confidence=result.confidence,
-                                   speech_start=turn.onset, speech_end=speech_end, secret=secret)
-        answer = Utterance(text, result.confidence, turn.onset, speech_end, audio_sha256=turn.audio.hexdigest())
+                                   speech_start=turn.onset, speech_end=speech_end, secret=secret, open_text=open_text)
+        answer = Utterance(text, result.confidence, turn.onset, speech_end, audio_sha256=turn.audio.hexdigest(),
+                           open_text=open_text)
         return TurnEnd(text, secret, final, answer=answer)
 
     def _finish(self, turn: Turn, speech_end: float, now: float) -> SttResult:

@@ -107,7 +107,8 @@ class Conversation(Navigation):
         heard = "[secret]" if secret else u.text
         self.history.append(HistoryEntry("caller", heard, u.started_at))
         self._event("input", kind=u.kind, text=heard, confidence=round(u.confidence, 3), started_at=u.started_at,
-                    ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}))
+                    ended_at=u.ended_at, **({"flagged": list(u.flagged)} if u.flagged else {}),
+                    **({"open_text": u.open_text} if u.open_text and not secret else {}))
         # A spoken PIN or code is evidence (of the login, of a pleading over the code prompt), but its words
         # must not reach the audit trail in clear.
         self._last_evidence = Evidence(kind=u.kind, text=heard, confidence=u.confidence,

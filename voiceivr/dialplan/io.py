@@ -24,6 +24,9 @@ class Utterance:
     id: str = ""  # a repeated id is a duplicate delivery and is ignored
     audio_sha256: str | None = None
     flagged: tuple[str, ...] = ()  # the injection filter's findings
+    # speech only: an open-vocabulary transcript of the same audio when the grammar's words were unsure
+    # (voiceivr.speech.stt.open_transcript); the menu's router routes it instead of ``text``
+    open_text: str = ""
 
 
 @dataclass(frozen=True)

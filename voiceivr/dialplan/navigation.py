@@ -133,14 +133,18 @@ class Navigation(Confirmation):
     def _menu_text(self, u: Utterance) -> None:
         node = self.plan.node(self.node_id)
         cands = [r.intent for r in node.routes] + list(self.plan.globals)
-        decision = self.router.route(u.text, cands, self._recognition(u))
+        recognition = self._recognition(u)
+        open_text = u.open_text if u.kind == "speech" else ""
+        decision = self.router.route(u.text, cands, recognition, open_text)
         self._intent_event(decision, cands)
         if decision.intent is None:
             self._no_match("no confident intent")
         elif decision.intent in self.plan.globals:
             self._global(decision.intent, decision)
         else:
-            self._accept_intent(decision.intent, decision, u.text)
+            # routed on the open transcript: its words, not the grammar's nearest phrase, fill the task's slots
+            unsure = open_text and recognition < self.plan.routing.speech_accept
+            self._accept_intent(decision.intent, decision, open_text if unsure else u.text)
 
     def _accept_intent(self, intent: str, decision: RoutingDecision, words: str) -> None:
         node = self.plan.node(self.node_id)

