@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""What the open transcript costs per unsure turn: Whisper base over the words of each main-menu clip.
+
+    .venv/bin/python scripts/bench_open_transcript.py [--set dev] [--condition clean] [--limit 60] [--threads 1]
+
+Each clip of the understanding set (scripts/make_understanding_set.py) is put on the line as the evaluation does,
+then cut to its words (what the session feeds a turn's recogniser: the clip's pause before the words is left out,
+300 ms of line kept after them), and transcribed once by voiceivr.speech.stt.open_transcript.WhisperTranscriber.
+Reports CPU seconds (process time) and wall time per turn and per second of speech, p50/p95, and the windows used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.append(str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import make_understanding_set as uset  # noqa: E402
+
+from voiceivr.audio.wav import read_wav  # noqa: E402
+from voiceivr.speech.stt.open_transcript import WhisperTranscriber, packaged_model_dir  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--set", default="dev", choices=("dev", "heldout"))
+    ap.add_argument("--condition", default="clean", choices=tuple(uset.CONDITIONS))
+    ap.add_argument("--limit", type=int, default=60)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--cache", type=Path, default=ROOT / "var" / "understanding")
+    args = ap.parse_args()
+    if not (args.cache / "manifest.json").is_file():
+        raise SystemExit(f"no understanding set in {args.cache}: run scripts/make_understanding_set.py")
+    clips = [c for c in json.loads((args.cache / "manifest.json").read_text())["clips"]
+             if c["set"] == args.set and c["node"] == "menu" and c["kind"] != "bad_input"]
+    if not clips:
+        raise SystemExit(f"no {args.set} menu clips in {args.cache}/manifest.json: "
+                         "run scripts/make_understanding_set.py")
+    clips = clips[:: max(1, len(clips) // args.limit)][: args.limit]
+    talkers = uset.load_talkers(args.cache)
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr"
+    t0 = time.perf_counter()
+    whisper = WhisperTranscriber(packaged_model_dir(cache), args.threads)
+    load_s = time.perf_counter() - t0
+    cpu, wall, per_s, windows = [], [], [], []
+    lead = int(uset.LEAD_S * uset.RATE)
+    for c in clips:
+        speech = read_wav(args.cache / c["render"]).mono()
+        x = uset.play(speech, args.condition, c["id"], talkers)[lead : lead + len(speech) + int(0.3 * uset.RATE)]
+        w0 = time.perf_counter()
+        got = whisper.transcribe(x, uset.RATE)
+        wall.append(time.perf_counter() - w0)
+        cpu.append(got.cpu_s)
+        per_s.append(got.cpu_s / (len(x) / uset.RATE))
+        windows.append(got.window_s)
+
+    def pct(v: list[float]) -> str:
+        return f"p50 {1000 * np.median(v):.0f} ms, p95 {1000 * np.percentile(v, 95):.0f} ms"
+
+    print(f"{len(clips)} {args.set} menu clips, {args.condition}, {args.threads} thread(s); model load {load_s:.2f} s")
+    print(f"CPU per turn:             {pct(cpu)}")
+    print(f"wall per turn:            {pct(wall)}")
+    print(f"CPU per second of speech: {pct(per_s)}")
+    print(f"windows (s): {dict(sorted((w, windows.count(w)) for w in set(windows)))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
