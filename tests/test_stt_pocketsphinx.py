@@ -257,7 +257,7 @@ def test_the_phone_loop_beam_setting_reaches_the_scoring_decoder(engine: Pockets
     from voiceivr.speech.registry import build_stt
 
     settings = Settings()
-    settings = replace(settings, speech=replace(settings.speech, pocketsphinx_phone_beam=1e-10))
+    settings = replace(settings, speech=replace(settings.speech, pocketsphinx_phone_beam=1e-10, open_transcript="off"))
     narrow = build_stt(settings, workers=0)
     assert isinstance(narrow, PocketsphinxEngine) and narrow.phone_loop_beam == 1e-10
     assert narrow.calibration == calibration_for(1e-10)
