@@ -27,9 +27,11 @@ from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
+from voiceivr.call.turnend import TurnEnding, TurnRules, fewest_digits
 from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
+from voiceivr.speech import endofturn
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, VadStream
 from voiceivr.speech.denoise import DenoiseStream
 
@@ -59,6 +61,8 @@ class Turn:
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
     gate_quiet_since: float | None = None  # end of the turn's last frame the level gate called loud
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
+    ending: TurnEnding | None = None  # the end-of-turn model's decision (call.turn_detector = smart_turn)
+    pcm: deque[Pcm] = field(default_factory=lambda: deque(maxlen=endofturn.MAX_SECONDS * 50))  # for the model
 
 
 # What a caller frame says about turns (TurnDetector.hear), in the order it happened.
@@ -157,6 +161,13 @@ class TurnDetector:
         self.vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
         self.track_levels = settings.barge_in_hold == "energy" or settings.energy_end_of_turn
         self._whole_phrases: frozenset[str] = frozenset()  # the grammar's phrases, normalised (complete_phrase)
+        self.turn_rules = TurnRules.of(settings)  # call settings; a node's turn: goes over them (expect)
+        self._rules = self.turn_rules
+        self._fewest_digits = 0
+        self.model: endofturn.SmartTurn | None = None
+        if self.turn_rules.detector == "smart_turn":
+            self.model = endofturn.load(settings.smart_turn_model)  # a clear error naming the setting if missing
+            self.track_levels = True
 
     def caller_frame(self, inbound: InboundFrame, now: float) -> Frame:
         """The caller's audio of this tick: our echo removed, the line's noise suppressed, its level followed."""
@@ -231,6 +242,8 @@ class TurnDetector:
                 self.current = None
                 yield Onset(now + FRAME_S - back, now)
             return
+        if turn.ending is not None:
+            turn.pcm.append(frame.pcm)
         if turn.speaking and turn.stt is not None:
             text = self.feed(turn, frame)
             if text is not None:
@@ -245,6 +258,13 @@ class TurnDetector:
             assert turn.gate_quiet_since is not None
             yield Offset(turn.gate_quiet_since)
             self.vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
+        if turn.ending is not None:
+            if self.ending_says_over(turn, now):
+                if turn.speaking:  # the VAD has not said so yet: as the energy end of turn below
+                    yield Offset(turn.quiet_since if turn.quiet_since is not None else now)
+                    self.vad.reset()
+                yield TurnOver(turn, "silence")
+            return
         if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self.quiet_long_enough(turn, now):
             # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
             # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
@@ -291,6 +311,9 @@ class TurnDetector:
             stt, grammar_error = self.open_stt(listen, now)
             events += [grammar_error] if grammar_error is not None else []
         turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
+        if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
+            turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._fewest_digits)
+            turn.pcm.extend(f.pcm for f in self.preroll)  # the model hears the turn's start with a little before it
         self.current = turn
         for f in self.preroll:
             if f.end > onset - self.s.preroll_ms / 1000 and stt is not None:
@@ -387,8 +410,8 @@ class TurnDetector:
             return k * FRAME_S
         return None
 
-    def quiet_long_enough(self, turn: Turn, now: float) -> bool:
-        """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?
+    def quiet_ms(self, turn: Turn, now: float) -> float:
+        """How long the caller's level has been quiet (0: this frame is not).
 
         Quiet is near the line's noise floor or far under the turn's loudest frame: the floor estimate lags a
         line whose noise just rose (it climbs 3 dB a second), the drop from the peak does not."""
@@ -397,11 +420,34 @@ class TurnDetector:
                                  turn.peak_level - self.s.end_of_turn_drop_db)
         if not quiet:
             turn.quiet_since = None
-            return False
+            return 0.0
         if turn.quiet_since is None:
             turn.quiet_since = now
-        waited_ms = (now + FRAME_S - turn.quiet_since) * 1000
-        return waited_ms >= self.s.fast_end_of_turn_ms and self.complete_phrase(turn.partial)
+        return (now + FRAME_S - turn.quiet_since) * 1000
+
+    def quiet_long_enough(self, turn: Turn, now: float) -> bool:
+        """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?"""
+        return self.quiet_ms(turn, now) >= self.s.fast_end_of_turn_ms and self.complete_phrase(turn.partial)
+
+    def ending_says_over(self, turn: Turn, now: float) -> bool:
+        """smart_turn: is the turn over (voiceivr/call/turnend.py)? Quiet is by level, or since the VAD's end of
+        speech if that is longer (a line whose noise hides the quiet). The model runs here, on the call's worker."""
+        assert turn.ending is not None
+        quiet = self.quiet_ms(turn, now)
+        if not turn.speaking and turn.last_speech_end is not None:
+            quiet = max(quiet, (now + FRAME_S - turn.last_speech_end) * 1000)
+        if quiet <= 0:
+            turn.ending.speech()
+            return False
+        model = self.model
+
+        def ask() -> float:
+            assert model is not None
+            p, seconds = model.complete(np.concatenate(list(turn.pcm)), self.rate)
+            self.costs.add("endofturn.smart_turn", seconds)
+            return p
+
+        return turn.ending.over(quiet, turn.partial, ask if model is not None else None)
 
     def gate_says_ended(self, turn: Turn, now: float) -> bool:
         """Has the caller not been loud over the line's background for level_gate_end_ms, whatever the VAD says?"""
@@ -424,6 +470,16 @@ class TurnDetector:
         """What the brain listens for: the grammar's phrases are whole answers unless a run goes on after pauses."""
         grammar = listen.grammar
         whole = bool(grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
+        self._rules = self.turn_rules.over(listen.turn)
+        self._fewest_digits = fewest_digits(listen)
+        if self._rules.detector == "smart_turn" and self.model is None:
+            try:  # a node asks for the model the call settings do not use
+                self.model = endofturn.load(self.s.smart_turn_model)
+                self.track_levels = True
+            except endofturn.EndOfTurnModelError as exc:
+                log.error("end-of-turn model unavailable; this node's turns end by the rules",
+                          extra={"call_id": self.call_id, "node": listen.expect, "error": str(exc)})
+                self._rules = TurnRules(detector="rules")
         self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in grammar or ()) if whole \
             else frozenset()
 
