@@ -70,6 +70,16 @@ CASES = [
     ("end: an answer cuts the prompt", IGNORE_BC, PLAYING, Heard("end", words="check my balance"), BARGE),
     ("end: the prompt already finished", IGNORE_BC, IDLE, Heard("end", words="check my balance"), CANCEL),
     ("end: backchannels barge", BARGE_BC, PLAYING, Heard("end", words="okay"), BARGE),
+    ("end: a run of backchannels", IGNORE_BC, PLAYING, Heard("end", words="okay okay, yeah"), BACKCHANNEL),
+    ("end: a cough (short, no word) lets the prompt go on", IGNORE_BC, PLAYING, Heard("end", speech_ms=250),
+     BACKCHANNEL),
+    ("end: long sound with no word cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=900), BARGE),
+    ("end: a cough barges when backchannels do", BARGE_BC, PLAYING, Heard("end", speech_ms=250), BARGE),
+    ("end: 'stop' cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=250, words="stop"), BARGE),
+    ("end: 'no' cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=200, words="no"), BARGE),
+    ("speech: 'wait' cuts on the word", IGNORE_BC, PLAYING, Heard("speech", speech_ms=150, words="wait"), BARGE),
+    ("speech: 'okay okay' is still a backchannel", IGNORE_BC, PLAYING,
+     Heard("speech", speech_ms=300, words="okay okay"), WAIT),
     # a key press
     ("dtmf: nothing plays", IGNORE_BC, IDLE, Heard("dtmf"), NONE),
     ("dtmf: over a read-back", IGNORE_BC, READBACK, Heard("dtmf"), IGNORE),
@@ -87,6 +97,9 @@ def test_backchannel_words_match_loosely() -> None:
     assert is_backchannel(IGNORE_BC, "Uh huh")
     assert is_backchannel(IGNORE_BC, "  YEAH ")
     assert not is_backchannel(IGNORE_BC, "yeah sure")
+    assert is_backchannel(IGNORE_BC, "okay, uh-huh yeah")
+    assert not is_backchannel(IGNORE_BC, "")
+    assert not is_backchannel(IGNORE_BC, "okay stop")
 
 
 def test_rules_from_settings() -> None:

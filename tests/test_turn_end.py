@@ -8,17 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests.support.fakes import ScriptedBrain, caller_audio, prompt_seconds
 from tests.support.session import make_session, say
 from voiceivr.call import brain as b
 from voiceivr.call.driver import drive
 from voiceivr.call.turnend import TurnEnding, TurnRules, digits_said, fewest_digits
+from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.io import Listen, TurnSpec
+from voiceivr.dialplan.loader import check_text
+from voiceivr.dialplan.schema import dialplan_schema
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
 from voiceivr.speech import endofturn
 
+ROOT = Path(__file__).resolve().parents[1]
 SMART = TurnRules("smart_turn", fast_ms=200, quiet_ms=150, every_ms=250, threshold=0.5, max_silence_ms=1000,
                   entry_wait_ms=1500)
 
@@ -105,6 +110,47 @@ def test_a_node_turn_goes_over_the_call_settings() -> None:
     assert base.over(None) is base
     with pytest.raises(ValueError, match=r"call\.turn_detector"):
         TurnRules.of(CallSettings(turn_detector="magic"))
+
+
+# ------------------------------------------------------------------------------------- the dialplan key
+
+
+def _hello_with_turn(turn: object) -> tuple[str, dict[str, object]]:
+    doc = yaml.safe_load((ROOT / "dialplans" / "hello.yaml").read_text())
+    doc["nodes"][doc["start"]]["turn"] = turn
+    return yaml.safe_dump(doc, sort_keys=False), doc
+
+
+def test_a_node_turn_key_is_loaded_and_reaches_what_the_session_listens_for() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    text, doc = _hello_with_turn({"detector": "smart_turn", "max_silence_ms": 2500, "threshold": 0.6})
+    plan, problems = check_text(text, "hello.yaml", demo_registry())
+    assert problems == [] and plan is not None
+    jsonschema.validate(doc, dialplan_schema())
+    spec = TurnSpec("smart_turn", 0.6, 2500, None)
+    assert plan.node(plan.start).turn == spec
+    from tests.support.embedder import WordCountEncoder
+    from voiceivr.dialplan.engine import Conversation
+    from voiceivr.dialplan.router import IntentRouter
+
+    router = IntentRouter(plan, tiers=(0, 1), encoder=WordCountEncoder())
+    step = Conversation(plan, None, router, call_id="c", registry=demo_registry()).start(0.0)  # type: ignore[arg-type]
+    assert step.listen is not None and step.listen.turn == spec  # what the call session is told to listen for
+
+
+@pytest.mark.parametrize(("turn", "message"), [
+    ({"detector": "magic"}, "turn.detector must be one of rules, smart_turn"),
+    ({"max_silence_ms": 50}, "turn.max_silence_ms must be a whole number from 200 to 10000"),
+    ({"threshold": 2}, "turn.threshold must be a number from 0 to 1"),
+    ({"wait": 1}, "unknown key 'wait'"),
+])
+def test_a_bad_node_turn_is_refused_by_the_loader_and_the_schema(turn: dict[str, object], message: str) -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    text, doc = _hello_with_turn(turn)
+    _, problems = check_text(text, "hello.yaml", demo_registry())
+    assert any(message in p.message for p in problems), [p.message for p in problems]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, dialplan_schema())
 
 
 # --------------------------------------------------------------------------------------- the session

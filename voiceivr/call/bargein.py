@@ -12,7 +12,9 @@ The moments a decision is asked for (:class:`Heard`.what):
 * ``start`` -- the VAD's start event of a new turn, during a prompt.
 * ``speech`` -- each frame of a turn whose barge-in is pending (it started over a prompt but was not yet long
   or wordy enough to cut it).
-* ``end`` -- the end of a turn whose barge-in is still pending: a backchannel lets the prompt go on.
+* ``end`` -- the end of a turn whose barge-in is still pending: a backchannel ("uh-huh", "okay okay", "mm")
+  lets the prompt go on, and so does a short sound with no word in it (a cough, a door: backchannel_max_ms at
+  most); "stop", "wait", "no" or any other word cuts it (the ``speech`` frames before cut it on the first word).
 * ``quiet`` -- a held prompt with no speech onset in sight: release it once the hold has had time to confirm.
 * ``dtmf`` -- a key press during a prompt.
 """
@@ -52,7 +54,7 @@ class PromptState:
 @dataclass(frozen=True)
 class Heard:
     what: Literal["tentative", "start", "speech", "end", "quiet", "dtmf"]
-    speech_ms: float = 0.0  # caller speech so far in the turn (start, speech)
+    speech_ms: float = 0.0  # caller speech so far in the turn (start, speech), or all of it (end)
     words: str = ""  # the turn's words so far (speech: partial; end: final)
     vad_onset: bool = False  # tentative/quiet: the VAD has a tentative onset
     echo: bool = False  # tentative: that onset is our own prompt coming back
@@ -88,9 +90,23 @@ class Rules:
         )
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.lower().replace("-", " ").replace(",", " ").replace(".", " ").split())
+
+
 def is_backchannel(rules: Rules, text: str) -> bool:
-    norm = " ".join(text.lower().replace("-", " ").split())
-    return norm in {" ".join(w.lower().replace("-", " ").split()) for w in rules.backchannel_words}
+    """Is ``text`` nothing but backchannel phrases ("uh huh", "okay okay", "yeah right")?"""
+    words = _words(text)
+    phrases = {p for p in (_words(w) for w in rules.backchannel_words) if p}
+    if not words:
+        return False
+    covered = [True] + [False] * len(words)  # covered[i]: the first i words are backchannel phrases
+    for i in range(len(words)):
+        if covered[i]:
+            for p in phrases:
+                if words[i:i + len(p)] == p:
+                    covered[i + len(p)] = True
+    return covered[-1]
 
 
 def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
@@ -130,6 +146,8 @@ def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
     if what == "end":
         if rules.backchannel == "ignore" and is_backchannel(rules, heard.words):
             return Decision.BACKCHANNEL
+        if rules.backchannel == "ignore" and not heard.words.strip() and 0 < heard.speech_ms < rules.backchannel_max_ms:
+            return Decision.BACKCHANNEL  # a short sound with no word in it: a cough, a door, a breath
         return Decision.BARGE if prompt.playing and prompt.interruptible else Decision.CANCEL
     if what == "dtmf":
         if not prompt.playing:

@@ -125,6 +125,11 @@ class TurnEnd:
     answer: Utterance | None = None  # for the brain, when a recogniser heard the turn
     overheard: b.Overheard | None = None  # for the brain: speech over an uninterruptible prompt
 
+    @property
+    def speech_ms(self) -> float:
+        """How long the caller spoke (0: no recogniser heard the turn)."""
+        return 0.0 if self.answer is None else (self.answer.ended_at - self.answer.started_at) * 1000
+
 
 class TurnDetector:
     """The caller channel's speech, level and echo state for one call. Owned by the session's thread."""

@@ -110,8 +110,9 @@ class CallSettings:
         choices=("stop", "ignore"),
     )
     backchannel_words: list[str] = setting(
-        ["uh huh", "uh-huh", "mm hmm", "mhm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
-        "Phrases counted as backchannels.",
+        ["uh huh", "uh-huh", "mm hmm", "mhm", "mm", "hmm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
+        "Phrases counted as backchannels (with backchannel = ignore; a run of them, 'okay okay', is one too). A short "
+        "sound with no word in it (a cough, a door) lets the prompt go on as well; any other word cuts it.",
     )
     backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.", min=0, max=5000)
     echo_suppression: bool = setting(
