@@ -14,7 +14,7 @@ from tests.support.fakes import ScriptedBrain, caller_audio, prompt_seconds
 from tests.support.session import make_session, say
 from voiceivr.call import brain as b
 from voiceivr.call.driver import drive
-from voiceivr.call.turnend import TurnEnding, TurnRules, digits_said, fewest_digits
+from voiceivr.call.turnend import TurnEnding, TurnRules, digits_said, ends_unfinished, fewest_digits
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.io import Listen, TurnSpec
 from voiceivr.dialplan.loader import check_text
@@ -58,7 +58,7 @@ def test_the_model_is_asked_after_the_quiet_and_ends_the_turn_when_sure() -> Non
 def test_an_unsure_model_is_asked_again_then_the_longest_silence_ends_it() -> None:
     model = Asked(0.2)
     ending = TurnEnding(SMART, whole_phrase=lambda w: False)
-    assert first_end(ending, "I would like to", model) == 1000
+    assert first_end(ending, "I would like a loan", model) == 1000
     assert model.calls == 4  # at 160, 420, 680 and 940 ms of quiet: never on every frame
     assert ending.reason == "max_silence"
 
@@ -85,6 +85,15 @@ def test_an_unfinished_digit_entry_waits_and_the_model_is_not_asked() -> None:
     assert model.calls == 0 and ending.reason == "entry"
     done = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=8)
     assert first_end(done, "one two three four five six seven eight", model) == 160  # all there: the model decides
+
+
+def test_words_that_end_on_no_sentence_end_wait_the_longest_silence_without_the_model() -> None:
+    model = Asked(1.0)
+    ending = TurnEnding(SMART, whole_phrase=lambda w: False)
+    assert first_end(ending, "I would like to", model) == 1000
+    assert model.calls == 0 and ending.reason == "max_silence"
+    assert ends_unfinished("um") and ends_unfinished("my card was") and ends_unfinished("balance and,")
+    assert not ends_unfinished("check my balance") and not ends_unfinished("thank you") and not ends_unfinished("")
 
 
 @pytest.mark.parametrize(("words", "n"), [("one two three", 3), ("double five oh", 3), ("1234 five", 5),

@@ -4,7 +4,8 @@
 
 1. the words so far are a whole expected phrase: over after ``fast_end_of_turn_ms`` of quiet (today's fast path);
 2. the grammar wants more (a digit slot expecting 8 digits has 4): nothing but ``entry_wait_ms`` of quiet ends
-   it, the model is not asked;
+   it, the model is not asked; the words so far end on a word no sentence ends on ("I would like to", "my card
+   was", "um"): ``max_silence_ms`` ends it, the model is not asked (it took such pauses for ends: bench_turns);
 3. once the quiet has lasted ``quiet_ms``, the end-of-turn model is asked (and again every ``every_ms`` while the
    quiet goes on): a probability of ``threshold`` or more ends the turn;
 4. ``max_silence_ms`` of quiet ends it whatever the model says.
@@ -84,6 +85,18 @@ def digits_said(words: str) -> int:
     return n
 
 
+# Words a caller's turn does not end on: articles, prepositions, auxiliaries, conjunctions, fillers.
+_UNFINISHED = ("a an the my your our their his her its to of for from with about at into and or but because if so is "
+               "are was were be been am we they can could would should will want need like um uh er erm well")
+UNFINISHED_LAST_WORDS = frozenset(_UNFINISHED.split())
+
+
+def ends_unfinished(words: str) -> bool:
+    """Do the words so far end on a word no turn ends on ("I would like to")?"""
+    last = words.lower().replace(",", " ").split()[-1:]
+    return bool(last) and last[0] in UNFINISHED_LAST_WORDS
+
+
 Model = Callable[[], float]  # the probability that the turn so far is complete (runs the model on its audio)
 
 
@@ -116,7 +129,7 @@ class TurnEnding:
             return quiet_ms >= r.entry_wait_ms and self._end("entry")
         if quiet_ms >= r.max_silence_ms:
             return self._end("max_silence")
-        if model is None or quiet_ms < r.quiet_ms:
+        if model is None or quiet_ms < r.quiet_ms or ends_unfinished(words):
             return False
         if self.asked_at_ms is not None and quiet_ms - self.asked_at_ms < r.every_ms:
             return False
