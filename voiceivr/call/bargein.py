@@ -74,6 +74,7 @@ class Rules:
     backchannel: str = "ignore"
     backchannel_max_ms: int = 600
     backchannel_words: tuple[str, ...] = ()
+    word_min_ms: int = 0  # backchannel = ignore: a word cuts the prompt only after this much speech
 
     @classmethod
     def of(cls, s: CallSettings) -> Rules:
@@ -87,6 +88,7 @@ class Rules:
             backchannel=s.backchannel,
             backchannel_max_ms=s.backchannel_max_ms,
             backchannel_words=tuple(s.backchannel_words),
+            word_min_ms=s.backchannel_word_ms,
         )
 
 
@@ -107,6 +109,32 @@ def is_backchannel(rules: Rules, text: str) -> bool:
                 if words[i:i + len(p)] == p:
                     covered[i + len(p)] = True
     return covered[-1]
+
+
+def may_be_backchannel(rules: Rules, text: str) -> bool:
+    """Backchannels so far, or ending on the start of one ("uh" of "uh huh"): a partial transcript that may still
+    turn out a backchannel."""
+    if is_backchannel(rules, text):
+        return True
+    words = _words(text)
+    for p in (_words(w) for w in rules.backchannel_words):
+        for k in range(1, len(p)):
+            if words[-k:] == p[:k] and (len(words) == k or is_backchannel(rules, " ".join(words[:-k]))):
+                return True
+    return False
+
+
+BARGE_WORDS = ("stop", "wait", "hold on", "no")
+
+
+def grammar_over_prompt(rules: Rules, grammar: tuple[str, ...]) -> tuple[str, ...]:
+    """The phrases a turn that began over a prompt is recognised with: the node's, and (backchannel = ignore) the
+    backchannels and the words that stop a prompt, so that a grammar recogniser can hear "uh-huh" as itself
+    rather than as the nearest answer ("okay" came back as "goodbye")."""
+    if rules.backchannel != "ignore" or not grammar:
+        return grammar
+    extra = [p for p in (*rules.backchannel_words, *BARGE_WORDS) if p not in grammar]
+    return (*grammar, *extra)
 
 
 def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
@@ -141,7 +169,10 @@ def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
             rules.backchannel_max_ms if rules.backchannel == "ignore" else rules.min_speech_ms
         )
         words = heard.words.strip().lower()
-        substantive = bool(words) and rules.backchannel == "ignore" and not is_backchannel(rules, words)
+        # a recogniser's first partial words are guesses ("okay" began as "the", "uh-huh" as "talk"): trusted
+        # only after word_min_ms of speech
+        substantive = bool(words) and rules.backchannel == "ignore" and not may_be_backchannel(rules, words) \
+            and heard.speech_ms >= rules.word_min_ms
         return Decision.BARGE if long_enough or substantive else Decision.WAIT
     if what == "end":
         if rules.backchannel == "ignore" and is_backchannel(rules, heard.words):

@@ -10,19 +10,21 @@ The session (:mod:`voiceivr.call.session`) opens and ends turns and decides what
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Frame, Pcm
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
-from voiceivr.call.bargein import Heard
+from voiceivr.call.bargein import Heard, Rules, grammar_over_prompt
 from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
@@ -126,8 +128,7 @@ class TurnEnd:
     overheard: b.Overheard | None = None  # for the brain: speech over an uninterruptible prompt
 
     @property
-    def speech_ms(self) -> float:
-        """How long the caller spoke (0: no recogniser heard the turn)."""
+    def speech_ms(self) -> float:  # how long the caller spoke (0: no recogniser heard the turn)
         return 0.0 if self.answer is None else (self.answer.ended_at - self.answer.started_at) * 1000
 
 
@@ -166,6 +167,7 @@ class TurnDetector:
         self.vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
         self.track_levels = settings.barge_in_hold == "energy" or settings.energy_end_of_turn
         self._whole_phrases: frozenset[str] = frozenset()  # the grammar's phrases, normalised (complete_phrase)
+        self.barge_rules = Rules.of(settings)
         self.turn_rules = TurnRules.of(settings)  # call settings; a node's turn: goes over them (expect)
         self._rules = self.turn_rules
         self._fewest_digits = 0
@@ -313,7 +315,7 @@ class TurnDetector:
         events: list[ev.Event] = []
         stt = None
         if not sleeping:
-            stt, grammar_error = self.open_stt(listen, now)
+            stt, grammar_error = self.open_stt(listen, now, over_prompt=during_prompt is not None)
             events += [grammar_error] if grammar_error is not None else []
         turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
         if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
@@ -327,9 +329,14 @@ class TurnDetector:
                     events.append(ev.TranscriptPartial(now, text=text))
         return turn, events
 
-    def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.SttGrammarError | None]:
-        """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
+    def open_stt(self, listen: b.Listen, now: float, over_prompt: bool = False) -> tuple[SttStream, Any]:
+        """A recogniser for a new turn, for what the brain listens for, and the note of a rejected grammar (an
+        SttGrammarError or None); over a prompt, one that knows backchannels too if it can."""
         grammar = listen.grammar
+        wider = grammar_over_prompt(self.barge_rules, grammar) if over_prompt and not listen.builtin else grammar
+        with contextlib.suppress(VoiceivrError):  # a backchannel without a pronunciation: the node's own grammar
+            if wider != grammar and not listen.repeat:
+                return self.stt_engine.stream(self.rate, list(wider)), None
         try:
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
                                           sequence=tuple(listen.sequence), builtin=listen.builtin), None
@@ -444,15 +451,14 @@ class TurnDetector:
         if quiet <= 0:
             turn.ending.speech()
             return False
-        model = self.model
 
         def ask() -> float:
-            assert model is not None
-            p, seconds = model.complete(np.concatenate(list(turn.pcm)), self.rate)
+            assert self.model is not None
+            p, seconds = self.model.complete(np.concatenate(list(turn.pcm)), self.rate)
             self.costs.add("endofturn.smart_turn", seconds)
             return p
 
-        return turn.ending.over(quiet, turn.partial, ask if model is not None else None)
+        return turn.ending.over(quiet, turn.partial, ask if self.model is not None else None)
 
     def gate_says_ended(self, turn: Turn, now: float) -> bool:
         """Has the caller not been loud over the line's background for level_gate_end_ms, whatever the VAD says?"""

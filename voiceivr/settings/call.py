@@ -114,7 +114,14 @@ class CallSettings:
         "Phrases counted as backchannels (with backchannel = ignore; a run of them, 'okay okay', is one too). A short "
         "sound with no word in it (a cough, a door) lets the prompt go on as well; any other word cuts it.",
     )
-    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.", min=0, max=5000)
+    backchannel_word_ms: int = setting(
+        300, "With backchannel = ignore, a recognised word that is no backchannel cuts the prompt only after this much "
+        "speech (a recogniser's first partial words are guesses: 'okay' began as 'the').", min=0, max=2000,
+    )
+    backchannel_max_ms: int = setting(
+        900, "Speech longer than this is never a backchannel (as the VAD counts it: it hears a 500 ms 'okay' for about "
+        "700 ms).", min=0, max=5000,
+    )
     echo_suppression: bool = setting(
         True, "Remove the echo of our own prompts from the caller channel before the VAD listens."
     )
