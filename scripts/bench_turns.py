@@ -126,8 +126,9 @@ def rules_end(run: Run, w: int) -> float | None:
     return None
 
 
-def smart_end(run: Run, model: Any, rules: TurnRules, grammar: bool) -> tuple[float | None, int]:
-    """When TurnEnding ends the turn (None: never in the clip), and how many times it asked the model."""
+def smart_end(run: Run, model: Any, rules: TurnRules, grammar: bool, cpu: bool = True) -> tuple[float | None, int]:
+    """When TurnEnding ends the turn (None: never in the clip), and how many times it asked the model. ``cpu``:
+    the deciding run's own time delays the decision, as on the call's worker."""
     ending = TurnEnding(rules, whole_phrase=lambda _w: False, fewest_digits=run.clip["digits"] if grammar else 0)
     cost = 0.0
     for i, quiet in enumerate(run.quiet_ms):
@@ -147,7 +148,7 @@ def smart_end(run: Run, model: Any, rules: TurnRules, grammar: bool) -> tuple[fl
             return run.p[k][0]
 
         if ending.over(quiet, words_by(run, now) if grammar else "", ask):
-            return now + FRAME_S + (cost if ending.reason == "model" else 0.0), ending.decisions
+            return now + FRAME_S + (cost if cpu and ending.reason == "model" else 0.0), ending.decisions
     return None, ending.decisions
 
 
@@ -166,12 +167,45 @@ def best_under(results: list[tuple[str, dict[str, float]]], target: float) -> tu
     return min(ok, key=lambda x: x[1]["dead_mean"]) if ok else None
 
 
+def gil_lateness(model: Any, decisions: int = 20) -> dict[str, float]:
+    """The model's decisions in one thread (as on a call's worker), a 1 ms ticker in another (as the media
+    clock): how late the ticker's wake-ups are while the model runs (features in numpy, inference in
+    onnxruntime, which releases the GIL). Also the decisions' own wall time, idle of other work here."""
+    import threading
+
+    pcm = (np.random.default_rng(3).normal(0, 2000, 3 * RATE)).astype(np.int16)
+    late: list[float] = []
+    costs: list[float] = []
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.is_set():
+            t = time.perf_counter()
+            time.sleep(0.001)
+            late.append((time.perf_counter() - t - 0.001) * 1000)
+
+    ticker = threading.Thread(target=tick)
+    ticker.start()
+    for _ in range(decisions):
+        costs.append(model.complete(pcm, RATE)[1] * 1000)
+    stop.set()
+    ticker.join()
+    return {"decision_p50": float(np.median(costs)), "decision_p95": float(np.percentile(costs, 95)),
+            "late_p50": float(np.median(late)), "late_p99": float(np.percentile(late, 99)), "late_max": max(late)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--conditions", default="clean,pink10")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--gil", action="store_true", help="only: how late a 1 ms ticker thread is while the model runs")
     a = ap.parse_args()
+    if a.gil:
+        g = gil_lateness(load(CallSettings().smart_turn_model))
+        print(f"decision (3 s turn): p50 {g['decision_p50']:.0f} ms, p95 {g['decision_p95']:.0f} ms; 1 ms ticker "
+              f"lateness meanwhile: p50 {g['late_p50']:.2f} ms, p99 {g['late_p99']:.2f} ms, max {g['late_max']:.1f} ms")
+        return 0
     manifest = json.loads((a.cache / "manifest.json").read_text())
     s = CallSettings()
     vad = SileroVad()
@@ -193,6 +227,7 @@ def main() -> int:
                      f"{fmt(best_under(rules_results, 0.02))} | 0 |")
         for grammar in (False, True):
             results = []
+            free = []  # the same without the model's CPU time: what the decisions alone are worth
             asks: dict[str, float] = {}
             for w, thr, mx in itertools.product(SMART_W, SMART_THRESHOLDS, SMART_MAX):
                 if mx <= w:
@@ -206,6 +241,7 @@ def main() -> int:
                     n_asks += n
                 name = f"W={w} p>={thr} max={mx}"
                 results.append((name, score(runs, ends)))
+                free.append((name, score(runs, [smart_end(r, model, rules, grammar, cpu=False)[0] for r in runs])))
                 asks[name] = n_asks / len(runs)
             label = "smart_turn+grammar" if grammar else "smart_turn"
             table[label] = dict(results)
@@ -215,6 +251,8 @@ def main() -> int:
             default = asks.get("W=150 p>=0.5 max=1000", 0.0)
             lines.append(f"| {condition} | {label} | {cuts} | {fmt(best_under(results, 0.05))} | "
                          f"{fmt(best_under(results, 0.02))} | {default:.1f} |")
+            lines.append(f"| {condition} | {label}, decisions free of CPU | | {fmt(best_under(free, 0.05))} | "
+                         f"{fmt(best_under(free, 0.02))} | |")
         costs += [c for r in runs for _, c in r.p.values()]
         out[condition] = table
     ms = np.array(costs) * 1000
