@@ -59,8 +59,8 @@ TAIL_S = 2.5
 PREROLL_S = 0.3
 RULES_W = tuple(range(200, 2501, 50))
 SMART_W = (150, 200, 300, 500)
-SMART_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
-SMART_MAX = (600, 800, 1000, 1200, 1500, 2000)
+SMART_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # the default (call.smart_turn_threshold) must be here
+SMART_MAX = (600, 800, 1000, 1200, 1500, 2000)  # and call.turn_max_silence_ms
 EVERY_MS = 250
 CUT_AT = (200, 300, 500)
 
@@ -246,9 +246,10 @@ def main() -> int:
             label = "smart_turn+grammar" if grammar else "smart_turn"
             table[label] = dict(results)
             d = dict(results)
-            at = [d[f"W={w} p>=0.5 max=1000"] for w in CUT_AT]
+            at = [d[f"W={w} p>={s.smart_turn_threshold} max={s.turn_max_silence_ms}"] for w in CUT_AT]
             cuts = " / ".join(f"{r['cut']:.0%} ({r['cut_paused']:.0%})" for r in at)
-            default = asks.get("W=150 p>=0.5 max=1000", 0.0)
+            default = asks.get(f"W={s.smart_turn_quiet_ms} p>={s.smart_turn_threshold} max={s.turn_max_silence_ms}",
+                               0.0)
             lines.append(f"| {condition} | {label} | {cuts} | {fmt(best_under(results, 0.05))} | "
                          f"{fmt(best_under(results, 0.02))} | {default:.1f} |")
             lines.append(f"| {condition} | {label}, decisions free of CPU | | {fmt(best_under(free, 0.05))} | "
@@ -259,8 +260,19 @@ def main() -> int:
     print("\n".join(lines))
     print(f"\nmodel cost per decision (features + inference, one thread, wall): median {np.median(ms):.0f} ms, "
           f"p95 {np.percentile(ms, 95):.0f} ms over {len(ms)} decisions; rules: a comparison (< 0.01 ms)")
-    print("cut-offs of smart_turn columns: W = call.smart_turn_quiet_ms, threshold 0.5, max silence 1000 ms; "
-          "rules: W = call.end_of_turn_ms")
+    print(f"cut-offs of smart_turn columns: W = call.smart_turn_quiet_ms, threshold {s.smart_turn_threshold}, max "
+          f"silence {s.turn_max_silence_ms} ms (the defaults); rules: W = call.end_of_turn_ms (default "
+          f"{s.end_of_turn_ms})")
+    for condition in out:
+        if condition == "cost_ms":
+            continue
+        t = out[condition]
+        default = f"W={s.smart_turn_quiet_ms} p>={s.smart_turn_threshold} max={s.turn_max_silence_ms}"
+        for label, r in (("rules, defaults", t["rules"][f"W={s.end_of_turn_ms}"]),
+                         ("smart_turn, defaults", t["smart_turn"][default]),
+                         ("smart_turn+grammar, defaults", t["smart_turn+grammar"][default])):
+            print(f"{condition} {label}: cut-offs {r['cut']:.0%} (paused turns {r['cut_paused']:.0%}), dead air mean "
+                  f"{r['dead_mean']:.0f} / p50 {r['dead_p50']:.0f} / p95 {r['dead_p95']:.0f} ms")
     if a.json:
         out["cost_ms"] = {"median": float(np.median(ms)), "p95": float(np.percentile(ms, 95)), "n": len(ms)}
         a.json.write_text(json.dumps(out, indent=1))

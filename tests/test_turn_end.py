@@ -112,9 +112,9 @@ def test_fewest_digits_of_a_listen() -> None:
 
 def test_a_node_turn_goes_over_the_call_settings() -> None:
     base = TurnRules.of(CallSettings(turn_detector="smart_turn"))
-    assert base.detector == "smart_turn" and base.max_silence_ms == 1000
+    assert base.detector == "smart_turn" and base.max_silence_ms == 800
     pin = base.over(TurnSpec(max_silence_ms=2500, entry_wait_ms=3000))
-    assert (pin.detector, pin.threshold, pin.max_silence_ms, pin.entry_wait_ms) == ("smart_turn", 0.5, 2500, 3000)
+    assert (pin.detector, pin.threshold, pin.max_silence_ms, pin.entry_wait_ms) == ("smart_turn", 0.9, 2500, 3000)
     assert base.over(TurnSpec(detector="rules")).detector == "rules"
     assert base.over(None) is base
     with pytest.raises(ValueError, match=r"call\.turn_detector"):
@@ -177,7 +177,7 @@ class FakeModel:
         return self.p, 0.001
 
 
-@pytest.mark.parametrize(("p", "lo", "hi"), [(0.9, 140, 260), (0.1, 980, 1100)])
+@pytest.mark.parametrize(("p", "lo", "hi"), [(0.95, 190, 300), (0.5, 780, 900)])
 def test_the_session_ends_a_turn_that_is_no_whole_phrase_by_the_model(monkeypatch: pytest.MonkeyPatch, p: float,
                                                                       lo: float, hi: float) -> None:
     model = FakeModel(p)

@@ -38,10 +38,10 @@ class TurnRules:
 
     detector: str = "rules"  # rules: VAD end + end_of_turn_ms (today's); smart_turn: the model decides
     fast_ms: int = 200  # quiet after a whole expected phrase
-    quiet_ms: int = 150  # quiet before the model is asked
+    quiet_ms: int = 200  # quiet before the model is asked
     every_ms: int = 250  # asked again this often while the quiet goes on
-    threshold: float = 0.5  # probability of a complete turn that ends it
-    max_silence_ms: int = 1000  # quiet that ends a turn whatever the model says
+    threshold: float = 0.9  # probability of a complete turn that ends it
+    max_silence_ms: int = 800  # quiet that ends a turn whatever the model says
     entry_wait_ms: int = 1500  # quiet that ends an entry the grammar says is unfinished
 
     @classmethod

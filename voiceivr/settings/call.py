@@ -44,10 +44,11 @@ class CallSettings:
         "", "Smart Turn v3 .onnx file. Empty: smart-turn-v3.2-cpu.onnx inside the installed pipecat-ai wheel."
     )
     smart_turn_threshold: float = setting(
-        0.5, "smart_turn: the model's probability of a complete turn at or above which the turn ends.", min=0, max=1
+        0.9, "smart_turn: the model's probability of a complete turn at or above which the turn ends (0.5, the "
+        "model's own, cut 2 to 4 times as many mid-turn pauses: docs/benchmarks.md).", min=0, max=1
     )
     smart_turn_quiet_ms: int = setting(
-        150, "smart_turn: quiet after speech (by level, as energy_end_of_turn) before the model is asked.",
+        200, "smart_turn: quiet after speech (by level, as energy_end_of_turn) before the model is asked.",
         min=20, max=5000,
     )
     smart_turn_every_ms: int = setting(
@@ -55,7 +56,8 @@ class CallSettings:
         "tens of ms of CPU on the call's worker: docs/benchmarks.md).", min=20, max=5000,
     )
     turn_max_silence_ms: int = setting(
-        1000, "smart_turn: quiet that ends a turn whatever the model says.", min=100, max=10000
+        800, "smart_turn: quiet that ends a turn whatever the model says (longer than callers' mid-turn pauses).",
+        min=100, max=10000,
     )
     turn_entry_wait_ms: int = setting(
         1500, "smart_turn: quiet that ends a digit entry with fewer digits than its grammar needs (a caller reading "
