@@ -129,7 +129,8 @@ def rules_end(run: Run, w: int) -> float | None:
 def smart_end(run: Run, model: Any, rules: TurnRules, grammar: bool, cpu: bool = True) -> tuple[float | None, int]:
     """When TurnEnding ends the turn (None: never in the clip), and how many times it asked the model. ``cpu``:
     the deciding run's own time delays the decision, as on the call's worker."""
-    ending = TurnEnding(rules, whole_phrase=lambda _w: False, fewest_digits=run.clip["digits"] if grammar else 0)
+    digits = run.clip["digits"] if grammar else 0  # the set's digit entries are of exactly that many
+    ending = TurnEnding(rules, whole_phrase=lambda _w: False, fewest_digits=digits, most_digits=digits)
     cost = 0.0
     for i, quiet in enumerate(run.quiet_ms):
         k = run.onset_k + i

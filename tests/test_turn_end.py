@@ -14,7 +14,14 @@ from tests.support.fakes import ScriptedBrain, caller_audio, prompt_seconds
 from tests.support.session import make_session, say
 from voiceivr.call import brain as b
 from voiceivr.call.driver import drive
-from voiceivr.call.turnend import TurnEnding, TurnRules, digits_said, ends_unfinished, fewest_digits
+from voiceivr.call.turnend import (
+    TurnEnding,
+    TurnRules,
+    digit_range,
+    digits_said,
+    ends_unfinished,
+    fewest_digits,
+)
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.io import Listen, TurnSpec
 from voiceivr.dialplan.loader import check_text
@@ -85,6 +92,9 @@ def test_an_unfinished_digit_entry_waits_and_the_model_is_not_asked() -> None:
     assert model.calls == 0 and ending.reason == "entry"
     done = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=8)
     assert first_end(done, "one two three four five six seven eight", model) == 160  # all there: the model decides
+    full = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=4, most_digits=6)
+    assert first_end(full, "one two three four five six", model) == 200  # none can follow: as a whole phrase
+    assert full.reason == "phrase"
 
 
 def test_words_that_end_on_no_sentence_end_wait_the_longest_silence_without_the_model() -> None:
@@ -108,6 +118,7 @@ def test_fewest_digits_of_a_listen() -> None:
     assert fewest_digits(Listen(builtin="money")) == 0
     assert fewest_digits(Listen(grammar=("yes", "no"))) == 0
     assert fewest_digits(Listen(sequence=("one", "two"), repeat=(3, 5))) == 3
+    assert digit_range(Listen(builtin="digits:4-6")) == (4, 6) and digit_range(Listen(builtin="digits:8")) == (8, 8)
 
 
 def test_a_node_turn_goes_over_the_call_settings() -> None:

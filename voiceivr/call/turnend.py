@@ -2,7 +2,8 @@
 
 :class:`TurnEnding` is the decision for one turn, asked on every quiet frame after speech. In order:
 
-1. the words so far are a whole expected phrase: over after ``fast_end_of_turn_ms`` of quiet (today's fast path);
+1. the words so far are a whole expected phrase, or all the digits a digit entry can take: over after
+   ``fast_end_of_turn_ms`` of quiet (today's fast path);
 2. the grammar wants more (a digit slot expecting 8 digits has 4): nothing but ``entry_wait_ms`` of quiet ends
    it, the model is not asked; the words so far end on a word no sentence ends on ("I would like to", "my card
    was", "um"): ``max_silence_ms`` ends it, the model is not asked (it took such pauses for ends: bench_turns);
@@ -61,14 +62,19 @@ class TurnRules:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-def fewest_digits(listen: Listen) -> int:
-    """How many digits an answer to ``listen`` needs at least (0: not a digit entry)."""
+def digit_range(listen: Listen) -> tuple[int, int]:
+    """The fewest and most digits an answer to ``listen`` has ((0, 0): not a digit entry)."""
     if listen.builtin and listen.builtin.startswith("digits:"):
         m = re.fullmatch(r"digits:(\d+)(?:-(\d+))?", listen.builtin)
-        return int(m.group(1)) if m else 0
+        return (int(m.group(1)), int(m.group(2) or m.group(1))) if m else (0, 0)
     if listen.repeat is not None and listen.sequence and set(listen.sequence) & _DIGIT_WORDS.keys():
-        return listen.repeat[0]
-    return 0
+        return listen.repeat
+    return (0, 0)
+
+
+def fewest_digits(listen: Listen) -> int:
+    """How many digits an answer to ``listen`` needs at least (0: not a digit entry)."""
+    return digit_range(listen)[0]
 
 
 def digits_said(words: str) -> int:
@@ -103,10 +109,12 @@ Model = Callable[[], float]  # the probability that the turn so far is complete 
 class TurnEnding:
     """The end-of-turn decision for one turn (its own state: when the model was last asked, what it said)."""
 
-    def __init__(self, rules: TurnRules, *, whole_phrase: Callable[[str], bool], fewest_digits: int = 0) -> None:
+    def __init__(self, rules: TurnRules, *, whole_phrase: Callable[[str], bool], fewest_digits: int = 0,
+                 most_digits: int = 0) -> None:
         self.rules = rules
         self.whole_phrase = whole_phrase
         self.fewest_digits = fewest_digits
+        self.most_digits = most_digits
         self.asked_at_ms: float | None = None  # quiet (ms) at which the model was last asked in this quiet
         self.last_p: float | None = None
         self.decisions = 0
@@ -123,7 +131,8 @@ class TurnEnding:
         """Is the turn over after ``quiet_ms`` of quiet, with ``words`` heard so far? ``model`` is asked at most
         once per call here, and only where it can change the answer."""
         r = self.rules
-        if words and self.whole_phrase(words):  # the model could only say so later
+        full = self.most_digits > 0 and digits_said(words) >= self.most_digits  # no digit can follow
+        if words and (full or self.whole_phrase(words)):  # the model could only say so later
             return quiet_ms >= r.fast_ms and self._end("phrase")
         if self.unfinished_entry(words):
             return quiet_ms >= r.entry_wait_ms and self._end("entry")

@@ -29,7 +29,7 @@ from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
-from voiceivr.call.turnend import TurnEnding, TurnRules, fewest_digits
+from voiceivr.call.turnend import TurnEnding, TurnRules, digit_range
 from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
@@ -170,7 +170,7 @@ class TurnDetector:
         self.barge_rules = Rules.of(settings)
         self.turn_rules = TurnRules.of(settings)  # call settings; a node's turn: goes over them (expect)
         self._rules = self.turn_rules
-        self._fewest_digits = 0
+        self._digits = (0, 0)  # fewest and most digits of a digit entry
         self.model: endofturn.SmartTurn | None = None
         if self.turn_rules.detector == "smart_turn":
             self.model = endofturn.load(settings.smart_turn_model)  # a clear error naming the setting if missing
@@ -319,7 +319,8 @@ class TurnDetector:
             events += [grammar_error] if grammar_error is not None else []
         turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
         if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
-            turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._fewest_digits)
+            turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._digits[0],
+                                     most_digits=self._digits[1])
             turn.pcm.extend(f.pcm for f in self.preroll)  # the model hears the turn's start with a little before it
         self.current = turn
         for f in self.preroll:
@@ -482,7 +483,7 @@ class TurnDetector:
         grammar = listen.grammar
         whole = bool(grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
         self._rules = self.turn_rules.over(listen.turn)
-        self._fewest_digits = fewest_digits(listen)
+        self._digits = digit_range(listen)
         if self._rules.detector == "smart_turn" and self.model is None:
             try:  # a node asks for the model the call settings do not use
                 self.model = endofturn.load(self.s.smart_turn_model)
