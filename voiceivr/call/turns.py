@@ -321,7 +321,7 @@ class TurnDetector:
         if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
             turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._digits[0],
                                      most_digits=self._digits[1])
-            turn.pcm.extend(f.pcm for f in self.preroll)  # the model hears the turn's start with a little before it
+            turn.pcm.extend(f.pcm for f in self.preroll if f.t < now)  # hear() adds this frame; a little before too
         self.current = turn
         for f in self.preroll:
             if f.end > onset - self.s.preroll_ms / 1000 and stt is not None:
