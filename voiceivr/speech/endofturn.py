@@ -111,7 +111,16 @@ def log_mel(audio: npt.NDArray[Any]) -> Floats:
     pad = N_FFT // 2
     padded = np.pad(x.astype(np.float64), (pad, pad), mode="reflect")
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP]
-    power = (np.abs(np.fft.rfft(frames * _window(), axis=-1)) ** 2).T
+    # A short turn is mostly the left zero-padding: those frames are all the same (one constant value after the
+    # normalisation), so one FFT stands for all of them, to the bit (half the cost of a 3 s turn's features)
+    moving = np.flatnonzero(x != x[0])
+    lead = int(moving[0]) if moving.size else x.size
+    same = max(0, min(len(frames), (lead - pad) // HOP + 1)) if lead > pad else 0
+    power = np.empty((len(frames), N_FFT // 2 + 1))
+    if same:
+        power[:same] = np.abs(np.fft.rfft(frames[0] * _window())) ** 2
+    power[same:] = np.abs(np.fft.rfft(frames[same:] * _window(), axis=-1)) ** 2
+    power = power.T
     spec = np.log10(np.maximum(1e-10, _mel_filters().T @ power))[:, :-1]
     spec = np.maximum(spec, spec.max() - 8.0)
     return ((spec + 4.0) / 4.0).astype(np.float32)
