@@ -69,6 +69,9 @@ ensure_venv() {
   if [[ ! -f "$stamp" || $(cat "$stamp") != "$want" ]]; then
     log "installing voiceivr and its dependencies into .venv"
     "$PY" -m pip install -q -e ".[dev]"
+    # The end-of-turn model (call.turn_detector = smart_turn; voiceivr/speech/endofturn.py) is a file inside the
+    # pipecat-ai wheel (BSD-2-Clause). Only the file is used, so none of pipecat's dependencies are installed.
+    "$PY" -m pip install -q --no-deps "pipecat-ai==1.14.0"
     echo "$want" > "$stamp"
   fi
 }

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from voiceivr.call.bargein import Decision, Heard, PromptState, Rules, decide, is_backchannel
+from voiceivr.call.bargein import (
+    Decision,
+    Heard,
+    PromptState,
+    Rules,
+    decide,
+    grammar_over_prompt,
+    is_backchannel,
+    may_be_backchannel,
+)
 from voiceivr.settings import CallSettings
 
 NONE, IGNORE, BARGE, WAIT, WAIT_AND_HOLD, CANCEL, BACKCHANNEL, HOLD_VAD, HOLD_ENERGY, RELEASE = (
@@ -16,6 +25,8 @@ NONE, IGNORE, BARGE, WAIT, WAIT_AND_HOLD, CANCEL, BACKCHANNEL, HOLD_VAD, HOLD_EN
 WORDS = ("uh-huh", "okay", "yeah")
 IGNORE_BC = Rules(barge_in=True, min_speech_ms=200, hold="energy", hold_confirm_s=0.16, backchannel="ignore",
                   backchannel_max_ms=600, backchannel_words=WORDS)
+WORDS_LATER = Rules(barge_in=True, min_speech_ms=200, hold="energy", backchannel="ignore", backchannel_max_ms=900,
+                    backchannel_words=("uh huh", "okay"), word_min_ms=300)
 BARGE_BC = Rules(barge_in=True, min_speech_ms=200, hold="vad", backchannel="barge", backchannel_words=WORDS)
 NO_HOLD = Rules(barge_in=True, min_speech_ms=200, hold="off", backchannel="barge", backchannel_words=WORDS)
 NO_BARGE = Rules(barge_in=False, min_speech_ms=200, hold="energy", backchannel="ignore", backchannel_words=WORDS)
@@ -70,6 +81,24 @@ CASES = [
     ("end: an answer cuts the prompt", IGNORE_BC, PLAYING, Heard("end", words="check my balance"), BARGE),
     ("end: the prompt already finished", IGNORE_BC, IDLE, Heard("end", words="check my balance"), CANCEL),
     ("end: backchannels barge", BARGE_BC, PLAYING, Heard("end", words="okay"), BARGE),
+    ("end: a run of backchannels", IGNORE_BC, PLAYING, Heard("end", words="okay okay, yeah"), BACKCHANNEL),
+    ("end: a cough (short, no word) lets the prompt go on", IGNORE_BC, PLAYING, Heard("end", speech_ms=250),
+     BACKCHANNEL),
+    ("end: long sound with no word cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=900), BARGE),
+    ("end: a cough barges when backchannels do", BARGE_BC, PLAYING, Heard("end", speech_ms=250), BARGE),
+    ("end: 'stop' cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=250, words="stop"), BARGE),
+    ("end: 'no' cuts", IGNORE_BC, PLAYING, Heard("end", speech_ms=200, words="no"), BARGE),
+    ("speech: 'wait' cuts on the word", IGNORE_BC, PLAYING, Heard("speech", speech_ms=150, words="wait"), BARGE),
+    ("speech: a first partial word is a guess", WORDS_LATER, PLAYING, Heard("speech", speech_ms=200, words="the"),
+     WAIT),
+    ("speech: a word after word_min_ms cuts", WORDS_LATER, PLAYING, Heard("speech", speech_ms=300, words="stop"),
+     BARGE),
+    ("speech: 'uh' may become 'uh huh'", WORDS_LATER, PLAYING, Heard("speech", speech_ms=400, words="uh"), WAIT),
+    ("speech: 'okay uh' may still", WORDS_LATER, PLAYING, Heard("speech", speech_ms=400, words="okay uh"), WAIT),
+    ("speech: 'uh transfer' will not", WORDS_LATER, PLAYING, Heard("speech", speech_ms=400, words="uh transfer"),
+     BARGE),
+    ("speech: 'okay okay' is still a backchannel", IGNORE_BC, PLAYING,
+     Heard("speech", speech_ms=300, words="okay okay"), WAIT),
     # a key press
     ("dtmf: nothing plays", IGNORE_BC, IDLE, Heard("dtmf"), NONE),
     ("dtmf: over a read-back", IGNORE_BC, READBACK, Heard("dtmf"), IGNORE),
@@ -87,6 +116,22 @@ def test_backchannel_words_match_loosely() -> None:
     assert is_backchannel(IGNORE_BC, "Uh huh")
     assert is_backchannel(IGNORE_BC, "  YEAH ")
     assert not is_backchannel(IGNORE_BC, "yeah sure")
+    assert is_backchannel(IGNORE_BC, "okay, uh-huh yeah")
+    assert not is_backchannel(IGNORE_BC, "")
+    assert not is_backchannel(IGNORE_BC, "okay stop")
+
+
+def test_partials_that_may_still_become_backchannels() -> None:
+    assert may_be_backchannel(WORDS_LATER, "uh") and may_be_backchannel(WORDS_LATER, "okay uh")
+    assert not may_be_backchannel(WORDS_LATER, "uh no") and not may_be_backchannel(WORDS_LATER, "huh")
+
+
+def test_over_a_prompt_the_grammar_knows_backchannels_and_stop_words() -> None:
+    grammar = ("check my balance", "no")
+    wider = grammar_over_prompt(WORDS_LATER, grammar)
+    assert wider[:2] == grammar and "uh huh" in wider and "stop" in wider and wider.count("no") == 1
+    assert grammar_over_prompt(WORDS_LATER, ()) == ()  # free speech hears any word already
+    assert grammar_over_prompt(BARGE_BC, grammar) == grammar  # backchannels barge: nothing to tell apart
 
 
 def test_rules_from_settings() -> None:

@@ -12,7 +12,9 @@ The moments a decision is asked for (:class:`Heard`.what):
 * ``start`` -- the VAD's start event of a new turn, during a prompt.
 * ``speech`` -- each frame of a turn whose barge-in is pending (it started over a prompt but was not yet long
   or wordy enough to cut it).
-* ``end`` -- the end of a turn whose barge-in is still pending: a backchannel lets the prompt go on.
+* ``end`` -- the end of a turn whose barge-in is still pending: a backchannel ("uh-huh", "okay okay", "mm")
+  lets the prompt go on, and so does a short sound with no word in it (a cough, a door: backchannel_max_ms at
+  most); "stop", "wait", "no" or any other word cuts it (the ``speech`` frames before cut it on the first word).
 * ``quiet`` -- a held prompt with no speech onset in sight: release it once the hold has had time to confirm.
 * ``dtmf`` -- a key press during a prompt.
 """
@@ -52,7 +54,7 @@ class PromptState:
 @dataclass(frozen=True)
 class Heard:
     what: Literal["tentative", "start", "speech", "end", "quiet", "dtmf"]
-    speech_ms: float = 0.0  # caller speech so far in the turn (start, speech)
+    speech_ms: float = 0.0  # caller speech so far in the turn (start, speech), or all of it (end)
     words: str = ""  # the turn's words so far (speech: partial; end: final)
     vad_onset: bool = False  # tentative/quiet: the VAD has a tentative onset
     echo: bool = False  # tentative: that onset is our own prompt coming back
@@ -72,6 +74,7 @@ class Rules:
     backchannel: str = "ignore"
     backchannel_max_ms: int = 600
     backchannel_words: tuple[str, ...] = ()
+    word_min_ms: int = 0  # backchannel = ignore: a word cuts the prompt only after this much speech
 
     @classmethod
     def of(cls, s: CallSettings) -> Rules:
@@ -85,12 +88,53 @@ class Rules:
             backchannel=s.backchannel,
             backchannel_max_ms=s.backchannel_max_ms,
             backchannel_words=tuple(s.backchannel_words),
+            word_min_ms=s.backchannel_word_ms,
         )
 
 
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.lower().replace("-", " ").replace(",", " ").replace(".", " ").split())
+
+
 def is_backchannel(rules: Rules, text: str) -> bool:
-    norm = " ".join(text.lower().replace("-", " ").split())
-    return norm in {" ".join(w.lower().replace("-", " ").split()) for w in rules.backchannel_words}
+    """Is ``text`` nothing but backchannel phrases ("uh huh", "okay okay", "yeah right")?"""
+    words = _words(text)
+    phrases = {p for p in (_words(w) for w in rules.backchannel_words) if p}
+    if not words:
+        return False
+    covered = [True] + [False] * len(words)  # covered[i]: the first i words are backchannel phrases
+    for i in range(len(words)):
+        if covered[i]:
+            for p in phrases:
+                if words[i:i + len(p)] == p:
+                    covered[i + len(p)] = True
+    return covered[-1]
+
+
+def may_be_backchannel(rules: Rules, text: str) -> bool:
+    """Backchannels so far, or ending on the start of one ("uh" of "uh huh"): a partial transcript that may still
+    turn out a backchannel."""
+    if is_backchannel(rules, text):
+        return True
+    words = _words(text)
+    for p in (_words(w) for w in rules.backchannel_words):
+        for k in range(1, len(p)):
+            if words[-k:] == p[:k] and (len(words) == k or is_backchannel(rules, " ".join(words[:-k]))):
+                return True
+    return False
+
+
+BARGE_WORDS = ("stop", "wait", "hold on", "no")
+
+
+def grammar_over_prompt(rules: Rules, grammar: tuple[str, ...]) -> tuple[str, ...]:
+    """The phrases a turn that began over a prompt is recognised with: the node's, and (backchannel = ignore) the
+    backchannels and the words that stop a prompt, so that a grammar recogniser can hear "uh-huh" as itself
+    rather than as the nearest answer ("okay" came back as "goodbye")."""
+    if rules.backchannel != "ignore" or not grammar:
+        return grammar
+    extra = [p for p in (*rules.backchannel_words, *BARGE_WORDS) if p not in grammar]
+    return (*grammar, *extra)
 
 
 def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
@@ -125,11 +169,16 @@ def decide(rules: Rules, prompt: PromptState, heard: Heard) -> Decision:
             rules.backchannel_max_ms if rules.backchannel == "ignore" else rules.min_speech_ms
         )
         words = heard.words.strip().lower()
-        substantive = bool(words) and rules.backchannel == "ignore" and not is_backchannel(rules, words)
+        # a recogniser's first partial words are guesses ("okay" began as "the", "uh-huh" as "talk"): trusted
+        # only after word_min_ms of speech
+        substantive = bool(words) and rules.backchannel == "ignore" and not may_be_backchannel(rules, words) \
+            and heard.speech_ms >= rules.word_min_ms
         return Decision.BARGE if long_enough or substantive else Decision.WAIT
     if what == "end":
         if rules.backchannel == "ignore" and is_backchannel(rules, heard.words):
             return Decision.BACKCHANNEL
+        if rules.backchannel == "ignore" and not heard.words.strip() and 0 < heard.speech_ms < rules.backchannel_max_ms:
+            return Decision.BACKCHANNEL  # a short sound with no word in it: a cough, a door, a breath
         return Decision.BARGE if prompt.playing and prompt.interruptible else Decision.CANCEL
     if what == "dtmf":
         if not prompt.playing:

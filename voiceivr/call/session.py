@@ -248,7 +248,7 @@ class CallSession:
                 self._handle_outputs(self._brain_call(end.overheard))
             return
         if turn.barge_pending:
-            decision = decide(self.rules, self.play.state(self._now), Heard("end", words=end.text))
+            decision = decide(self.rules, self.play.state(self._now), Heard("end", end.speech_ms, end.text))
             if decision is Decision.BACKCHANNEL:
                 self._emit(ev.Backchannel(self._now, text="" if end.secret else end.text, secret=end.secret))
                 self._release_hold()

@@ -10,26 +10,30 @@ The session (:mod:`voiceivr.call.session`) opens and ends turns and decides what
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from voiceivr.audio.frames import FRAME_MS, Frame, Pcm
 from voiceivr.call import brain as b
 from voiceivr.call import events as ev
-from voiceivr.call.bargein import Heard
+from voiceivr.call.bargein import Heard, Rules, grammar_over_prompt
 from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
+from voiceivr.call.turnend import TurnEnding, TurnRules, digit_range
 from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
+from voiceivr.speech import endofturn
 from voiceivr.speech.base import SttEngine, SttResult, SttStream, VadStream
 from voiceivr.speech.denoise import DenoiseStream
 
@@ -59,6 +63,8 @@ class Turn:
     peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
     gate_quiet_since: float | None = None  # end of the turn's last frame the level gate called loud
     secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
+    ending: TurnEnding | None = None  # the end-of-turn model's decision (call.turn_detector = smart_turn)
+    pcm: deque[Pcm] = field(default_factory=lambda: deque(maxlen=endofturn.MAX_SECONDS * 50))  # for the model
 
 
 # What a caller frame says about turns (TurnDetector.hear), in the order it happened.
@@ -121,6 +127,10 @@ class TurnEnd:
     answer: Utterance | None = None  # for the brain, when a recogniser heard the turn
     overheard: b.Overheard | None = None  # for the brain: speech over an uninterruptible prompt
 
+    @property
+    def speech_ms(self) -> float:  # how long the caller spoke (0: no recogniser heard the turn)
+        return 0.0 if self.answer is None else (self.answer.ended_at - self.answer.started_at) * 1000
+
 
 class TurnDetector:
     """The caller channel's speech, level and echo state for one call. Owned by the session's thread."""
@@ -157,6 +167,14 @@ class TurnDetector:
         self.vad_unconfirmed = False  # the VAD hears speech that the level gate did not take for the caller's
         self.track_levels = settings.barge_in_hold == "energy" or settings.energy_end_of_turn
         self._whole_phrases: frozenset[str] = frozenset()  # the grammar's phrases, normalised (complete_phrase)
+        self.barge_rules = Rules.of(settings)
+        self.turn_rules = TurnRules.of(settings)  # call settings; a node's turn: goes over them (expect)
+        self._rules = self.turn_rules
+        self._digits = (0, 0)  # fewest and most digits of a digit entry
+        self.model: endofturn.SmartTurn | None = None
+        if self.turn_rules.detector == "smart_turn":
+            self.model = endofturn.load(settings.smart_turn_model)  # a clear error naming the setting if missing
+            self.track_levels = True
 
     def caller_frame(self, inbound: InboundFrame, now: float) -> Frame:
         """The caller's audio of this tick: our echo removed, the line's noise suppressed, its level followed."""
@@ -231,6 +249,8 @@ class TurnDetector:
                 self.current = None
                 yield Onset(now + FRAME_S - back, now)
             return
+        if turn.ending is not None:
+            turn.pcm.append(frame.pcm)
         if turn.speaking and turn.stt is not None:
             text = self.feed(turn, frame)
             if text is not None:
@@ -245,6 +265,13 @@ class TurnDetector:
             assert turn.gate_quiet_since is not None
             yield Offset(turn.gate_quiet_since)
             self.vad_unconfirmed = self.vad.speaking  # what the VAD goes on hearing is the background
+        if turn.ending is not None:
+            if self.ending_says_over(turn, now):
+                if turn.speaking:  # the VAD has not said so yet: as the energy end of turn below
+                    yield Offset(turn.quiet_since if turn.quiet_since is not None else now)
+                    self.vad.reset()
+                yield TurnOver(turn, "silence")
+            return
         if turn.speaking and self.s.energy_end_of_turn and turn.stt is not None and self.quiet_long_enough(turn, now):
             # The words so far are a whole expected phrase and the line has gone quiet: the VAD would say so
             # about 200 ms later. Its end event for this speech is dropped with a fresh VAD state, so that
@@ -288,9 +315,13 @@ class TurnDetector:
         events: list[ev.Event] = []
         stt = None
         if not sleeping:
-            stt, grammar_error = self.open_stt(listen, now)
+            stt, grammar_error = self.open_stt(listen, now, over_prompt=during_prompt is not None)
             events += [grammar_error] if grammar_error is not None else []
         turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
+        if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
+            turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._digits[0],
+                                     most_digits=self._digits[1])
+            turn.pcm.extend(f.pcm for f in self.preroll if f.t < now)  # hear() adds this frame; a little before too
         self.current = turn
         for f in self.preroll:
             if f.end > onset - self.s.preroll_ms / 1000 and stt is not None:
@@ -299,9 +330,14 @@ class TurnDetector:
                     events.append(ev.TranscriptPartial(now, text=text))
         return turn, events
 
-    def open_stt(self, listen: b.Listen, now: float) -> tuple[SttStream, ev.SttGrammarError | None]:
-        """A recogniser for a new turn, for what the brain listens for (and the note of a rejected grammar)."""
+    def open_stt(self, listen: b.Listen, now: float, over_prompt: bool = False) -> tuple[SttStream, Any]:
+        """A recogniser for a new turn, for what the brain listens for, and the note of a rejected grammar (an
+        SttGrammarError or None); over a prompt, one that knows backchannels too if it can."""
         grammar = listen.grammar
+        wider = grammar_over_prompt(self.barge_rules, grammar) if over_prompt and not listen.builtin else grammar
+        with contextlib.suppress(VoiceivrError):  # a backchannel without a pronunciation: the node's own grammar
+            if wider != grammar and not listen.repeat:
+                return self.stt_engine.stream(self.rate, list(wider)), None
         try:
             # a menu's unsure turns get a second, open-vocabulary opinion (what the caller said, for tiers 1-2)
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
@@ -391,8 +427,8 @@ class TurnDetector:
             return k * FRAME_S
         return None
 
-    def quiet_long_enough(self, turn: Turn, now: float) -> bool:
-        """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?
+    def quiet_ms(self, turn: Turn, now: float) -> float:
+        """How long the caller's level has been quiet (0: this frame is not).
 
         Quiet is near the line's noise floor or far under the turn's loudest frame: the floor estimate lags a
         line whose noise just rose (it climbs 3 dB a second), the drop from the peak does not."""
@@ -401,11 +437,33 @@ class TurnDetector:
                                  turn.peak_level - self.s.end_of_turn_drop_db)
         if not quiet:
             turn.quiet_since = None
-            return False
+            return 0.0
         if turn.quiet_since is None:
             turn.quiet_since = now
-        waited_ms = (now + FRAME_S - turn.quiet_since) * 1000
-        return waited_ms >= self.s.fast_end_of_turn_ms and self.complete_phrase(turn.partial)
+        return (now + FRAME_S - turn.quiet_since) * 1000
+
+    def quiet_long_enough(self, turn: Turn, now: float) -> bool:
+        """Has the caller's level been near the noise floor for fast_end_of_turn_ms after a complete phrase?"""
+        return self.quiet_ms(turn, now) >= self.s.fast_end_of_turn_ms and self.complete_phrase(turn.partial)
+
+    def ending_says_over(self, turn: Turn, now: float) -> bool:
+        """smart_turn: is the turn over (voiceivr/call/turnend.py)? Quiet is by level, or since the VAD's end of
+        speech if that is longer (a line whose noise hides the quiet). The model runs here, on the call's worker."""
+        assert turn.ending is not None
+        quiet = self.quiet_ms(turn, now)
+        if not turn.speaking and turn.last_speech_end is not None:
+            quiet = max(quiet, (now + FRAME_S - turn.last_speech_end) * 1000)
+        if quiet <= 0:
+            turn.ending.speech()
+            return False
+
+        def ask() -> float:
+            assert self.model is not None
+            p, seconds = self.model.complete(np.concatenate(list(turn.pcm)), self.rate)
+            self.costs.add("endofturn.smart_turn", seconds)
+            return p
+
+        return turn.ending.over(quiet, turn.partial, ask if self.model is not None else None)
 
     def gate_says_ended(self, turn: Turn, now: float) -> bool:
         """Has the caller not been loud over the line's background for level_gate_end_ms, whatever the VAD says?"""
@@ -428,6 +486,16 @@ class TurnDetector:
         """What the brain listens for: the grammar's phrases are whole answers unless a run goes on after pauses."""
         grammar = listen.grammar
         whole = bool(grammar) and not listen.repeat and not listen.builtin  # runs go on after pauses
+        self._rules = self.turn_rules.over(listen.turn)
+        self._digits = digit_range(listen)
+        if self._rules.detector == "smart_turn" and self.model is None:
+            try:  # a node asks for the model the call settings do not use
+                self.model = endofturn.load(self.s.smart_turn_model)
+                self.track_levels = True
+            except endofturn.EndOfTurnModelError as exc:
+                log.error("end-of-turn model unavailable; this node's turns end by the rules",
+                          extra={"call_id": self.call_id, "node": listen.expect, "error": str(exc)})
+                self._rules = TurnRules(detector="rules")
         self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in grammar or ()) if whole \
             else frozenset()
 

@@ -10,6 +10,7 @@ navigation) are layered on :class:`CallContext` in that order, each a mixin over
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
@@ -166,6 +167,9 @@ class CallContext:
         self._say, self._events, self._listen, self._transfer, self._hangup = [], [], None, None, False
 
     def _finish(self) -> Step:
+        node = self.plan.nodes.get(self.node_id)
+        if self._listen is not None and self._listen.turn is None and node is not None and node.turn is not None:
+            self._listen = dataclasses.replace(self._listen, turn=node.turn)  # the node's own end-of-turn rules
         step = Step(tuple(self._say), self._listen, self._transfer, self._hangup, tuple(self._events))
         if self._listen is not None:
             self._last_listen = (tuple(s for s in self._say if s.kind not in ("info", "disclosure")), self._listen)

@@ -50,6 +50,17 @@ class DtmfSpec:
 
 
 @dataclass(frozen=True)
+class TurnSpec:
+    """A node's ``turn:``: how the end of a caller's turn is decided there, over the call settings (None: as they
+    say). A PIN entry may wait longer than a yes/no (voiceivr/call/turnend.py)."""
+
+    detector: str | None = None  # rules | smart_turn
+    threshold: float | None = None  # smart_turn: probability of a complete turn that ends it
+    max_silence_ms: int | None = None  # quiet that ends a turn whatever the model says
+    entry_wait_ms: int | None = None  # quiet that ends a digit entry with fewer digits than it needs
+
+
+@dataclass(frozen=True)
 class Listen:
     """What to listen for once the prompts said so far have played. The engine's answer and the call session's
     instruction: a caller who barges in answers this question."""
@@ -63,6 +74,7 @@ class Listen:
     repeat: tuple[int, int] | None = None
     builtin: str | None = None  # or an utterance of a built-in grammar: "money", "digits:8", "digits:4-6"
     secret: bool = False  # a PIN or a one-time code: nothing may keep what the caller gives (call/secrecy.py)
+    turn: TurnSpec | None = None  # the node's own end-of-turn rules (None: the call settings')
 
 
 @dataclass(frozen=True)

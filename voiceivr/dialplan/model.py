@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from voiceivr.dialplan.io import TurnSpec
 from voiceivr.dialplan.slots import Money, Option, SlotType
 
 PromptKind = Literal["prompt", "reprompt", "menu", "readback", "disclosure", "code_request", "info", "goodbye"]
@@ -203,6 +204,7 @@ class Node:
     fallback: Fallback = field(default_factory=Fallback)
     menu: PromptSpec | None = None  # the DTMF menu; generated from routes when absent
     schedule: ScheduleBranch | None = None  # branch on business hours instead of routes/goto/end
+    turn: TurnSpec | None = None  # end-of-turn rules at this node (None: the call settings')
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voiceivr.actions.registry import SLOT_TYPES_FOR_PARAM
+from voiceivr.dialplan.io import TurnSpec
 from voiceivr.dialplan.model import (
     SPECIAL_TARGETS,
     VAR_RE,
@@ -28,7 +29,7 @@ from voiceivr.dialplan.model import (
     ScheduleBranch,
     SlotSpec,
 )
-from voiceivr.dialplan.schema import ACTION, BRANCH, CONFIRM, NODE, ROUTE
+from voiceivr.dialplan.schema import ACTION, BRANCH, CONFIRM, NODE, ROUTE, TURN
 from voiceivr.dialplan.sections import SectionBuilder
 from voiceivr.dialplan.typed import suggest
 from voiceivr.yamlpos import Mark, MDict, MList
@@ -104,12 +105,32 @@ class NodeBuilder(SectionBuilder):
                                                "with goto:, routes: or end:")
         fallback = self.build_fallback(self.mapping(raw, "fallback", where), f"{where}.fallback", base_fallback)
         menu = self.prompts(raw, "menu", where, kind="menu")
+        turn = self.build_turn(raw, where)
         node = Node(
             id=nid, say=say, requires_login=requires == "login", collect=tuple(collect), action=action,
             routes=routes, goto=goto, end=end,  # type: ignore[arg-type]
-            fallback=fallback, menu=menu[0][0] if menu else None, schedule=branch,
+            fallback=fallback, menu=menu[0][0] if menu else None, schedule=branch, turn=turn,
         )
         return NodeInfo(node=node, raw=raw, mark=key_mark)
+
+    def build_turn(self, raw: MDict, where: str) -> TurnSpec | None:
+        """A node's ``turn:`` (voiceivr/call/turnend.py): only what it names differs from the call settings."""
+        t = self.mapping(raw, "turn", where)
+        if t is None:
+            return None
+        w = f"{where}.turn"
+        self.keys(t, TURN.names, w)
+        detector = self.string(t, "detector", w)
+        if detector is not None and detector not in TURN.choices("detector"):
+            self.err(t.value_mark("detector"), f"{w}.detector must be one of {', '.join(TURN.choices('detector'))}")
+            detector = None
+
+        def whole(key: str) -> int | None:
+            lo, hi = TURN.range(key)
+            return self.integer(t, key, w, 0, int(lo), int(hi)) if key in t else None
+
+        threshold = self.number(t, "threshold", w, 0.0, *TURN.range("threshold")) if "threshold" in t else None
+        return TurnSpec(detector, threshold, whole("max_silence_ms"), whole("entry_wait_ms"))
 
     def build_branch(self, raw: MDict, where: str, schedules: Mapping[str, Schedule]) -> ScheduleBranch | None:
         b = self.mapping(raw, "schedule", where)

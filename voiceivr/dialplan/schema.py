@@ -301,6 +301,17 @@ ACTION = mapping(
     required=("name",),
 )
 ROUTE = mapping(("goto", target()), ("dtmf", DTMF), required=("goto",))
+TURN = mapping(
+    ("detector", Choice(("rules", "smart_turn"), description="rules: the VAD's end of speech and "
+                                                             "call.end_of_turn_ms; smart_turn: the end-of-turn model")),
+    ("threshold", Number(0, 1, description="smart_turn: probability of a complete turn that ends it")),
+    ("max_silence_ms", Number(200, 10000, whole=True,
+                              description="smart_turn: quiet that ends a turn whatever the model says")),
+    ("entry_wait_ms", Number(200, 10000, whole=True,
+                             description="smart_turn: quiet that ends a digit entry with fewer digits than needed")),
+    description="how the end of a caller's turn is decided at this node, over call.turn_detector and "
+                "call.smart_turn_* (a PIN entry may wait longer than a yes/no)",
+)
 NODE = mapping(
     ("say", PROMPT),
     ("requires", Choice(("login",))),
@@ -312,6 +323,7 @@ NODE = mapping(
     ("fallback", FALLBACK),
     ("menu", PROMPT),
     ("schedule", BRANCH),
+    ("turn", TURN),
 )
 AGENT_SECTION = mapping(("target", Text()))
 DIALPLAN = mapping(

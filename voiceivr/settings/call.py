@@ -31,6 +31,38 @@ class CallSettings:
         30.0, "...and so are frames this far under the loudest frame of the turn (the floor can lag the line).",
         min=0, max=96,
     )
+    turn_detector: str = setting(
+        "rules",
+        "What ends a caller turn that is not already a whole expected phrase: 'rules' the VAD's end of speech and "
+        "end_of_turn_ms; 'smart_turn' the end-of-turn model (Smart Turn v3.2, inside the pipecat-ai wheel), asked "
+        "after smart_turn_quiet_ms of quiet, with turn_max_silence_ms as the longest wait and turn_entry_wait_ms "
+        "for a digit entry the grammar says is unfinished (docs/speech.md, 'End of turn'). A dialplan node's turn: "
+        "can choose otherwise.",
+        choices=("rules", "smart_turn"),
+    )
+    smart_turn_model: str = setting(
+        "", "Smart Turn v3 .onnx file. Empty: smart-turn-v3.2-cpu.onnx inside the installed pipecat-ai wheel."
+    )
+    smart_turn_threshold: float = setting(
+        0.9, "smart_turn: the model's probability of a complete turn at or above which the turn ends (0.5, the "
+        "model's own, cut 2 to 4 times as many mid-turn pauses: docs/benchmarks.md).", min=0, max=1
+    )
+    smart_turn_quiet_ms: int = setting(
+        200, "smart_turn: quiet after speech (by level, as energy_end_of_turn) before the model is asked.",
+        min=20, max=5000,
+    )
+    smart_turn_every_ms: int = setting(
+        250, "smart_turn: while the quiet goes on, the model is asked again this often (each decision costs "
+        "tens of ms of CPU on the call's worker: docs/benchmarks.md).", min=20, max=5000,
+    )
+    turn_max_silence_ms: int = setting(
+        800, "smart_turn: quiet that ends a turn whatever the model says (longer than callers' mid-turn pauses).",
+        min=100, max=10000,
+    )
+    turn_entry_wait_ms: int = setting(
+        1500, "smart_turn: quiet that ends a digit entry with fewer digits than its grammar needs (a caller reading "
+        "a number in groups pauses between them); the model is not asked.", min=100, max=10000,
+    )
     level_gate: bool = setting(
         False,
         "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "
@@ -80,10 +112,18 @@ class CallSettings:
         choices=("stop", "ignore"),
     )
     backchannel_words: list[str] = setting(
-        ["uh huh", "uh-huh", "mm hmm", "mhm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
-        "Phrases counted as backchannels.",
+        ["uh huh", "uh-huh", "mm hmm", "mhm", "mm", "hmm", "okay", "ok", "yeah", "yep", "right", "sure", "alright"],
+        "Phrases counted as backchannels (with backchannel = ignore; a run of them, 'okay okay', is one too). A short "
+        "sound with no word in it (a cough, a door) lets the prompt go on as well; any other word cuts it.",
     )
-    backchannel_max_ms: int = setting(600, "Speech longer than this is never a backchannel.", min=0, max=5000)
+    backchannel_word_ms: int = setting(
+        300, "With backchannel = ignore, a recognised word that is no backchannel cuts the prompt only after this much "
+        "speech (a recogniser's first partial words are guesses: 'okay' began as 'the').", min=0, max=2000,
+    )
+    backchannel_max_ms: int = setting(
+        900, "Speech longer than this is never a backchannel (as the VAD counts it: it hears a 500 ms 'okay' for about "
+        "700 ms).", min=0, max=5000,
+    )
     echo_suppression: bool = setting(
         True, "Remove the echo of our own prompts from the caller channel before the VAD listens."
     )
