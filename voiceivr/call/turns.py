@@ -11,12 +11,11 @@ The session (:mod:`voiceivr.call.session`) opens and ends turns and decides what
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
 from voiceivr.call.turnend import TurnEnding, TurnRules, digit_range
+from voiceivr.call.turnsignals import Offset, Onset, Partial, Signal, StillSpeaking, Tentative, Turn, TurnOver
 from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import CallSettings
@@ -42,79 +42,6 @@ log = logging.getLogger(__name__)
 FRAME_S = FRAME_MS / 1000
 ECHO = "echo of our prompt"  # Turn.ignored: the onset was our own prompt on the caller channel
 UNINTERRUPTIBLE = "during uninterruptible prompt"  # Turn.ignored: no answer to anything
-
-
-@dataclass
-class Turn:
-    """One stretch of caller speech, from VAD onset to end of turn."""
-
-    onset: float
-    decided_at: float
-    stt: SttStream | None
-    ignored: str = ""  # why it cannot be an answer
-    during_prompt: int | None = None
-    last_speech_end: float | None = None
-    speaking: bool = True
-    partial: str = ""
-    audio: hashlib._Hash = field(default_factory=hashlib.sha256)
-    barge_pending: bool = False
-    fed_until: float = float("-inf")  # end of the last frame given to the recogniser
-    quiet_since: float | None = None  # start of the current run of quiet caller frames (energy end of turn)
-    peak_level: float = -96.0  # loudest caller frame of the turn, dBFS
-    gate_quiet_since: float | None = None  # end of the turn's last frame the level gate called loud
-    secret: bool = False  # began while the brain listened for a secret: its words are kept nowhere
-    ending: TurnEnding | None = None  # the end-of-turn model's decision (call.turn_detector = smart_turn)
-    pcm: deque[Pcm] = field(default_factory=lambda: deque(maxlen=endofturn.MAX_SECONDS * 50))  # for the model
-
-
-# What a caller frame says about turns (TurnDetector.hear), in the order it happened.
-
-
-@dataclass(frozen=True)
-class Onset:
-    """The caller began to speak (or, within the end-of-turn wait, went on speaking)."""
-
-    onset: float
-    decided_at: float
-
-
-@dataclass(frozen=True)
-class Offset:
-    """The caller stopped speaking (the turn may still go on)."""
-
-    t: float
-
-
-@dataclass(frozen=True)
-class Tentative:
-    """No turn yet, but maybe speech over a prompt: barge-in may hold it."""
-
-    heard: Heard
-
-
-@dataclass(frozen=True)
-class Partial:
-    """The recogniser's words so far changed."""
-
-    turn: Turn
-    text: str
-
-
-@dataclass(frozen=True)
-class StillSpeaking:
-    """A frame of a turn whose barge-in is pending."""
-
-    turn: Turn
-    heard: Heard
-
-
-@dataclass(frozen=True)
-class TurnOver:
-    turn: Turn
-    reason: str  # silence | max_utterance
-
-
-Signal = Onset | Offset | Tentative | Partial | StillSpeaking | TurnOver
 
 
 @dataclass(frozen=True)
