@@ -262,14 +262,14 @@ class TurnDetector:
         SttGrammarError or None); over a prompt, one that knows backchannels too if it can."""
         grammar = listen.grammar
         wider = grammar_over_prompt(self.barge_rules, grammar) if over_prompt and not listen.builtin else grammar
+        menu = listen.expect == "intent" and not listen.secret  # unsure: a second, open-vocabulary opinion too
         with contextlib.suppress(VoiceivrError):  # a backchannel without a pronunciation: the node's own grammar
             if wider != grammar and not listen.repeat:
-                return self.stt_engine.stream(self.rate, list(wider)), None
+                return self.stt_engine.stream(self.rate, list(wider), open_transcript=menu), None
         try:
-            # a menu's unsure turns get a second, open-vocabulary opinion (what the caller said, for tiers 1-2)
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
                                           sequence=tuple(listen.sequence), builtin=listen.builtin,
-                                          open_transcript=listen.expect == "intent" and not listen.secret), None
+                                          open_transcript=menu), None
         except VoiceivrError as exc:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.
