@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -142,7 +143,16 @@ def test_two_nodes_a_killed_node_ends_its_calls_and_new_calls_go_to_the_survivor
     with Cluster(config) as cluster:
         # One call each (round robin), 10 s long.
         callers = place(cluster, 2, 10.0, env)
+        # Meanwhile both nodes append to the one audit chain at once, from their namespaces.
+        writers = [cluster.run_in_node(i, ["-m", "voiceivr.cluster.audit_writer", f"node{i}", "150"]) for i in (0, 1)]
         try:
+            for w in writers:
+                out, err = w.communicate(timeout=60)
+                assert w.returncode == 0 and out.strip() == "150", err[-2000:]
+            verified = cluster.verify_audit()
+            # One chain: every row of both nodes in it, no fork, and it matches both nodes' signed checkpoints.
+            found = re.search(r"audit trail intact: (\d+) rows.*matches (\d+) checkpoint", verified)
+            assert found and int(found.group(1)) == 300 and int(found.group(2)) >= 2, verified
             assert wait_until(lambda: incoming(cluster, 0) >= 1 and incoming(cluster, 1) >= 1, timeout=8.0), \
                 (incoming(cluster, 0), incoming(cluster, 1))
             time.sleep(1.0)  # both calls hear the prompt for a while

@@ -226,6 +226,25 @@ class Cluster:
 
         return wait_for(f"node{index} answering OPTIONS", up, self.config.start_timeout_s)
 
+    def run_in_node(self, index: int, argv: list[str]) -> subprocess.Popen[str]:
+        """Start ``python ARGV`` inside node ``index``'s namespace with its environment (database over the Unix
+        socket, the shared audit key, its var directory); the caller waits for it."""
+        node = self.nodes[index]
+        node.var_dir.mkdir(parents=True, exist_ok=True)
+        return subprocess.Popen([*self.net.exec_prefix(node.net), sys.executable, *argv], env=self.env(node),
+                                cwd=node.var_dir.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def checkpoint_files(self) -> list[Path]:
+        """Every node's audit checkpoint file that exists (``audit verify --checkpoint`` each)."""
+        return [p for n in self.nodes if (p := n.var_dir / "audit-checkpoints.jsonl").exists()]
+
+    def verify_audit(self) -> str:
+        """``voiceivr audit verify`` on the host against every node's checkpoints; ClusterError if it fails."""
+        args = ["audit", "verify"]
+        for path in self.checkpoint_files():
+            args += ["--checkpoint", str(path)]
+        return self.run_voiceivr(args, timeout=120)
+
     def node_alive(self, index: int) -> bool:
         proc = self.nodes[index].proc
         return proc is not None and proc.poll() is None
