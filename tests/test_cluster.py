@@ -119,11 +119,21 @@ def incoming(cluster: Cluster, index: int) -> int:
     return cluster.nodes[index].log_path.read_text(errors="replace").count("incoming call")
 
 
+def by_node(cluster: Cluster, call: dict[str, Any]) -> int:
+    """Which node carried a call (its SIP Call-ID in that node's log), -1 if none."""
+    for node in cluster.nodes:
+        if call["sip_call_id"] and call["sip_call_id"] in node.log_path.read_text(errors="replace"):
+            return node.net.index
+    return -1
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(not HAVE_KAMAILIO, reason="Kamailio is not installed (scripts/test installs it)")
 @pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces()))
-def test_two_nodes_a_killed_node_ends_its_calls_and_new_calls_go_to_the_survivor(tmp_path: Path) -> None:
+def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
+    """node2 drains (its call goes on, new calls go elsewhere, then it exits), node0 is killed (its call is ended
+    by the front within 3 s, a new call lands on node1), and meanwhile two nodes append to one audit chain."""
     admin = admin_url()
     if admin is None:
         pytest.skip("VOICEIVR_TEST_POSTGRES_URL is not set: the cluster shares one PostgreSQL database")
@@ -135,47 +145,56 @@ def test_two_nodes_a_killed_node_ends_its_calls_and_new_calls_go_to_the_survivor
         w.writeframes(tone(8000, 440, 12.0))
     env = siptools.base_env(tmp_path, VIVR_TEST_PROMPT=str(prompt))
     node_env = {k: v for k, v in env.items() if k.startswith(("VOICEIVR_", "VIVR_"))}
-    for key in ("VOICEIVR_PATHS_VAR_DIR", "VOICEIVR_TEST_POSTGRES_URL", "VOICEIVR_TEST_REQUIRE_POSTGRES"):
+    for key in ("VOICEIVR_PATHS_VAR_DIR", "VOICEIVR_TEST_POSTGRES_URL", "VOICEIVR_TEST_REQUIRE_POSTGRES",
+                "VOICEIVR_SIP_DRAIN_TIMEOUT_S"):
         node_env.pop(key, None)
     subnet = str(ipaddress.IPv4Network(f"10.77.{random.randint(100, 250)}.0/24"))
-    config = ClusterConfig(nodes=2, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
-                           env=node_env, drain_timeout_s=5.0, start_timeout_s=45.0)
+    config = ClusterConfig(nodes=3, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
+                           env=node_env, drain_timeout_s=20.0, start_timeout_s=45.0)
     with Cluster(config) as cluster:
-        # One call each (round robin), 10 s long.
-        callers = place(cluster, 2, 10.0, env)
-        # Meanwhile both nodes append to the one audit chain at once, from their namespaces.
+        # One 10 s call on each node (round robin).
+        callers = place(cluster, 3, 10.0, env)
+        # Meanwhile two nodes append to the one audit chain at once, from their namespaces.
         writers = [cluster.run_in_node(i, ["-m", "voiceivr.cluster.audit_writer", f"node{i}", "150"]) for i in (0, 1)]
         try:
-            for w in writers:
-                out, err = w.communicate(timeout=60)
-                assert w.returncode == 0 and out.strip() == "150", err[-2000:]
-            verified = cluster.verify_audit()
-            # One chain: every row of both nodes in it, no fork, and it matches both nodes' signed checkpoints.
-            found = re.search(r"audit trail intact: (\d+) rows.*matches (\d+) checkpoint", verified)
-            assert found and int(found.group(1)) == 300 and int(found.group(2)) >= 2, verified
-            assert wait_until(lambda: incoming(cluster, 0) >= 1 and incoming(cluster, 1) >= 1, timeout=8.0), \
-                (incoming(cluster, 0), incoming(cluster, 1))
-            time.sleep(1.0)  # both calls hear the prompt for a while
+            assert wait_until(lambda: all(incoming(cluster, i) == 1 for i in range(3)), timeout=8.0), \
+                [incoming(cluster, i) for i in range(3)]
+            # node2 drains: it answers the front's pings with 503 and leaves rotation, its call goes on.
+            cluster.drain_node(2)
+            cluster.wait_front_sees(2, active=False, timeout=5.0)
+            during_drain = reports(place(cluster, 1, 1.0, env), timeout=30)
+            assert len(during_drain) == 1 and during_drain[0]["answered"], during_drain
+            assert by_node(cluster, during_drain[0]) in (0, 1)
+            # node0 is lost.
             cluster.kill_node(0)
             killed = time.time()
             cluster.wait_front_sees(0, active=False, timeout=5.0)
             down_after = time.time() - killed
-            # A new call now lands on the survivor, and is answered.
-            before = incoming(cluster, 1)
+            # A new call now lands on the one node left in rotation, and is answered.
             again = reports(place(cluster, 1, 1.0, env), timeout=30)
-            assert len(again) == 1 and again[0]["answered"], again
-            assert incoming(cluster, 1) == before + 1
+            assert len(again) == 1 and again[0]["answered"] and by_node(cluster, again[0]) == 1, again
             done = reports(callers, timeout=30)
+            drained_exit = cluster.wait_node_exit(2, 20.0)
+            for w in writers:
+                out, err = w.communicate(timeout=60)
+                assert w.returncode == 0 and out.strip() == "150", err[-2000:]
+            verified = cluster.verify_audit()
         finally:
             if callers.poll() is None:
                 callers.kill()
-        assert len(done) == 2 and all(r["answered"] for r in done), done
-        lost, kept = sorted(done, key=lambda r: r["ended_at"])
-        print("cluster node loss:", json.dumps({"lost": lost, "kept": kept, "down_after_s": down_after,
-                                                "lost_ended_after_kill_s": lost["ended_at"] - killed}))
-        # The survivor's call went its whole 10 s and the caller hung up; the lost node's call was ended by the
-        # front (BYE) within 3 s of the kill: up to 1 s to the next ping + 0.7 s ping timeout + the dialog timer tick.
-        assert kept["by"] == "caller" and kept["ended_at"] - kept["answered_at"] >= 9.5, kept
-        assert lost["by"] == "far end" and lost["ended_at"] - killed <= 3.0, lost
+        assert len(done) == 3 and all(r["answered"] for r in done), done
+        calls = {by_node(cluster, r): r for r in done}
+        assert sorted(calls) == [0, 1, 2], done
+        print("cluster node loss:", json.dumps({"calls": calls, "down_after_s": down_after,
+                                                "lost_ended_after_kill_s": calls[0]["ended_at"] - killed}))
+        # node1's and the draining node2's calls went their whole 10 s and the caller hung up; node0's call was
+        # ended by the front (BYE) within 3 s of the kill: up to 1 s to the next ping + 0.7 s ping timeout + the
+        # dialog timer's tick.
+        for i in (1, 2):
+            assert calls[i]["by"] == "caller" and calls[i]["ended_at"] - calls[i]["answered_at"] >= 9.5, calls[i]
+        assert calls[0]["by"] == "far end" and calls[0]["ended_at"] - killed <= 3.0, calls[0]
         assert down_after <= 5.0
-        assert cluster.node_alive(1)
+        assert drained_exit == 0 and cluster.node_alive(1)
+        # One chain: every row of both nodes in it, no fork, and it matches both nodes' signed checkpoints.
+        found = re.search(r"audit trail intact: (\d+) rows.*matches (\d+) checkpoint", verified)
+        assert found and int(found.group(1)) == 300 and int(found.group(2)) >= 2, verified

@@ -84,6 +84,8 @@ def write_front_config(directory: Path, host: str, port: int, nodes: list[tuple[
         "RETRY_AFTER": str(opts.retry_after_s),
         "DIALOG_TIMEOUT": str(opts.dialog_timeout_s),
         "RPC_SOCKET": str(rpc_socket),
+        # A refusing node is pinged every ping_interval_s; two missed pings' worth of memory.
+        "REFUSING_EXPIRE_S": str(2 * opts.ping_interval_s + 1),
     }
     text = resources.files("voiceivr.telephony").joinpath("front.cfg.in").read_text(encoding="utf-8")
     for key, value in values.items():

@@ -139,8 +139,12 @@ class Supervisor:
         # address as its Contact.
         user = (sip.register_aor.split(":", 1)[-1].split("@", 1)[0]) if sip.register_aor else "voiceivr"
         contact = f"<sip:{user}@{sip.public_address or self.host}:{self.port}>"
+        # Kamailio relays to the workers from its listening address: on one given address (--host 10.77.0.11),
+        # that one, and the workers must believe its X-Voiceivr-Source from there (Linux drops packets from
+        # outside that claim a local source address, so only this box can send from it).
+        proxy = LOOPBACK if self.host in ("", "0.0.0.0") else self.host
         return [
-            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=LOOPBACK,
+            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=proxy,
                        register=i == 0, contact=contact)
             for i, p in enumerate(ports)
         ]
