@@ -147,14 +147,13 @@ def main() -> int:
     args.dir.mkdir(parents=True, exist_ok=True)
     (args.dir / "none.toml").write_text("")
     config = ClusterConfig(nodes=args.nodes, workers=args.workers, subnet=args.subnet, directory=args.dir, env=env,
-                           drain_timeout_s=args.drain_timeout)
+                           drain_timeout_s=args.drain_timeout,
+                           setup=[["demo", "seed"], ["dialplan", "publish", str(ROOT / "dialplans" / "bank.yaml")]]
+                           if args.demo else [])
     hard_stop = time.monotonic() + args.max_minutes * 60
     result: dict[str, Any] = {"nodes": args.nodes, "workers": args.workers, "calls": args.calls,
                               "call_s": args.call_s, "handler": "demo bank" if args.demo else "scripted (tests)"}
     with Cluster(config) as cluster:
-        if args.demo:
-            cluster.run_voiceivr(["demo", "seed"])
-            cluster.run_voiceivr(["dialplan", "publish", str(ROOT / "dialplans" / "bank.yaml")])
         load = Load(cluster, args.calls, args.call_s)
         load.start()
         time.sleep(args.warmup)
@@ -165,9 +164,8 @@ def main() -> int:
         time.sleep(max(0.0, args.down_s - (time.time() - killed)))
         restarted = time.time()
         cluster.start_node(0)
-        result["front_saw_up_after_restart_s"] = round(cluster.wait_front_sees(0, active=True, timeout=30.0)
-                                                       + 0.0, 2)
-        result["node0_restart_to_up_s"] = round(time.time() - restarted, 2)
+        cluster.wait_front_sees(0, active=True, timeout=30.0)
+        result["node0_restart_to_in_rotation_s"] = round(time.time() - restarted, 2)
         time.sleep(args.call_s + 2)  # the calls up at the kill are all over now
         # ---- 2. a rolling restart
         rolling_from = time.time()

@@ -22,6 +22,9 @@ from voiceivr.errors import VoiceivrError
 from voiceivr.telephony.front import FrontOptions
 
 MAX_RUN_S = 7 * 24 * 3600.0
+ROOT = Path(__file__).resolve().parents[2]
+# What scripts/serve does before serving the demo bank.
+DEMO_SETUP = [["demo", "seed"], ["dialplan", "publish", str(ROOT / "dialplans" / "bank.yaml")]]
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -62,7 +65,7 @@ def config_from(args: argparse.Namespace) -> ClusterConfig:
     return ClusterConfig(nodes=args.nodes, workers=args.workers, subnet=args.subnet, front_port=args.port,
                          directory=args.dir, database_url=args.database_url, admin_url=args.admin_url,
                          db_socket_dir=args.db_socket_dir, env=env, drain_timeout_s=args.drain_timeout,
-                         front=FrontOptions())
+                         front=FrontOptions(), setup=DEMO_SETUP if args.demo else [])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,9 +84,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         with Cluster(config_from(args)) as cluster:
-            if args.demo:
-                cluster.run_voiceivr(["demo", "seed"])
-                cluster.run_voiceivr(["dialplan", "publish", "dialplans/bank.yaml"])
             info = {"front": cluster.front_uri, "nodes": [n.uri for n in cluster.nodes],
                     "namespaces": [n.net.namespace for n in cluster.nodes], "database": cluster.database_url,
                     "logs": str(cluster.directory)}

@@ -107,6 +107,9 @@ class ClusterConfig:
     start_timeout_s: float = 60.0
     front: front.FrontOptions = field(default_factory=front.FrontOptions)
     tag: str = ""
+    # `voiceivr ...` commands run on the host after `db upgrade`, before the nodes start (a node refuses to start
+    # without a published live dialplan, for one): e.g. [["demo", "seed"], ["dialplan", "publish", "x.yaml"]].
+    setup: list[list[str]] = field(default_factory=list)
 
 
 def node_database_url(url: str, socket_dir: str) -> str:
@@ -134,7 +137,10 @@ class Cluster:
         self.front_proc: subprocess.Popen[bytes] | None = None
         self.front_files: kamailio.KamailioFiles | None = None
         self.database_url = config.database_url
+        # Secrets every node must share: the audit key (one chain) and the policy secret (codes bound to actions
+        # on one node are checked on another).
         self.audit_key = secrets.token_urlsafe(48)
+        self.policy_secret = secrets.token_urlsafe(48)
         self._exit = contextlib.ExitStack()
         self._logs: list[IO[bytes]] = []
 
@@ -164,6 +170,8 @@ class Cluster:
         if not self.database_url:
             self.database_url = self._exit.enter_context(self._scratch_database())
         self.run_voiceivr(["db", "upgrade"], timeout=120)
+        for command in self.config.setup:
+            self.run_voiceivr(command, timeout=120)
         self.net.create()
         for node in self.nodes:
             self.start_node(node.net.index, wait=False)
@@ -178,6 +186,7 @@ class Cluster:
         inherited = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(ROOT)]
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *inherited])
         env["VOICEIVR_AUDIT_KEY"] = self.audit_key
+        env["VOICEIVR_POLICY_SECRET"] = self.policy_secret
         if node is None:
             env["VOICEIVR_DATABASE_URL"] = self.database_url
             env.setdefault("VOICEIVR_PATHS_VAR_DIR", str(self.directory / "host" / "var"))
@@ -187,6 +196,9 @@ class Cluster:
         env["VOICEIVR_SIP_KAMAILIO"] = "yes"
         env["VOICEIVR_SIP_DRAIN_TIMEOUT_S"] = str(self.config.drain_timeout_s)
         env.setdefault("VOICEIVR_SIP_HEALTH_INTERVAL_S", "1")
+        # A known RTP range, split between the node's workers (else they race for the same ports).
+        env.setdefault("VOICEIVR_SIP_RTP_PORT_MIN", "40000")
+        env.setdefault("VOICEIVR_SIP_RTP_PORT_MAX", "40999")
         return env
 
     def run_voiceivr(self, args: list[str], timeout: float = 60.0) -> str:
