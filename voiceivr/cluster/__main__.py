@@ -76,14 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cluster: {why_not}", file=sys.stderr)
         return 2
     stop = threading.Event()
+    up = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         stop.set()
+        if not up.is_set():
+            raise KeyboardInterrupt  # still starting: abort the start; Cluster.__enter__ tears down what is up
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
         with Cluster(config_from(args)) as cluster:
+            up.set()
             info = {"front": cluster.front_uri, "nodes": [n.uri for n in cluster.nodes],
                     "namespaces": [n.net.namespace for n in cluster.nodes], "database": cluster.database_url,
                     "logs": str(cluster.directory)}
@@ -98,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
                 if cluster.front_proc is not None and cluster.front_proc.poll() is not None:
                     print("cluster: the front Kamailio exited; stopping", file=sys.stderr)
                     return 1
+    except KeyboardInterrupt:
+        print("cluster: interrupted while starting; torn down", file=sys.stderr)
+        return 130
     except VoiceivrError as exc:
         print(f"cluster: {exc}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 1
