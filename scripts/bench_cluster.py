@@ -44,8 +44,8 @@ CALL_ID = re.compile(r"incoming call .*?sip_call_id=(\S+)")
 class Load:
     """Keep ``calls`` calls up: start a one-call caller process every ``call_s / calls`` seconds."""
 
-    def __init__(self, cluster: Cluster, calls: int, call_s: float) -> None:
-        self.cluster, self.calls, self.call_s = cluster, calls, call_s
+    def __init__(self, cluster: Cluster, calls: int, call_s: float, dtmf: str = "") -> None:
+        self.cluster, self.calls, self.call_s, self.dtmf = cluster, calls, call_s, dtmf
         self.results: list[dict[str, Any]] = []
         self._procs: list[subprocess.Popen[str]] = []
         self._stop = threading.Event()
@@ -60,7 +60,8 @@ class Load:
         env = self.cluster.env()
         while not self._stop.wait(gap):
             proc = subprocess.Popen([sys.executable, "-m", "voiceivr.cluster.caller", self.cluster.front_uri, "1",
-                                     str(self.call_s), "--bind", self.cluster.front_address], env=env, cwd=ROOT,
+                                     str(self.call_s), "--bind", self.cluster.front_address,
+                                     *(["--dtmf", self.dtmf] if self.dtmf else [])], env=env, cwd=ROOT,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
             threading.Thread(target=self._collect, args=(proc,), daemon=True).start()
 
@@ -107,6 +108,22 @@ def cut_short(call: dict[str, Any], call_s: float) -> bool:
     return call["ended_at"] - call["answered_at"] < call_s - 0.5
 
 
+def action_runs(url: str) -> dict[str, Any]:
+    """What the safe path ran (action_runs): by status, and any call with one action type run more than once."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            by_status = dict(conn.execute(sa.text("SELECT status, count(*) FROM action_runs GROUP BY status")).all())
+            twice = conn.execute(sa.text(
+                "SELECT count(*) FROM (SELECT call_id, action_type FROM action_runs WHERE call_id IS NOT NULL "
+                "GROUP BY call_id, action_type HAVING count(*) > 1) t")).scalar_one()
+    finally:
+        engine.dispose()
+    return {"by_status": {str(k): int(v) for k, v in by_status.items()}, "calls_with_an_action_run_twice": twice}
+
+
 def stats(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"n": 0, "median": None, "max": None}
@@ -125,6 +142,8 @@ def main() -> int:
     p.add_argument("--subnet", default="10.77.0.0/24")
     p.add_argument("--dir", type=Path, default=ROOT / "var" / "bench-cluster")
     p.add_argument("--demo", action="store_true", help="the demo bank on every node (speech models: heavy)")
+    p.add_argument("--dtmf", default="", help="keys every caller presses after the greeting (demo bank: "
+                   "2w10000001#w1234#w1 = Alice's balance, an action with audit rows)")
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--max-minutes", type=float, default=10.0)
     args = p.parse_args()
@@ -154,7 +173,7 @@ def main() -> int:
     result: dict[str, Any] = {"nodes": args.nodes, "workers": args.workers, "calls": args.calls,
                               "call_s": args.call_s, "handler": "demo bank" if args.demo else "scripted (tests)"}
     with Cluster(config) as cluster:
-        load = Load(cluster, args.calls, args.call_s)
+        load = Load(cluster, args.calls, args.call_s, args.dtmf)
         load.start()
         time.sleep(args.warmup)
         # ---- 1. a node lost
@@ -185,6 +204,7 @@ def main() -> int:
         calls = load.stop()
         nodes = node_of_calls(cluster)
         audit = cluster.verify_audit() if args.demo else "(scripted calls append no audit rows)"
+        actions = action_runs(cluster.database_url) if args.demo else {}
     for c in calls:
         c["node"] = nodes.get(c.get("sip_call_id") or "", -1)
     up_at_kill = [c for c in calls if c.get("answered") and c["answered_at"] < killed < c["ended_at"]]
@@ -216,11 +236,12 @@ def main() -> int:
             "per_node": {f"node{i}": sum(1 for c in rolling if c["node"] == i) for i in range(args.nodes)},
         },
         "audit": audit.strip(),
+        "action_runs": actions,
     })
     text = json.dumps(result, indent=1)
     print(text)
     if args.json:
-        args.json.write_text(text + "\n")
+        args.json.write_text(json.dumps({**result, "calls_detail": calls, "killed_at": killed}, indent=1) + "\n")
     return 0
 
 

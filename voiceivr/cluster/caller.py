@@ -1,6 +1,6 @@
 """A load caller for the cluster, run as its own process (one pjsua2 endpoint per process, at most 4 calls):
 
-    python -m voiceivr.cluster.caller URI COUNT SECONDS [--bind ADDRESS] [--stagger S]
+    python -m voiceivr.cluster.caller URI COUNT SECONDS [--bind ADDRESS] [--stagger S] [--dtmf KEYS]
 
 Places COUNT calls (their starts ``--stagger`` seconds apart), each stays up SECONDS unless the far end ends it
 first, then hangs up. Prints one JSON line per call **as soon as it ends**, with wall-clock times (``time.time()``,
@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("seconds", type=float)
     p.add_argument("--bind", default="0.0.0.0")
     p.add_argument("--stagger", type=float, default=0.0)
+    p.add_argument("--dtmf", default="", help="keys to press once the greeting is over (w = pause), as voiceivr call")
+    p.add_argument("--wait-prompt", type=float, default=15.0, help="longest wait for the greeting to end (with --dtmf)")
     args = p.parse_args(argv)
     if not 1 <= args.count <= 4:
         raise SystemExit("count: 1-4 calls per caller process (pjsua2's limit)")
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 time.sleep(args.stagger)
             report = CallerReport(uri=args.uri)
             t_dialed = time.monotonic()
-            script = CallerScript(CallerPlan(duration_s=args.seconds), report, t_dialed)
+            plan = CallerPlan(duration_s=args.seconds, dtmf=args.dtmf,
+                              wait_prompt_s=args.wait_prompt if args.dtmf else 0.0)
+            script = CallerScript(plan, report, t_dialed)
             slot = edge.make_call(args.uri, script)
             calls.append(Placed(report, script, slot, time.time(), t_dialed))
         deadline = time.monotonic() + args.seconds + 30 + args.stagger * args.count
