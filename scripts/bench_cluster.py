@@ -17,7 +17,10 @@ calls that failed to connect after the kill, the time the front took to see node
 again after its restart; for the rolling restart, calls dropped (cut short or not connected: should be 0)
 and each node's drain time. Each call's node comes from the nodes' logs (its SIP Call-ID). Everything is
 bounded (``--max-minutes``). The default call session is the SIP tests' scripted one (tests/sip/sip_handlers):
-the pipeline's own per-node limits are bench_load's business; ``--demo`` runs the demo bank instead.
+the pipeline's own per-node limits are bench_load's business; ``--demo`` runs the demo bank instead, and with
+``--dtmf "2w10000001#w1234#w1"`` every caller logs in and hears Alice's balance (two actions through the safe path,
+audit rows from every node): then ``voiceivr audit verify`` runs over every node's checkpoints at the end, and the
+action runs are counted by status, with any call that ran one action twice.
 """
 
 from __future__ import annotations

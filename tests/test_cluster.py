@@ -74,6 +74,8 @@ def test_generated_front_config_is_accepted_by_kamailio(tmp_path: Path) -> None:
     text = files.config.read_text()
     assert 'modparam("dispatcher", "ds_ping_interval", 1)' in text and 'modparam("tm", "fr_timer", 700)' in text
     assert 'dlg_set_timeout_by_profile("node", "$var(node)", "1")' in text
+    # A node that answered a ping with 503 (draining) keeps its calls when it leaves rotation.
+    assert 'autoexpire=3;' in text and "if ($sht(refusing=>$var(node)) != $null) {" in text
     assert "@" + "PORT@" not in text
     with pytest.raises(ConfigError, match="ping interval"):
         front.write_front_config(tmp_path / "bad", "10.77.0.1", 5060, [("10.77.0.11", 5060)],
