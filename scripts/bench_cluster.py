@@ -220,8 +220,9 @@ def main() -> int:
         "calls_failed_in_all": sum(1 for c in calls if not c.get("answered")),
         "kill": {
             "calls_on_killed_node": len(on_dead),
-            "their_end_after_kill_s": stats([c["ended_at"] - killed for c in on_dead]),
             "ended_by_front_bye": sum(1 for c in on_dead if c["by"] == "far end"),
+            "front_bye_after_kill_s": stats([c["ended_at"] - killed for c in on_dead if c["by"] == "far end"]),
+            "ended_by_their_caller_anyway": sum(1 for c in on_dead if c["by"] == "caller"),
             "calls_on_other_nodes": len(on_live),
             "other_nodes_calls_cut_short": sum(1 for c in on_live if cut_short(c, args.call_s)),
             "new_calls_while_down": len(after_kill),
