@@ -20,7 +20,9 @@ bounded (``--max-minutes``). The default call session is the SIP tests' scripted
 the pipeline's own per-node limits are bench_load's business; ``--demo`` runs the demo bank instead, and with
 ``--dtmf "2w10000001#w1234#w1"`` every caller logs in and hears Alice's balance (two actions through the safe path,
 audit rows from every node): then ``voiceivr audit verify`` runs over every node's checkpoints at the end, and the
-action runs are counted by status, with any call that ran one action twice.
+action runs are counted by status, with any call that ran one action twice. With ``--demo``, once node0 is back,
+a new version of the bank dialplan is published from the host, and the time until each node's next call runs it
+(no restart) is reported.
 """
 
 from __future__ import annotations
@@ -111,6 +113,33 @@ def cut_short(call: dict[str, Any], call_s: float) -> bool:
     return call["ended_at"] - call["answered_at"] < call_s - 0.5
 
 
+LIVE = "new dialplan version live for new calls dialplan=bank version="
+
+
+def publish_reaches_every_node(cluster: Cluster, directory: Path, timeout: float) -> dict[str, Any]:
+    """Publish a new version of the bank dialplan from the host (the same file plus a comment) while the nodes
+    run, and time how long until each node's next call runs it (its log says so; no node restarts)."""
+    def newest(index: int) -> int:
+        text = cluster.nodes[index].log_path.read_text(errors="replace")
+        found = [int(line.rsplit(LIVE, 1)[1].split()[0]) for line in text.splitlines() if LIVE in line]
+        return max(found, default=0)
+
+    before = max(newest(n.net.index) for n in cluster.nodes)
+    copy = directory / "bank-republished.yaml"
+    source = (ROOT / "dialplans" / "bank.yaml").read_text()
+    copy.write_text(source + f"\n# republished by bench_cluster {time.time()}\n")
+    published = time.time()
+    cluster.run_voiceivr(["dialplan", "publish", str(copy)])
+    seen: dict[str, float | None] = {f"node{n.net.index}": None for n in cluster.nodes}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(v is None for v in seen.values()):
+        for n in cluster.nodes:
+            if seen[f"node{n.net.index}"] is None and newest(n.net.index) > before:
+                seen[f"node{n.net.index}"] = round(time.time() - published, 2)
+        time.sleep(0.2)
+    return {"version_before": before, "first_call_on_it_after_s": seen}
+
+
 def action_runs(url: str) -> dict[str, Any]:
     """What the safe path ran (action_runs): by status, and any call with one action type run more than once."""
     import sqlalchemy as sa
@@ -189,6 +218,8 @@ def main() -> int:
         cluster.wait_front_sees(0, active=True, timeout=30.0)
         result["node0_restart_to_in_rotation_s"] = round(time.time() - restarted, 2)
         time.sleep(args.call_s + 2)  # the calls up at the kill are all over now
+        if args.demo:
+            result["dialplan_publish"] = publish_reaches_every_node(cluster, args.dir, timeout=args.call_s + 30)
         # ---- 2. a rolling restart
         rolling_from = time.time()
         drains = []
