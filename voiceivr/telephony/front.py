@@ -41,8 +41,7 @@ def _port(port: int, what: str) -> int:
 
 
 def dispatcher_list(nodes: list[tuple[str, int]]) -> str:
-    """The dispatcher list: set 1, one line per node (``sip:host:port``), named node0, node1... (``duid``: the
-    key its active calls are counted under, for load by active calls)."""
+    """The dispatcher list: set 1, one line per node (``sip:host:port``), named node0, node1..."""
     if not nodes:
         raise ConfigError("the front dispatcher needs at least one node")
     seen = set()
@@ -52,7 +51,7 @@ def dispatcher_list(nodes: list[tuple[str, int]]) -> str:
         if uri in seen:
             raise ConfigError(f"node {uri} is listed twice")
         seen.add(uri)
-        lines.append(f"1 {uri} 0 0 duid=node{i};name=node{i}\n")
+        lines.append(f"1 {uri} 0 0 name=node{i}\n")
     return "".join(lines)
 
 
