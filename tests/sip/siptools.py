@@ -50,6 +50,8 @@ def base_env(tmp: Path, **extra: str) -> dict[str, str]:
         # (tested in test_sip_admission.py) would refuse them.
         "VOICEIVR_SIP_SOURCE_MAX_CALLS": "0",
         "VOICEIVR_SIP_SOURCE_MAX_INVITES": "0",
+        # A test ends serve with SIGTERM, often with calls still up: stop at once (tests/sip/test_drain.py drains).
+        "VOICEIVR_SIP_DRAIN_TIMEOUT_S": "0",
     })
     (tmp / "none.toml").write_text("")
     env.update(extra)

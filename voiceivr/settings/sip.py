@@ -100,6 +100,13 @@ class SipSettings:
     register_expires_s: int = setting(300, "REGISTER expiry asked for.", min=60, max=86400)
     retry_after_s: int = setting(5, "Retry-After (seconds) sent with 503 when every worker is full.", min=1, max=3600)
     health_interval_s: int = setting(2, "Kamailio pings each worker with OPTIONS this often (seconds).", min=1, max=60)
+    drain_timeout_s: float = setting(
+        60.0,
+        "On SIGTERM `voiceivr serve` drains: new calls get 503 (Kamailio answers OPTIONS with 503 too, so a front "
+        "dispatcher moves traffic to other nodes), current calls go on for at most this long, then the rest are hung "
+        "up and it exits. 0 = hang up at once. A second SIGTERM, or SIGINT, stops at once.",
+        min=0.0, max=86400.0,
+    )
     flood_limit: int = setting(
         500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit.",
         min=0, max=1_000_000,

@@ -58,9 +58,10 @@ class DialogPart(DtmfPart):
             self._reject(call, refusal.status, refusal.phrase, refusal.header())
             return
         full = len(self._slots) >= self.config.max_calls
-        if self._stopping or full or self._handler is None:
+        if self._stopping or self._draining or full or self._handler is None:
             self.rejected_busy += 1
-            log.info("call refused: no capacity", extra={"active": len(self._slots), "source": source})
+            why = "draining" if self._draining or self._stopping else "no capacity"
+            log.info(f"call refused: {why}", extra={"active": len(self._slots), "source": source})
             if not self.config.front_proxy:  # behind Kamailio a full worker is not a refusal: the next one is tried
                 self._admission.refuse_full()
             self._reject(call, 503, "Service Unavailable", ("Retry-After", str(self.sip.retry_after_s)))

@@ -85,6 +85,14 @@ class SipEdge(EndpointPart):
         if self.writer is not None:
             self.writer.close()
 
+    def drain(self) -> None:
+        """Take no new calls (503 + Retry-After) from now on; the calls up go on. Safe from any thread."""
+        self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
     def active_calls(self) -> int:
         return len(self._slots)
 

@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from voiceivr.errors import ConfigError
 from voiceivr.settings import SipSettings
@@ -236,20 +237,32 @@ def check_config(binary: str, files: KamailioFiles) -> None:
         raise ConfigError(f"Kamailio rejects the generated {files.config}: {tail}")
 
 
-def read_counters(files: KamailioFiles, timeout: float = 1.0) -> dict[str, int]:
-    """Kamailio's refusal counters (``cnt.get_vars script`` over its JSON-RPC datagram socket)."""
+def rpc(socket_path: Path, method: str, params: list[Any], timeout: float = 1.0) -> Any:
+    """One JSON-RPC call over Kamailio's datagram socket; returns its ``result`` (ConfigError on an error)."""
     reply_dir = Path(tempfile.mkdtemp(prefix="vivr-rpc-"))
     reply = reply_dir / "r.sock"
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.bind(str(reply))
             sock.settimeout(timeout)
-            request = {"jsonrpc": "2.0", "method": "cnt.get_vars", "params": ["script"], "id": 1}
-            sock.sendto(json.dumps(request).encode(), str(files.rpc_socket))
+            request = {"jsonrpc": "2.0", "method": method, "params": params, "id": 1}
+            sock.sendto(json.dumps(request).encode(), str(socket_path))
             answer = json.loads(sock.recv(65536))
     finally:
         shutil.rmtree(reply_dir, ignore_errors=True)
-    result = answer.get("result") or {}
+    if answer.get("error"):
+        raise ConfigError(f"Kamailio RPC {method} failed: {answer['error']}")
+    return answer.get("result")
+
+
+def set_draining(files: KamailioFiles) -> None:
+    """From now on new INVITEs and OPTIONS get 503 (kamailio.cfg.in); calls up go on."""
+    rpc(files.rpc_socket, "pv.shvSet", ["draining", "int", 1])
+
+
+def read_counters(files: KamailioFiles, timeout: float = 1.0) -> dict[str, int]:
+    """Kamailio's refusal counters (``cnt.get_vars script`` over its JSON-RPC datagram socket)."""
+    result = rpc(files.rpc_socket, "cnt.get_vars", ["script"], timeout) or {}
     if isinstance(result, list):  # some versions wrap the struct in a list
         result = result[0] if result else {}
     return {name: int(result.get(name, 0)) for name in REFUSAL_COUNTERS}

@@ -125,6 +125,7 @@ class EdgeBase:
             queue.SimpleQueue()
         )
         self._stopping = False
+        self._draining = False  # set from any thread (drain()); read on the SIP thread: refuse new calls
         self._stopped = threading.Event()
         # SIP-thread tables. _calls holds every pjsua2 Call until its DISCONNECTED callback.
         self._calls: dict[int, PjCall] = {}

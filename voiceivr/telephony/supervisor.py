@@ -121,6 +121,7 @@ class Supervisor:
         self.kamailio_files: kamailio.KamailioFiles | None = None
         self.kamailio_restarts = 0
         self._stop = threading.Event()
+        self._drain = threading.Event()
 
     # ---------------------------------------------------------------------------------------- layout
 
@@ -138,8 +139,12 @@ class Supervisor:
         # address as its Contact.
         user = (sip.register_aor.split(":", 1)[-1].split("@", 1)[0]) if sip.register_aor else "voiceivr"
         contact = f"<sip:{user}@{sip.public_address or self.host}:{self.port}>"
+        # Kamailio relays to the workers from its listening address: on one given address (--host 10.77.0.11),
+        # that one, and the workers must believe its X-Voiceivr-Source from there (Linux drops packets from
+        # outside that claim a local source address, so only this box can send from it).
+        proxy = LOOPBACK if self.host in ("", "0.0.0.0") else self.host
         return [
-            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=LOOPBACK,
+            WorkerSpec(f"worker{i}", LOOPBACK, p, self.host, ranges[i][0], ranges[i][1], front_proxy=proxy,
                        register=i == 0, contact=contact)
             for i, p in enumerate(ports)
         ]
@@ -250,16 +255,47 @@ class Supervisor:
         self._write_state()
 
     def run(self) -> int:
-        """Watch the children until SIGTERM/SIGINT; restart what dies."""
+        """Watch the children, restarting what dies, until SIGINT (stop now) or SIGTERM (drain, then stop: no
+        new calls, the calls up go on for at most ``sip.drain_timeout_s``; a second SIGTERM stops now)."""
         def on_signal(signum: int, _frame: Any) -> None:
-            self._stop.set()
+            if signum == signal.SIGTERM and self.settings.sip.drain_timeout_s > 0 and not self._drain.is_set():
+                self._drain.set()
+            else:
+                self._stop.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        drain_deadline = 0.0
         while not self._stop.wait(0.2):
-            self.check_children()
+            if not self._drain.is_set():
+                self.check_children()
+                continue
+            if not drain_deadline:
+                # The workers hang up what is left at drain_timeout_s; a little more for them to stop.
+                drain_deadline = time.monotonic() + self.settings.sip.drain_timeout_s + 10.0
+                self.begin_drain()
+            if all(c.proc is None or c.proc.poll() is not None for c in self.children):
+                log.info("drained: every worker has stopped")
+                break
+            if time.monotonic() > drain_deadline:
+                log.warning("workers did not stop after draining: stopping them")
+                break
         self.stop()
         return 0
+
+    def begin_drain(self) -> None:
+        """Stop taking calls: Kamailio answers new INVITEs and OPTIONS with 503 (a front dispatcher moves traffic
+        to other nodes), each worker refuses new calls and stops once its last call has ended."""
+        log.info("draining", extra={"drain_timeout_s": self.settings.sip.drain_timeout_s})
+        if self.kamailio_files is not None and self.kamailio_proc is not None and self.kamailio_proc.poll() is None:
+            try:
+                kamailio.set_draining(self.kamailio_files)
+            except (OSError, ValueError, ConfigError) as exc:
+                log.error("cannot tell Kamailio to drain", extra={"error": str(exc)})
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGTERM)  # a worker drains on SIGTERM (worker.py)
+        self._write_state()
 
     def check_children(self) -> None:
         now = time.monotonic()
@@ -294,7 +330,8 @@ class Supervisor:
             procs.append(self.kamailio_proc)
         for proc in procs:
             if proc.poll() is None:
-                proc.terminate()
+                # SIGINT: a worker hangs up at once (SIGTERM would make it drain).
+                proc.send_signal(signal.SIGINT if proc is not self.kamailio_proc else signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in procs:
             try:
@@ -312,6 +349,7 @@ class Supervisor:
             "host": self.host,
             "port": self.port,
             "supervisor_pid": os.getpid(),
+            "draining": self._drain.is_set(),
             "kamailio": None if self.kamailio_proc is None else {
                 "pid": self.kamailio_proc.pid,
                 "running": self.kamailio_proc.poll() is None,

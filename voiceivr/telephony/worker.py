@@ -8,7 +8,8 @@
 - starts the :class:`~voiceivr.telephony.edge.SipEdge` on its port and prints ``READY <port>`` on stdout, the
   one line its supervisor waits for (logs go to stderr);
 - dies with its supervisor (``PR_SET_PDEATHSIG``), so a killed ``serve`` never leaves workers holding ports;
-- on SIGTERM hangs up its calls and destroys pjsua2 cleanly.
+- on SIGTERM drains: refuses new calls (503) and lets its calls go on for at most ``sip.drain_timeout_s``,
+  then hangs up what is left and destroys pjsua2 cleanly; SIGINT (or a second SIGTERM) does that at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from typing import Any
 
 from voiceivr.call.handler import CallHandler
@@ -147,9 +149,14 @@ def run_worker(
     )
     edge = SipEdge(config, handler)
     stop = threading.Event()
+    drain = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
+        if signum == signal.SIGTERM and settings.sip.drain_timeout_s > 0 and not drain.is_set():
+            drain.set()
+            edge.drain()
+        else:
+            stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -159,8 +166,7 @@ def run_worker(
                                     "calls": config.max_calls, "frozen_objects": frozen})
     sys.stdout.write(f"READY {edge.bound_port}\n")
     sys.stdout.flush()
-    while not stop.wait(0.5):
-        pass
+    wait_for_stop(edge, stop, drain, settings.sip.drain_timeout_s, name)
     log.info("worker stopping", extra={"worker": name, "active_calls": edge.active_calls()})
     gc.unfreeze()  # the edge's last collection must reach every cycle that holds a pjsua2 object again
     edge.stop()
@@ -168,3 +174,23 @@ def run_worker(
     if callable(close):
         close()
     return 0
+
+
+def wait_for_stop(edge: SipEdge, stop: threading.Event, drain: threading.Event, drain_timeout_s: float,
+                  name: str) -> None:
+    """Return when told to stop, or, once draining, when the last call has ended or the drain time is up."""
+    deadline = 0.0
+    while not stop.wait(0.2):
+        if not drain.is_set():
+            continue
+        now = time.monotonic()
+        if not deadline:
+            deadline = now + drain_timeout_s
+            log.info("worker draining", extra={"worker": name, "active_calls": edge.active_calls(),
+                                               "drain_timeout_s": drain_timeout_s})
+        if edge.active_calls() == 0:
+            log.info("worker drained", extra={"worker": name})
+            return
+        if now >= deadline:
+            log.warning("drain time is up: hanging up", extra={"worker": name, "active_calls": edge.active_calls()})
+            return
