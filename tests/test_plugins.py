@@ -189,7 +189,9 @@ def test_plugins_are_found_by_a_fresh_process() -> None:
     assert demo["enabled"] and demo["schema"]["branch"] == "demo" and not demo["errors"]
 
 
-CORE_MAY_NOT_IMPORT = ("voiceivr.demo", "voiceivr.sim", "voiceivr.testing")
+# the harnesses: the demo plugin, the simulations, the test doubles and the one-machine cluster (voiceivr.cluster,
+# which runs the demo bank on several nodes)
+CORE_MAY_NOT_IMPORT = ("voiceivr.demo", "voiceivr.sim", "voiceivr.testing", "voiceivr.cluster")
 
 
 @pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
