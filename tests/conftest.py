@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support import entrypoints
+from tests.support.db_templates import MigratedTemplates
 from tests.support.embedder import WordCountEncoder
 from tests.support.postgres import pg_admin_engine
 from voiceivr import metrics
@@ -84,6 +85,8 @@ def metrics_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 # gets this tree's (tests/support/entrypoints.py). Removed at exit.
 _STAND_IN = Path(tempfile.mkdtemp(prefix="voiceivr-entrypoints-"))
 atexit.register(shutil.rmtree, _STAND_IN, True)
+_TEMPLATES = Path(tempfile.mkdtemp(prefix="voiceivr-db-templates-"))
+atexit.register(shutil.rmtree, _TEMPLATES, True)
 entrypoints.ensure(_STAND_IN)
 
 # Most of the suite exercises the product as scripts/serve runs the demo: the demo plugin enabled and its
@@ -126,10 +129,22 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("pg_url"))
 
 
+@pytest.fixture(scope="session")
+def migrated_templates() -> Iterator[MigratedTemplates]:
+    """Databases migrated once per run (per backend and set of enabled plugins), copied for each test."""
+    templates = MigratedTemplates(_TEMPLATES)
+    yield templates
+    templates.close()
+
+
 @pytest.fixture
-def migrated_engine(db_url: str) -> Iterator[Engine]:
+def migrated_engine(db_url: str, migrated_templates: MigratedTemplates) -> Iterator[Engine]:
+    """``db_url``'s database at the head revision: a copy of one migrated once per run (each migration is
+    tested from an empty database by tests/test_migrations.py). ``migrate.upgrade`` still runs on the copy,
+    a no-op that checks it is at head."""
     from voiceivr.db import migrate
 
+    migrated_templates.fill(db_url)
     engine = make_engine(db_url)
     migrate.upgrade(engine)
     yield engine

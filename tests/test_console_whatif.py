@@ -13,15 +13,18 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.support.console import BANK, RunningConsole, page_csrf, recorded_calls, running_console, seed, sign_in
+from tests.support.db_templates import MigratedTemplates
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def console(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[RunningConsole, list[str]]]:
+def console(sqlite_url: str, tmp_path: Path,
+            migrated_templates: MigratedTemplates) -> Iterator[tuple[RunningConsole, list[str]]]:
     from voiceivr.db import migrate
     from voiceivr.db.engine import make_engine
 
+    migrated_templates.fill(sqlite_url)  # migrated once per run (tests/support/db_templates.py)
     engine: Engine = make_engine(sqlite_url)
     migrate.upgrade(engine)
     seed(engine)

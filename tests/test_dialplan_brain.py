@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.support.db_templates import MigratedTemplates
 from tests.support.fakes import RATE, WordTts, caller_audio
 from voiceivr.call import events as ev
 from voiceivr.call.budget import StageStats
@@ -36,7 +37,8 @@ WORDS = {700: "yes", 900: "what are your opening hours", 1300: "no"}
 
 
 @pytest.fixture
-def bank_db(sqlite_url: str) -> sa.Engine:
+def bank_db(sqlite_url: str, migrated_templates: MigratedTemplates) -> sa.Engine:
+    migrated_templates.fill(sqlite_url)  # migrated once per run (tests/support/db_templates.py)
     engine = make_engine(sqlite_url)
     migrate.upgrade(engine)
     seed(engine)

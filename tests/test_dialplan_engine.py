@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
+from tests.support.db_templates import MigratedTemplates
 from tests.support.embedder import WordCountEncoder
 from tests.support.fake_gate import FakeGate
 from voiceivr.actions.registry import ActionRegistry
@@ -43,9 +44,10 @@ def router(plan: Dialplan) -> IntentRouter:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Engine:
-    engine = make_engine(f"sqlite:///{tmp_path}/bank.sqlite3")
-    migrate.upgrade(engine)
+def db(tmp_path: Path, migrated_templates: MigratedTemplates) -> Engine:
+    url = f"sqlite:///{tmp_path}/bank.sqlite3"
+    migrated_templates.fill(url)  # a copy of a database migrated once per run (tests/support/db_templates.py)
+    engine = make_engine(url)
     bank.seed(engine)
     return engine
 

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from tests.support.db_templates import MigratedTemplates
 from tests.support.talk import Talk
 from voiceivr.actions.address import address_problem
 from voiceivr.actions.registry import ActionContext, ActionError
@@ -31,7 +32,9 @@ BANK = str(ROOT / "dialplans" / "bank.yaml")
 
 
 @pytest.fixture
-def runner(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+def runner(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           migrated_templates: MigratedTemplates) -> CliRunner:
+    migrated_templates.fill(db_url)  # migrated once per run (tests/support/db_templates.py); db upgrade still runs
     monkeypatch.setenv("VOICEIVR_DATABASE_URL", db_url)
     monkeypatch.setenv("VOICEIVR_PATHS_VAR_DIR", str(tmp_path))
     monkeypatch.setenv("VOICEIVR_DIALPLAN_TIERS", "0,1")
@@ -102,15 +105,18 @@ def test_a_yes_is_not_a_code(runner: CliRunner) -> None:
 
 
 @pytest.fixture
-def bank_world(db_url: str, tmp_path: Path, cheap_embeddings: None) -> Iterator[abuse.World]:
+def bank_world(db_url: str, tmp_path: Path, cheap_embeddings: None,
+               migrated_templates: MigratedTemplates) -> Iterator[abuse.World]:
     """The demo world with a cheap tier 2 (tests/support/embedder.py): these tests are about the safe path."""
+    migrated_templates.fill(db_url)  # migrated once per run (tests/support/db_templates.py)
     with abuse.world(db_url, tmp_path) as w:
         yield w
 
 
 @pytest.fixture
-def bank_world_minilm(db_url: str, tmp_path: Path) -> Iterator[abuse.World]:
+def bank_world_minilm(db_url: str, tmp_path: Path, migrated_templates: MigratedTemplates) -> Iterator[abuse.World]:
     """The demo world with the real MiniLM tier 2, for a request only the sentence embeddings route."""
+    migrated_templates.fill(db_url)  # migrated once per run (tests/support/db_templates.py)
     with abuse.world(db_url, tmp_path) as w:
         yield w
 

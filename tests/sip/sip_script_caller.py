@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Any
 
 from voiceivr.settings import load_settings
 from voiceivr.sim.callers import sip as caller
+from voiceivr.sim.callers.sip import call as call_module
 
 
 def sms_code(api: dict[str, str], seen: set[str]) -> str:
@@ -72,10 +75,95 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown step {kind!r}")
     plan = caller.CallerPlan(steps=steps, duration_s=float(spec.get("duration", 3.0)))
-    stt = caller.transcriber(settings, "") if spec.get("transcribe") else None
     record = Path(spec["record"]) if spec.get("record") else None
-    report = caller.place_call(settings.sip, spec["uri"], plan, record=record, stt=stt)
+    if not spec.get("transcribe"):
+        report = caller.place_call(settings.sip, spec["uri"], plan, record=record)
+    else:
+        with LiveTranscript(rate) as live:
+            report = caller.place_call(settings.sip, spec["uri"], plan, record=record)
+            if report.answered:
+                report.transcript = live.text()
     print(json.dumps(report.as_dict()), flush=True)
+
+
+# The child that transcribes: what ``caller.transcribe`` does after the call (the default engine, every frame
+# heard fed in order with its media-clock time, one free-speech turn), fed while the call goes on.
+_TRANSCRIBER = """
+import os, sys
+os.nice(10)  # the call's real-time processes come first
+from voiceivr.audio.frames import FRAME_MS, Frame
+from voiceivr.settings import load_settings
+from voiceivr.sim.callers import sip as caller
+from voiceivr.sim.callers.sip import call as call_module
+rate, n = int(sys.argv[1]), int(sys.argv[1]) * FRAME_MS // 1000 * 2
+stream = caller.transcriber(load_settings()[0], "").stream(rate)
+i = 0
+while len(pcm := sys.stdin.buffer.read(n)) == n:
+    stream.feed(Frame.from_bytes(pcm, rate, i * FRAME_MS / 1000.0))
+    i += 1
+print(stream.finish().text, flush=True)
+"""
+
+
+class LiveTranscript:
+    """``--transcribe`` without the wait after the call: the caller's frames go, as they are heard, to a child
+    process (niced) running the same transcription as :func:`voiceivr.sim.callers.sip.call.transcribe`, so a
+    two-minute call is not followed by a minute of decoding. Same engine, same frames in the same order with
+    the same times: the same transcript."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.scripts: list[caller.CallerScript] = []
+        self._done = threading.Event()
+        self.proc = subprocess.Popen([sys.executable, "-c", _TRANSCRIBER, str(rate)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE)
+        self._pump = threading.Thread(target=self._run, name="live-transcript", daemon=True)
+
+    def __enter__(self) -> LiveTranscript:
+        scripts, base = self.scripts, call_module.CallerScript
+
+        class Recorded(base):  # type: ignore[misc, valid-type]
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                scripts.append(self)
+
+        setattr(call_module, "CallerScript", Recorded)  # noqa: B010 (place_call makes its script by this name)
+        self._base = base
+        self._pump.start()
+        return self
+
+    def _run(self) -> None:
+        assert self.proc.stdin is not None
+        sent = 0
+        while True:
+            finished = self._done.is_set()  # read before the frames: none is left behind at the end
+            heard = self.scripts[0].heard if self.scripts else []
+            upto = len(heard)  # the listener thread keeps appending
+            if upto > sent:
+                self.proc.stdin.write(b"".join(heard[sent:upto]))
+                self.proc.stdin.flush()
+                sent = upto
+            if finished:
+                break
+            self._done.wait(0.2)
+        self.proc.stdin.close()
+
+    def text(self) -> str:
+        self._done.set()
+        self._pump.join()
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()  # to its end: the child prints once it has decoded the last frame
+        if self.proc.wait(60) != 0:
+            raise SystemExit(f"the transcriber failed (exit {self.proc.returncode})")
+        return out.decode().strip()
+
+    def __exit__(self, *exc: object) -> None:
+        setattr(call_module, "CallerScript", self._base)  # noqa: B010
+        self._done.set()
+        self._pump.join(5)
+        if self.proc.poll() is None:  # text() was not asked for (no answer, or an error): nothing to wait for
+            self.proc.kill()
+        self.proc.wait(10)
 
 
 if __name__ == "__main__":

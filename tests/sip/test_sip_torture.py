@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import shutil
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import pytest
@@ -70,28 +72,56 @@ KAMAILIO_DIFFERENCES: dict[str, int | None] = {
 }
 
 
+def _rounds(tmp: Path, kamailio: str, groups: list[tuple[int, list[sip_torture.Expectation]]],
+          results: dict[int, tuple[list[sip_torture.Outcome], list[tuple[str, int | None]]]]) -> None:
+    """Fire ``groups`` (round number, messages), one server each, in order; the next round's server starts
+    while this round fires (a start is ~3 s of mostly CPU, the rounds mostly wait for answers that never come)."""
+    def start(i: int) -> tuple[ExitStack, siptools.Served]:
+        work = tmp / f"round{i}"
+        work.mkdir()
+        stack = ExitStack()
+        try:
+            served = stack.enter_context(siptools.serve(work, workers=1 if kamailio == "no" else 2,
+                                                        kamailio=kamailio, VOICEIVR_SIP_TCP="true"))
+        except BaseException:
+            stack.close()
+            raise
+        return stack, served
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending: Future[tuple[ExitStack, siptools.Served]] | None = pool.submit(start, groups[0][0])
+        for n, (i, group) in enumerate(groups):
+            assert pending is not None
+            stack, served = pending.result()
+            pending = pool.submit(start, groups[n + 1][0]) if n + 1 < len(groups) else None
+            try:
+                with stack:
+                    harness = sip_torture.TortureHarness(served.port)
+                    try:
+                        outcomes = [harness.fire(exp, wait=1.0) for exp in group]
+                        results[i] = (outcomes, harness.bye_answers)
+                    finally:
+                        harness.close()
+                    assert served.proc.poll() is None
+            except BaseException:
+                if pending is not None:  # stop the server started for the next round too
+                    with suppress(BaseException):
+                        pending.result()[0].close()
+                raise
+
+
 def run_mode(tmp: Path, kamailio: str, results: dict[str, object]) -> None:
     try:
-        outcomes: list[sip_torture.Outcome] = []
-        byes: list[tuple[str, int | None]] = []
         exps = sip_torture.expectations()
-        # pjsip keys transactions on branch alone: one fresh server per round (see sip_torture.rounds).
-        # Kamailio's transaction layer also compares the Via, so one server takes them all.
-        groups = sip_torture.rounds(exps) if kamailio == "no" else [exps]
-        for i, group in enumerate(groups):
-            work = tmp / f"round{i}"
-            work.mkdir()
-            with siptools.serve(work, workers=1 if kamailio == "no" else 2, kamailio=kamailio,
-                                VOICEIVR_SIP_TCP="true") as served:
-                harness = sip_torture.TortureHarness(served.port)
-                try:
-                    outcomes += [harness.fire(exp, wait=1.0) for exp in group]
-                    byes += harness.bye_answers
-                finally:
-                    harness.close()
-                assert served.proc.poll() is None
-        results["outcomes"] = outcomes
-        results["byes"] = byes
+        # pjsip keys transactions on branch alone: one fresh server per round (see sip_torture.rounds), each
+        # started while the round before fires. Kamailio's transaction layer also compares the Via, so one
+        # server takes them all.
+        groups = list(enumerate(sip_torture.rounds(exps) if kamailio == "no" else [exps]))
+        done: dict[int, tuple[list[sip_torture.Outcome], list[tuple[str, int | None]]]] = {}
+        _rounds(tmp, kamailio, groups, done)
+        assert sorted(done) == [i for i, _ in groups], f"rounds finished: {sorted(done)} of {len(groups)}"
+        results["outcomes"] = [o for i in sorted(done) for o in done[i][0]]
+        results["byes"] = [b for i in sorted(done) for b in done[i][1]]
     except BaseException as exc:  # reported by the test thread
         results["error"] = exc
 
