@@ -3,6 +3,7 @@ for the rest (voiceivr/telephony/speech_option.py), with the real engines."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from voiceivr.cli import cli
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
 from voiceivr.sim.callers.sip import synthesize, transcriber
+from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 
 
@@ -20,7 +22,10 @@ from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 @pytest.mark.parametrize("spec", ["", "pocketsphinx", "voiceivr.speech.stt.pocketsphinx_stt:PocketsphinxEngine"])
 def test_stt_by_default_by_name_or_by_its_class(spec: str) -> None:
     engine = transcriber(Settings(), spec)
-    assert isinstance(engine, PocketsphinxEngine)
+    # with speech.open_transcript on (the default) the recogniser comes wrapped in its second opinion
+    assert isinstance(engine, OpenTranscriptEngine) and isinstance(engine.inner, PocketsphinxEngine)
+    off = replace(Settings(), speech=replace(Settings().speech, open_transcript="off"))
+    assert isinstance(transcriber(off, spec), PocketsphinxEngine)
     assert engine.stream(8000).finish().text == ""  # a working recognizer: nothing fed, nothing heard
 
 
