@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import make_understanding_set as uset  # noqa: E402
 
 from voiceivr.audio.wav import read_wav  # noqa: E402
-from voiceivr.speech.stt.open_transcript import WhisperTranscriber, packaged_model_dir  # noqa: E402
+from voiceivr.settings import Settings  # noqa: E402
+from voiceivr.speech.stt.open_transcript import WhisperTranscriber, model_dir  # noqa: E402
 
 
 def main() -> int:
@@ -47,9 +47,8 @@ def main() -> int:
                          "run scripts/make_understanding_set.py")
     clips = clips[:: max(1, len(clips) // args.limit)][: args.limit]
     talkers = uset.load_talkers(args.cache)
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr"
     t0 = time.perf_counter()
-    whisper = WhisperTranscriber(packaged_model_dir(cache), args.threads)
+    whisper = WhisperTranscriber(model_dir(Settings().speech), args.threads)
     load_s = time.perf_counter() - t0
     cpu, wall, per_s, windows = [], [], [], []
     lead = int(uset.LEAD_S * uset.RATE)

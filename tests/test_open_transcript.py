@@ -11,6 +11,7 @@ import pytest
 from voiceivr.audio.frames import Frame
 from voiceivr.audio.wav import read_wav
 from voiceivr.errors import ConfigError
+from voiceivr.settings import Settings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream
 from voiceivr.speech.stt import open_transcript as ot
 
@@ -94,10 +95,7 @@ def test_a_repackaged_model_that_differs_from_the_published_one_is_refused(tmp_p
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory: pytest.TempPathFactory) -> ot.WhisperTranscriber:
-    import os
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr"
-    return ot.shared_transcriber(ot.packaged_model_dir(cache))
+    return ot.shared_transcriber(ot.model_dir(Settings().speech))
 
 
 def test_whisper_from_its_packages_hears_telephone_speech(whisper: ot.WhisperTranscriber) -> None:

@@ -106,19 +106,10 @@ def build_stt_in_process(settings: Settings) -> SttEngine:
 def _with_open_transcript(settings: Settings, engine: SttEngine) -> SttEngine:
     if settings.speech.open_transcript == "off":
         return engine
-    import os
-    from pathlib import Path
-
-    from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine, packaged_model_dir, shared_transcriber
+    from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine, model_dir, shared_transcriber
 
     sp = settings.speech
-    if sp.whisper_model:
-        model_dir = Path(sp.whisper_model)
-    else:
-        cache = Path(sp.model_cache) if sp.model_cache else (
-            Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr")
-        model_dir = packaged_model_dir(cache)
-    return OpenTranscriptEngine(engine, shared_transcriber(model_dir, sp.whisper_threads), sp.open_transcript_below)
+    return OpenTranscriptEngine(engine, shared_transcriber(model_dir(sp), sp.whisper_threads), sp.open_transcript_below)
 
 
 # ------------------------------------------------------------------------------------------ the engines

@@ -39,6 +39,7 @@ import numpy as np
 
 from voiceivr.audio.frames import Frame
 from voiceivr.errors import ConfigError
+from voiceivr.settings.speech import SpeechSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,16 @@ def packaged_model_dir(cache: Path) -> Path:
                               "speech.whisper_model to a checked directory or speech.open_transcript = off")
         stamp.write_text("sha256 checked against Systran/faster-whisper-base\n")
         return target
+
+
+def model_dir(speech: SpeechSettings) -> Path:
+    """The Whisper directory the settings name: ``speech.whisper_model``, or the packaged model joined and checked
+    under ``speech.model_cache`` (default ``$XDG_CACHE_HOME/voiceivr``, else ``~/.cache/voiceivr``)."""
+    if speech.whisper_model:
+        return Path(speech.whisper_model)
+    cache = Path(speech.model_cache) if speech.model_cache else (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "voiceivr")
+    return packaged_model_dir(cache)
 
 
 class WhisperTranscriber:
