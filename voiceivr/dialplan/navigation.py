@@ -133,9 +133,8 @@ class Navigation(Confirmation):
     def _menu_text(self, u: Utterance) -> None:
         node = self.plan.node(self.node_id)
         cands = [r.intent for r in node.routes] + list(self.plan.globals)
-        recognition = self._recognition(u)
         open_text = u.open_text if u.kind == "speech" else ""
-        decision = self.router.route(u.text, cands, recognition, open_text)
+        decision = self.router.route(u.text, cands, self._recognition(u), open_text)
         self._intent_event(decision, cands)
         if decision.intent is None:
             self._no_match("no confident intent")
@@ -143,8 +142,7 @@ class Navigation(Confirmation):
             self._global(decision.intent, decision)
         else:
             # routed on the open transcript: its words, not the grammar's nearest phrase, fill the task's slots
-            unsure = open_text and recognition < self.plan.routing.speech_accept
-            self._accept_intent(decision.intent, decision, open_text if unsure else u.text)
+            self._accept_intent(decision.intent, decision, open_text if decision.on_open_text else u.text)
 
     def _accept_intent(self, intent: str, decision: RoutingDecision, words: str) -> None:
         node = self.plan.node(self.node_id)

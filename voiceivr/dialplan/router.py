@@ -54,6 +54,7 @@ class RoutingDecision:
     confidence: float
     cost_s: float
     tiers: tuple[TierResult, ...] = field(default_factory=tuple)
+    on_open_text: bool = False  # the tiers routed the open transcript, not the recogniser's (unsure) words
 
     @property
     def accepted(self) -> bool:
@@ -111,7 +112,7 @@ class IntentRouter:
             decision = self._run_chain(open_text, open_norm, cands)
             opened = tuple(replace(r, note=(r.note + "; " if r.note else "") + "open transcript")
                            for r in decision.tiers)
-            return replace(decision, tiers=(unsure, *opened))
+            return replace(decision, tiers=(unsure, *opened), on_open_text=True)
         if not norm:
             return RoutingDecision(None, None, 0.0, 0.0, ())
         return self._run_chain(text, norm, cands)
