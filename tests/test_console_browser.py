@@ -26,6 +26,7 @@ pytestmark = [
 
 if CHROMIUM is not None:
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
@@ -94,10 +95,17 @@ def flash(driver: WebDriver) -> str:
 
 def submit(driver: WebDriver, button: WebElement) -> None:
     """Click a button that posts a form, and wait for the page it leads to: the old page's flash is still there
-    until the browser has navigated, and reading it then is a stale element."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    until the browser has navigated, and reading it then is a stale element.
+
+    The old page is marked with a window property that the new page does not have. (Waiting for the old <html>
+    element to go stale raced the navigation: chromedriver sometimes answers a query about a node of the document
+    being torn down with a generic "Node with given id does not belong to the document" error, not a stale
+    element, and the wait gave up; it failed one CI run.) While the browser navigates, scripts can fail the
+    same way; the wait retries on those."""
+    driver.execute_script("window.__voiceivrOldPage = true")
     button.click()
-    wait(driver).until(ec.staleness_of(old))
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script("return !window.__voiceivrOldPage && document.readyState === 'complete'"))
 
 
 def test_edit_validate_simulate_publish_roll_back(console: RunningConsole, browser: WebDriver) -> None:
