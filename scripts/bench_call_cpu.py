@@ -46,7 +46,7 @@ STAGES = [
     ("voiceivr.call.media", "MediaChannel.read"),
 ]
 
-cpu: collections.Counter[str] = collections.Counter()
+cpu: dict[str, float] = collections.defaultdict(float)
 calls: collections.Counter[str] = collections.Counter()
 
 
@@ -91,7 +91,7 @@ def main() -> int:
         return 1
     seconds = frames * 0.02
     print(f"\n{frames} frames = {seconds:.1f} s of call; thread CPU per second of call, by stage:", file=sys.stderr)
-    for name, spent in cpu.most_common():
+    for name, spent in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"{name:32s} {spent / seconds * 1000:7.2f} ms/s   {spent / calls[name] * 1e6:8.1f} us x {calls[name]}",
               file=sys.stderr)
     return 0
