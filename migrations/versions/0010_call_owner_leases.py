@@ -37,11 +37,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("calls") as batch:
         batch.add_column(sa.Column("owner", sa.String(length=128), nullable=True))
-        batch.create_index(batch.f("ix_calls_owner"), ["owner"], unique=False)
+    # Only open calls: every live process looks for gone owners' open calls every few seconds.
+    op.create_index("ix_calls_open_owner", "calls", ["owner"], unique=False,
+                    sqlite_where=sa.text("ended_at IS NULL"), postgresql_where=sa.text("ended_at IS NULL"))
 
 
 def downgrade() -> None:
+    op.drop_index("ix_calls_open_owner", table_name="calls")
     with op.batch_alter_table("calls") as batch:
-        batch.drop_index(batch.f("ix_calls_owner"))
         batch.drop_column("owner")
     op.drop_table("call_owner_leases")

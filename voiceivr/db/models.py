@@ -101,7 +101,12 @@ class Call(Base):
     engine_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     stats_json: Mapped[str] = mapped_column(Text, default="{}")  # per-stage latencies, barge-ins, costs
     # The serving process that carries the call (a CallOwnerLease's owner); None outside `voiceivr serve`.
-    owner: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+# Every live serving process looks for the open calls of gone owners every few seconds: only open calls are
+# indexed, so the look stays cheap however many calls the table holds.
+Index("ix_calls_open_owner", Call.owner, sqlite_where=Call.ended_at.is_(None), postgresql_where=Call.ended_at.is_(None))
 
 
 class CallOwnerLease(Base):
