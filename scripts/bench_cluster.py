@@ -22,12 +22,15 @@ the pipeline's own per-node limits are bench_load's business; ``--demo`` runs th
 audit rows from every node): then ``voiceivr audit verify`` runs over every node's checkpoints at the end, and the
 action runs are counted by status, with any call that ran one action twice. With ``--demo``, once node0 is back,
 a new version of the bank dialplan is published from the host, and the time until each node's next call runs it
-(no restart) is reported.
+(no restart) is reported; and the calls node0 carried at the kill are counted as lost: the time until none of its
+rows is still open (node0 started again marks them at once, or node1 when their lease lapses: voiceivr/call/lost.py),
+the calls marked lost by node, and what ``voiceivr stats`` says.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import re
 import statistics
@@ -42,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from voiceivr.cluster import Cluster, ClusterConfig, can_make_namespaces  # noqa: E402
+from voiceivr.cluster.harness import ClusterError, wait_for  # noqa: E402
 
 CALL_ID = re.compile(r"incoming call .*?sip_call_id=(\S+)")
 
@@ -156,6 +160,37 @@ def action_runs(url: str) -> dict[str, Any]:
     return {"by_status": {str(k): int(v) for k, v in by_status.items()}, "calls_with_an_action_run_twice": twice}
 
 
+def open_calls_of(url: str, node: str, before: float) -> int:
+    """Calls of ``node`` started before ``before`` (epoch s) whose rows are still open (not ended, not marked lost)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(sa.text(
+                "SELECT count(*) FROM calls WHERE node = :node AND ended_at IS NULL AND started_at < :before"),
+                {"node": node, "before": dt.datetime.fromtimestamp(before, dt.UTC)}).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def lost_calls(cluster: Cluster, since: float) -> dict[str, Any]:
+    """The calls marked lost, by node, and what `voiceivr stats` says about the run."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(cluster.database_url)
+    try:
+        with engine.connect() as conn:
+            by_node: dict[Any, Any] = dict(conn.execute(sa.text(
+                "SELECT node, count(*) FROM calls WHERE outcome = 'lost' GROUP BY node")).all())
+    finally:
+        engine.dispose()
+    minutes = max(1, int((time.time() - since) / 60) + 2)
+    report = json.loads(cluster.run_voiceivr(["stats", "--since", f"{minutes}m", "--json"]))
+    return {"by_node": {str(k): int(v) for k, v in by_node.items()}, "voiceivr_stats_lost": report["lost"],
+            "voiceivr_stats_outcomes": report["outcomes"]}
+
+
 def stats(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"n": 0, "median": None, "max": None}
@@ -179,6 +214,7 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="write the results here too")
     p.add_argument("--max-minutes", type=float, default=10.0)
     args = p.parse_args()
+    args.dir = args.dir.resolve()  # the cluster runs its commands from inside it
     why = can_make_namespaces()
     if why:
         print(f"bench_cluster: {why}", file=sys.stderr)
@@ -204,6 +240,7 @@ def main() -> int:
     hard_stop = time.monotonic() + args.max_minutes * 60
     result: dict[str, Any] = {"nodes": args.nodes, "workers": args.workers, "calls": args.calls,
                               "call_s": args.call_s, "handler": "demo bank" if args.demo else "scripted (tests)"}
+    started_at = time.time()
     with Cluster(config) as cluster:
         load = Load(cluster, args.calls, args.call_s, args.dtmf)
         load.start()
@@ -211,12 +248,28 @@ def main() -> int:
         # ---- 1. a node lost
         cluster.kill_node(0)
         killed = time.time()
+        marking = None
+        if args.demo:  # node0's calls up at the kill get marked lost: by node1 when node0's lease lapses, or sooner
+            # by node0 started again (its own dead pids). Watched from the kill on.
+            def watch_marking() -> None:
+                try:
+                    wait_for("node0's calls marked lost",
+                             lambda: open_calls_of(cluster.database_url, "node0", killed) == 0, timeout=40.0,
+                             interval=0.5)
+                    result["node0_calls_marked_lost_after_kill_s"] = round(time.time() - killed, 2)
+                except ClusterError as exc:
+                    result["node0_calls_marked_lost_after_kill_s"] = str(exc)
+
+            marking = threading.Thread(target=watch_marking, daemon=True)
+            marking.start()
         result["front_saw_down_s"] = round(cluster.wait_front_sees(0, active=False, timeout=10.0), 2)
         time.sleep(max(0.0, args.down_s - (time.time() - killed)))
         restarted = time.time()
         cluster.start_node(0)
         cluster.wait_front_sees(0, active=True, timeout=30.0)
         result["node0_restart_to_in_rotation_s"] = round(time.time() - restarted, 2)
+        if marking is not None:
+            marking.join(40.0)
         time.sleep(args.call_s + 2)  # the calls up at the kill are all over now
         if args.demo:
             result["dialplan_publish"] = publish_reaches_every_node(cluster, args.dir, timeout=args.call_s + 30)
@@ -239,6 +292,7 @@ def main() -> int:
         nodes = node_of_calls(cluster)
         audit = cluster.verify_audit() if args.demo else "(scripted calls append no audit rows)"
         actions = action_runs(cluster.database_url) if args.demo else {}
+        lost = lost_calls(cluster, started_at) if args.demo else {}
     for c in calls:
         c["node"] = nodes.get(c.get("sip_call_id") or "", -1)
     up_at_kill = [c for c in calls if c.get("answered") and c["answered_at"] < killed < c["ended_at"]]
@@ -272,6 +326,7 @@ def main() -> int:
         },
         "audit": audit.strip(),
         "action_runs": actions,
+        "lost_calls": lost,
     })
     text = json.dumps(result, indent=1)
     print(text)

@@ -74,9 +74,11 @@ def test_generated_front_config_is_accepted_by_kamailio(tmp_path: Path) -> None:
     text = files.config.read_text()
     assert 'modparam("dispatcher", "ds_ping_interval", 1)' in text and 'modparam("tm", "fr_timer", 700)' in text
     assert 'dlg_set_timeout_by_profile("node", "$var(node)", "1")' in text
-    # Round robin: Kamailio 5.6's load by active calls (algorithm 10) crashed the front when it counted down
-    # the front's own BYEs for a lost node (docs/deploy.md, section 9).
+    # Round robin, then the node with the fewest answered calls (the dialog profile) first: Kamailio 5.6's own load
+    # by active calls (algorithm 10) crashed the front when it counted down the front's own BYEs for a lost node
+    # (docs/deploy.md, section 9).
     assert 'ds_select_dst("1", "4")' in text and "ds_load" not in text
+    assert 'get_profile_size("node", "$var(uri)", "$var(n)")' in text
     # A node that answered a ping with 503 (draining) keeps its calls when it leaves rotation.
     assert 'autoexpire=3;' in text and "if ($sht(refusing=>$var(node)) != $null) {" in text
     assert "@" + "PORT@" not in text
@@ -203,3 +205,43 @@ def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
         # One chain: every row of both nodes in it, no fork, and it matches both nodes' signed checkpoints.
         found = re.search(r"audit trail intact: (\d+) rows.*matches (\d+) checkpoint", verified)
         assert found and int(found.group(1)) == 300 and int(found.group(2)) >= 2, verified
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.skipif(not HAVE_KAMAILIO, reason="Kamailio is not installed (scripts/test installs it)")
+@pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces()))
+def test_new_calls_go_to_the_node_with_the_fewest_calls(tmp_path: Path) -> None:
+    """One node carries a long call: the next calls, one after the other, all go to the other node (round robin
+    would send every second one to the busy node)."""
+    admin = admin_url()
+    if admin is None:
+        pytest.skip("VOICEIVR_TEST_POSTGRES_URL is not set: the cluster shares one PostgreSQL database")
+    prompt = tmp_path / "long.wav"
+    with wave.open(str(prompt), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone(8000, 440, 20.0))
+    env = siptools.base_env(tmp_path, VIVR_TEST_PROMPT=str(prompt))
+    node_env = {k: v for k, v in env.items() if k.startswith(("VOICEIVR_", "VIVR_"))}
+    for key in ("VOICEIVR_PATHS_VAR_DIR", "VOICEIVR_TEST_POSTGRES_URL", "VOICEIVR_TEST_REQUIRE_POSTGRES",
+                "VOICEIVR_SIP_DRAIN_TIMEOUT_S"):
+        node_env.pop(key, None)
+    subnet = str(ipaddress.IPv4Network(f"10.77.{random.randint(100, 250)}.0/24"))
+    config = ClusterConfig(nodes=2, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
+                           env=node_env, drain_timeout_s=5.0, start_timeout_s=45.0)
+    with Cluster(config) as cluster:
+        long_call = place(cluster, 1, 15.0, env)
+        try:
+            assert wait_until(lambda: incoming(cluster, 0) + incoming(cluster, 1) == 1, timeout=8.0)
+            busy = 0 if incoming(cluster, 0) == 1 else 1
+            time.sleep(1.0)  # answered: its dialog is in the front's count
+            short = [r for _ in range(3) for r in reports(place(cluster, 1, 1.0, env), timeout=30)]
+            done = reports(long_call, timeout=40)
+        finally:
+            if long_call.poll() is None:
+                long_call.kill()
+        assert len(short) == 3 and all(r["answered"] for r in short), short
+        assert [by_node(cluster, r) for r in short] == [1 - busy] * 3, short
+        assert len(done) == 1 and done[0]["answered"] and by_node(cluster, done[0]) == busy, done

@@ -19,6 +19,7 @@ from typing import Any
 from voiceivr import metrics
 from voiceivr.call import events as ev
 from voiceivr.call.handler import CallControl, CallEvents, CallInfo
+from voiceivr.call.lost import LOST, CallOwner, LeaseOptions
 from voiceivr.call.media import MediaChannel
 from voiceivr.call.session import CallSession
 from voiceivr.call.worker import CallWorker
@@ -67,6 +68,15 @@ class SessionHandler:
             workers = max(1, settings.speech.stt_workers)
             runtime = CallRuntime.build(settings, db=db, stt_workers=workers)
         self.runtime = runtime
+        self.owner: CallOwner | None = None
+        if runtime.store is not None:
+            # This process's lease on its calls: if it dies they are marked lost (by any live process), and it
+            # marks the calls of processes that died before it (voiceivr/call/lost.py).
+            lease = settings.sip.call_lease_s
+            self.owner = CallOwner(runtime.store.engine, runtime.store.node, LeaseOptions(lease / 5, lease),
+                                   on_lost=lambda n: metrics.CALLS.labels(LOST).inc(n))
+            self.owner.start()
+            runtime.store.owner = self.owner.owner
         if runtime.services is not None:
             report = runtime.services.start()
             log.info("safe path ready", extra={"recovered": str(report)})
@@ -117,6 +127,8 @@ class SessionHandler:
             calls = list(self._calls.values())
         for call in calls:
             call.join(timeout=5)
+        if self.owner is not None:
+            self.owner.stop()
         self.runtime.close()
         if self.runtime.db is not None:
             from voiceivr.audit.chain import AuditTrail

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from voiceivr.call.budget import STAGES, percentile
-from voiceivr.db.models import Call, DialplanVersion
+from voiceivr.call.lost import LOST, owner_gone
+from voiceivr.db.models import Call, CallOwnerLease, DialplanVersion
 from voiceivr.errors import VoiceivrError
 
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
@@ -39,12 +40,18 @@ def parse_when(text: str, now: dt.datetime | None = None) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime,
+                  now: dt.datetime | None = None) -> dict[str, Any]:
+    """The figures of the calls started in [since, until). A call still open whose serving process is gone (its
+    lease ran out: voiceivr/call/lost.py) counts as ``lost`` even before a live process has marked it."""
+    now = now or dt.datetime.now(dt.UTC)
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(Call.outcome, Call.resolved_tasks, Call.engine_seconds, Call.stats_json, Call.ended_at,
-                      Call.started_at, DialplanVersion.name, DialplanVersion.version)
+                      Call.started_at, DialplanVersion.name, DialplanVersion.version, Call.owner,
+                      CallOwnerLease.lease_until)
             .outerjoin(DialplanVersion, DialplanVersion.id == Call.dialplan_version_id)
+            .outerjoin(CallOwnerLease, CallOwnerLease.owner == Call.owner)
             .where(Call.started_at >= since, Call.started_at < until)
         ).all()
     outcomes: Counter[str] = Counter()
@@ -56,8 +63,13 @@ def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dic
     resolved = 0
     seconds = 0.0
     versions: dict[tuple[str, int], _Version] = {}
-    for outcome, tasks, eng_s, stats_json, ended_at, started_at, plan, version in rows:
-        said = outcome or ("in progress" if ended_at is None else "unknown")
+    for outcome, tasks, eng_s, stats_json, ended_at, started_at, plan, version, owner, lease_until in rows:
+        if outcome:
+            said = outcome
+        elif ended_at is not None:
+            said = "unknown"
+        else:
+            said = LOST if owner is not None and owner_gone(lease_until, now) else "in progress"
         outcomes[said] += 1
         resolved += tasks or 0
         seconds += eng_s or 0.0
@@ -79,6 +91,7 @@ def compute_stats(engine: Engine, since: dt.datetime, until: dt.datetime) -> dic
         "calls": calls,
         "outcomes": dict(outcomes),
         "errors": outcomes.get("error", 0),
+        "lost": outcomes.get(LOST, 0),
         "resolved_tasks": resolved,
         "barge_ins": barge_ins,
         "barge_in_decision_ms": {"p50": percentile(barge_decisions, 50), "p95": percentile(barge_decisions, 95)},

@@ -86,9 +86,10 @@ def call_stats(timeline: list[ev.Event], summary: dict[str, Any]) -> dict[str, A
 
 
 class CallStore:
-    def __init__(self, engine: Engine, node: str = "") -> None:
+    def __init__(self, engine: Engine, node: str = "", owner: str | None = None) -> None:
         self.engine = engine
         self.node = node
+        self.owner = owner  # the serving process's lease (voiceivr/call/lost.py): its death marks the call lost
 
     def call_started(
         self,
@@ -111,6 +112,7 @@ class CallStore:
             "resolved_tasks": 0,
             "engine_seconds": 0.0,
             "stats_json": "{}",
+            "owner": self.owner,
         }
         self._write(call_id, lambda conn: conn.execute(sa.insert(Call), row))
 

@@ -35,7 +35,7 @@ def stats(app: AppContext, since: str, until: str | None, as_json: bool) -> None
     click.echo("outcomes: " + (", ".join(f"{k} {v}" for k, v in sorted(report["outcomes"].items())) or "none"))
     bd = report["barge_in_decision_ms"]
     click.echo(f"barge-ins {report['barge_ins']} (decision p50 {_fmt(bd['p50'])} ms, p95 {_fmt(bd['p95'])} ms), "
-               f"errors {report['errors']}, resolved tasks {report['resolved_tasks']}")
+               f"errors {report['errors']}, lost {report['lost']}, resolved tasks {report['resolved_tasks']}")
     click.echo(f"{'stage':<10} {'count':>6} {'p50 ms':>8} {'p95 ms':>8} {'breaches':>9}")
     for stage, s in report["stages"].items():
         click.echo(f"{stage:<10} {s['count']:>6} {_fmt(s['p50']):>8} {_fmt(s['p95']):>8} {s['breaches']:>9}")

@@ -195,6 +195,8 @@ class Cluster:
         env["VOICEIVR_PATHS_VAR_DIR"] = str(node.var_dir)
         env["VOICEIVR_SIP_KAMAILIO"] = "yes"
         env["VOICEIVR_SIP_DRAIN_TIMEOUT_S"] = str(self.config.drain_timeout_s)
+        # The nodes share this machine's host name: each names itself (calls.node, action runs, call leases).
+        env.setdefault("VOICEIVR_POLICY_RUNNER_NODE", f"node{node.net.index}")
         env.setdefault("VOICEIVR_SIP_HEALTH_INTERVAL_S", "1")
         # A known RTP range, split between the node's workers (else they race for the same ports).
         env.setdefault("VOICEIVR_SIP_RTP_PORT_MIN", "40000")

@@ -100,6 +100,28 @@ class Call(Base):
     resolved_tasks: Mapped[int] = mapped_column(Integer, default=0)
     engine_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     stats_json: Mapped[str] = mapped_column(Text, default="{}")  # per-stage latencies, barge-ins, costs
+    # The serving process that carries the call (a CallOwnerLease's owner); None outside `voiceivr serve`.
+    owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+# Every live serving process looks for the open calls of gone owners every few seconds: only open calls are
+# indexed, so the look stays cheap however many calls the table holds.
+Index("ix_calls_open_owner", Call.owner, sqlite_where=Call.ended_at.is_(None), postgresql_where=Call.ended_at.is_(None))
+
+
+class CallOwnerLease(Base):
+    """A serving process that carries calls, alive while ``lease_until`` lies ahead (voiceivr/call/lost.py).
+
+    The open calls of an owner whose lease ran out are marked ``lost`` by any live process."""
+
+    __tablename__ = "call_owner_leases"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)  # node:pid:random
+    node: Mapped[str] = mapped_column(String(128))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
 class Turn(Base):

@@ -107,6 +107,13 @@ class SipSettings:
         "up and it exits. 0 = hang up at once. A second SIGTERM, or SIGINT, stops at once.",
         min=0.0, max=86400.0,
     )
+    call_lease_s: float = setting(
+        15.0,
+        "Each serving process renews a lease in the database every fifth of this; when a process is not heard of "
+        "for this long (kill -9, a lost node) any live process marks its open calls as outcome \"lost\" "
+        "(voiceivr_calls_total{outcome=\"lost\"}, `voiceivr stats`). Keep it above any stall of a live process.",
+        min=2.0, max=3600.0,
+    )
     flood_limit: int = setting(
         500, "Kamailio drops requests from one source IP beyond this many per 2 s (pike module); 0 = no limit.",
         min=0, max=1_000_000,
