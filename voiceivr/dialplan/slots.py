@@ -273,6 +273,11 @@ def _digit_runs(toks: Sequence[str]) -> list[tuple[str, int]]:
     return runs
 
 
+def digit_strings(text: str) -> list[str]:
+    """Every run of digits in ``text``, of any length, in words or numerals; a decimal point ends a run."""
+    return [digits for digits, _ in _digit_runs(tokens(text.replace(".", " . ")))]
+
+
 def extract_digits(text: str, min_len: int = 1, max_len: int = 32) -> Parsed | None:
     toks = tokens(text)
     for digits, start in _digit_runs(toks):

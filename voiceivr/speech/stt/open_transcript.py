@@ -30,6 +30,7 @@ import math
 import os
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +61,7 @@ MIN_AUDIO_S = 0.3  # shorter turns are not worth a second opinion
 MAX_TOKENS = 48  # a menu request is a sentence; more is a ramble or a hallucination
 NO_SPEECH_MAX = 0.6  # Whisper's own "there is no speech here" probability above which its words are dropped
 MIN_AVG_LOGPROB = -1.2  # ... and its mean token log-probability under which they are
+MAX_COMPRESSION = 2.4  # ... and the zlib compression ratio of its text over which it is a loop (faster-whisper's)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,17 @@ class OpenTranscript:
 
     @property
     def usable(self) -> bool:
-        return bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+        return (bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+                and not looping(self.text))
+
+
+def looping(text: str) -> bool:
+    """Whisper stuck in a loop ("Taiwan Taiwan Taiwan ...", "42 42 42 ...", "Nope. Nope. Nope. ..."): greedy
+    decoding of a short turn followed by line noise repeats itself to the token limit, and the words are then no
+    reading of the turn. Measured as Whisper's own fallback does: the text compresses too well (zlib ratio over
+    MAX_COMPRESSION; a real answer of a few words is under 1.5)."""
+    raw = text.encode("utf-8")
+    return len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > MAX_COMPRESSION
 
 
 def _sha256(path: Path) -> str:
@@ -269,6 +281,6 @@ class OpenTranscriptEngine(SttEngine):
                repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
                open_transcript: bool = False) -> SttStream:
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
-        if not open_transcript or not grammar:
+        if not open_transcript or not (grammar or builtin):  # a built-in grammar (digits, money) is one too
             return s
         return OpenTranscriptStream(s, self.transcriber, self.below, rate)
