@@ -7,7 +7,7 @@ import pytest
 
 from voiceivr.dialplan.second_opinion import digits_conflict, reconcile
 from voiceivr.dialplan.slots import Money, Parsed, extract_digits, extract_money, parse_yesno
-from voiceivr.speech.stt.open_transcript import OpenTranscript, looping
+from voiceivr.speech.stt.open_transcript import OpenTranscript, collapse_repeats, looping
 
 
 @pytest.mark.parametrize(("whisper", "cents"), [
@@ -71,6 +71,7 @@ def test_digits_the_grammar_cannot_hold_are_a_disagreement() -> None:
     assert digits_conflict("28131253", "I know 8172.53")
     assert not digits_conflict("55501234", "Time time time near a 1-2-3-4.")  # Whisper missed the start
     assert not digits_conflict("1881", "It means in Taiwan.")
+    assert not digits_conflict("1881", "1-8-1 1-8-1 1-8-1 1-8-8-1 1-8-")  # a loop around the grammar's digits
     got = reconcile("digits", _p("02812253"), None, "I know 817263.")
     assert got.verdict == "disagree" and got.value is None
     assert reconcile("digits", _p("55501234"), None, "near a 1-2-3-4").verdict == "grammar"
@@ -85,7 +86,7 @@ def test_yes_and_no_in_whisper_punctuation() -> None:
 
 @pytest.mark.parametrize("loop", [
     "42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42 42",
-    "Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope. Nope.",
+    "Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope Nope",
     "Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan Taiwan",
 ])
 def test_a_repetition_loop_is_no_transcript(loop: str) -> None:
@@ -98,3 +99,14 @@ def test_a_repetition_loop_is_no_transcript(loop: str) -> None:
 def test_real_answers_are_no_loop(text: str) -> None:
     assert not looping(text)
     assert OpenTranscript(text, -0.3, 0.01, 0.1, 4.0).usable
+
+
+@pytest.mark.parametrize(("whisper", "collapsed"), [
+    ("Check my balance. Check my balance. Check my balance. Check m", "Check my balance."),
+    ("No. No. No.", "No."),
+    ("Yes, please. Yes, please.", "Yes, please."),
+    ("$25.50", "$25.50"),  # a decimal point ends no sentence
+    ("I lost my card. Can you help?", "I lost my card. Can you help?"),
+])
+def test_a_sentence_said_over_and_over_is_said_once(whisper: str, collapsed: str) -> None:
+    assert collapse_repeats(whisper) == collapsed

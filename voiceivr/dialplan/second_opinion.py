@@ -71,5 +71,7 @@ def digits_conflict(grammar_digits: str, open_text: str) -> bool:
     """Does the open transcript hold digits the grammar's digit string cannot contain? Runs of two or more
     digits (Whisper's "I know 817263." for "nine oh eight one seven two six three", against the grammar's
     "02812253"), split at anything that is not a digit, a decimal point too ("8172.53"). A run that is part of
-    the grammar's string ("1-2-3-4" of "55501234": Whisper missed the start) is no conflict."""
-    return any(len(run) >= 2 and run not in grammar_digits for run in digit_strings(open_text))
+    the grammar's string ("1-2-3-4" of "55501234": Whisper missed the start), or that holds all of it (Whisper's
+    "1-8-1 1-8-1 1-8-8-1 1-8-" around the grammar's "1881": a loop), is no conflict."""
+    return any(len(run) >= 2 and run not in grammar_digits and grammar_digits not in run
+               for run in digit_strings(open_text))
