@@ -213,7 +213,7 @@ def extract_money(text: str, *, bare_numbers: bool = True) -> Parsed | None:
             j += 1
         elif (j < len(toks) and not dollar_sign and not _negated(toks, i)
               and (after := _read_number(toks, j)) is not None and not toks[j].startswith("$")):
-            # Two numbers in a row with no unit between: "two fifty" is $2.50 to a shop and $250 to a bank,
+            # Two numbers in a row with no unit between: "two fifty" is $2.50 in a shop and $250 for a transfer,
             # "one twenty five" $1.25 or $125. No guess: neither is an amount (the caller is asked again).
             i = after[1]
             continue
