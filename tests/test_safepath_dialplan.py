@@ -322,3 +322,4 @@ def test_an_unsure_read_back_answer_is_checked_against_the_open_transcript(bank_
     talk.login()
     talk.say("", confidence=0.0, open_text="No thanks.")
     assert "Okay, let's go through it again." in talk.said() and not talk.gate_calls("confirm")
+

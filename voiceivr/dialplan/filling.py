@@ -57,7 +57,7 @@ class SlotFilling(Listening):
                 return
             unsure = unsure and reading.verdict in ("grammar", "none")
             parsed = reading.parsed
-            said = u.open_text if reading.verdict == "open" else u.text
+            said = "" if reading.verdict == "open" else u.text  # Whisper alone fills no other slot (no numbers)
         if unsure:
             self._event("slot_rejected", slot=spec.name, reason="low recognition confidence",
                         confidence=round(u.confidence, 3))
@@ -74,7 +74,8 @@ class SlotFilling(Listening):
         # (a free-text answer was just checked: no second scan)
         if parsed is not None and (spec.type in FREE_TEXT_TYPES or self._valid(spec, parsed.value)):
             self._set_slot(spec, parsed.value, u.kind)
-            self._fill_from(said, node, asked=spec.name, taken_at=parsed.start)
+            if said:
+                self._fill_from(said, node, asked=spec.name, taken_at=parsed.start)
             self.no_match_count = self.no_input_count = 0
             self._enter_continue()
             return
