@@ -2,8 +2,10 @@
 """What the open transcript costs per unsure turn: Whisper base over the words of each main-menu clip.
 
     .venv/bin/python scripts/bench_open_transcript.py [--set dev] [--condition clean] [--limit 60] [--threads 1]
+        [--turns menu|answers]
 
-Each clip of the understanding set (scripts/make_understanding_set.py) is put on the line as the evaluation does,
+Each main-menu clip (``--turns answers``: each slot answer and read-back answer that may get one, i.e. not the
+PINs) of the understanding set (scripts/make_understanding_set.py) is put on the line as the evaluation does,
 then cut to its words (what the session feeds a turn's recogniser: the clip's pause before the words is left out,
 300 ms of line kept after them), and transcribed once by voiceivr.speech.stt.open_transcript.WhisperTranscriber.
 Reports CPU seconds (process time) and wall time per turn and per second of speech, p50/p95, and the windows used.
@@ -36,14 +38,21 @@ def main() -> int:
     ap.add_argument("--condition", default="clean", choices=tuple(uset.CONDITIONS))
     ap.add_argument("--limit", type=int, default=60)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--turns", default="menu", choices=("menu", "answers"),
+                    help="menu requests, or the non-secret slot and read-back answers")
     ap.add_argument("--cache", type=Path, default=ROOT / "var" / "understanding")
     args = ap.parse_args()
     if not (args.cache / "manifest.json").is_file():
         raise SystemExit(f"no understanding set in {args.cache}: run scripts/make_understanding_set.py")
+    def wanted(c: dict[str, str]) -> bool:
+        if args.turns == "menu":
+            return c["node"] == "menu" and c["kind"] != "bad_input"
+        return c["node"] not in ("menu", "pin")  # a PIN never gets an open transcript
+
     clips = [c for c in json.loads((args.cache / "manifest.json").read_text())["clips"]
-             if c["set"] == args.set and c["node"] == "menu" and c["kind"] != "bad_input"]
+             if c["set"] == args.set and wanted(c)]
     if not clips:
-        raise SystemExit(f"no {args.set} menu clips in {args.cache}/manifest.json: "
+        raise SystemExit(f"no {args.set} {args.turns} clips in {args.cache}/manifest.json: "
                          "run scripts/make_understanding_set.py")
     clips = clips[:: max(1, len(clips) // args.limit)][: args.limit]
     talkers = uset.load_talkers(args.cache)
@@ -65,7 +74,8 @@ def main() -> int:
     def pct(v: list[float]) -> str:
         return f"p50 {1000 * np.median(v):.0f} ms, p95 {1000 * np.percentile(v, 95):.0f} ms"
 
-    print(f"{len(clips)} {args.set} menu clips, {args.condition}, {args.threads} thread(s); model load {load_s:.2f} s")
+    print(f"{len(clips)} {args.set} {args.turns} clips, {args.condition}, {args.threads} thread(s); "
+          f"model load {load_s:.2f} s")
     print(f"CPU per turn:             {pct(cpu)}")
     print(f"wall per turn:            {pct(wall)}")
     print(f"CPU per second of speech: {pct(per_s)}")

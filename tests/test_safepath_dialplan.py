@@ -301,3 +301,25 @@ def test_a_yes_the_engine_refuses_itself_is_audited(bank_world: abuse.World) -> 
     talk.play(talk.conv.overheard(str(readback), "speech", 3.0, 3.4))
     refused = [r.payload_obj()["reason"] for r in talk.trail() if r.kind == "policy.input_refused"]
     assert refused == ["low_confidence", "over_readback"]
+
+
+@pytest.mark.slow  # over 1 s measured under load: scripts/test --fast skips it
+def test_an_unsure_read_back_answer_is_checked_against_the_open_transcript(bank_world: abuse.World) -> None:
+    """The open transcript can refuse an unsure answer or say no; it never confirms a money move on its own."""
+    talk = Talk(bank_world)
+    talk.say("transfer fifty dollars to savings")
+    talk.login()
+    talk.say("no", confidence=0.4, open_text="Yes, please.")  # the two readings differ: asked again, not undone
+    assert talk.said()[-1] == talk.conv.plan.messages.confirm_retry
+    assert not talk.gate_calls("confirm") and "Okay, let's go through it again." not in talk.said()
+    talk.say("yes", confidence=0.4, open_text="Yes.")  # both read yes, but under policy.confirm_min_confidence
+    assert not talk.gate_calls("confirm")
+    refused = [r.payload_obj()["reason"] for r in talk.trail() if r.kind == "policy.input_refused"]
+    assert refused == ["low_confidence"]
+    # only the open transcript heard an answer, and it is a no: the details are asked again
+    talk = Talk(bank_world)
+    talk.say("transfer fifty dollars to savings")
+    talk.login()
+    talk.say("", confidence=0.0, open_text="No thanks.")
+    assert "Okay, let's go through it again." in talk.said() and not talk.gate_calls("confirm")
+

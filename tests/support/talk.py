@@ -35,9 +35,11 @@ class Talk:
             self.t += 0.2 + len(s.text.split()) / 10
             self.play(self.conv.prompt_played(s.id, self.t))
 
-    def say(self, text: str, confidence: float = 0.93) -> None:
+    def say(self, text: str, confidence: float = 0.93, open_text: str = "") -> None:
+        """``open_text``: the open transcript of the same words (the recogniser was unsure of ``text``)."""
         start, self.t = self.t + 0.5, self.t + 0.5 + 0.3 * len(text.split())
-        u = Utterance(text, confidence, start, self.t, id=uuid.uuid4().hex, flagged=injection.scan(text).categories)
+        u = Utterance(text, confidence, start, self.t, id=uuid.uuid4().hex, flagged=injection.scan(text).categories,
+                      open_text=open_text)
         self.play(self.conv.utterance(u))
 
     def keys(self, digits: str) -> None:

@@ -262,14 +262,14 @@ class TurnDetector:
         SttGrammarError or None); over a prompt, one that knows backchannels too if it can."""
         grammar = listen.grammar
         wider = grammar_over_prompt(self.barge_rules, grammar) if over_prompt and not listen.builtin else grammar
-        menu = listen.expect == "intent" and not listen.secret  # unsure: a second, open-vocabulary opinion too
+        second = self.second_opinion(listen)  # unsure: a second, open-vocabulary opinion too
         with contextlib.suppress(VoiceivrError):  # a backchannel without a pronunciation: the node's own grammar
             if wider != grammar and not listen.repeat:
-                return self.stt_engine.stream(self.rate, list(wider), open_transcript=menu), None
+                return self.stt_engine.stream(self.rate, list(wider), open_transcript=second), None
         try:
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
                                           sequence=tuple(listen.sequence), builtin=listen.builtin,
-                                          open_transcript=menu), None
+                                          open_transcript=second), None
         except VoiceivrError as exc:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.
@@ -277,6 +277,15 @@ class TurnDetector:
                       extra={"call_id": self.call_id, "node": listen.expect, "error": str(exc)})
             note = ev.SttGrammarError(now, node=listen.expect, error=str(exc))
             return self.stt_engine.stream(self.rate, None), note
+
+    def second_opinion(self, listen: b.Listen) -> bool:
+        """Does a turn that the grammar is unsure of get an open transcript too? A menu's, and (with
+        ``call.open_transcript_answers``) a slot answer's or a read-back's; never a secret's: a PIN or a code
+        must not reach a second recogniser, a log or ``TranscriptFinal.open_text``."""
+        if listen.secret:
+            return False
+        return listen.expect == "intent" or (
+            self.s.open_transcript_answers and (listen.expect == "confirm" or listen.expect.startswith("slot:")))
 
     def feed(self, turn: Turn, frame: Frame) -> str | None:
         """Give the turn's recogniser a frame: its new words so far, if they changed."""

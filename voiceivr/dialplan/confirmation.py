@@ -18,7 +18,8 @@ from voiceivr.dialplan.context import _Pending, _union
 from voiceivr.dialplan.filling import SlotFilling
 from voiceivr.dialplan.io import Utterance
 from voiceivr.dialplan.model import ActionCall, Node, PromptSpec
-from voiceivr.dialplan.slots import Money, extract_digits, tokens
+from voiceivr.dialplan.second_opinion import reconcile
+from voiceivr.dialplan.slots import Money, Parsed, extract_digits, tokens
 from voiceivr.policy.confirm import read_answer
 from voiceivr.policy.gate import ActionRequest, ActionResult, Channel, GateRefused
 
@@ -50,6 +51,20 @@ class Confirmation(SlotFilling):
             self._global(g.intent or "", g)
             return
         answer = read_answer(u.text)
+        if u.kind == "speech" and u.open_text:
+            # An unsure grammar, and the same audio transcribed again: both must read the same answer
+            # (second_opinion.py). A yes still needs policy.confirm_min_confidence from the grammar: the open
+            # transcript can refuse one, or say no, but never confirm a money move on its own.
+            heard = read_answer(u.open_text)
+            reading = reconcile("yesno", None if answer is None else Parsed(answer.yes, answer.start),
+                                None if heard is None else Parsed(heard.yes, heard.start))
+            self._event("second_opinion", slot="confirm", verdict=reading.verdict)
+            if reading.verdict == "disagree":
+                self._confirm_miss()
+                return
+            if reading.verdict == "open" and heard is not None:
+                self._confirm_answer(heard.yes, u.open_text, u.confidence)
+                return
         if answer is None:
             self._confirm_miss()
             return

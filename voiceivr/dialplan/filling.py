@@ -14,6 +14,7 @@ from voiceivr.dialplan.freetext import check_address, check_text, extract_addres
 from voiceivr.dialplan.io import Utterance
 from voiceivr.dialplan.listening import Listening
 from voiceivr.dialplan.model import Node, SlotSpec
+from voiceivr.dialplan.second_opinion import READ_TYPES, reconcile
 from voiceivr.dialplan.slots import (
     FREE_TEXT_TYPES,
     Money,
@@ -42,15 +43,26 @@ class SlotFilling(Listening):
         if g is not None:
             self._global(g.intent or "", g)
             return
-        if u.kind != "dtmf" and u.confidence < self.plan.routing.slot_min_confidence:
+        unsure = u.kind != "dtmf" and u.confidence < self.plan.routing.slot_min_confidence
+        said = u.text
+        parsed = self._asked_answer(spec, u.text, node)
+        if u.kind == "speech" and u.open_text and spec.type in READ_TYPES and not spec.secret:
+            # The grammar was unsure and the recogniser transcribed the turn again: read both (second_opinion.py).
+            reading = reconcile(spec.type, parsed, self._asked_answer(spec, u.open_text, node), u.open_text)
+            self._event("second_opinion", slot=spec.name, verdict=reading.verdict)
+            if reading.verdict == "disagree":
+                self._event("slot_rejected", slot=spec.name, reason="the open transcript heard another value",
+                            confidence=round(u.confidence, 3))
+                self._no_match("recognisers disagree")
+                return
+            unsure = unsure and reading.verdict in ("grammar", "none")
+            parsed = reading.parsed
+            said = "" if reading.verdict == "open" else u.text  # Whisper alone fills no other slot (no numbers)
+        if unsure:
             self._event("slot_rejected", slot=spec.name, reason="low recognition confidence",
                         confidence=round(u.confidence, 3))
             self._no_match("recognition not confident")
             return
-        if spec.type == "choice":
-            parsed = self._asked_choice(spec, u.text, node)
-        else:
-            parsed = self._parse_slot(spec, u.text, asked=True)
         problem = self._free_text_problem(spec, parsed.value) if parsed is not None else None
         if problem is not None:
             # Refused before any read-back: the caller is asked again (and the gate would refuse it anyway).
@@ -62,7 +74,8 @@ class SlotFilling(Listening):
         # (a free-text answer was just checked: no second scan)
         if parsed is not None and (spec.type in FREE_TEXT_TYPES or self._valid(spec, parsed.value)):
             self._set_slot(spec, parsed.value, u.kind)
-            self._fill_from(u.text, node, asked=spec.name, taken_at=parsed.start)
+            if said:
+                self._fill_from(said, node, asked=spec.name, taken_at=parsed.start)
             self.no_match_count = self.no_input_count = 0
             self._enter_continue()
             return
@@ -82,6 +95,12 @@ class SlotFilling(Listening):
         self._set_slot(spec, value, source)
         self.no_match_count = self.no_input_count = 0
         self._enter_continue()
+
+    def _asked_answer(self, spec: SlotSpec, text: str, node: Node) -> Parsed | None:
+        """The answer to the slot's own question in ``text`` (None: no value of its type)."""
+        if spec.type == "choice":
+            return self._asked_choice(spec, text, node)
+        return self._parse_slot(spec, text, asked=True)
 
     def _parse_slot(self, spec: SlotSpec, text: str, asked: bool, bare_numbers: bool = True) -> Parsed | None:
         if spec.type == "money":

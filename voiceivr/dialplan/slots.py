@@ -211,6 +211,12 @@ def extract_money(text: str, *, bare_numbers: bool = True) -> Parsed | None:
             explicit = True
             cents = round(value)
             j += 1
+        elif (j < len(toks) and not dollar_sign and not _negated(toks, i)
+              and (after := _read_number(toks, j)) is not None and not toks[j].startswith("$")):
+            # Two numbers in a row with no unit between: "two fifty" is $2.50 in a shop and $250 for a transfer,
+            # "one twenty five" $1.25 or $125. No guess: neither is an amount (the caller is asked again).
+            i = after[1]
+            continue
         elif dollar_sign or bare_numbers:
             cents = round(value * 100)
         if cents is not None and (explicit or bare_numbers) and not _negated(toks, i):
@@ -271,6 +277,11 @@ def _digit_runs(toks: Sequence[str]) -> list[tuple[str, int]]:
     if cur:
         runs.append((cur, start))
     return runs
+
+
+def digit_strings(text: str) -> list[str]:
+    """Every run of digits in ``text``, of any length, in words or numerals; a decimal point ends a run."""
+    return [digits for digits, _ in _digit_runs(tokens(text.replace(".", " . ")))]
 
 
 def extract_digits(text: str, min_len: int = 1, max_len: int = 32) -> Parsed | None:

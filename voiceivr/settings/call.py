@@ -63,6 +63,13 @@ class CallSettings:
         1500, "smart_turn: quiet that ends a digit entry with fewer digits than its grammar needs (a caller reading "
         "a number in groups pauses between them); the model is not asked.", min=100, max=10000,
     )
+    open_transcript_answers: bool = setting(
+        True,
+        "Slot answers and read-backs the grammar recogniser is unsure of get the open transcript too (issue 14; "
+        "speech.open_transcript must be on), as menus do: the slot's parser reads both, a value both agree on is "
+        "taken, different values are asked again (voiceivr/dialplan/second_opinion.py). Never for a secret (PIN, "
+        "code). Off: only menus get it.",
+    )
     level_gate: bool = setting(
         False,
         "Turn taking by level as well as by the VAD, for lines with other voices on them (babble), which the VAD "

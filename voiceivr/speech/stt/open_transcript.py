@@ -28,8 +28,10 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import threading
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -60,6 +62,7 @@ MIN_AUDIO_S = 0.3  # shorter turns are not worth a second opinion
 MAX_TOKENS = 48  # a menu request is a sentence; more is a ramble or a hallucination
 NO_SPEECH_MAX = 0.6  # Whisper's own "there is no speech here" probability above which its words are dropped
 MIN_AVG_LOGPROB = -1.2  # ... and its mean token log-probability under which they are
+MAX_COMPRESSION = 2.4  # ... and the zlib compression ratio of its text over which it is a loop (faster-whisper's)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,31 @@ class OpenTranscript:
 
     @property
     def usable(self) -> bool:
-        return bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+        return (bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+                and not looping(self.text))
+
+
+def collapse_repeats(text: str) -> str:
+    """One copy of a sentence Whisper said over and over: greedy decoding of a short turn padded to its window
+    often repeats the turn's only sentence to the token limit ("Check my balance. Check my balance. Check m").
+    Sentences end at . ? ! before a space ("$25.50" is one); a repeat, and a cut-off start of one at the end, are
+    dropped."""
+    parts = [p.strip() for p in re.split(r"(?<=[.?!])\s+", text) if p.strip()]
+    out: list[str] = []
+    for i, part in enumerate(parts):
+        if out and (part == out[-1] or (i == len(parts) - 1 and i >= 2 and out[-1].startswith(part))):
+            continue
+        out.append(part)
+    return " ".join(out)
+
+
+def looping(text: str) -> bool:
+    """Whisper stuck in a loop that is not whole sentences ("Taiwan Taiwan Taiwan ...", "42 42 42 ..."): greedy
+    decoding of a short turn followed by line noise repeats itself to the token limit, and the words are then no
+    reading of the turn. Measured as Whisper's own fallback does: the text compresses too well (zlib ratio over
+    MAX_COMPRESSION; a real answer of a few words is under 1.5)."""
+    raw = text.encode("utf-8")
+    return len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > MAX_COMPRESSION
 
 
 def _sha256(path: Path) -> str:
@@ -189,7 +216,10 @@ class WhisperTranscriber:
             r = self.model.generate(encoded, [self.prompt], beam_size=1, max_length=len(self.prompt) + MAX_TOKENS,
                                     return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._eot]
-        text = self.tokenizer.decode(ids).strip()
+        raw = self.tokenizer.decode(ids).strip()
+        text = collapse_repeats(raw)
+        if len(ids) >= MAX_TOKENS and text == raw:  # cut off, and not one sentence over and over: a ramble
+            text = ""
         avg = float(r.scores[0]) * len(ids) / (len(ids) + 1) if ids else -10.0
         return OpenTranscript(text, avg, float(r.no_speech_prob), time.process_time() - t0, window)
 
@@ -269,6 +299,6 @@ class OpenTranscriptEngine(SttEngine):
                repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
                open_transcript: bool = False) -> SttStream:
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
-        if not open_transcript or not grammar:
+        if not open_transcript or not (grammar or builtin):  # a built-in grammar (digits, money) is one too
             return s
         return OpenTranscriptStream(s, self.transcriber, self.below, rate)
