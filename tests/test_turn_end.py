@@ -19,6 +19,7 @@ from voiceivr.call.turnend import (
     TurnRules,
     digit_range,
     digits_said,
+    ends_unfinished,
     fewest_digits,
     short_of_a_phrase,
 )
@@ -100,12 +101,13 @@ def test_an_unfinished_digit_entry_waits_and_the_model_is_not_asked() -> None:
     assert full.reason == "phrase"
 
 
-def test_words_that_end_on_no_sentence_end_are_for_the_model() -> None:
-    """The partial's last word is not the caller's last (it lags): "cancel my" may be "cancel my card", done."""
+def test_words_that_end_on_no_sentence_end_wait_the_longest_silence_without_the_model() -> None:
     model = Asked(1.0)
     ending = TurnEnding(SMART, whole_phrase=lambda w: False)
-    assert first_end(ending, "I would like to", model) == 160
-    assert model.calls == 1 and ending.reason == "model"
+    assert first_end(ending, "I would like to", model) == 1000
+    assert model.calls == 0 and ending.reason == "max_silence"
+    assert ends_unfinished("um") and ends_unfinished("my card was") and ends_unfinished("balance and,")
+    assert not ends_unfinished("check my balance") and not ends_unfinished("thank you") and not ends_unfinished("")
 
 
 def test_a_phrase_short_of_its_last_word_ends_fast_without_the_model() -> None:

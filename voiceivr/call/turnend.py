@@ -7,14 +7,14 @@
    ``fast_end_of_turn_ms`` of quiet (today's fast path);
 2. the grammar wants more (a digit slot expecting 8 digits has 4, even granting the partial its lagging word):
    nothing but ``entry_wait_ms`` of quiet ends it, the model is not asked;
-3. once the quiet has lasted ``quiet_ms``, the end-of-turn model is asked (and again every ``every_ms`` while the
+3. the words so far end on a word no sentence ends on ("I would like to", "my card was", "um"): only
+   ``max_silence_ms`` ends it, the model is not asked (it takes such pauses for ends: bench_turns). Live, the
+   partial's last word is the one before the caller's last, so the rule looks one word back: without it
+   (tried 2026-12-06 #4) fewer turns waited on dev (e2e p95 590 against 680 ms) but bench_turns cut 26 % of
+   the paused turns on clean lines (docs/benchmarks.md);
+4. once the quiet has lasted ``quiet_ms``, the end-of-turn model is asked (and again every ``every_ms`` while the
    quiet goes on): a probability of ``threshold`` or more ends the turn;
-4. ``max_silence_ms`` of quiet ends it whatever the model says.
-
-Words that no sentence ends on ("I would like to", "my card was") kept the model from being asked until
-``max_silence_ms`` up to 2026-12-06 #4: live, the partial's last word is not the caller's last ("cancel my" of
-"cancel my card"), so the rule made finished turns wait; through the session on dev it put 25 more turns over
-400 ms and did not change how many were understood (docs/speech.md).
+5. ``max_silence_ms`` of quiet ends it whatever the model says.
 
 It is a pure decision apart from the model, which it is handed as a function (the tests give it a fake one), so
 the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code.
@@ -108,6 +108,18 @@ def digits_said(words: str) -> int:
     return n
 
 
+# Words a caller's turn does not end on: articles, prepositions, auxiliaries, conjunctions, fillers.
+_UNFINISHED = ("a an the my your our their his her its to of for from with about at into and or but because if so is "
+               "are was were be been am we they can could would should will want need like um uh er erm well")
+UNFINISHED_LAST_WORDS = frozenset(_UNFINISHED.split())
+
+
+def ends_unfinished(words: str) -> bool:
+    """Do the words so far end on a word no turn ends on ("I would like to")?"""
+    last = words.lower().replace(",", " ").split()[-1:]
+    return bool(last) and last[0] in UNFINISHED_LAST_WORDS
+
+
 # The recogniser's partial transcript lags its audio by about a word: pocketsphinx's hypothesis in mid-utterance
 # leaves out the word still being decoded, and more quiet fed to it does not bring it in (only the final does).
 # Through the session on dev, "what are your opening" was the partial of "what are your opening hours", "cancel
@@ -165,7 +177,7 @@ class TurnEnding:
             return quiet_ms >= r.entry_wait_ms and self._end("entry")
         if quiet_ms >= r.max_silence_ms:
             return self._end("max_silence")
-        if model is None or quiet_ms < r.quiet_ms:
+        if model is None or quiet_ms < r.quiet_ms or ends_unfinished(words):
             return False
         if self.asked_at_ms is not None and quiet_ms - self.asked_at_ms < r.every_ms:
             return False
