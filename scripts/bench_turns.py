@@ -15,8 +15,8 @@ at the VAD's first start event. Then, frame by frame:
 * ``smart_turn``: voiceivr.call.turnend.TurnEnding, the live decision, with the Smart Turn v3.2 model on the
   turn's audio so far (300 ms before the onset on, as TurnDetector.begin keeps it): asked once the quiet has
   lasted W (``call.smart_turn_quiet_ms``), again every ``smart_turn_every_ms``, ``turn_max_silence_ms`` at most;
-* ``smart_turn+grammar``: the same, told how many digits a digit entry needs and (from the script, as a perfect
-  recogniser's partial would say) the words said so far: 4 of 8 digits waits ``turn_entry_wait_ms``.
+* ``smart_turn+grammar``: the same, told how many digits a digit entry needs and (from the script) the words
+  said so far, less the last one, as the live recogniser's partial lags: 4 of 8 digits waits ``turn_entry_wait_ms``.
 
 A cut-off: the turn was ended before the caller's last word (in a mid-turn pause, or between words). Dead air:
 from the caller's last word to the decision, for turns not cut off; for the model the decision's own CPU time
@@ -49,7 +49,7 @@ from make_understanding_set import FRAME_S, LEAD_S, RATE, Line  # noqa: E402
 
 from voiceivr.audio.frames import Frame  # noqa: E402
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts  # noqa: E402
-from voiceivr.call.turnend import TurnEnding, TurnRules  # noqa: E402
+from voiceivr.call.turnend import PARTIAL_LAG_WORDS, TurnEnding, TurnRules  # noqa: E402
 from voiceivr.call.turns import Turn, TurnDetector  # noqa: E402
 from voiceivr.settings import CallSettings  # noqa: E402
 from voiceivr.speech.endofturn import load  # noqa: E402
@@ -116,7 +116,10 @@ def listen(clip: dict[str, Any], cache: Path, condition: str, vad: SileroVad, s:
 
 
 def words_by(run: Run, t: float) -> str:
-    return " ".join(p for p, end in zip(run.clip["pieces"], run.pieces_end, strict=True) if end <= t)
+    """The recogniser's partial at ``t`` as the live one is: the words of the pieces said by then, less the last
+    word said (pocketsphinx's partial leaves it out until the final: voiceivr/call/turnend.PARTIAL_LAG_WORDS)."""
+    said = " ".join(p for p, end in zip(run.clip["pieces"], run.pieces_end, strict=True) if end <= t).split()
+    return " ".join(said[: max(0, len(said) - PARTIAL_LAG_WORDS)])
 
 
 def rules_end(run: Run, w: int) -> float | None:

@@ -21,6 +21,7 @@ from voiceivr.call.turnend import (
     digits_said,
     ends_unfinished,
     fewest_digits,
+    short_of_a_phrase,
 )
 from voiceivr.demo.actions import registry as demo_registry
 from voiceivr.dialplan.io import Listen, TurnSpec
@@ -92,6 +93,9 @@ def test_an_unfinished_digit_entry_waits_and_the_model_is_not_asked() -> None:
     assert model.calls == 0 and ending.reason == "entry"
     done = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=8)
     assert first_end(done, "one two three four five six seven eight", model) == 160  # all there: the model decides
+    lagging = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=8)
+    assert first_end(lagging, "one two three four five six seven", model) == 160  # the partial's last word is late
+    assert lagging.reason == "model"
     full = TurnEnding(SMART, whole_phrase=lambda w: False, fewest_digits=4, most_digits=6)
     assert first_end(full, "one two three four five six", model) == 200  # none can follow: as a whole phrase
     assert full.reason == "phrase"
@@ -106,8 +110,23 @@ def test_words_that_end_on_no_sentence_end_wait_the_longest_silence_without_the_
     assert not ends_unfinished("check my balance") and not ends_unfinished("thank you") and not ends_unfinished("")
 
 
+def test_a_phrase_short_of_its_last_word_ends_fast_without_the_model() -> None:
+    """The recogniser's partial leaves out the last word said until the final ("cancel my" of "cancel my
+    card"): a partial that is a whole phrase but for its last word ends as a whole phrase does."""
+    short = short_of_a_phrase(["Cancel my card", "what are your  opening hours", "agent"])
+    assert short == {"cancel my", "what are your opening"}  # one word: nothing short of it
+    model = Asked(0.0)
+    ending = TurnEnding(SMART, whole_phrase=lambda w: False, nearly_phrase=lambda w: w in short)
+    assert first_end(ending, "cancel my", model) == 200
+    assert model.calls == 0 and ending.reason == "phrase_lag"
+    other = TurnEnding(SMART, whole_phrase=lambda w: False, nearly_phrase=lambda w: w in short)
+    assert first_end(other, "cancel", Asked(0.0)) == 1000  # two words short: the caller may be in a pause
+
+
 @pytest.mark.parametrize(("words", "n"), [("one two three", 3), ("double five oh", 3), ("1234 five", 5),
-                                          ("my number is", 0), ("triple nine", 3)])
+                                          ("my number is", 0), ("triple nine", 3), ("forty two forty two", 4),
+                                          ("eleven eight oh", 4), ("twenty three four", 3), ("forty", 2),
+                                          ("two forty", 3), ("forty and two", 3), ("double eleven", 2)])
 def test_digits_said(words: str, n: int) -> None:
     assert digits_said(words) == n
 
@@ -202,6 +221,19 @@ def test_the_session_ends_a_turn_that_is_no_whole_phrase_by_the_model(monkeypatc
     assert lo <= e2e <= hi, e2e  # rules: 600-700 ms (test_session.test_incomplete_phrase_waits_the_full_end_of_turn)
     assert model.seen and min(model.seen) >= 0.8 * 8000  # the whole turn so far, not a frame
     assert session.summary()["engine_seconds"]["endofturn.smart_turn"] > 0
+
+
+def test_the_session_ends_fast_on_a_partial_one_word_short_of_a_phrase(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The partial "check my balance" of the phrase "check my balance please" ends the turn as a whole phrase
+    would (the recogniser's partial lags by a word), without the model (which says: not finished)."""
+    model = FakeModel(0.0)
+    monkeypatch.setattr(endofturn, "load", lambda path="": model)
+    brain = ScriptedBrain(greeting=[say("hello", pid=1), b.Listen(grammar=["check my balance please", "no"])],
+                          replies=[[say("thanks", pid=2)]])
+    session, *_ = make_session(brain, turn_detector="smart_turn")
+    a = prompt_seconds("hello") + 0.3
+    drive(session, caller_audio([(a, a + 0.8, 900)], total_s=a + 2.0))
+    assert session.summary()["latency"]["e2e"]["p50"] <= 260 and not model.seen
 
 
 def test_a_node_can_ask_for_the_model_when_the_call_uses_rules(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,14 +2,19 @@
 
 :class:`TurnEnding` is the decision for one turn, asked on every quiet frame after speech. In order:
 
-1. the words so far are a whole expected phrase, or all the digits a digit entry can take: over after
+1. the words so far are a whole expected phrase, or all the digits a digit entry can take, or a whole phrase but
+   for its last word (the recogniser's partial leaves out the last word said until the final): over after
    ``fast_end_of_turn_ms`` of quiet (today's fast path);
-2. the grammar wants more (a digit slot expecting 8 digits has 4): nothing but ``entry_wait_ms`` of quiet ends
-   it, the model is not asked; the words so far end on a word no sentence ends on ("I would like to", "my card
-   was", "um"): ``max_silence_ms`` ends it, the model is not asked (it took such pauses for ends: bench_turns);
-3. once the quiet has lasted ``quiet_ms``, the end-of-turn model is asked (and again every ``every_ms`` while the
+2. the grammar wants more (a digit slot expecting 8 digits has 4, even granting the partial its lagging word):
+   nothing but ``entry_wait_ms`` of quiet ends it, the model is not asked;
+3. the words so far end on a word no sentence ends on ("I would like to", "my card was", "um"): only
+   ``max_silence_ms`` ends it, the model is not asked (it takes such pauses for ends: bench_turns). Live, the
+   partial's last word is the one before the caller's last, so the rule looks one word back: without it
+   (tried 2026-12-06 #4) fewer turns waited on dev (e2e p95 590 against 680 ms) but bench_turns cut 26 % of
+   the paused turns on clean lines (docs/benchmarks.md);
+4. once the quiet has lasted ``quiet_ms``, the end-of-turn model is asked (and again every ``every_ms`` while the
    quiet goes on): a probability of ``threshold`` or more ends the turn;
-4. ``max_silence_ms`` of quiet ends it whatever the model says.
+5. ``max_silence_ms`` of quiet ends it whatever the model says.
 
 It is a pure decision apart from the model, which it is handed as a function (the tests give it a fake one), so
 the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code.
@@ -20,7 +25,7 @@ dialplan node's ``turn:`` over them (:class:`voiceivr.dialplan.io.TurnSpec`).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from voiceivr.dialplan.io import Listen, TurnSpec
@@ -31,6 +36,10 @@ DETECTORS = ("rules", "smart_turn")
 # How many digits a word is (grammar state of a digit entry). "oh" is a zero as callers say it.
 _DIGIT_WORDS = {w: 1 for w in ("zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")}
 _DIGIT_WORDS.update({"double": 0, "triple": 0})  # "double five" is two digits: counted by what follows
+_UNITS = frozenset(("one", "two", "three", "four", "five", "six", "seven", "eight", "nine"))
+_TEENS = frozenset(("ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+                    "eighteen", "nineteen"))
+_TENS = frozenset(("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"))
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class TurnRules:
     every_ms: int = 250  # asked again this often while the quiet goes on
     threshold: float = 0.9  # probability of a complete turn that ends it
     max_silence_ms: int = 800  # quiet that ends a turn whatever the model says
-    entry_wait_ms: int = 1500  # quiet that ends an entry the grammar says is unfinished
+    entry_wait_ms: int = 800  # quiet that ends an entry the grammar says is unfinished
 
     @classmethod
     def of(cls, s: CallSettings) -> TurnRules:
@@ -78,16 +87,24 @@ def fewest_digits(listen: Listen) -> int:
 
 
 def digits_said(words: str) -> int:
-    """Digits in a partial transcript ("double five" is two)."""
-    n, times = 0, 1
+    """Digits in a partial transcript: "double five" is two, "forty two" and "eleven" are two, "forty" is two
+    (callers group digits as numbers, and the recogniser hears digits as numbers: "four two" as "forty two")."""
+    n, times, tens = 0, 1, False
     for w in words.lower().replace("-", " ").split():
         if w == "double":
-            times = 2
+            times, tens = 2, False
         elif w == "triple":
-            times = 3
+            times, tens = 3, False
         elif w in _DIGIT_WORDS or w.isdigit():
-            n += times * (len(w) if w.isdigit() else 1)
-            times = 1
+            if not (tens and w in _UNITS):  # "forty two": the two is the forty's second digit
+                n += times * (len(w) if w.isdigit() else 1)
+            times, tens = 1, False
+        elif w in _TEENS:
+            n, times, tens = n + 2, 1, False
+        elif w in _TENS:
+            n, times, tens = n + 2, 1, True
+        else:
+            tens = False
     return n
 
 
@@ -103,6 +120,24 @@ def ends_unfinished(words: str) -> bool:
     return bool(last) and last[0] in UNFINISHED_LAST_WORDS
 
 
+# The recogniser's partial transcript lags its audio by about a word: pocketsphinx's hypothesis in mid-utterance
+# leaves out the word still being decoded, and more quiet fed to it does not bring it in (only the final does).
+# Through the session on dev, "what are your opening" was the partial of "what are your opening hours", "cancel
+# my" of "cancel my card", "two oh oh oh oh two" of eight digits: the turns waited for the longest silence.
+PARTIAL_LAG_WORDS = 1
+
+
+def short_of_a_phrase(phrases: Iterable[str]) -> frozenset[str]:
+    """Every whole phrase without its last word ("check my" of "check my balance"): a partial that is one of
+    them has most likely lost its last word to the recogniser's lag (single words are left out: no words)."""
+    out = set()
+    for p in phrases:
+        words = " ".join(p.lower().split()).rsplit(" ", 1)
+        if len(words) == 2:
+            out.add(words[0])
+    return frozenset(out)
+
+
 Model = Callable[[], float]  # the probability that the turn so far is complete (runs the model on its audio)
 
 
@@ -110,9 +145,10 @@ class TurnEnding:
     """The end-of-turn decision for one turn (its own state: when the model was last asked, what it said)."""
 
     def __init__(self, rules: TurnRules, *, whole_phrase: Callable[[str], bool], fewest_digits: int = 0,
-                 most_digits: int = 0) -> None:
+                 most_digits: int = 0, nearly_phrase: Callable[[str], bool] = lambda words: False) -> None:
         self.rules = rules
         self.whole_phrase = whole_phrase
+        self.nearly_phrase = nearly_phrase
         self.fewest_digits = fewest_digits
         self.most_digits = most_digits
         self.asked_at_ms: float | None = None  # quiet (ms) at which the model was last asked in this quiet
@@ -125,7 +161,8 @@ class TurnEnding:
         self.asked_at_ms = None
 
     def unfinished_entry(self, words: str) -> bool:
-        return self.fewest_digits > 0 and digits_said(words) < self.fewest_digits
+        """Fewer digits than the entry needs, even granting the partial its lagging last word."""
+        return self.fewest_digits > 0 and digits_said(words) + PARTIAL_LAG_WORDS < self.fewest_digits
 
     def over(self, quiet_ms: float, words: str, model: Model | None) -> bool:
         """Is the turn over after ``quiet_ms`` of quiet, with ``words`` heard so far? ``model`` is asked at most
@@ -134,6 +171,8 @@ class TurnEnding:
         full = self.most_digits > 0 and digits_said(words) >= self.most_digits  # no digit can follow
         if words and (full or self.whole_phrase(words)):  # the model could only say so later
             return quiet_ms >= r.fast_ms and self._end("phrase")
+        if words and self.nearly_phrase(words):  # the partial lags: the caller has most likely said the last word
+            return quiet_ms >= r.fast_ms and self._end("phrase_lag")
         if self.unfinished_entry(words):
             return quiet_ms >= r.entry_wait_ms and self._end("entry")
         if quiet_ms >= r.max_silence_ms:

@@ -28,7 +28,7 @@ from voiceivr.call.budget import CallLatencies, EngineCosts
 from voiceivr.call.echo import EchoCanceller
 from voiceivr.call.levelgate import LevelGate, level_dbfs
 from voiceivr.call.media import InboundFrame
-from voiceivr.call.turnend import TurnEnding, TurnRules, digit_range
+from voiceivr.call.turnend import TurnEnding, TurnRules, digit_range, short_of_a_phrase
 from voiceivr.call.turnsignals import Offset, Onset, Partial, Signal, StillSpeaking, Tentative, Turn, TurnOver
 from voiceivr.dialplan.io import Utterance
 from voiceivr.errors import VoiceivrError
@@ -247,7 +247,7 @@ class TurnDetector:
         turn = Turn(onset, decided_at, stt, during_prompt=during_prompt, secret=listen.secret)
         if self._rules.detector == "smart_turn" and self.model is not None and stt is not None:
             turn.ending = TurnEnding(self._rules, whole_phrase=self.complete_phrase, fewest_digits=self._digits[0],
-                                     most_digits=self._digits[1])
+                                     most_digits=self._digits[1], nearly_phrase=self.nearly_phrase)
             turn.pcm.extend(f.pcm for f in self.preroll if f.t < now)  # hear() adds this frame; a little before too
         self.current = turn
         for f in self.preroll:
@@ -434,6 +434,12 @@ class TurnDetector:
                 self._rules = TurnRules(detector="rules")
         self._whole_phrases = frozenset(" ".join(p.lower().split()) for p in grammar or ()) if whole \
             else frozenset()
+        self._short_phrases = short_of_a_phrase(self._whole_phrases)
+
+    def nearly_phrase(self, partial: str) -> bool:
+        """Is the partial transcript a whole phrase of the grammar but for its last word (which the partial
+        leaves out until the final: voiceivr/call/turnend.py)?"""
+        return bool(partial) and " ".join(partial.lower().split()) in self._short_phrases
 
     def complete_phrase(self, partial: str) -> bool:
         """Is the partial transcript a whole phrase of the grammar? Asked on every quiet frame after speech."""

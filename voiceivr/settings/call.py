@@ -60,8 +60,10 @@ class CallSettings:
         min=100, max=10000,
     )
     turn_entry_wait_ms: int = setting(
-        1500, "smart_turn: quiet that ends a digit entry with fewer digits than its grammar needs (a caller reading "
-        "a number in groups pauses between them); the model is not asked.", min=100, max=10000,
+        800, "smart_turn: quiet that ends a digit entry with fewer digits than its grammar needs, one more granted "
+        "for the recogniser's lagging partial (a caller reading a number in groups pauses between them); the model "
+        "is not asked. A node that expects longer pauses (a card read off) sets its own turn: entry_wait_ms.",
+        min=100, max=10000,
     )
     open_transcript_answers: bool = setting(
         True,

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import numpy.typing as npt
 
 from voiceivr.audio.resample import resample_float
 from voiceivr.errors import VoiceivrError
+from voiceivr.speech.onnx import shared_session
 
 MODEL_RATE = 16000
 MAX_SECONDS = 8
@@ -138,40 +138,18 @@ def model_input(pcm: npt.NDArray[np.int16], rate: int) -> Floats:
 
 # --- the model ----------------------------------------------------------------------------------------------
 
-_SESSIONS: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
 def _session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    key = str(path.resolve())
-    with _LOCK:
-        if key in _SESSIONS:
-            return _SESSIONS[key]
-        if not path.is_file():
-            raise EndOfTurnModelError(
-                f"Smart Turn model {path} does not exist (setting call.smart_turn_model)",
-                hint="install pipecat-ai==1.14.0 with --no-deps, point call.smart_turn_model at the .onnx file, "
-                     "or set call.turn_detector = rules",
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1  # one per call's worker; calls run side by side
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
-            raise EndOfTurnModelError(
-                f"Smart Turn model {path} cannot be loaded (setting call.smart_turn_model): {exc}"
-            ) from None
+    def check(session: Any) -> str | None:
         names = [i.name for i in session.get_inputs()]
-        if names != ["input_features"]:
-            raise EndOfTurnModelError(
-                f"{path} is not a Smart Turn v3 model (inputs {names}; setting call.smart_turn_model)"
-            )
-        _SESSIONS[key] = session
-        return session
+        if names == ["input_features"]:
+            return None
+        return f"{path} is not a Smart Turn v3 model (inputs {names}; setting call.smart_turn_model)"
+
+    return shared_session(
+        path, what="Smart Turn model", setting="call.smart_turn_model", error=EndOfTurnModelError, check=check,
+        missing_hint="install pipecat-ai==1.14.0 with --no-deps, point call.smart_turn_model at the .onnx file, "
+                     "or set call.turn_detector = rules",
+    )
 
 
 class SmartTurn:

@@ -18,7 +18,6 @@ through the model in one batch (a third of the per-frame cost at 64 calls).
 from __future__ import annotations
 
 import importlib.resources
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from voiceivr.audio.frames import Frame
 from voiceivr.audio.resample import StreamResampler
 from voiceivr.errors import VoiceivrError
 from voiceivr.speech.base import VadCapabilities, VadEngine, VadEvent, VadStream
+from voiceivr.speech.onnx import shared_session
 
 WINDOW = {8000: 256, 16000: 512}
 CONTEXT = {8000: 32, 16000: 64}
@@ -61,38 +61,18 @@ def packaged_model() -> Path:
     return path
 
 
-_SESSIONS: dict[str, Any] = {}
-_SESSIONS_LOCK = threading.Lock()
-
-
 def _session(path: Path) -> Any:
     """The one InferenceSession of this process for ``path``."""
-    import onnxruntime as ort
 
-    key = str(path.resolve())
-    with _SESSIONS_LOCK:
-        if key in _SESSIONS:
-            return _SESSIONS[key]
-        if not path.is_file():
-            raise VadModelError(f"Silero VAD model {path} does not exist (setting speech.silero_model)")
-        options = ort.SessionOptions()
-        # One 32 ms window is far too small to share across threads: a thread pool only adds wake-up latency.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for a bad file
-            raise VadModelError(
-                f"Silero VAD model {path} cannot be loaded (setting speech.silero_model): {exc}"
-            ) from None
+    def check(session: Any) -> str | None:
         names = {i.name for i in session.get_inputs()}
-        if names != {"input", "state", "sr"}:
-            raise VadModelError(
-                f"{path} is not a Silero VAD v5/v6 model (inputs {sorted(names)}; setting speech.silero_model)"
-            )
-        _SESSIONS[key] = session
-        return session
+        if names == {"input", "state", "sr"}:
+            return None
+        return f"{path} is not a Silero VAD v5/v6 model (inputs {sorted(names)}; setting speech.silero_model)"
+
+    # One 32 ms window is far too small to share across threads: a thread pool only adds wake-up latency.
+    return shared_session(path, what="Silero VAD model", setting="speech.silero_model", error=VadModelError,
+                          check=check)
 
 
 class SileroVadStream(VadStream):
