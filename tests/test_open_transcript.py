@@ -107,3 +107,47 @@ def test_whisper_from_its_packages_hears_telephone_speech(whisper: ot.WhisperTra
     assert got.window_s <= 8.0 and got.cpu_s < 5.0
     silence = whisper.transcribe(np.random.default_rng(1).normal(0, 30, RATE * 2).astype(np.int16), RATE)
     assert not silence.usable or len(silence.text.split()) <= 3
+
+
+def test_whisper_loads_on_the_first_unsure_turn_once_not_when_the_recogniser_is_built(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``voiceivr call --stt``'s test caller builds a recogniser that never asks for an open transcript: it must not
+    pay ~0.5 s and ~150 MB for Whisper. Two turns finishing at once load it once."""
+    import threading
+    import time as _time
+
+    loads: list[Path] = []
+    whisper = _Whisper()
+
+    def load(directory: Path, threads: int = 1) -> _Whisper:
+        loads.append(directory)
+        _time.sleep(0.05)  # long enough for the other thread to arrive while loading
+        return whisper
+
+    monkeypatch.setattr(ot, "check_available", lambda speech: None)
+    monkeypatch.setattr(ot, "model_dir", lambda speech: Path("/models/whisper"))
+    monkeypatch.setattr(ot, "shared_transcriber", load)
+    lazy = ot.LazyTranscriber(Settings().speech)
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(SttResult("transfer money", 0.3, True)), lazy, below=0.6)
+    assert _run(engine, 1.0).open_text == "" and not lazy.loaded and loads == []  # no menu turn: nothing loaded
+    got: list[str] = []
+    threads = [threading.Thread(target=lambda: got.append(_run(engine, 1.0, open_transcript=True).open_text))
+               for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == ["what's left in my checking"] * 2 and loads == [Path("/models/whisper")] and lazy.loaded
+    assert len(whisper.calls) == 2
+
+
+def test_a_missing_model_is_a_config_error_when_the_recogniser_is_built(tmp_path: Path) -> None:
+    """Loading lazily must not hide a bad setting until the first caller: the cheap checks run up front."""
+    import dataclasses
+
+    speech = dataclasses.replace(Settings().speech, whisper_model=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match=r"speech\.whisper_model: no model\.bin"):
+        ot.LazyTranscriber(speech)
+    (tmp_path / "nowhere").mkdir()
+    (tmp_path / "nowhere" / "model.bin").write_bytes(b"")
+    assert not ot.LazyTranscriber(speech).loaded  # found, not loaded

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -73,6 +73,10 @@ class OpenTranscript:
     @property
     def usable(self) -> bool:
         return bool(self.text) and self.no_speech_prob <= NO_SPEECH_MAX and self.avg_logprob >= MIN_AVG_LOGPROB
+
+
+class Transcriber(Protocol):
+    def transcribe(self, pcm: np.ndarray, rate: int) -> OpenTranscript: ...
 
 
 def _sha256(path: Path) -> str:
@@ -172,7 +176,9 @@ class WhisperTranscriber:
             fe = self._extractors[window_s] = self._features(chunk_length=int(window_s))
         return fe
 
-    def transcribe(self, pcm: np.ndarray, rate: int) -> OpenTranscript:
+    def transcribe(self, pcm: np.ndarray, rate: int, *, beam_size: int = 1) -> OpenTranscript:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, not {beam_size}")
         t0 = time.process_time()
         x = pcm.astype(np.float32) / 32768.0
         if rate != RATE:  # telephone audio: linear interpolation to 16 kHz (the band is under 4 kHz anyway)
@@ -186,7 +192,7 @@ class WhisperTranscriber:
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32))
         with self._lock:
             encoded = self.model.encode(view)
-            r = self.model.generate(encoded, [self.prompt], beam_size=1, max_length=len(self.prompt) + MAX_TOKENS,
+            r = self.model.generate(encoded, [self.prompt], beam_size=beam_size, max_length=len(self.prompt) + MAX_TOKENS,
                                     return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._eot]
         text = self.tokenizer.decode(ids).strip()
@@ -208,10 +214,54 @@ def shared_transcriber(model_dir: Path, threads: int = 1) -> WhisperTranscriber:
         return t
 
 
+def check_available(speech: SpeechSettings) -> None:
+    """Raise ConfigError now, when the recogniser is built, if the model could not be loaded later: the cheap
+    part of :func:`model_dir` (a named directory has its model.bin; the packages are installed) without joining,
+    hashing or loading ~150 MB."""
+    if importlib.util.find_spec("ctranslate2") is None or importlib.util.find_spec("faster_whisper") is None:
+        raise ConfigError("the open transcript needs faster-whisper and ctranslate2: install voiceivr's "
+                          "requirements or set speech.open_transcript = off")
+    if speech.whisper_model:
+        if not (Path(speech.whisper_model) / "model.bin").is_file():
+            raise ConfigError(f"speech.whisper_model: no model.bin in {speech.whisper_model}")
+        return
+    missing = [p.replace("_", "-") for p in PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        raise ConfigError(f"the open transcript needs Whisper base: install {' and '.join(missing)} (scripts/serve "
+                          "does), set speech.whisper_model to a CTranslate2 Whisper directory, or set "
+                          "speech.open_transcript = off")
+
+
+class LazyTranscriber:
+    """The process's Whisper, loaded on the first turn that asks for it rather than when the recogniser is built:
+    a recogniser that never gets an unsure menu turn (``voiceivr call --stt``'s test caller, a process serving
+    slot answers only) never pays ~0.5 s and ~150 MB for it. Thread-safe: two streams finishing at once load it
+    once (shared_transcriber's lock) and then share it."""
+
+    def __init__(self, speech: SpeechSettings) -> None:
+        check_available(speech)
+        self._speech = speech
+        self._lock = threading.Lock()
+        self._loaded: WhisperTranscriber | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def get(self) -> WhisperTranscriber:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = shared_transcriber(model_dir(self._speech), self._speech.whisper_threads)
+            return self._loaded
+
+    def transcribe(self, pcm: np.ndarray, rate: int, **options: Any) -> OpenTranscript:
+        return self.get().transcribe(pcm, rate, **options)
+
+
 class OpenTranscriptStream(SttStream):
     """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure."""
 
-    def __init__(self, inner: SttStream, transcriber: WhisperTranscriber, below: float, rate: int) -> None:
+    def __init__(self, inner: SttStream, transcriber: Transcriber, below: float, rate: int) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
@@ -258,7 +308,7 @@ class OpenTranscriptStream(SttStream):
 class OpenTranscriptEngine(SttEngine):
     """Any grammar engine, with Whisper's second opinion on the unsure turns that ask for one."""
 
-    def __init__(self, inner: SttEngine, transcriber: WhisperTranscriber, below: float) -> None:
+    def __init__(self, inner: SttEngine, transcriber: Transcriber, below: float) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
