@@ -192,8 +192,9 @@ class WhisperTranscriber:
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32))
         with self._lock:
             encoded = self.model.encode(view)
-            r = self.model.generate(encoded, [self.prompt], beam_size=beam_size, max_length=len(self.prompt) + MAX_TOKENS,
-                                    return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
+            r = self.model.generate(encoded, [self.prompt], beam_size=beam_size,
+                                    max_length=len(self.prompt) + MAX_TOKENS, return_scores=True,
+                                    return_no_speech_prob=True, suppress_blank=True)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._eot]
         text = self.tokenizer.decode(ids).strip()
         avg = float(r.scores[0]) * len(ids) / (len(ids) + 1) if ids else -10.0
