@@ -41,6 +41,7 @@ from voiceivr.audio.frames import Frame
 from voiceivr.errors import ConfigError
 from voiceivr.settings.speech import SpeechSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream
+from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ MIN_AUDIO_S = 0.3  # shorter turns are not worth a second opinion
 MAX_TOKENS = 48  # a menu request is a sentence; more is a ramble or a hallucination
 NO_SPEECH_MAX = 0.6  # Whisper's own "there is no speech here" probability above which its words are dropped
 MIN_AVG_LOGPROB = -1.2  # ... and its mean token log-probability under which they are
+NOISY_DOUBT = 0.5  # a sure grammar result on a noisy line that Whisper does not confirm: this much of `below`
 
 
 @dataclass(frozen=True)
@@ -259,18 +261,46 @@ class LazyTranscriber:
         return self.get().transcribe(pcm, rate, **options)
 
 
-class OpenTranscriptStream(SttStream):
-    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure."""
+def turn_snr_db(pcm: np.ndarray, rate: int) -> float:
+    """How far the turn's loud frames stand over its quiet ones, in dB (20 ms frames, 90th over 10th percentile of
+    their levels): ~30-50 on a clean line, ~10-15 with 10 dB of pink noise or babble under the caller. Needs
+    the quiet frames a turn has (the VAD's pre-roll, the pauses, the wait for the end of the turn)."""
+    n = rate // 50
+    frames = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n) if len(pcm) >= n else None
+    if frames is None or len(frames) < 5:
+        return math.inf  # too short to tell: not evidence of noise
+    levels = 10 * np.log10(np.mean(frames * frames, axis=1) + 1.0)
+    return float(np.percentile(levels, 90) - np.percentile(levels, 10))
 
-    def __init__(self, inner: SttStream, transcriber: Transcriber, below: float, rate: int) -> None:
+
+def _words(text: str) -> set[str]:
+    return {w for w in "".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split() if len(w) > 2}
+
+
+def agrees(grammar_text: str, open_text: str) -> bool:
+    """Whether the open transcript says the grammar's phrase: every word of the phrase over two letters is in it
+    ("check my balance" in "I need to check my balance please")."""
+    need = _words(grammar_text)
+    return bool(need) and need <= _words(open_text)
+
+
+class OpenTranscriptStream(SttStream):
+    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure, or if the line
+    is noisy (then the grammar's sureness is no evidence: babble and noise force a closed grammar onto a phrase)."""
+
+    def __init__(self, inner: SttStream, transcriber: Transcriber, below: float, rate: int, *,
+                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
         self.rate = rate
+        self.denoiser = denoiser
+        self.noisy_below_db = noisy_below_db
         self._pcm: list[np.ndarray] = []
         self._samples = 0
         self._own_seconds = 0.0
         self.last: OpenTranscript | None = None
+        self.snr_db: float | None = None
 
     @property
     def engine_seconds(self) -> float:  # type: ignore[override]
@@ -282,24 +312,47 @@ class OpenTranscriptStream(SttStream):
             self._samples += len(frame.pcm)
         return self.inner.feed(frame)
 
+    def _clean(self, pcm: np.ndarray) -> np.ndarray:
+        """The turn through the noise suppressor, once, for Whisper's ears only (the grammar heard the line)."""
+        if self.denoiser is None:
+            return pcm
+        s = self.denoiser.stream(self.rate)
+        try:
+            block = self.rate // 50
+            out = np.concatenate([s.process(pcm[i : i + block]) for i in range(0, len(pcm), block)])
+        finally:
+            s.close()
+        self._own_seconds += s.engine_seconds
+        return out
+
     def finish(self) -> SttResult:
         result = self.inner.finish()
-        if result.confidence >= self.below or self._samples < MIN_AUDIO_S * self.rate:
+        pcm, self._pcm = (np.concatenate(self._pcm) if self._pcm else np.zeros(0, np.int16)), []
+        if len(pcm) < MIN_AUDIO_S * self.rate:
+            return result
+        sure = result.confidence >= self.below
+        noisy = False
+        if self.noisy_below_db > 0:
+            self.snr_db = turn_snr_db(pcm, self.rate)
+            noisy = self.snr_db < self.noisy_below_db
+        if sure and not noisy:
             return result
         t0 = time.perf_counter()
         try:
-            got = self.transcriber.transcribe(np.concatenate(self._pcm), self.rate)
+            got = self.transcriber.transcribe(self._clean(pcm), self.rate)
         except Exception:  # a second opinion that fails leaves the first one as it was
             log.exception("open transcript failed; keeping the grammar result")
             return result
-        finally:
-            self._pcm = []
         self.last = got
         self._own_seconds += got.cpu_s
+        took = result.decode_seconds + time.perf_counter() - t0
+        if sure:  # a noisy line: the grammar's phrase stands only if Whisper heard it too
+            if got.usable and agrees(result.text, got.text):
+                return replace(result, decode_seconds=took)
+            result = replace(result, confidence=min(result.confidence, NOISY_DOUBT * self.below))
         if not got.usable:
-            return result
-        return replace(result, open_text=got.text,
-                       decode_seconds=result.decode_seconds + time.perf_counter() - t0)
+            return replace(result, decode_seconds=took)
+        return replace(result, open_text=got.text, decode_seconds=took)
 
     def cancel(self) -> None:
         self._pcm = []
@@ -309,10 +362,13 @@ class OpenTranscriptStream(SttStream):
 class OpenTranscriptEngine(SttEngine):
     """Any grammar engine, with Whisper's second opinion on the unsure turns that ask for one."""
 
-    def __init__(self, inner: SttEngine, transcriber: Transcriber, below: float) -> None:
+    def __init__(self, inner: SttEngine, transcriber: Transcriber, below: float, *,
+                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
+        self.denoiser = denoiser
+        self.noisy_below_db = noisy_below_db
         self.name = inner.name
         self.capabilities = inner.capabilities
 
@@ -322,4 +378,5 @@ class OpenTranscriptEngine(SttEngine):
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
         if not open_transcript or not grammar:
             return s
-        return OpenTranscriptStream(s, self.transcriber, self.below, rate)
+        return OpenTranscriptStream(s, self.transcriber, self.below, rate, denoiser=self.denoiser,
+                                    noisy_below_db=self.noisy_below_db)
