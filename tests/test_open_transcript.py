@@ -214,3 +214,21 @@ def test_the_turn_is_denoised_for_whisper_only() -> None:
     assert len(whisper.pcm) == len(line)
     assert ot.turn_snr_db(whisper.pcm, RATE) > ot.turn_snr_db(line, RATE) + 5  # Whisper got a cleaner turn
     assert s.engine_seconds > 0  # the suppressor's CPU is counted with Whisper's
+
+
+def test_with_a_noise_threshold_only_noisy_turns_are_suppressed_for_whisper() -> None:
+    """On a clean line the suppressor cost Whisper right answers: with speech.open_transcript_noisy_db set, an
+    unsure turn on a clean line reaches Whisper as it was, a noisy one suppressed."""
+    from voiceivr.speech.denoise import build_denoiser
+
+    class _Heard(_Whisper):
+        def transcribe(self, pcm: np.ndarray, rate: int) -> ot.OpenTranscript:
+            self.pcm = pcm
+            return super().transcribe(pcm, rate)
+
+    whisper = _Heard()
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(SttResult("transfer money", 0.3, True)), whisper,  # type: ignore[arg-type]
+                                     below=0.6, denoiser=build_denoiser("webrtc2"), noisy_below_db=25.0)
+    clean, noisy = _speech_like(2.0, 3.0), _speech_like(2.0, 2000.0)
+    assert _run_pcm(engine, clean).open_text and np.array_equal(whisper.pcm, clean)
+    assert _run_pcm(engine, noisy).open_text and not np.array_equal(whisper.pcm, noisy)

@@ -63,7 +63,8 @@ class SpeechSettings:
         "off",
         "Noise suppression of the turn's audio before Whisper hears it (the grammar recogniser hears the line as "
         "speech.noise_suppression leaves it): off, webrtc1..webrtc3, rnnoise, dfn3 (voiceivr.speech.denoise). "
-        "Runs once per open transcript, on that turn only.",
+        "Runs once per open transcript, on that turn only; with speech.open_transcript_noisy_db set, only on "
+        "the turns it finds noisy.",
         choices=("off", "webrtc1", "webrtc2", "webrtc3", "rnnoise", "dfn3"),
     )
     open_transcript_noisy_db: float = setting(

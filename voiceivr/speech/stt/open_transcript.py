@@ -339,7 +339,10 @@ class OpenTranscriptStream(SttStream):
             return result
         t0 = time.perf_counter()
         try:
-            got = self.transcriber.transcribe(self._clean(pcm), self.rate)
+            # with a noise threshold set, only a noisy turn is suppressed: on a clean line WebRTC's suppressor
+            # cost Whisper right answers (docs/speech.md, "Open transcript in noise")
+            heard = self._clean(pcm) if noisy or not self.noisy_below_db else pcm
+            got = self.transcriber.transcribe(heard, self.rate)
         except Exception:  # a second opinion that fails leaves the first one as it was
             log.exception("open transcript failed; keeping the grammar result")
             return result
