@@ -14,7 +14,7 @@ from voiceivr.cli import cli
 from voiceivr.errors import VoiceivrError
 from voiceivr.settings import Settings
 from voiceivr.sim.callers.sip import synthesize, transcriber
-from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine
+from voiceivr.speech.stt.open_transcript import LazyTranscriber, OpenTranscriptEngine
 from voiceivr.speech.stt.pocketsphinx_stt import PocketsphinxEngine
 
 
@@ -24,6 +24,12 @@ def test_stt_by_default_by_name_or_by_its_class(spec: str) -> None:
     engine = transcriber(Settings(), spec)
     # with speech.open_transcript on (the default) the recogniser comes wrapped in its second opinion
     assert isinstance(engine, OpenTranscriptEngine) and isinstance(engine.inner, PocketsphinxEngine)
+    # ... whose Whisper is loaded on the first unsure menu turn, which the test caller never has
+    assert isinstance(engine.transcriber, LazyTranscriber) and not engine.transcriber.loaded
+    # ... and the settings for noisy lines reach it (speech.open_transcript_denoise, speech.open_transcript_noisy_db)
+    sp = Settings().speech
+    assert engine.denoiser is not None and engine.denoiser.name == sp.open_transcript_denoise
+    assert engine.noisy_below_db == sp.open_transcript_noisy_db
     off = replace(Settings(), speech=replace(Settings().speech, open_transcript="off"))
     assert isinstance(transcriber(off, spec), PocketsphinxEngine)
     assert engine.stream(8000).finish().text == ""  # a working recognizer: nothing fed, nothing heard

