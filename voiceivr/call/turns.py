@@ -263,13 +263,15 @@ class TurnDetector:
         grammar = listen.grammar
         wider = grammar_over_prompt(self.barge_rules, grammar) if over_prompt and not listen.builtin else grammar
         second = self.second_opinion(listen)  # unsure: a second, open-vocabulary opinion too
+        menu = second and listen.expect == "intent"  # ... and on a noisy line, sure or not (a menu only)
         with contextlib.suppress(VoiceivrError):  # a backchannel without a pronunciation: the node's own grammar
             if wider != grammar and not listen.repeat:
-                return self.stt_engine.stream(self.rate, list(wider), open_transcript=second), None
+                return self.stt_engine.stream(self.rate, list(wider), open_transcript=second,
+                                              noisy_check=menu), None
         try:
             return self.stt_engine.stream(self.rate, list(grammar) if grammar else None, repeat=listen.repeat,
                                           sequence=tuple(listen.sequence), builtin=listen.builtin,
-                                          open_transcript=second), None
+                                          open_transcript=second, noisy_check=menu), None
         except VoiceivrError as exc:
             # A grammar the recogniser cannot take (a word with no pronunciation) is a dialplan bug that the
             # caller must not pay for: listen with free speech instead, and say so loudly.

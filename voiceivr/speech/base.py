@@ -126,7 +126,7 @@ class SttEngine(abc.ABC):
     @abc.abstractmethod
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
-        open_transcript: bool = False,
+        open_transcript: bool = False, noisy_check: bool = False,
     ) -> SttStream:
         """A stream for one turn. ``grammar``: the phrases expected now, one of which is said (None and no
         ``sequence``: free speech).
@@ -137,7 +137,9 @@ class SttEngine(abc.ABC):
         search than "any digits". ``builtin``: a built-in grammar the caller may also use ("money": an
         amount in words; "digits:8", "digits:4-6": a digit string of that many digits, one by one or in pairs;
         voiceivr.speech.stt.grammar). ``open_transcript``: if the grammar result is unsure, also transcribe the
-        turn with an open vocabulary (``SttResult.open_text``); engines without such a pass ignore it."""
+        turn with an open vocabulary (``SttResult.open_text``); engines without such a pass ignore it.
+        ``noisy_check``: on a noisy line the grammar's sureness counts for nothing either (a menu turn's: a
+        closed grammar forces noise onto a phrase; ``speech.open_transcript_noisy_db``)."""
 
 
 # ------------------------------------------------------------------------------------------------- TTS

@@ -211,8 +211,8 @@ class LexiconStt(SttEngine):
         self.streams: list[_LexiconSttStream] = []
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *, repeat: tuple[int, int] | None = None,
-               sequence: Sequence[str] = (), builtin: str | None = None, open_transcript: bool = False
-               ) -> SttStream:
+               sequence: Sequence[str] = (), builtin: str | None = None, open_transcript: bool = False,
+               noisy_check: bool = False) -> SttStream:
         # A simulated caller says exactly what the script says, whatever the recogniser was told to expect.
         s = _LexiconSttStream(self.lexicon, rate, grammar)
         self.streams.append(s)

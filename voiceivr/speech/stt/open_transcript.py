@@ -5,14 +5,16 @@ checking", "reset my password") the grammar's words are its nearest phrase, not 
 confidence is low. For such a turn the router cannot use the grammar's words; it needs the caller's. This module
 transcribes the same audio once more, with OpenAI's Whisper base (MIT) run by CTranslate2, and hands the words
 to the router's tiers 1-2 (keywords, MiniLM) as ``SttResult.open_text``. Only turns that ask for it
-(``stream(open_transcript=True)``: a menu) and whose grammar result is under ``speech.open_transcript_below``
-pay for it, once, after the end of speech.
+(``stream(open_transcript=True)``: a menu's, and with ``call.open_transcript_answers`` a non-secret slot answer's
+or read-back's) and whose grammar result is under ``speech.open_transcript_below`` pay for it, once, after the
+end of speech.
 
 On a noisy line the grammar's sureness is no evidence (noise and babble force a closed grammar onto a phrase at a
-high confidence): a menu turn whose SNR (:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets
-the open transcript whatever the grammar's confidence, the grammar's phrase stands only if Whisper's words contain
-it (:func:`agrees`), and otherwise the turn is routed on Whisper's words or reprompted. Such a turn is first
-cleaned by ``speech.open_transcript_denoise`` (voiceivr.speech.denoise) for Whisper alone. Whisper itself is loaded
+high confidence): a turn that asks for this check (``stream(noisy_check=True)``: a menu) whose SNR
+(:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets the open transcript whatever the grammar's
+confidence, the grammar's phrase stands only if Whisper's words contain it (:func:`agrees`), and otherwise the
+turn is routed on Whisper's words or reprompted. A noisy turn is first cleaned by
+``speech.open_transcript_denoise`` (voiceivr.speech.denoise) for Whisper alone. Whisper itself is loaded
 on the first turn that needs it (:class:`LazyTranscriber`).
 
 The model comes from a package, never from the network: the CTranslate2 conversion of Whisper base published as
@@ -322,17 +324,19 @@ def agrees(grammar_text: str, open_text: str) -> bool:
 
 
 class OpenTranscriptStream(SttStream):
-    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure, or if the line
-    is noisy (then the grammar's sureness is no evidence: babble and noise force a closed grammar onto a phrase)."""
+    """The grammar stream, plus the turn's audio kept for a second opinion if the grammar is unsure, or (with
+    ``doubt_noisy``) if the line is noisy: then the grammar's sureness is no evidence, babble and noise force a
+    closed grammar onto a phrase. ``noisy_below_db`` also decides which turns the denoiser cleans."""
 
     def __init__(self, inner: SttStream, transcriber: Transcriber, below: float, rate: int, *,
-                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0) -> None:
+                 denoiser: Denoiser | None = None, noisy_below_db: float = 0.0, doubt_noisy: bool = True) -> None:
         self.inner = inner
         self.transcriber = transcriber
         self.below = below
         self.rate = rate
         self.denoiser = denoiser
         self.noisy_below_db = noisy_below_db
+        self.doubt_noisy = doubt_noisy
         self._pcm: list[np.ndarray] = []
         self._samples = 0
         self._own_seconds = 0.0
@@ -372,7 +376,7 @@ class OpenTranscriptStream(SttStream):
         if self.noisy_below_db > 0:
             self.snr_db = turn_snr_db(pcm, self.rate)
             noisy = self.snr_db < self.noisy_below_db
-        if sure and not noisy:
+        if sure and not (noisy and self.doubt_noisy):
             return result
         t0 = time.perf_counter()
         try:
@@ -414,9 +418,11 @@ class OpenTranscriptEngine(SttEngine):
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
                repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
-               open_transcript: bool = False) -> SttStream:
+               open_transcript: bool = False, noisy_check: bool = False) -> SttStream:
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
         if not open_transcript or not (grammar or builtin):  # a built-in grammar (digits, money) is one too
             return s
+        # the noisy-line check is for the turns that ask for it (menus): on slot answers and read-backs it halved
+        # sure yes/no answers that Whisper did not echo word for word (docs/speech.md, "Open transcript in noise")
         return OpenTranscriptStream(s, self.transcriber, self.below, rate, denoiser=self.denoiser,
-                                    noisy_below_db=self.noisy_below_db)
+                                    noisy_below_db=self.noisy_below_db, doubt_noisy=noisy_check)

@@ -397,6 +397,7 @@ class PocketsphinxEngine(SttEngine):
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
         open_transcript: bool = False,  # no open-vocabulary pass of its own (OpenTranscriptEngine adds one)
+        noisy_check: bool = False,
     ) -> PocketsphinxStream:
         if rate not in (8000, 16000):
             raise ValueError(f"pocketsphinx streams take 8000 or 16000 Hz audio, got {rate}")

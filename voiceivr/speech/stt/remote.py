@@ -85,7 +85,7 @@ def _worker_main(conn: Connection, settings: Settings, build: Callable[[Settings
                     conn.send(("partial", sid, partial))
             elif op == "open":
                 streams[sid] = engine.stream(msg[2], msg[3], repeat=msg[4], sequence=msg[5], builtin=msg[6],
-                                             open_transcript=msg[7])
+                                             open_transcript=msg[7], noisy_check=msg[8])
                 conn.send(("opened", sid))
             elif op == "finish":
                 stream = streams.pop(sid, None)
@@ -300,14 +300,14 @@ class RemoteSttEngine(SttEngine):
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
-        open_transcript: bool = False,
+        open_transcript: bool = False, noisy_check: bool = False,
     ) -> RemoteStream:
         worker = self._pick()
         sid = next(self._ids)
         inbox = worker.register(sid)
         try:
             worker.send(("open", sid, rate, list(grammar) if grammar is not None else None, repeat, list(sequence),
-                         builtin, open_transcript))
+                         builtin, open_transcript, noisy_check))
             msg = inbox.get(timeout=START_TIMEOUT_S)
         except queue.Empty:
             worker.unregister(sid)

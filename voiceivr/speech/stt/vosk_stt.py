@@ -142,6 +142,7 @@ class VoskEngine(SttEngine):
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
         repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,
         open_transcript: bool = False,  # no open-vocabulary pass of its own (OpenTranscriptEngine adds one)
+        noisy_check: bool = False,
     ) -> VoskStream:
         # vosk's phrase list already accepts any sequence of its words, so ``repeat`` changes nothing here.
         import vosk
