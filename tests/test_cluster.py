@@ -137,10 +137,10 @@ def by_node(cluster: Cluster, call: dict[str, Any]) -> int:
 @pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.skipif(not HAVE_KAMAILIO, reason="Kamailio is not installed (scripts/test installs it)")
-@pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces()))
-def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
-    """node2 drains (its call goes on, new calls go elsewhere, then it exits), node0 is killed (its call is ended
-    by the front within 3 s, a new call lands on node1), and meanwhile two nodes append to one audit chain."""
+def cluster_setup(tmp_path: Path, nodes: int, prompt_s: float,
+                  drain_timeout_s: float) -> tuple[ClusterConfig, dict[str, str]]:
+    """A cluster of one-worker nodes on a random /24 of 10.77 whose calls hear a tone of ``prompt_s`` seconds,
+    and the environment for the test's callers (skips without the shared PostgreSQL database)."""
     admin = admin_url()
     if admin is None:
         pytest.skip("VOICEIVR_TEST_POSTGRES_URL is not set: the cluster shares one PostgreSQL database")
@@ -149,15 +149,23 @@ def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(8000)
-        w.writeframes(tone(8000, 440, 12.0))
+        w.writeframes(tone(8000, 440, prompt_s))
     env = siptools.base_env(tmp_path, VIVR_TEST_PROMPT=str(prompt))
     node_env = {k: v for k, v in env.items() if k.startswith(("VOICEIVR_", "VIVR_"))}
     for key in ("VOICEIVR_PATHS_VAR_DIR", "VOICEIVR_TEST_POSTGRES_URL", "VOICEIVR_TEST_REQUIRE_POSTGRES",
                 "VOICEIVR_SIP_DRAIN_TIMEOUT_S"):
         node_env.pop(key, None)
     subnet = str(ipaddress.IPv4Network(f"10.77.{random.randint(100, 250)}.0/24"))
-    config = ClusterConfig(nodes=3, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
-                           env=node_env, drain_timeout_s=20.0, start_timeout_s=45.0)
+    config = ClusterConfig(nodes=nodes, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
+                           env=node_env, drain_timeout_s=drain_timeout_s, start_timeout_s=45.0)
+    return config, env
+
+
+@pytest.mark.skipif(can_make_namespaces() is not None, reason=str(can_make_namespaces()))
+def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
+    """node2 drains (its call goes on, new calls go elsewhere, then it exits), node0 is killed (its call is ended
+    by the front within 3 s, a new call lands on node1), and meanwhile two nodes append to one audit chain."""
+    config, env = cluster_setup(tmp_path, nodes=3, prompt_s=12.0, drain_timeout_s=20.0)
     with Cluster(config) as cluster:
         # One 10 s call on each node (round robin).
         callers = place(cluster, 3, 10.0, env)
@@ -214,23 +222,7 @@ def test_three_nodes_one_drained_one_killed(tmp_path: Path) -> None:
 def test_new_calls_go_to_the_node_with_the_fewest_calls(tmp_path: Path) -> None:
     """One node carries a long call: the next calls, one after the other, all go to the other node (round robin
     would send every second one to the busy node)."""
-    admin = admin_url()
-    if admin is None:
-        pytest.skip("VOICEIVR_TEST_POSTGRES_URL is not set: the cluster shares one PostgreSQL database")
-    prompt = tmp_path / "long.wav"
-    with wave.open(str(prompt), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(tone(8000, 440, 20.0))
-    env = siptools.base_env(tmp_path, VIVR_TEST_PROMPT=str(prompt))
-    node_env = {k: v for k, v in env.items() if k.startswith(("VOICEIVR_", "VIVR_"))}
-    for key in ("VOICEIVR_PATHS_VAR_DIR", "VOICEIVR_TEST_POSTGRES_URL", "VOICEIVR_TEST_REQUIRE_POSTGRES",
-                "VOICEIVR_SIP_DRAIN_TIMEOUT_S"):
-        node_env.pop(key, None)
-    subnet = str(ipaddress.IPv4Network(f"10.77.{random.randint(100, 250)}.0/24"))
-    config = ClusterConfig(nodes=2, workers=1, subnet=subnet, directory=tmp_path / "cluster", admin_url=admin,
-                           env=node_env, drain_timeout_s=5.0, start_timeout_s=45.0)
+    config, env = cluster_setup(tmp_path, nodes=2, prompt_s=20.0, drain_timeout_s=5.0)
     with Cluster(config) as cluster:
         long_call = place(cluster, 1, 15.0, env)
         try:
