@@ -199,16 +199,17 @@ def test_a_scan_of_100_kb_of_adversarial_text_takes_under_150_ms() -> None:
     a figure. Best of three per text. On the AMD EPYC machines it was ~5-10 ms; on this project's Intel Xeon
     machines the slowest texts take 50-80 ms even idle (2026-12-06: "letters, no word end" 81 ms, the same
     before and after the issue-16 moves), so a 50 ms bound failed about one run in two; 150 ms still fails any
-    backtracking blow-up by more than an order of magnitude."""
+    backtracking blow-up by more than an order of magnitude. The time is the scanning thread's CPU time, not the
+    wall clock: under a loaded machine (a full suite beside other work) the wall clock failed it once, 2026-12-06."""
     import time
 
     slow = []
     for label, text in _adversarial():
         best = float("inf")
         for _ in range(3):  # a second and third try only when the first was slow
-            t0 = time.perf_counter()
+            t0 = time.thread_time()
             found = scan(text)
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, time.thread_time() - t0)
             if best < 0.150:
                 break
         assert "hidden_payload/oversized" in found.rules, label
