@@ -14,8 +14,8 @@ at the VAD's first start event. Then, frame by frame:
 * ``rules``: today's end of turn: the VAD's end of speech, then ``call.end_of_turn_ms`` (W) of silence since the
   speech ended (TurnDetector.silence_ends);
 * ``rules+phrase`` (``+lag``): the same with the whole-phrase rule over a grammar of the set's turns, fed the
-  lagging partial (words_by), without and with ``call.end_of_turn_partial_lag`` (a phrase but for its last word,
-  digits but for the last, end after ``fast_end_of_turn_ms`` of quiet: TurnDetector.fast_words); "guarded": not
+  lagging partial (words_by), without and with ``call.end_of_turn_partial_lag`` (a phrase but for its last word
+  ends after ``fast_end_of_turn_ms`` of quiet: TurnDetector.fast_words); "guarded": not
   for a partial ending on an unfinished word; "prefixes, caught-up partial": the lag rule's worst case, phrases
   one word past a pause and a recogniser whose partial caught up in the pause (rules_lag_end);
 * ``smart_turn``: voiceivr.call.turnend.TurnEnding, the live decision, with the Smart Turn v3.2 model on the
@@ -169,8 +169,7 @@ def rules_lag_end(run: Run, w: int, grammar: frozenset[str], *, lag: int, partia
     (TurnDetector.fast_words: fast_end_of_turn_ms of quiet after the words), fed a partial ``partial_lag`` words
     behind the audio (0: a recogniser that caught up in the pause). ``guard``: the lag rule is not granted to a
     partial that ends on an unfinished word (turnend.ends_unfinished)."""
-    short = short_of_a_phrase(grammar)
-    digits = run.clip["digits"]
+    short = short_of_a_phrase(grammar)  # as the live rules, no digit entry is granted the lag
     fast = CallSettings().fast_end_of_turn_ms
     for i, (quiet, silence) in enumerate(zip(run.quiet_ms, run.vad_silence_ms, strict=True)):
         now = (run.onset_k + i) * FRAME_S
@@ -178,8 +177,7 @@ def rules_lag_end(run: Run, w: int, grammar: frozenset[str], *, lag: int, partia
         if lag == 0:  # as TurnDetector.fast_words: only a whole phrase
             why = "phrase" if words in grammar else ""
         else:
-            why = fast_reason(words, whole_phrase=grammar.__contains__, nearly_phrase=short.__contains__,
-                              most_digits=digits, lag=lag)
+            why = fast_reason(words, whole_phrase=grammar.__contains__, nearly_phrase=short.__contains__, lag=lag)
         if guard and why == "phrase_lag" and ends_unfinished(words):
             why = ""
         if why and quiet >= fast:

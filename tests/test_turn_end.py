@@ -272,6 +272,19 @@ def test_the_rules_end_fast_on_a_partial_one_word_short_of_a_phrase_only_with_th
     assert [u.text for u in brain.inputs(b.Utterance)] == ["check my balance"]
 
 
+def test_the_rules_grant_no_lag_to_a_digit_entry() -> None:
+    """Seven of eight digits is no fast end for the rules, lag or not (it cost right answers on dev), while a
+    phrase but for its last word is one with the lag."""
+    brain = ScriptedBrain(greeting=[say("hello", pid=1)])
+    session, *_ = make_session(brain, end_of_turn_partial_lag=1)
+    session.turns.expect(b.Listen(builtin="digits:8"))
+    assert not session.turns.fast_words("one two three four five six seven")
+    assert session.turns.fast_words("one two three four five six seven eight") is False  # no phrase: VAD's end
+    session.turns.expect(b.Listen(grammar=("cancel my card",)))
+    assert session.turns.fast_words("cancel my") and session.turns.fast_words("cancel my card")
+    assert not session.turns.fast_words("cancel")
+
+
 def test_the_rules_lag_does_not_end_a_partial_two_words_short() -> None:
     """A caller who pauses mid-phrase ("check my ... balance please"): the partial "check my balance" is two
     words short of "check my balance please please" and waits end_of_turn_ms with the lag granted too."""

@@ -440,12 +440,13 @@ class TurnDetector:
 
     def fast_words(self, partial: str) -> bool:
         """rules: do the words so far end the turn after fast_end_of_turn_ms? A whole phrase does; with
-        call.end_of_turn_partial_lag, so do a whole phrase but for its last word and a digit entry but for its last
-        digit, which the partial leaves out until the final (voiceivr/call/turnend.py)."""
+        call.end_of_turn_partial_lag, so does a whole phrase but for its last word, which the partial leaves out
+        until the final (voiceivr/call/turnend.py). Not a digit entry but for its last digit: on dev, ending those
+        400 ms sooner changed pocketsphinx's final and 5 more of 76 were wrong (docs/speech.md)."""
         if self.s.end_of_turn_partial_lag == 0:
             return self.complete_phrase(partial)
         return bool(fast_reason(partial, whole_phrase=self.complete_phrase, nearly_phrase=self.nearly_phrase,
-                                most_digits=self._digits[1], lag=self.s.end_of_turn_partial_lag))
+                                lag=self.s.end_of_turn_partial_lag))
 
     def nearly_phrase(self, partial: str) -> bool:
         """Is the partial transcript a whole phrase of the grammar but for its last word (which the partial

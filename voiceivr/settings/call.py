@@ -21,8 +21,9 @@ class CallSettings:
         0,
         "turn_detector = rules: words the recogniser's partial transcript may lag the audio by (pocketsphinx leaves "
         "out the word it is still decoding until the final). 1: a partial that is a whole expected phrase but for its "
-        "last word ('cancel my' of 'cancel my card'), or a digit entry but for one digit, ends the turn after "
-        "fast_end_of_turn_ms as a whole phrase does (smart_turn always grants it). 0: only a whole phrase does "
+        "last word ('cancel my' of 'cancel my card') ends the turn after fast_end_of_turn_ms as a whole phrase "
+        "does (smart_turn always grants it; digit entries are not granted it). 0: only a whole phrase does. Off by "
+        "default: on dev it halved the median menu answer (624 -> 240 ms) but not the p95 of all turns "
         "(docs/speech.md, 'End of turn').",
         min=0, max=1,
     )
