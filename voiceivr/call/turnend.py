@@ -17,7 +17,8 @@
 5. ``max_silence_ms`` of quiet ends it whatever the model says.
 
 It is a pure decision apart from the model, which it is handed as a function (the tests give it a fake one), so
-the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code.
+the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code. The rules
+detector asks only :func:`fast_reason` (rule 1, phrases; the lag only with ``call.end_of_turn_partial_lag``).
 :class:`TurnRules` are the settings it reads: the call's (``call.turn_detector``, ``call.smart_turn_*``), with a
 dialplan node's ``turn:`` over them (:class:`voiceivr.dialplan.io.TurnSpec`).
 """
