@@ -4,6 +4,7 @@ end-of-turn model side by side, over the turn set of scripts/make_turn_set.py.
 
     .venv/bin/python scripts/make_turn_set.py
     .venv/bin/python scripts/bench_turns.py [--cache var/turns] [--conditions clean,pink10] [--json out.json]
+        [--rules-only]
 
 Each clip is played over the line condition (G.711 mu-law; clean, or pink noise at 10 dB SNR) 20 ms at a
 time through what a live call runs: Silero VAD (voiceivr.speech.vad, the default vad.* settings) and the turn
@@ -12,6 +13,11 @@ at the VAD's first start event. Then, frame by frame:
 
 * ``rules``: today's end of turn: the VAD's end of speech, then ``call.end_of_turn_ms`` (W) of silence since the
   speech ended (TurnDetector.silence_ends);
+* ``rules+phrase`` (``+lag``): the same with the whole-phrase rule over a grammar of the set's turns, fed the
+  lagging partial (words_by), without and with ``call.end_of_turn_partial_lag`` (a phrase but for its last word
+  ends after ``fast_end_of_turn_ms`` of quiet: TurnDetector.fast_words); "guarded": not
+  for a partial ending on an unfinished word; "prefixes, caught-up partial": the lag rule's worst case, phrases
+  one word past a pause and a recogniser whose partial caught up in the pause (rules_lag_end);
 * ``smart_turn``: voiceivr.call.turnend.TurnEnding, the live decision, with the Smart Turn v3.2 model on the
   turn's audio so far (300 ms before the onset on, as TurnDetector.begin keeps it): asked once the quiet has
   lasted W (``call.smart_turn_quiet_ms``), again every ``smart_turn_every_ms``, ``turn_max_silence_ms`` at most;
@@ -49,7 +55,14 @@ from make_understanding_set import FRAME_S, LEAD_S, RATE, Line  # noqa: E402
 
 from voiceivr.audio.frames import Frame  # noqa: E402
 from voiceivr.call.budget import Budgets, CallLatencies, EngineCosts  # noqa: E402
-from voiceivr.call.turnend import PARTIAL_LAG_WORDS, TurnEnding, TurnRules  # noqa: E402
+from voiceivr.call.turnend import (  # noqa: E402
+    PARTIAL_LAG_WORDS,
+    TurnEnding,
+    TurnRules,
+    ends_unfinished,
+    fast_reason,
+    short_of_a_phrase,
+)
 from voiceivr.call.turns import Turn, TurnDetector  # noqa: E402
 from voiceivr.settings import CallSettings  # noqa: E402
 from voiceivr.speech.endofturn import load  # noqa: E402
@@ -62,6 +75,17 @@ SMART_W = (150, 200, 300, 500)
 SMART_THRESHOLDS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)  # the default (call.smart_turn_threshold) must be here
 SMART_MAX = (600, 800, 1000, 1200, 1500, 2000)  # and call.turn_max_silence_ms
 EVERY_MS = 250
+# The rules detector with the whole-phrase rule over a grammar of the set's turns (menu), the lag rule off and on
+# (call.end_of_turn_partial_lag), and its worst case: phrases one word past a pause, a partial that caught up.
+LAG_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("rules+phrase", {"lag": 0}),
+    ("rules+phrase+lag", {"lag": 1}),
+    ("rules+phrase+lag, guarded", {"lag": 1, "guard": True}),
+    ("rules+phrase, prefixes, caught-up partial", {"lag": 0, "partial_lag": 0, "prefixes": True}),
+    ("rules+phrase+lag, prefixes, caught-up partial", {"lag": 1, "partial_lag": 0, "prefixes": True}),
+    ("rules+phrase+lag, guarded, prefixes, caught-up partial", {"lag": 1, "partial_lag": 0, "prefixes": True,
+                                                                "guard": True}),
+)
 CUT_AT = (200, 300, 500)
 
 
@@ -115,17 +139,51 @@ def listen(clip: dict[str, Any], cache: Path, condition: str, vad: SileroVad, s:
     return run
 
 
-def words_by(run: Run, t: float) -> str:
+def words_by(run: Run, t: float, lag: int = PARTIAL_LAG_WORDS) -> str:
     """The recogniser's partial at ``t`` as the live one is: the words of the pieces said by then, less the last
     word said (pocketsphinx's partial leaves it out until the final: voiceivr/call/turnend.PARTIAL_LAG_WORDS)."""
     said = " ".join(p for p, end in zip(run.clip["pieces"], run.pieces_end, strict=True) if end <= t).split()
-    return " ".join(said[: max(0, len(said) - PARTIAL_LAG_WORDS)])
+    return " ".join(said[: max(0, len(said) - lag)])
 
 
 def rules_end(run: Run, w: int) -> float | None:
     for i, silence in enumerate(run.vad_silence_ms):
         if silence >= w:
             return (run.onset_k + i + 1) * FRAME_S
+    return None
+
+
+def menu(clips: list[dict[str, Any]], prefixes: bool) -> frozenset[str]:
+    """The grammar of the rules+lag rows: every whole turn of the set as one expected phrase; with ``prefixes``
+    (the worst case for the lag rule), also each paused turn's words up to its first pause and one word more
+    ("my card was stolen" of "my card was, stolen yesterday"), which a caught-up partial in the pause is short of."""
+    out = {" ".join(" ".join(c["pieces"]).lower().split()) for c in clips}
+    if prefixes:
+        out |= {f"{c['pieces'][0]} {c['pieces'][1].split()[0]}".lower() for c in clips if len(c["pieces"]) > 1}
+    return frozenset(out)
+
+
+def rules_lag_end(run: Run, w: int, grammar: frozenset[str], *, lag: int, partial_lag: int = PARTIAL_LAG_WORDS,
+                  guard: bool = False) -> float | None:
+    """The rules detector with the whole-phrase rule and call.end_of_turn_partial_lag = ``lag``
+    (TurnDetector.fast_words: fast_end_of_turn_ms of quiet after the words), fed a partial ``partial_lag`` words
+    behind the audio (0: a recogniser that caught up in the pause). ``guard``: the lag rule is not granted to a
+    partial that ends on an unfinished word (turnend.ends_unfinished)."""
+    short = short_of_a_phrase(grammar)  # as the live rules, no digit entry is granted the lag
+    fast = CallSettings().fast_end_of_turn_ms
+    for i, (quiet, silence) in enumerate(zip(run.quiet_ms, run.vad_silence_ms, strict=True)):
+        now = (run.onset_k + i) * FRAME_S
+        words = words_by(run, now, partial_lag)
+        if lag == 0:  # as TurnDetector.fast_words: only a whole phrase
+            why = "phrase" if words in grammar else ""
+        else:
+            why = fast_reason(words, whole_phrase=grammar.__contains__, nearly_phrase=short.__contains__, lag=lag)
+        if guard and why == "phrase_lag" and ends_unfinished(words):
+            why = ""
+        if why and quiet >= fast:
+            return now + FRAME_S
+        if silence >= w:
+            return now + FRAME_S
     return None
 
 
@@ -204,6 +262,7 @@ def main() -> int:
     ap.add_argument("--conditions", default="clean,pink10")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--gil", action="store_true", help="only: how late a 1 ms ticker thread is while the model runs")
+    ap.add_argument("--rules-only", action="store_true", help="only the rules rows (no end-of-turn model: quick)")
     a = ap.parse_args()
     if a.gil:
         g = gil_lateness(load(CallSettings().smart_turn_model))
@@ -213,7 +272,7 @@ def main() -> int:
     manifest = json.loads((a.cache / "manifest.json").read_text())
     s = CallSettings()
     vad = SileroVad()
-    model = load(s.smart_turn_model)
+    model = None if a.rules_only else load(s.smart_turn_model)
     out: dict[str, Any] = {}
     lines = ["| condition | detector | cut-offs at 200 / 300 / 500 ms (paused turns) | dead air at 5 % cut-offs: "
              "mean / p50 / p95 ms (setting) | at 2 % | model decisions per turn |",
@@ -229,7 +288,18 @@ def main() -> int:
         cuts = " / ".join(f"{row[f'W={w}']['cut']:.0%} ({row[f'W={w}']['cut_paused']:.0%})" for w in CUT_AT)
         lines.append(f"| {condition} | rules | {cuts} | {fmt(best_under(rules_results, 0.05))} | "
                      f"{fmt(best_under(rules_results, 0.02))} | 0 |")
-        for grammar in (False, True):
+        clips = manifest["clips"]
+        for label, row_kw in LAG_ROWS:
+            kw = dict(row_kw)
+            grammar = menu(clips, prefixes=bool(kw.pop("prefixes", False)))
+            lag_results = [(f"W={w}", score(runs, [rules_lag_end(r, w, grammar, **kw) for r in runs]))
+                           for w in RULES_W]
+            table[label] = dict(lag_results)
+            d = dict(lag_results)
+            cuts = " / ".join(f"{d[f'W={w}']['cut']:.0%} ({d[f'W={w}']['cut_paused']:.0%})" for w in CUT_AT)
+            lines.append(f"| {condition} | {label} | {cuts} | {fmt(best_under(lag_results, 0.05))} | "
+                         f"{fmt(best_under(lag_results, 0.02))} | 0 |")
+        for grammar in () if a.rules_only else (False, True):
             results = []
             free = []  # the same without the model's CPU time: what the decisions alone are worth
             asks: dict[str, float] = {}
@@ -260,7 +330,7 @@ def main() -> int:
                          f"{fmt(best_under(free, 0.02))} | |")
         costs += [c for r in runs for _, c in r.p.values()]
         out[condition] = table
-    ms = np.array(costs) * 1000
+    ms = np.array(costs or [0.0]) * 1000
     print("\n".join(lines))
     print(f"\nmodel cost per decision (features + inference, one thread, wall): median {np.median(ms):.0f} ms, "
           f"p95 {np.percentile(ms, 95):.0f} ms over {len(ms)} decisions; rules: a comparison (< 0.01 ms)")
@@ -272,9 +342,11 @@ def main() -> int:
             continue
         t = out[condition]
         default = f"W={s.smart_turn_quiet_ms} p>={s.smart_turn_threshold} max={s.turn_max_silence_ms}"
-        for label, r in (("rules, defaults", t["rules"][f"W={s.end_of_turn_ms}"]),
-                         ("smart_turn, defaults", t["smart_turn"][default]),
-                         ("smart_turn+grammar, defaults", t["smart_turn+grammar"][default])):
+        rows = [("rules, defaults", t["rules"][f"W={s.end_of_turn_ms}"])]
+        rows += [(f"{label}, defaults", t[label][f"W={s.end_of_turn_ms}"]) for label, _ in LAG_ROWS]
+        rows += [(f"{label}, defaults", t[label][default]) for label in ("smart_turn", "smart_turn+grammar")
+                 if label in t]
+        for label, r in rows:
             print(f"{condition} {label}: cut-offs {r['cut']:.0%} (paused turns {r['cut_paused']:.0%}), dead air mean "
                   f"{r['dead_mean']:.0f} / p50 {r['dead_p50']:.0f} / p95 {r['dead_p95']:.0f} ms")
     if a.json:

@@ -20,6 +20,7 @@ from voiceivr.call.turnend import (
     digit_range,
     digits_said,
     ends_unfinished,
+    fast_reason,
     fewest_digits,
     short_of_a_phrase,
 )
@@ -121,6 +122,25 @@ def test_a_phrase_short_of_its_last_word_ends_fast_without_the_model() -> None:
     assert model.calls == 0 and ending.reason == "phrase_lag"
     other = TurnEnding(SMART, whole_phrase=lambda w: False, nearly_phrase=lambda w: w in short)
     assert first_end(other, "cancel", Asked(0.0)) == 1000  # two words short: the caller may be in a pause
+
+
+def test_the_rules_grant_the_lag_only_when_asked() -> None:
+    """fast_reason, the rules detector's fast end: a whole phrase always; with the lag (1 word) a phrase but for
+    its last word, and a digit entry but for its last digit; never two words or digits short (a caller's pause)."""
+    short = short_of_a_phrase(["cancel my card", "check my balance"])
+
+    def why(words: str, lag: int, digits: int = 0) -> str:
+        return fast_reason(words, whole_phrase=lambda w: w == "cancel my card", nearly_phrase=lambda w: w in short,
+                           most_digits=digits, lag=lag)
+
+    assert why("cancel my card", 0) == why("cancel my card", 1) == "phrase"
+    assert why("cancel my", 1) == "phrase_lag" and why("cancel my", 0) == ""
+    assert why("cancel", 1) == "" and why("check", 1) == "" and why("", 1) == ""  # "check ... my balance"
+    assert why("one two three four five six seven", 1, digits=8) == "phrase_lag"
+    assert why("one two three four five six seven", 0, digits=8) == ""
+    assert why("one two three four five six", 1, digits=8) == ""  # two short: a pause between groups
+    assert why("one two three four five six seven eight", 0, digits=8) == "phrase"
+    assert why("my number is", 1, digits=1) == ""  # no digit said yet: nothing to be short of
 
 
 @pytest.mark.parametrize(("words", "n"), [("one two three", 3), ("double five oh", 3), ("1234 five", 5),
@@ -234,6 +254,47 @@ def test_the_session_ends_fast_on_a_partial_one_word_short_of_a_phrase(monkeypat
     a = prompt_seconds("hello") + 0.3
     drive(session, caller_audio([(a, a + 0.8, 900)], total_s=a + 2.0))
     assert session.summary()["latency"]["e2e"]["p50"] <= 260 and not model.seen
+
+
+@pytest.mark.parametrize(("lag", "lo", "hi"), [(1, 190, 260), (0, 600, 720)])
+def test_the_rules_end_fast_on_a_partial_one_word_short_of_a_phrase_only_with_the_lag(lag: int, lo: float,
+                                                                                     hi: float) -> None:
+    """The default detector (rules), through a session: the partial "check my balance" of the phrase "check my
+    balance please" ends the turn after fast_end_of_turn_ms with call.end_of_turn_partial_lag = 1, after
+    end_of_turn_ms without it."""
+    brain = ScriptedBrain(greeting=[say("hello", pid=1), b.Listen(grammar=["check my balance please", "no"])],
+                          replies=[[say("thanks", pid=2)]])
+    session, *_ = make_session(brain, end_of_turn_partial_lag=lag)
+    a = prompt_seconds("hello") + 0.3
+    drive(session, caller_audio([(a, a + 0.8, 900)], total_s=a + 2.0))
+    e2e = session.summary()["latency"]["e2e"]["p50"]
+    assert lo <= e2e <= hi, e2e
+    assert [u.text for u in brain.inputs(b.Utterance)] == ["check my balance"]
+
+
+def test_the_rules_grant_no_lag_to_a_digit_entry() -> None:
+    """Seven of eight digits is no fast end for the rules, lag or not (it cost right answers on dev), while a
+    phrase but for its last word is one with the lag."""
+    brain = ScriptedBrain(greeting=[say("hello", pid=1)])
+    session, *_ = make_session(brain, end_of_turn_partial_lag=1)
+    session.turns.expect(b.Listen(builtin="digits:8"))
+    assert not session.turns.fast_words("one two three four five six seven")
+    assert session.turns.fast_words("one two three four five six seven eight") is False  # no phrase: VAD's end
+    session.turns.expect(b.Listen(grammar=("cancel my card",)))
+    assert session.turns.fast_words("cancel my") and session.turns.fast_words("cancel my card")
+    assert not session.turns.fast_words("cancel")
+
+
+def test_the_rules_lag_does_not_end_a_partial_two_words_short() -> None:
+    """A caller who pauses mid-phrase ("check my ... balance please"): the partial "check my balance" is two
+    words short of "check my balance please please" and waits end_of_turn_ms with the lag granted too."""
+    brain = ScriptedBrain(greeting=[say("hello", pid=1),
+                                    b.Listen(grammar=["check my balance please please", "no"])],
+                          replies=[[say("thanks", pid=2)]])
+    session, *_ = make_session(brain, end_of_turn_partial_lag=1)
+    a = prompt_seconds("hello") + 0.3
+    drive(session, caller_audio([(a, a + 0.8, 900)], total_s=a + 2.0))
+    assert session.summary()["latency"]["e2e"]["p50"] >= 600
 
 
 def test_a_node_can_ask_for_the_model_when_the_call_uses_rules(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,8 @@
 5. ``max_silence_ms`` of quiet ends it whatever the model says.
 
 It is a pure decision apart from the model, which it is handed as a function (the tests give it a fake one), so
-the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code.
+the live turn detector (:mod:`voiceivr.call.turns`) and scripts/bench_turns.py run the same code. The rules
+detector asks only :func:`fast_reason` (rule 1, phrases; the lag only with ``call.end_of_turn_partial_lag``).
 :class:`TurnRules` are the settings it reads: the call's (``call.turn_detector``, ``call.smart_turn_*``), with a
 dialplan node's ``turn:`` over them (:class:`voiceivr.dialplan.io.TurnSpec`).
 """
@@ -136,6 +137,22 @@ def short_of_a_phrase(phrases: Iterable[str]) -> frozenset[str]:
         if len(words) == 2:
             out.add(words[0])
     return frozenset(out)
+
+
+def fast_reason(words: str, *, whole_phrase: Callable[[str], bool], nearly_phrase: Callable[[str], bool],
+                most_digits: int = 0, lag: int = PARTIAL_LAG_WORDS) -> str:
+    """Why the words so far end a turn after only ``fast_end_of_turn_ms`` of quiet ("": they do not). "phrase": a
+    whole expected phrase; with ``lag`` (words the partial lags by; 0 or 1), "phrase_lag": a whole phrase but for
+    its last word, or a digit entry but for its last digit. The rules detector grants the lag only when
+    ``call.end_of_turn_partial_lag`` says so; :class:`TurnEnding` always does."""
+    if not words:
+        return ""
+    said = digits_said(words) if most_digits > 0 else 0
+    if whole_phrase(words) or (most_digits > 0 and said >= most_digits):
+        return "phrase"
+    if lag > 0 and (nearly_phrase(words) or (most_digits > 0 and said > 0 and said + lag >= most_digits)):
+        return "phrase_lag"
+    return ""
 
 
 Model = Callable[[], float]  # the probability that the turn so far is complete (runs the model on its audio)
