@@ -193,14 +193,25 @@ def test_on_a_noisy_line_a_sure_grammar_phrase_stands_only_if_whisper_heard_it()
     assert _run_pcm(engine(quiet), clean) == sure and quiet.calls == []  # a clean line: the grammar is trusted
 
 
-def test_a_turn_that_does_not_ask_for_the_noisy_check_keeps_a_sure_grammar_result() -> None:
-    """Slot answers and read-backs get the open transcript when unsure, but not the noisy-line check: there it
-    halved sure yes/no answers that Whisper did not echo word for word (docs/speech.md, "Open transcript in
-    noise")."""
+def test_a_noisy_slot_answer_gets_whisper_beside_a_sure_grammar_result_which_it_does_not_halve() -> None:
+    """Slot answers and read-backs (``noisy_check=False``) on a noisy line: Whisper's words are handed over beside
+    the sure grammar result, whose confidence stays (the slot's parser compares the two values); halving it, as a
+    menu's check does, lost sure yes/no answers that Whisper did not echo word for word (docs/speech.md, "Open
+    transcript in noise")."""
     sure = SttResult("yes", 0.9, True)
     whisper = _Whisper("the earth")
     engine = ot.OpenTranscriptEngine(_GrammarEngine(sure), whisper, below=0.6, noisy_below_db=20.0)  # type: ignore[arg-type]
-    assert _run_pcm(engine, _speech_like(2.0, 2000.0), noisy_check=False) == sure and whisper.calls == []
+    got = _run_pcm(engine, _speech_like(2.0, 2000.0), noisy_check=False)
+    assert replace(got, decode_seconds=0.0) == replace(sure, open_text="the earth") and len(whisper.calls) == 1
+    unusable = _Whisper("the earth", no_speech=0.95)  # nothing Whisper trusts: the grammar's answer as it was
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(sure), unusable, below=0.6, noisy_below_db=20.0)  # type: ignore[arg-type]
+    assert replace(_run_pcm(engine, _speech_like(2.0, 2000.0), noisy_check=False), decode_seconds=0.0) == sure
+    quiet = _Whisper("the earth")  # a clean line: a sure answer is not transcribed again
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(sure), quiet, below=0.6, noisy_below_db=20.0)  # type: ignore[arg-type]
+    assert _run_pcm(engine, _speech_like(2.0, 3.0), noisy_check=False) == sure and quiet.calls == []
+    off = _Whisper("the earth")  # no noise threshold (the default): as before, sure answers are never transcribed
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(sure), off, below=0.6)  # type: ignore[arg-type]
+    assert _run_pcm(engine, _speech_like(2.0, 2000.0), noisy_check=False) == sure and off.calls == []
 
 
 def test_the_turn_is_denoised_for_whisper_only() -> None:

@@ -63,7 +63,8 @@ def bank_db(sqlite_url: str, migrated_templates: MigratedTemplates) -> sa.Engine
 
 
 def _transfer_call(engine: sa.Engine, whisper: _ScriptedWhisper, pin: tuple[str, float],
-                   amount: tuple[str, float], answers: bool = True) -> tuple[CallSession, Conversation]:
+                   amount: tuple[str, float], answers: bool = True,
+                   noisy_below_db: float = 0.0) -> tuple[CallSession, Conversation]:
     """Transfer (key 3), account number keyed, the PIN and then the amount said aloud, as the recogniser hears
     them (words, confidence)."""
     registry = demo_registry()
@@ -72,7 +73,8 @@ def _transfer_call(engine: sa.Engine, whisper: _ScriptedWhisper, pin: tuple[str,
     conv = Conversation(plan, gate, make_router(plan, [0, 1]), call_id="c-second", registry=registry)
     lexicon = ToneLexicon()
     pin_tone, amount_tone = lexicon.word(*pin).freq, lexicon.word(*amount).freq
-    stt = OpenTranscriptEngine(LexiconStt(lexicon), whisper, below=0.6)  # type: ignore[arg-type]
+    stt = OpenTranscriptEngine(LexiconStt(lexicon), whisper, below=0.6,  # type: ignore[arg-type]
+                               noisy_below_db=noisy_below_db)
     settings = dataclasses.replace(CallSettings(), idle_hangup_s=120.0, idle_sleep_s=90.0,
                                    open_transcript_answers=answers)
     session = CallSession(call_id="c-second", media=MediaChannel(RATE), brain=DialplanBrain(conv, gate),
@@ -126,3 +128,22 @@ def test_a_spoken_pin_never_reaches_the_open_transcript(bank_db: sa.Engine) -> N
     assert pin_turn.text == "" and pin_turn.open_text == ""
     assert "1234" not in " ".join(f"{f.text} {f.open_text}" for f in _finals(session))
     assert conv.slots["amount"].value == Money(5000)
+
+
+def test_on_a_noisy_line_a_sure_amount_is_checked_against_the_open_transcript(bank_db: sa.Engine) -> None:
+    # speech.open_transcript_noisy_db over the test line's SNR: every turn counts as noisy. A sure amount (0.9,
+    # over speech.open_transcript_below) is transcribed again and, heard otherwise, asked again ...
+    whisper = _ScriptedWhisper(["$50."])
+    session, conv = _transfer_call(bank_db, whisper, ("one two three four", 0.9), ("eighty dollars", 0.9),
+                                   noisy_below_db=200.0)
+    assert "Thank you, Alice." in _said(session)  # the sure PIN was taken, and never transcribed (a secret)
+    assert "amount" not in conv.slots and WHERE_TO not in _said(session)
+    assert len(whisper.calls) == 1 and "1234" not in " ".join(f.open_text for f in _finals(session))
+    # ... taken when Whisper heard the same amount, and when its words hold no amount at all (it heard the
+    # voice badly: the grammar's answer stands, as on a clean line)
+    for heard in ("$80.", "Eddie doll."):
+        whisper = _ScriptedWhisper([heard])
+        session, conv = _transfer_call(bank_db, whisper, ("one two three four", 0.9), ("eighty dollars", 0.9),
+                                       noisy_below_db=200.0)
+        assert conv.slots["amount"].value == Money(8000) and WHERE_TO in _said(session), heard
+        assert len(whisper.calls) == 1

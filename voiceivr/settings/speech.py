@@ -71,7 +71,9 @@ class SpeechSettings:
         0.0,
         "A menu turn whose loud frames stand less than this many dB over its quiet ones (a noisy line: pink noise, "
         "babble) gets the open transcript even when the grammar is sure, and the grammar's phrase stands only if "
-        "Whisper heard its words too; otherwise the turn is routed on Whisper's words or reprompted. 0: off (the "
+        "Whisper heard its words too; otherwise the turn is routed on Whisper's words or reprompted. A non-secret "
+        "slot answer or read-back on such a line gets Whisper's words beside the grammar's, and a different value "
+        "is asked again. 0: off (the "
         "default: its gain on dev did not hold up in a second measurement; docs/speech.md, 'Open transcript in "
         "noise'); 25 is the value measured.",
         min=0.0, max=60.0,

@@ -10,10 +10,13 @@ or read-back's) and whose grammar result is under ``speech.open_transcript_below
 end of speech.
 
 On a noisy line the grammar's sureness is no evidence (noise and babble force a closed grammar onto a phrase at a
-high confidence): a turn that asks for this check (``stream(noisy_check=True)``: a menu) whose SNR
-(:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets the open transcript whatever the grammar's
-confidence, the grammar's phrase stands only if Whisper's words contain it (:func:`agrees`), and otherwise the
-turn is routed on Whisper's words or reprompted. A noisy turn is first cleaned by
+high confidence): a turn whose SNR (:func:`turn_snr_db`) is under ``speech.open_transcript_noisy_db`` gets the
+open transcript whatever the grammar's confidence. On a menu turn (``stream(noisy_check=True)``) the grammar's
+phrase then stands only if Whisper's words contain it (:func:`agrees`), and otherwise the turn is routed on
+Whisper's words or reprompted. On a slot answer or a read-back (``noisy_check=False``) the grammar's result is
+kept as it is and Whisper's words are handed over beside it: the slot's parser reads both and a different value
+is asked again (:mod:`voiceivr.dialplan.second_opinion`), while words with no value in them ("the Earth" for a
+synthetic "yes") leave the grammar's answer standing. A noisy turn is first cleaned by
 ``speech.open_transcript_denoise`` (voiceivr.speech.denoise) for Whisper alone. Whisper itself is loaded
 on the first turn that needs it (:class:`LazyTranscriber`).
 
@@ -376,7 +379,7 @@ class OpenTranscriptStream(SttStream):
         if self.noisy_below_db > 0:
             self.snr_db = turn_snr_db(pcm, self.rate)
             noisy = self.snr_db < self.noisy_below_db
-        if sure and not (noisy and self.doubt_noisy):
+        if sure and not noisy:
             return result
         t0 = time.perf_counter()
         try:
@@ -390,7 +393,7 @@ class OpenTranscriptStream(SttStream):
         self.last = got
         self._own_seconds += got.cpu_s
         took = result.decode_seconds + time.perf_counter() - t0
-        if sure:  # a noisy line: the grammar's phrase stands only if Whisper heard it too
+        if sure and self.doubt_noisy:  # a noisy menu turn: the grammar's phrase stands only if Whisper heard it too
             if got.usable and agrees(result.text, got.text):
                 return replace(result, decode_seconds=took)
             result = replace(result, confidence=min(result.confidence, NOISY_DOUBT * self.below))
@@ -422,7 +425,9 @@ class OpenTranscriptEngine(SttEngine):
         s = self.inner.stream(rate, grammar, repeat=repeat, sequence=sequence, builtin=builtin)
         if not open_transcript or not (grammar or builtin):  # a built-in grammar (digits, money) is one too
             return s
-        # the noisy-line check is for the turns that ask for it (menus): on slot answers and read-backs it halved
-        # sure yes/no answers that Whisper did not echo word for word (docs/speech.md, "Open transcript in noise")
+        # the menus' noisy-line check (a sure phrase stands only if Whisper's words contain it) is for the turns
+        # that ask for it: on slot answers and read-backs it halved sure yes/no answers that Whisper did not echo
+        # word for word (docs/speech.md, "Open transcript in noise"). A noisy answer gets Whisper's words all the
+        # same, and the slot's parser compares the two values (voiceivr.dialplan.second_opinion)
         return OpenTranscriptStream(s, self.transcriber, self.below, rate, denoiser=self.denoiser,
                                     noisy_below_db=self.noisy_below_db, doubt_noisy=noisy_check)
