@@ -142,6 +142,39 @@ def test_whisper_loads_on_the_first_unsure_turn_once_not_when_the_recogniser_is_
     assert len(whisper.calls) == 2
 
 
+def test_a_process_that_serves_calls_warms_whisper_in_the_background(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recogniser's worker process calls warm() once it is up (voiceivr/speech/stt/remote.py): the first
+    unsure turn of a call must not wait for the load (it took the bank demo's goodbye to 1.59 s). A load that fails
+    is logged and tried again on the turn."""
+    import threading
+    import time as _time
+
+    started = threading.Event()
+    loads: list[Path] = []
+
+    def load(directory: Path, threads: int = 1) -> _Whisper:
+        started.set()
+        loads.append(directory)
+        if len(loads) == 1:
+            raise OSError("disk hiccup")
+        return _Whisper()
+
+    monkeypatch.setattr(ot, "check_available", lambda speech: None)
+    monkeypatch.setattr(ot, "model_dir", lambda speech: Path("/models/whisper"))
+    monkeypatch.setattr(ot, "shared_transcriber", load)
+    lazy = ot.LazyTranscriber(Settings().speech)
+    engine = ot.OpenTranscriptEngine(_GrammarEngine(SttResult("transfer money", 0.3, True)), lazy, below=0.6)
+    engine.warm()
+    assert started.wait(5.0)
+    deadline = _time.monotonic() + 5.0
+    while _time.monotonic() < deadline and not loads:
+        _time.sleep(0.01)
+    assert loads == [Path("/models/whisper")] and not lazy.loaded  # the failed warm-up left it to the turn
+    assert _run(engine, 1.0, open_transcript=True).open_text == "what's left in my checking" and lazy.loaded
+    engine.warm()  # loaded: nothing more to do
+    assert len(loads) == 2
+
+
 def test_a_missing_model_is_a_config_error_when_the_recogniser_is_built(tmp_path: Path) -> None:
     """Loading lazily must not hide a bad setting until the first caller: the cheap checks run up front."""
     import dataclasses

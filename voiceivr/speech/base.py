@@ -141,6 +141,11 @@ class SttEngine(abc.ABC):
         ``noisy_check``: on a noisy line the grammar's sureness counts for nothing either (a menu turn's: a
         closed grammar forces noise onto a phrase; ``speech.open_transcript_noisy_db``)."""
 
+    def warm(self) -> None:
+        """Load now, in the background, what the engine would otherwise load on a caller's turn (a process that
+        serves calls calls this once it is up). Most engines load everything when built: nothing to do."""
+        return None
+
 
 # ------------------------------------------------------------------------------------------------- TTS
 

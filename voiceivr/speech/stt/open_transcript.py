@@ -279,9 +279,10 @@ def check_available(speech: SpeechSettings) -> None:
 
 class LazyTranscriber:
     """The process's Whisper, loaded on the first turn that asks for it rather than when the recogniser is built:
-    a recogniser that never gets an unsure menu turn (``voiceivr call --stt``'s test caller, a process serving
-    slot answers only) never pays ~0.5 s and ~150 MB for it. Thread-safe: two streams finishing at once load it
-    once (shared_transcriber's lock) and then share it."""
+    a recogniser that never gets an unsure turn (``voiceivr call --stt``'s test caller) never pays ~0.5 s and
+    ~150 MB for it. A process that serves calls loads it in the background once it is up
+    (:meth:`OpenTranscriptEngine.warm`), so no caller waits for the load. Thread-safe: two streams finishing at
+    once load it once (shared_transcriber's lock) and then share it."""
 
     def __init__(self, speech: SpeechSettings) -> None:
         check_available(speech)
@@ -418,6 +419,22 @@ class OpenTranscriptEngine(SttEngine):
         self.noisy_below_db = noisy_below_db
         self.name = inner.name
         self.capabilities = inner.capabilities
+
+    def warm(self) -> None:
+        """Load Whisper in a background thread: in a process that serves calls, the first unsure turn would
+        otherwise wait for the load (0.5 s idle, seconds under load; it failed the bank demo's 1.5 s
+        voice-to-voice bound). A load that fails is logged and tried again on that turn."""
+        transcriber = self.transcriber
+        if not isinstance(transcriber, LazyTranscriber) or transcriber.loaded:
+            return
+
+        def load() -> None:
+            try:
+                transcriber.get()
+            except Exception:
+                log.exception("open transcript: Whisper did not load; the first unsure turn will try again")
+
+        threading.Thread(target=load, name="whisper-warm", daemon=True).start()
 
     def stream(self, rate: int, grammar: Sequence[str] | None = None, *,
                repeat: tuple[int, int] | None = None, sequence: Sequence[str] = (), builtin: str | None = None,

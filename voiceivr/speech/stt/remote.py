@@ -66,6 +66,7 @@ def _worker_main(conn: Connection, settings: Settings, build: Callable[[Settings
         conn.send(("fatal", *_error_message(exc)[1:]))
         return
     conn.send(("ready", engine.name, engine.capabilities))
+    engine.warm()  # this process serves calls: what the engine loads lazily, load now, off the callers' turns
     streams: dict[int, SttStream] = {}
     while True:
         try:
