@@ -28,9 +28,20 @@ PY = sys.executable
 
 
 def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of 127.0.0.1 free for UDP and for TCP too (serve listens on both with sip.tcp): a port the kernel
+    gives out for UDP can be the local end of a TCP connection (a database client's), and serve then failed to
+    start with "Address already in use" (the RFC 4475 test, 2026-12-06)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no port of 127.0.0.1 free for both UDP and TCP in 50 tries")
 
 
 def base_env(tmp: Path, **extra: str) -> dict[str, str]:
