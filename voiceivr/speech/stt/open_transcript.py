@@ -422,7 +422,7 @@ class OpenTranscriptEngine(SttEngine):
 
     def warm(self) -> None:
         """Load Whisper in a background thread: in a process that serves calls, the first unsure turn would
-        otherwise wait for the load (0.5 s idle, seconds under load; it failed the bank demo's 1.5 s
+        otherwise wait for the load (0.5 s idle, seconds under load; it failed the demo dialplan's 1.5 s
         voice-to-voice bound). A load that fails is logged and tried again on that turn."""
         transcriber = self.transcriber
         if not isinstance(transcriber, LazyTranscriber) or transcriber.loaded:
