@@ -73,9 +73,7 @@ def main() -> int:
         w0 = time.perf_counter()
         dn_cpu = 0.0
         if denoiser is not None:  # as OpenTranscriptStream does: a cold stream over the turn, 20 ms at a time
-            s = denoiser.stream(uset.RATE)
-            x = np.concatenate([s.process(x[i : i + 160]) for i in range(0, len(x), 160)])
-            dn_cpu = s.engine_seconds
+            x, dn_cpu = denoiser.whole(x, uset.RATE)
             dn_per_s.append(dn_cpu / (len(x) / uset.RATE))
         got = whisper.transcribe(x, uset.RATE)
         wall.append(time.perf_counter() - w0)

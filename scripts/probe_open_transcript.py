@@ -83,10 +83,7 @@ def main() -> int:
             for beam in (int(b) for b in args.beam.split(",")):
                 t0 = time.perf_counter()
                 for c, x in turns:
-                    y = x
-                    if engine is not None:
-                        s = engine.stream(uset.RATE)
-                        y = np.concatenate([s.process(x[i : i + 160]) for i in range(0, len(x), 160)])
+                    y = engine.whole(x, uset.RATE)[0] if engine is not None else x
                     got = whisper.transcribe(y, uset.RATE, beam_size=beam)
                     d = router.route("", cands, 0.0, got.text) if got.text else None
                     rows.append(dict(cond=cond, denoise=dn, beam=beam, id=c["id"], kind=c["kind"],

@@ -361,13 +361,8 @@ class OpenTranscriptStream(SttStream):
         """The turn through the noise suppressor, once, for Whisper's ears only (the grammar heard the line)."""
         if self.denoiser is None:
             return pcm
-        s = self.denoiser.stream(self.rate)
-        try:
-            block = self.rate // 50
-            out = np.concatenate([s.process(pcm[i : i + block]) for i in range(0, len(pcm), block)])
-        finally:
-            s.close()
-        self._own_seconds += s.engine_seconds
+        out, seconds = self.denoiser.whole(pcm, self.rate)
+        self._own_seconds += seconds
         return out
 
     def finish(self) -> SttResult:
