@@ -142,15 +142,16 @@ def short_of_a_phrase(phrases: Iterable[str]) -> frozenset[str]:
 def fast_reason(words: str, *, whole_phrase: Callable[[str], bool], nearly_phrase: Callable[[str], bool],
                 most_digits: int = 0, lag: int = PARTIAL_LAG_WORDS) -> str:
     """Why the words so far end a turn after only ``fast_end_of_turn_ms`` of quiet ("": they do not). "phrase": a
-    whole expected phrase; with ``lag`` (words the partial lags by; 0 or 1), "phrase_lag": a whole phrase but for
-    its last word, or a digit entry but for its last digit. The rules detector grants the lag only when
+    whole expected phrase, or all the digits a digit entry can take; with ``lag`` (words the partial lags by; 0 or
+    1), "phrase_lag": a whole phrase but for its last word. A digit entry short of its last digit is not granted
+    the lag (ending those sooner changed pocketsphinx's final: docs/speech.md); :meth:`TurnEnding.unfinished_entry`
+    grants it to the entry's wait instead. The rules detector grants the lag only when
     ``call.end_of_turn_partial_lag`` says so; :class:`TurnEnding` always does."""
     if not words:
         return ""
-    said = digits_said(words) if most_digits > 0 else 0
-    if whole_phrase(words) or (most_digits > 0 and said >= most_digits):
+    if whole_phrase(words) or (most_digits > 0 and digits_said(words) >= most_digits):  # no digit can follow
         return "phrase"
-    if lag > 0 and (nearly_phrase(words) or (most_digits > 0 and said > 0 and said + lag >= most_digits)):
+    if lag > 0 and nearly_phrase(words):  # the partial lags: the caller has most likely said the last word
         return "phrase_lag"
     return ""
 
@@ -185,11 +186,10 @@ class TurnEnding:
         """Is the turn over after ``quiet_ms`` of quiet, with ``words`` heard so far? ``model`` is asked at most
         once per call here, and only where it can change the answer."""
         r = self.rules
-        full = self.most_digits > 0 and digits_said(words) >= self.most_digits  # no digit can follow
-        if words and (full or self.whole_phrase(words)):  # the model could only say so later
-            return quiet_ms >= r.fast_ms and self._end("phrase")
-        if words and self.nearly_phrase(words):  # the partial lags: the caller has most likely said the last word
-            return quiet_ms >= r.fast_ms and self._end("phrase_lag")
+        fast = fast_reason(words, whole_phrase=self.whole_phrase, nearly_phrase=self.nearly_phrase,
+                           most_digits=self.most_digits)
+        if fast:  # the model could only say so later
+            return quiet_ms >= r.fast_ms and self._end(fast)
         if self.unfinished_entry(words):
             return quiet_ms >= r.entry_wait_ms and self._end("entry")
         if quiet_ms >= r.max_silence_ms:
