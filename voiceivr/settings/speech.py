@@ -73,9 +73,8 @@ class SpeechSettings:
         "babble) gets the open transcript even when the grammar is sure, and the grammar's phrase stands only if "
         "Whisper heard its words too; otherwise the turn is routed on Whisper's words or reprompted. A non-secret "
         "slot answer or read-back on such a line gets Whisper's words beside the grammar's, and a different value "
-        "is asked again. 0: off (the "
-        "default: its gain on dev did not hold up in a second measurement; docs/speech.md, 'Open transcript in "
-        "noise'); 25 is the value measured.",
+        "is asked again. 0: off (the default: its gain on dev did not hold up in a second measurement; "
+        "docs/speech.md, 'Open transcript in noise'); 25 is the value measured.",
         min=0.0, max=60.0,
     )
     whisper_model: str = setting(
