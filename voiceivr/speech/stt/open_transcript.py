@@ -367,10 +367,13 @@ class OpenTranscriptStream(SttStream):
 
     def finish(self) -> SttResult:
         result = self.inner.finish()
-        pcm, self._pcm = (np.concatenate(self._pcm) if self._pcm else np.zeros(0, np.int16)), []
-        if len(pcm) < MIN_AUDIO_S * self.rate:
+        chunks, self._pcm = self._pcm, []
+        if self._samples < MIN_AUDIO_S * self.rate:
             return result
         sure = result.confidence >= self.below
+        if sure and self.noisy_below_db <= 0:  # most turns: nothing to check, no copy of the turn's audio
+            return result
+        pcm = np.concatenate(chunks)
         noisy = False
         if self.noisy_below_db > 0:
             self.snr_db = turn_snr_db(pcm, self.rate)
